@@ -1,0 +1,82 @@
+"""On-disk embedding cache keyed by content, model and preprocessing.
+
+Why SQLite: one file, atomic writes, safe with several processes (WAL), and a re-run that
+finds every embedding here never decodes an image or touches the model. Keys are
+``sha256(content) | backbone namespace`` (model id, preprocessing hash, precision, device
+type), so renaming files is free and changing any setting that alters numbers misses.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("GENCRITIC_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(base) / "gencritic"
+
+
+class EmbeddingCache:
+    """Vectors stored as float32 blobs. ``None`` path means a disabled (always-miss) cache."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.hits = 0
+        self.misses = 0
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)")
+            self._conn = conn
+
+    @classmethod
+    def in_dir(cls, directory: Path | None) -> EmbeddingCache:
+        return cls(None if directory is None else directory / "embeddings.sqlite")
+
+    @staticmethod
+    def key(content_sha256: str, namespace: str, kind: str) -> str:
+        return f"{kind}|{content_sha256}|{namespace}"
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        if self._conn is None or not keys:
+            self.misses += len(keys)
+            return {}
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                for key, dim, blob in self._conn.execute(f"SELECT key, dim, vec FROM emb WHERE key IN ({marks})", chunk):
+                    found[key] = np.frombuffer(blob, dtype=np.float32, count=dim).copy()
+        self.hits += len(found)
+        self.misses += len(keys) - len(found)
+        return found
+
+    def put_many(self, pairs: Iterable[tuple[str, np.ndarray]]) -> None:
+        if self._conn is None:
+            return
+        rows = [(k, int(v.shape[-1]), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in pairs]
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("INSERT OR REPLACE INTO emb (key, dim, vec) VALUES (?, ?, ?)", rows)
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,1 @@
+"""The command line: thin Typer commands that parse options and call the Python API."""

@@ -1,0 +1,93 @@
+"""``gencritic score`` and ``gencritic metrics``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gencritic.models.loader import DEFAULT_CLIP_MODEL
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(score_command)
+    app.command("metrics")(metrics_command)
+
+
+def score_command(
+    input: Path = typer.Argument(..., help="An image, a mesh, a folder (images, meshes, sub-folders of views) "
+                                           "or a manifest .csv/.jsonl/.parquet with 'image' and 'prompt' columns."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: results.csv, views.csv, summary.json. "
+                                                      "Re-running into the same folder resumes."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Prompt for every item (overrides manifest/sidecar prompts)."),  # noqa: UP045
+    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m",
+                              help="CLIP model: HF id, local folder, checkpoint file, or open_clip NAME/TAG."),
+    metrics: str = typer.Option("clip", "--metrics", help="Comma-separated metric specs, e.g. clip,clip_torchmetrics "
+                                                          "(list them with `gencritic metrics`)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, "
+                                                      "int8 (CPU fast mode: dynamic quantisation)."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Views per model batch."),
+    workers: int = typer.Option(2, "--workers", help="Threads that decode/render ahead of the model."),
+    background: str = typer.Option("white", "--background", help="Colour under transparent pixels: white, black, grey, #rrggbb."),
+    formats: str = typer.Option("csv", "--format", help="Extra result formats besides CSV: parquet, jsonl (comma-separated)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding/render cache (default ~/.cache/gencritic or $GENCRITIC_CACHE_DIR)."),  # noqa: UP045
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results in --out instead of resuming."),
+    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes (see `gencritic render --help`)."),
+    resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels for meshes."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the summary line."),
+) -> None:
+    """Score images (or 3D assets, via rendered views) against their prompts.
+
+    Examples:
+
+      gencritic score examples/images --out out/
+
+      gencritic score manifest.csv --out out/ --metrics clip,clip_torchmetrics --format parquet
+
+      gencritic score photo.png --prompt "a red apple" --out out/ --device cpu --dtype int8
+    """
+    from gencritic.cache import default_cache_dir
+    from gencritic.pipeline import ScoreOptions, score
+
+    options = ScoreOptions(
+        metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+        model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers, background=background,
+        cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+        formats=[f.strip() for f in formats.split(",") if f.strip()], overwrite=overwrite, progress=not quiet,
+        render={"rig": rig, "resolution": resolution},
+    )
+    run = score(input, out=out, prompt=prompt, options=options)
+    s = run.summary
+    mean = "n/a" if s["mean"] is None else f"{s['mean']:.4f}"
+    typer.echo(f"{s['successes']}/{s['count']} items scored; mean {s['primary_metric']} = {mean} "
+               f"-> {out / 'results.csv'}")
+    failed = s["count"] - s["successes"]
+    if failed:
+        typer.echo(f"{failed} item(s) failed; see the 'error' column of {out / 'results.csv'}", err=True)
+
+
+def metrics_command(
+    as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
+) -> None:
+    """List every metric: inputs, range, direction, default model and the paper it comes from."""
+    from gencritic.metrics.registry import all_metrics
+
+    infos = [cls.info for cls in all_metrics().values()]
+    if as_json:
+        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="gencritic metrics", show_lines=False)
+    for col in ("name", "family", "inputs", "columns", "range", "better", "default model"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i.name, i.family, ",".join(i.inputs), ",".join(i.columns),
+                      f"[{i.range[0]:g}, {i.range[1]:g}]", "higher" if i.higher_is_better else "lower",
+                      i.default_model or "-")
+    Console().print(table)

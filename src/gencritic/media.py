@@ -1,0 +1,92 @@
+"""Expand an item into the views that metrics see: one for an image, N for a mesh or a
+folder of pre-rendered views. Runs in worker threads, so it must not touch models.
+
+The warm-cache trick lives here: a view is hashed from its bytes (or, for a rendered mesh,
+from the render settings) and its pixels are only decoded when something needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gencritic.errors import ItemError
+from gencritic.features import View
+from gencritic.io.images import RGB, WHITE, LoadedImage, decode_image, load_image, read_file_bytes
+from gencritic.items import IMAGE_EXTENSIONS, Item
+
+
+@dataclass
+class PreparedItem:
+    """An item ready for scoring, or the reason it cannot be."""
+
+    item: Item
+    views: list[View] = field(default_factory=list)
+    view_errors: dict[str, str] = field(default_factory=dict)  # view name -> why it is not scored
+    reference: LoadedImage | None = None
+    error: str | None = None
+
+
+def _image_view(item: Item, index: int, path: Path, background: RGB, name: str | None = None) -> View:
+    data = read_file_bytes(path)
+    sha = hashlib.sha256(data + f"|bg={background}".encode()).hexdigest()
+
+    def loader() -> LoadedImage:
+        rgb, alpha = decode_image(data, str(path), background)
+        return LoadedImage(rgb=rgb, sha256=sha, alpha=alpha)
+
+    return View(item, index, sha, loader, name=name)
+
+
+def _views_from_folder(item: Item, background: RGB) -> list[View]:
+    files = sorted(p for p in item.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ItemError(f"no view images in folder {item.path}")
+    return [_image_view(item, i, p, background, name=p.stem) for i, p in enumerate(files)]
+
+
+def _views_from_mesh(item: Item, render_options: dict[str, Any], background: RGB,
+                     view_errors: dict[str, str]) -> list[View]:
+    try:
+        from gencritic.render.api import render_asset_views
+    except ImportError as exc:
+        raise ItemError(f"cannot render {item.path}: 3D rendering needs `pip install gencritic[render]` ({exc})") from None
+    views = []
+    for i, rendered in enumerate(render_asset_views(item.path, dict(render_options, background=background))):
+        if rendered.error is not None:
+            view_errors[rendered.name] = rendered.error
+            continue
+        image = rendered.image
+        views.append(View(item, i, image.sha256, lambda image=image: image, name=rendered.name))
+    if not views:
+        reasons = sorted(set(view_errors.values()))
+        raise ItemError(f"no valid rendered view of {item.path}: {'; '.join(reasons)}")
+    return views
+
+
+def prepare_item(item: Item, background: RGB = WHITE, render_options: dict[str, Any] | None = None,
+                 decode: bool = True, need_reference: bool = False) -> PreparedItem:
+    """Build the views of ``item``; any failure becomes ``PreparedItem.error``."""
+    prepared = PreparedItem(item)
+    try:
+        if item.kind == "image":
+            prepared.views = [_image_view(item, 0, item.path, background)]
+        elif item.kind == "views":
+            prepared.views = _views_from_folder(item, background)
+        elif item.kind == "mesh":
+            prepared.views = _views_from_mesh(item, render_options or {}, background, prepared.view_errors)
+        else:
+            raise ItemError(f"items of kind {item.kind!r} are not scored by `score` yet")
+        if decode:
+            for view in prepared.views:
+                _ = view.loaded  # decode in the worker thread, fail the item here if corrupt
+        if need_reference:
+            if item.reference is None:
+                raise ItemError("this metric needs a reference image: add a 'reference' column to the manifest")
+            prepared.reference = load_image(item.reference, background)
+    except ItemError as exc:
+        prepared.error = str(exc)
+        prepared.views = []
+    return prepared

@@ -1,0 +1,113 @@
+"""Text-image alignment with CLIP: the score papers report, and its named variants.
+
+All variants come from one number, the cosine of L2-normalised image and text embeddings:
+
+* ``clip``: ``clip_score`` = cos (raw, e.g. 0.1929) and ``clip_score_x100`` = 100·cos (19.29),
+  the convention of TRELLIS and most text-to-3D papers (mean over views for 3D assets);
+* ``clip_torchmetrics``: 100·max(cos, 0), what ``torchmetrics.multimodal.CLIPScore`` returns;
+* ``clipscore_hessel``: 2.5·max(cos, 0), CLIPScore of Hessel et al. (EMNLP 2021).
+
+Because all three come from the same embeddings, asking for several costs one encode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gencritic.errors import InputError
+from gencritic.features import RunContext, ViewBatch
+from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.registry import register
+from gencritic.models.loader import DEFAULT_CLIP_MODEL
+
+PAPER = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021"
+
+
+def text_image_cosines(batch: ViewBatch, metric: Metric) -> tuple[np.ndarray, list[str | None]]:
+    """Cosine per view between its image and its item's prompt; missing/empty prompts fail the view."""
+    backbone = metric.backbone  # type: ignore[attr-defined]
+    errors: list[str | None] = [None] * len(batch)
+    texts: list[str] = []
+    valid: list[int] = []
+    for i, prompt in enumerate(batch.prompts):
+        if prompt is None:
+            errors[i] = "no prompt for this item (add a 'prompt' column, a sidecar .txt, or --prompt)"
+        elif not prompt.strip():
+            errors[i] = "empty prompt: a text metric needs non-empty text"
+        else:
+            texts.append(prompt)
+            valid.append(i)
+    cos = np.full(len(batch), np.nan)
+    if valid:
+        img = batch.image_embeddings(backbone)
+        txt = batch.text_embeddings(backbone, texts)
+        cos[valid] = (img[valid] * txt).sum(-1).double().numpy()
+    return cos, errors
+
+
+class _ClipBase(Metric):
+    def setup(self, ctx: RunContext) -> None:
+        model = self.model_id()
+        if model is None:
+            raise InputError(f"metric {self.name} needs a model")
+        self.backbone = ctx.pool.clip(model)
+
+
+@register
+class ClipScore(_ClipBase):
+    info = MetricInfo(
+        name="clip",
+        family="alignment",
+        inputs=("image", "text"),
+        columns=("clip_score", "clip_score_x100"),
+        range=(-1.0, 1.0),
+        higher_is_better=True,
+        default_model=DEFAULT_CLIP_MODEL,
+        description=(
+            "Cosine similarity of L2-normalised CLIP image and text embeddings, raw (clip_score) and "
+            "x100 (clip_score_x100, the paper convention). For 3D assets, the mean over rendered views."
+        ),
+        reference=PAPER,
+    )
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        cos, errors = text_image_cosines(batch, self)
+        return MetricResult(values={"clip_score": cos, "clip_score_x100": 100.0 * cos}, errors=errors)
+
+
+@register
+class ClipScoreTorchmetrics(_ClipBase):
+    info = MetricInfo(
+        name="clip_torchmetrics",
+        family="alignment",
+        inputs=("image", "text"),
+        columns=("clip_torchmetrics",),
+        range=(0.0, 100.0),
+        higher_is_better=True,
+        default_model=DEFAULT_CLIP_MODEL,
+        description="100 * max(cos, 0): the value torchmetrics' CLIPScore returns, for comparison with it.",
+        reference="torchmetrics.multimodal.CLIPScore; " + PAPER,
+    )
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        cos, errors = text_image_cosines(batch, self)
+        return MetricResult(values={"clip_torchmetrics": 100.0 * np.maximum(cos, 0.0)}, errors=errors)
+
+
+@register
+class ClipScoreHessel(_ClipBase):
+    info = MetricInfo(
+        name="clipscore_hessel",
+        family="alignment",
+        inputs=("image", "text"),
+        columns=("clipscore_hessel",),
+        range=(0.0, 2.5),
+        higher_is_better=True,
+        default_model=DEFAULT_CLIP_MODEL,
+        description="2.5 * max(cos, 0): the reference-free CLIPScore of Hessel et al.",
+        reference="Hessel et al., CLIPScore: A Reference-free Evaluation Metric for Image Captioning, EMNLP 2021",
+    )
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        cos, errors = text_image_cosines(batch, self)
+        return MetricResult(values={"clipscore_hessel": 2.5 * np.maximum(cos, 0.0)}, errors=errors)

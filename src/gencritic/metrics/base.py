@@ -1,0 +1,101 @@
+"""What a metric is: declared metadata plus a pure, batched compute.
+
+A metric never reads files or prints. The pipeline hands it a :class:`ViewBatch` (decoded
+views, prompts, references) whose :class:`Features` memoise and cache embeddings, so three
+metrics on one CLIP backbone encode each image once. Metrics are registered in one place
+(:mod:`gencritic.metrics.registry`) so ``gencritic metrics`` is always complete.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from gencritic.features import RunContext, ViewBatch
+
+INPUT_KINDS = ("image", "text", "reference", "frames", "set")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """Honest metadata. ``columns[0]`` is the primary output; ``range`` is the value range
+    the tests assert; ``higher_is_better`` says which way is good."""
+
+    name: str
+    family: str
+    inputs: tuple[str, ...]
+    columns: tuple[str, ...]
+    range: tuple[float, float]
+    higher_is_better: bool
+    default_model: str | None
+    description: str
+    reference: str
+    needs_pixels: bool = False  # needs decoded pixels beyond cached embeddings (LPIPS, NIQE, ...)
+    optional_weights: bool = False  # weights often absent; reported unavailable rather than failing the run
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["range"] = list(self.range)
+        d["inputs"] = list(self.inputs)
+        d["columns"] = list(self.columns)
+        return d
+
+
+@dataclass
+class MetricResult:
+    """Per-view outputs: each column an array of len(batch) (NaN where the view failed),
+    and ``errors[i]`` the reason view i failed for this metric (None when it did not)."""
+
+    values: dict[str, np.ndarray]
+    errors: list[str | None] = field(default_factory=list)
+
+    @classmethod
+    def from_columns(cls, n: int, **columns: Sequence[float] | np.ndarray) -> MetricResult:
+        values = {k: np.asarray(v, dtype=np.float64).reshape(n) for k, v in columns.items()}
+        return cls(values=values, errors=[None] * n)
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """``k=v;k2=v2`` -> dict. Used by metric specs like ``lpips:net=vgg``."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"metric option {part!r} should look like key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class Metric(ABC):
+    """Base class. Subclasses set ``info`` and implement ``setup`` and ``compute``."""
+
+    info: ClassVar[MetricInfo]
+
+    def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
+        self.options = dict(options or {})
+        self.default_model = default_model  # the run's --model, for CLIP-based metrics
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def model_id(self) -> str | None:
+        """The model this metric's numbers come from (recorded in every row)."""
+        return self.options.get("model") or self.default_model or self.info.default_model
+
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the model that changes the numbers (recorded per row)."""
+        return {k: v for k, v in sorted(self.options.items()) if k != "model"}
+
+    @abstractmethod
+    def setup(self, ctx: RunContext) -> None:
+        """Load models through ``ctx.pool``. Raise ModelUnavailableError when weights are absent."""
+
+    @abstractmethod
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        """Score every view of the batch. Pure apart from model calls via ``batch.features``."""

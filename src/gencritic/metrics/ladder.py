@@ -1,0 +1,1 @@
+"""Metric family `ladder` (registered in gencritic.metrics.registry)."""

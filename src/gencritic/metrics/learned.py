@@ -1,0 +1,1 @@
+"""Metric family `learned` (registered in gencritic.metrics.registry)."""

@@ -1,0 +1,1 @@
+"""Metric family `longcaption` (registered in gencritic.metrics.registry)."""

@@ -1,0 +1,1 @@
+"""Metric family `preference` (registered in gencritic.metrics.registry)."""

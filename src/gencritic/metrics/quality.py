@@ -1,0 +1,1 @@
+"""Metric family `quality` (registered in gencritic.metrics.registry)."""

@@ -1,0 +1,1 @@
+"""Metric family `reference` (registered in gencritic.metrics.registry)."""

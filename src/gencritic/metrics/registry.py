@@ -1,0 +1,78 @@
+"""The one list of metrics. ``gencritic metrics`` reads it; ``--metrics`` specs resolve here.
+
+A spec is ``name`` or ``name:options`` (``lpips:net=vgg``, ``learned:/path/to/head``).
+Family modules register their classes with :func:`register` when imported; this module
+imports every family so the registry is always complete.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+
+from gencritic.errors import InputError
+from gencritic.metrics.base import Metric, parse_options
+
+_REGISTRY: dict[str, type[Metric]] = {}
+
+# Each family module lives in gencritic/metrics/<family>.py and calls register() at import.
+FAMILY_MODULES = (
+    "alignment",
+    "longcaption",
+    "ladder",
+    "preference",
+    "reference",
+    "quality",
+    "learned",
+    "temporal",
+    "sets",
+)
+_loaded = False
+
+
+def register(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: add a metric to the registry under ``cls.info.name``."""
+    name = cls.info.name
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise RuntimeError(f"metric {name!r} registered twice")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for family in FAMILY_MODULES:
+        importlib.import_module(f"gencritic.metrics.{family}")
+    _loaded = True
+
+
+def all_metrics() -> dict[str, type[Metric]]:
+    _ensure_loaded()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def split_specs(text: str | Iterable[str]) -> list[str]:
+    """``clip,lpips:net=vgg`` -> ['clip', 'lpips:net=vgg']; empty entries dropped."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    return [p.strip() for p in parts if p and p.strip()]
+
+
+def create_metric(spec: str, default_model: str | None = None) -> Metric:
+    """Instantiate a metric from its spec, or fail with the list of known names."""
+    _ensure_loaded()
+    name, _, arg = spec.partition(":")
+    name = name.strip().lower()
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        known = ", ".join(sorted(_REGISTRY))
+        raise InputError(f"unknown metric {name!r}; known metrics: {known} (see `gencritic metrics`)")
+    from_spec = getattr(cls, "from_spec", None)
+    if from_spec is not None:
+        return from_spec(arg, default_model)  # type: ignore[no-any-return]
+    try:
+        options = parse_options(arg)
+    except ValueError as exc:
+        raise InputError(f"metric {spec!r}: {exc}") from None
+    return cls(options, default_model)

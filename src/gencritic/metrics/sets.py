@@ -1,0 +1,1 @@
+"""Metric family `sets` (registered in gencritic.metrics.registry)."""

@@ -1,0 +1,1 @@
+"""Metric family `temporal` (registered in gencritic.metrics.registry)."""

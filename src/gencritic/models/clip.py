@@ -1,0 +1,207 @@
+"""CLIP-family backbones behind one small interface.
+
+Two implementations: Hugging Face ``CLIPModel`` (hub ids, ``save_pretrained`` folders) and
+open_clip (names + pretrained tags, hf-hub repos, OpenAI-format checkpoints whose text
+context may be longer than 77, e.g. Long-CLIP's 248). Metrics only see
+:class:`ClipBackbone`: preprocess an image, encode images, encode texts, count tokens.
+
+Embeddings leave the backbone L2-normalised, in float32, on the CPU, because every CLIP
+metric is a cosine and keeping one convention avoids a family of subtle bugs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+from gencritic.models.device import dtype_name
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    x = x.float()
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _quantise(module: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every Linear: the CPU fast mode (weights int8, activations fp32)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class ClipBackbone(ABC):
+    """A loaded CLIP-like dual encoder. Thread-safe for concurrent callers (one lock)."""
+
+    model_id: str
+    context_length: int
+    device: torch.device
+    dtype: torch.dtype
+    int8: bool
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.image_encode_count = 0  # images pushed through the vision tower (tests assert on it)
+        self.text_encode_count = 0
+
+    # -- identity -----------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def preprocess_config(self) -> dict[str, Any]:
+        """What preprocessing does, as plain data; hashed into cache keys."""
+
+    @property
+    def preprocess_id(self) -> str:
+        blob = json.dumps(self.preprocess_config, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def precision(self) -> str:
+        return dtype_name(self.dtype, self.int8)
+
+    @property
+    def cache_namespace(self) -> str:
+        """Embeddings from this backbone are interchangeable only within this namespace."""
+        return f"{self.model_id}|{self.preprocess_id}|{self.precision}|{self.device.type}"
+
+    @property
+    @abstractmethod
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature (exp of the stored log value), used by softmax-style metrics."""
+
+    # -- work ---------------------------------------------------------------------------------
+    @abstractmethod
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """RGB PIL image -> CHW float32 tensor on CPU. Pure; safe to call from worker threads."""
+
+    @abstractmethod
+    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def _encode_tokens(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens the text needs, start/end tokens included (compare with ``context_length``)."""
+
+    @torch.inference_mode()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Batch of preprocessed images -> (N, D) unit vectors, float32 CPU."""
+        with self.lock:
+            self.image_encode_count += int(pixels.shape[0])
+            x = pixels.to(self.device, non_blocking=True)
+            x = x.to(self.dtype) if not self.int8 else x.float()
+            return _normalise(self._encode_pixels(x)).cpu()
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Texts -> (N, D) unit vectors. Over-long texts are truncated (see ``truncation_report``)."""
+        with self.lock:
+            self.text_encode_count += len(texts)
+            return _normalise(self._encode_tokens(list(texts))).cpu()
+
+    def truncation_report(self, text: str) -> int:
+        """How many tokens of ``text`` do not fit the context and will be cut (0 when it fits)."""
+        return max(0, self.count_tokens(text) - self.context_length)
+
+
+class HFClipBackbone(ClipBackbone):
+    """transformers ``CLIPModel`` + its tokenizer and image processor."""
+
+    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, model_id: str,
+                 device: torch.device, dtype: torch.dtype, int8: bool) -> None:
+        super().__init__()
+        self.model_id = model_id
+        self.device, self.dtype, self.int8 = device, dtype, int8
+        model = model.eval()
+        if int8:
+            model = _quantise(model.float())
+        else:
+            model = model.to(device=device, dtype=dtype)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.context_length = int(model.config.text_config.max_position_embeddings)
+        self._logit_scale = float(model.logit_scale.detach().float().exp().item())
+
+    @property
+    def preprocess_config(self) -> dict[str, Any]:
+        cfg = self.image_processor.to_dict()
+        return {k: cfg.get(k) for k in ("size", "crop_size", "do_center_crop", "image_mean", "image_std",
+                                        "resample", "do_resize", "do_rescale", "rescale_factor", "do_normalize",
+                                        "do_convert_rgb")}
+
+    @property
+    def logit_scale(self) -> float:
+        return self._logit_scale
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        out = self.image_processor(images=image, return_tensors="pt")
+        return out["pixel_values"][0]
+
+    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        # Call the towers directly: identical to get_image_features in transformers 4.x and
+        # immune to 5.x returning an output object instead of a tensor.
+        vision = self.model.vision_model(pixel_values=pixels)
+        return self.model.visual_projection(vision[1])
+
+    def _encode_tokens(self, texts: Sequence[str]) -> torch.Tensor:
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.context_length,
+                             return_tensors="pt")
+        text = self.model.text_model(input_ids=tok["input_ids"].to(self.device),
+                                     attention_mask=tok["attention_mask"].to(self.device))
+        return self.model.text_projection(text[1])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+
+class OpenClipBackbone(ClipBackbone):
+    """An open_clip ``CLIP`` module with its tokenizer and eval transform."""
+
+    def __init__(self, model: Any, tokenizer: Callable[..., torch.Tensor], transform: Any, model_id: str,
+                 device: torch.device, dtype: torch.dtype, int8: bool, count_tokens: Callable[[str], int]) -> None:
+        super().__init__()
+        self.model_id = model_id
+        self.device, self.dtype, self.int8 = device, dtype, int8
+        model = model.eval()
+        if int8:
+            model = _quantise(model.float())
+        else:
+            model = model.to(device=device, dtype=dtype)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.transform = transform
+        self._count_tokens = count_tokens
+        self.context_length = int(getattr(model, "context_length", 77))
+        self._logit_scale = float(model.logit_scale.detach().float().exp().item())
+
+    @property
+    def preprocess_config(self) -> dict[str, Any]:
+        return {"transform": repr(self.transform)}
+
+    @property
+    def logit_scale(self) -> float:
+        return self._logit_scale
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.transform(image)
+
+    def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)
+
+    def _encode_tokens(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(list(texts), context_length=self.context_length).to(self.device)
+        return self.model.encode_text(tokens)
+
+    def count_tokens(self, text: str) -> int:
+        return self._count_tokens(text)

@@ -1,0 +1,472 @@
+"""plan -> load -> (render) -> embed -> score -> write, with resume and progress.
+
+No metric maths here. The pipeline's job is throughput and bookkeeping: decode and render
+in worker threads while the model runs, keep an item's views in one batch, record each
+finished batch durably, skip what an earlier run already finished, and never write a number
+that did not come from a metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gencritic.cache import EmbeddingCache, default_cache_dir
+from gencritic.errors import InputError, ModelUnavailableError
+from gencritic.features import RunContext, ViewBatch, describe_settings
+from gencritic.io.images import parse_background
+from gencritic.io.manifest import collect_items
+from gencritic.items import Item
+from gencritic.media import PreparedItem, prepare_item
+from gencritic.metrics.base import Metric
+from gencritic.metrics.registry import create_metric, split_specs
+from gencritic.models.clip import ClipBackbone
+from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
+from gencritic.store import ResultsStore, atomic_write_text, write_table
+
+log = logging.getLogger("gencritic")
+
+FORMATS = ("csv", "parquet", "jsonl")
+
+
+@dataclass
+class ScoreOptions:
+    """Every setting of a scoring run. Those that change numbers enter the fingerprint."""
+
+    metrics: Sequence[str] = ("clip",)
+    model: str = DEFAULT_CLIP_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 32
+    workers: int = 2
+    background: str = "white"
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
+    formats: Sequence[str] = ("csv",)
+    overwrite: bool = False
+    progress: bool = True
+    render: dict[str, Any] = field(default_factory=dict)
+
+    def numeric_settings(self) -> dict[str, Any]:
+        """The settings that can change a score (what resume and rows are keyed on)."""
+        return {"metrics": list(self.metrics), "model": self.model, "dtype": self.dtype, "device": self.device,
+                "background": self.background, "render": dict(sorted(self.render.items()))}
+
+
+@dataclass
+class ScoreRun:
+    """What a run produced: rows (one per item), their column order and the summary."""
+
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    view_rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    out_dir: Path | None
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+
+def software_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("gencritic", "torch", "transformers", "open_clip_torch", "numpy", "pillow", "moderngl"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def build_metrics(specs: Sequence[str], model: str) -> list[Metric]:
+    metrics = [create_metric(s, model) for s in specs]
+    if not metrics:
+        raise InputError("no metrics asked for: use --metrics clip (see `gencritic metrics`)")
+    names = [m.name for m in metrics]
+    dupes = {n for n in names if names.count(n) > 1 and n != "learned"}
+    if dupes:
+        raise InputError(f"metric(s) listed twice: {', '.join(sorted(dupes))}")
+    return metrics
+
+
+def setup_metrics(metrics: list[Metric], ctx: RunContext) -> tuple[list[Metric], dict[str, str]]:
+    """Load every metric's models; optional ones without weights are reported, not faked."""
+    ready: list[Metric] = []
+    unavailable: dict[str, str] = {}
+    for metric in metrics:
+        try:
+            metric.setup(ctx)
+            ready.append(metric)
+        except ModelUnavailableError as exc:
+            if metric.info.optional_weights and len(metrics) > 1:
+                unavailable[metric.name] = str(exc)
+                log.warning("metric %s unavailable: %s", metric.name, exc)
+            else:
+                raise
+    if not ready:
+        raise ModelUnavailableError("; ".join(unavailable.values()))
+    return ready, unavailable
+
+
+def metric_backbones(metrics: Sequence[Metric]) -> list[ClipBackbone]:
+    seen: dict[int, ClipBackbone] = {}
+    for m in metrics:
+        for attr in ("backbone",):
+            bb = getattr(m, attr, None)
+            if isinstance(bb, ClipBackbone):
+                seen[id(bb)] = bb
+    return list(seen.values())
+
+
+def output_columns(items: Sequence[Item], metrics: Sequence[Metric], any_text: bool) -> list[str]:
+    cols: list[str] = []
+    for item in items:
+        for c in item.columns:
+            if c not in cols:
+                cols.append(c)
+    for extra in ("item_id",):
+        if extra not in cols:
+            cols.append(extra)
+    if any(i.prompt is not None for i in items) and not any(c.lower() in ("prompt", "caption", "text") for c in cols):
+        cols.append("prompt")
+    for m in metrics:
+        cols.extend(c for c in m.info.columns if c not in cols)
+    if any(i.kind in ("mesh", "views") for i in items):
+        cols.extend(["num_views", "num_views_scored"])
+    if any_text:
+        cols.append("prompt_tokens_cut")
+    cols.extend(["success", "error", "model", "settings_id"])
+    return cols
+
+
+class _Prefetcher:
+    """Prepare items in worker threads, in order, a bounded window ahead of the scorer."""
+
+    def __init__(self, items: Sequence[Item], prepare: Callable[[Item], PreparedItem], workers: int,
+                 window: int) -> None:
+        self.items = items
+        self.prepare = prepare
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gencritic-load")
+        self.window = max(1, window)
+
+    def __iter__(self) -> Iterator[PreparedItem]:
+        pending: list[Future[PreparedItem]] = []
+        it = iter(self.items)
+        try:
+            for item in it:
+                pending.append(self.pool.submit(self.prepare, item))
+                if len(pending) >= self.window:
+                    break
+            while pending:
+                done = pending.pop(0)
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(self.pool.submit(self.prepare, nxt))
+                yield done.result()
+        finally:
+            for f in pending:
+                f.cancel()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _batches(prepared: Iterator[PreparedItem], batch_size: int) -> Iterator[list[PreparedItem]]:
+    """Group items so that a batch holds at least ``batch_size`` views (never splits an item)."""
+    batch: list[PreparedItem] = []
+    n_views = 0
+    for p in prepared:
+        batch.append(p)
+        n_views += len(p.views)
+        if n_views >= batch_size:
+            yield batch
+            batch, n_views = [], 0
+    if batch:
+        yield batch
+
+
+def _score_batch(batch: list[PreparedItem], metrics: Sequence[Metric], ctx: RunContext,
+                 settings_id: str, model_label: str, token_cuts: dict[str, int]) -> list[dict[str, Any]]:
+    views = [v for p in batch for v in p.views]
+    per_view: dict[str, np.ndarray] = {}
+    view_errors: list[list[str]] = [[] for _ in views]
+    if views:
+        vb = ViewBatch(views=views, ctx=ctx, references={p.item.item_id: p.reference for p in batch})
+        for metric in metrics:
+            result = metric.compute(vb)
+            for col, values in result.values.items():
+                per_view[col] = np.asarray(values, dtype=np.float64)
+            for i, err in enumerate(result.errors):
+                if err:
+                    view_errors[i].append(f"{metric.name}: {err}")
+    records = []
+    offset = 0
+    for p in batch:
+        item = p.item
+        n = len(p.views)
+        rec: dict[str, Any] = {
+            "item": {"item_id": item.item_id, "kind": item.kind, "path": str(item.path), "prompt": item.prompt,
+                     "columns": item.columns},
+            "values": {}, "views": [], "num_views": n + len(p.view_errors),
+            "prompt_tokens_cut": token_cuts.get(item.prompt or "", 0) if item.prompt else None,
+            "settings_id": settings_id, "model": model_label,
+        }
+        if p.error is not None:
+            rec.update(success=False, error=p.error, num_views_scored=0)
+            records.append(rec)
+            continue
+        scored_views = set()
+        for j in range(n):
+            view = p.views[j]
+            vals = {c: float(v[offset + j]) for c, v in per_view.items()}
+            errs = view_errors[offset + j]
+            rec["views"].append({"view": view.name, "values": vals, "error": "; ".join(errs) or None})
+            if any(not math.isnan(x) for x in vals.values()):
+                scored_views.add(j)
+        for name, reason in p.view_errors.items():
+            rec["views"].append({"view": name, "values": {}, "error": reason})
+        item_errors: list[str] = []
+        for col, values in per_view.items():
+            chunk = values[offset:offset + n]
+            ok = chunk[~np.isnan(chunk)]
+            rec["values"][col] = float(ok.mean()) if ok.size else math.nan
+            if not ok.size:
+                reasons = sorted({e for j in range(n) for e in view_errors[offset + j]}) or [f"{col} not computed"]
+                item_errors.extend(r for r in reasons if r not in item_errors)
+        rec["num_views_scored"] = len(scored_views)
+        rec["success"] = not item_errors
+        rec["error"] = "; ".join(item_errors) or None
+        records.append(rec)
+        offset += n
+    return records
+
+
+def record_to_row(rec: dict[str, Any]) -> dict[str, Any]:
+    item = rec["item"]
+    row: dict[str, Any] = dict(item.get("columns") or {})
+    row.setdefault("item_id", item["item_id"])
+    if item.get("prompt") is not None and not any(k.lower() in ("prompt", "caption", "text") for k in row):
+        row["prompt"] = item["prompt"]
+    row.update(rec.get("values", {}))
+    row.update(num_views=rec.get("num_views"), num_views_scored=rec.get("num_views_scored"),
+               prompt_tokens_cut=rec.get("prompt_tokens_cut"), success=bool(rec.get("success")),
+               error=rec.get("error") or "", model=rec.get("model"), settings_id=rec.get("settings_id"))
+    return row
+
+
+def record_view_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for v in rec.get("views", []):
+        if not v["values"]:
+            rows.append({"item_id": rec["item"]["item_id"], "view": v["view"], "metric": "", "value": None,
+                         "model": rec.get("model"), "settings_id": rec.get("settings_id"), "error": v["error"] or ""})
+        for col, value in v["values"].items():
+            rows.append({"item_id": rec["item"]["item_id"], "view": v["view"], "metric": col, "value": value,
+                         "model": rec.get("model"), "settings_id": rec.get("settings_id"), "error": v["error"] or ""})
+    return rows
+
+
+VIEW_COLUMNS = ["item_id", "view", "metric", "value", "model", "settings_id", "error"]
+
+
+def summarise(records: Sequence[dict[str, Any]], metrics: Sequence[Metric], options: ScoreOptions,
+              unavailable: dict[str, str], wall_time: float, interrupted: bool) -> dict[str, Any]:
+    successes = [r for r in records if r.get("success")]
+    per_column: dict[str, dict[str, Any]] = {}
+    for m in metrics:
+        for col in m.info.columns:
+            vals = np.array([r["values"].get(col, math.nan) for r in successes], dtype=np.float64)
+            vals = vals[~np.isnan(vals)]
+            per_column[col] = {
+                "metric": m.name, "model": m.model_id(), "settings": m.settings(),
+                "mean": float(vals.mean()) if vals.size else None,
+                "std": float(vals.std()) if vals.size else None,
+                "min": float(vals.min()) if vals.size else None,
+                "max": float(vals.max()) if vals.size else None,
+                "n": int(vals.size), "higher_is_better": m.info.higher_is_better,
+            }
+    primary = metrics[0].info.columns[0] if metrics else None
+    head = per_column.get(primary or "", {})
+    summary: dict[str, Any] = {
+        "primary_metric": primary,
+        "mean": head.get("mean"),
+        "mean_x100": None if head.get("mean") is None else 100.0 * head["mean"],
+        "std": head.get("std"),
+        "count": len(records),
+        "successes": len(successes),
+        "failures": len(records) - len(successes),
+        "success_rate": (len(successes) / len(records)) if records else None,
+        "metrics": per_column,
+        "unavailable_metrics": unavailable,
+        "model": options.model,
+        "settings": {**options.numeric_settings(), "batch_size": options.batch_size},
+        "versions": software_versions(),
+        "wall_time_s": round(wall_time, 3),
+        "interrupted": interrupted,
+    }
+    return summary
+
+
+def _token_cuts(items: Sequence[Item], backbones: Sequence[ClipBackbone]) -> dict[str, int]:
+    """Tokens each distinct prompt loses to truncation, worst over backbones; warn once per text."""
+    cuts: dict[str, int] = {}
+    texts = sorted({i.prompt for i in items if i.prompt})
+    for text in texts:
+        cut = max((b.truncation_report(text) for b in backbones), default=0)
+        cuts[text] = cut
+        if cut:
+            ctx_len = min(b.context_length for b in backbones)
+            log.warning("prompt %r is %d tokens over the model's %d-token context: %d tokens cut "
+                        "(use a long-caption metric such as longclip/specs or clip_chunked to keep them)",
+                        text[:60] + ("..." if len(text) > 60 else ""), cut, ctx_len, cut)
+    return cuts
+
+
+def score(
+    source: str | Path | Sequence[Item],
+    out: str | Path | None = None,
+    prompt: str | None = None,
+    options: ScoreOptions | None = None,
+    pool: ModelPool | None = None,
+    **overrides: Any,
+) -> ScoreRun:
+    """Score images, meshes or folders of views; the Python API behind ``gencritic score``.
+
+    ``source`` is a path (image, mesh, folder, manifest) or a list of :class:`Item`.
+    With ``out`` set, results are written there incrementally and a re-run resumes.
+    Returns the rows (also as ``.to_pandas()``) and the summary.
+    """
+    opts = options or ScoreOptions()
+    for key, value in overrides.items():
+        if not hasattr(opts, key):
+            raise InputError(f"unknown option {key!r} for score()")
+        setattr(opts, key, value)
+    if isinstance(opts.metrics, str):
+        opts.metrics = split_specs(opts.metrics)
+    for fmt in opts.formats:
+        if fmt not in FORMATS:
+            raise InputError(f"unknown output format {fmt!r}: use {', '.join(FORMATS)}")
+    if opts.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    started = time.perf_counter()
+    try:
+        background = parse_background(opts.background)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    items = list(source) if isinstance(source, Sequence) and not isinstance(source, str) else collect_items(Path(source), prompt)
+    metrics = build_metrics(opts.metrics, opts.model)
+    pool = pool or ModelPool(opts.device, opts.dtype)
+    cache = EmbeddingCache.in_dir(opts.cache_dir)
+    ctx = RunContext(pool=pool, cache=cache, default_model=opts.model, background=background)
+    metrics, unavailable = setup_metrics(metrics, ctx)
+
+    fingerprint = describe_settings(opts.numeric_settings())
+    model_label = ",".join(dict.fromkeys(str(m.model_id()) for m in metrics if m.model_id()))
+    out_dir = Path(out) if out is not None else None
+    store = ResultsStore(out_dir, fingerprint, opts.overwrite) if out_dir is not None else None
+    done = store.done_ids if store else set()
+    pending = [i for i in items if i.item_id not in done]
+
+    backbones = metric_backbones(metrics)
+    any_text = any("text" in m.info.inputs for m in metrics)
+    token_cuts = _token_cuts(pending, backbones) if any_text and backbones else {}
+    if any_text and backbones:  # encode every distinct prompt once, up front, in big batches
+        texts = sorted({i.prompt for i in pending if i.prompt and i.prompt.strip()})
+        for bb in backbones:
+            from gencritic.features import encode_texts_cached
+
+            if texts:
+                encode_texts_cached(bb, ctx, texts)
+
+    needs_pixels = any(m.info.needs_pixels for m in metrics)
+    needs_reference = any("reference" in m.info.inputs for m in metrics)
+    columns = output_columns(items, metrics, any_text)
+
+    def prepare(item: Item) -> PreparedItem:
+        prepared = prepare_item(item, background, opts.render, decode=False, need_reference=needs_reference)
+        if prepared.error is None and prepared.views:
+            try:
+                _warm_views(prepared, backbones, cache, needs_pixels)
+            except Exception as exc:  # decode failure surfaces as an item error
+                prepared.error = str(exc)
+                prepared.views = []
+        return prepared
+
+    new_records: list[dict[str, Any]] = []
+    interrupted = False
+    progress = _progress(len(items), len(done), opts.progress)
+    try:
+        with progress as bar:
+            task = bar.add_task("scoring", total=len(items), completed=len(done))
+            for batch in _batches(iter(_Prefetcher(pending, prepare, opts.workers, 4 * opts.batch_size)),
+                                  opts.batch_size):
+                records = _score_batch(batch, metrics, ctx, fingerprint, model_label, token_cuts)
+                if store is not None:
+                    store.append(records)
+                    store.append_csv([record_to_row(r) for r in records], columns)
+                new_records.extend(records)
+                bar.advance(task, len(batch))
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: finished batches are saved; re-run the same command to resume")
+
+    all_records = store.records() if store is not None else {r["item"]["item_id"]: r for r in new_records}
+    ordered = [all_records[i.item_id] for i in items if i.item_id in all_records]
+    rows = [record_to_row(r) for r in ordered]
+    view_rows = [vr for r in ordered for vr in record_view_rows(r)]
+    summary = summarise(ordered, metrics, opts, unavailable, time.perf_counter() - started, interrupted)
+    summary["cache"] = {"hits": cache.hits, "misses": cache.misses, "path": str(cache.path) if cache.path else None}
+    summary["resumed_items"] = len(done)
+    if out_dir is not None:
+        for fmt in dict.fromkeys(["csv", *opts.formats]):
+            write_table(rows, columns, out_dir / f"results.{fmt}")
+        write_table(view_rows, VIEW_COLUMNS, out_dir / "views.csv")
+        import json
+
+        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n")
+    cache.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    return ScoreRun(rows=rows, columns=columns, view_rows=view_rows, summary=summary, out_dir=out_dir)
+
+
+def _warm_views(prepared: PreparedItem, backbones: Sequence[ClipBackbone], cache: EmbeddingCache,
+                needs_pixels: bool) -> None:
+    """In a worker: decode and preprocess only what the cache does not already answer."""
+    for view in prepared.views:
+        if needs_pixels:
+            _ = view.loaded
+        for bb in backbones:
+            key = EmbeddingCache.key(view.sha256, bb.cache_namespace, "img")
+            if not cache.get_many([key]):
+                view.pixels[bb.preprocess_id] = bb.preprocess(view.image)
+
+
+def _progress(total: int, done: int, enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    class _Rate(TextColumn):
+        def __init__(self) -> None:
+            super().__init__("")
+
+        def render(self, task: Any) -> Any:
+            from rich.text import Text
+
+            speed = task.speed
+            return Text(f"{speed:.1f} items/s" if speed else "")
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+                    TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled or not sys.stderr.isatty(),
+                    transient=False)

@@ -1,0 +1,160 @@
+"""Results on disk: written as they are made, resumable, and exported in formats people load.
+
+Layout of an output folder::
+
+    results.csv      one row per item (wide): input columns, metric columns, success, error
+    views.csv        long format: item_id, view, metric column, value, model, settings_id
+    summary.json     run statistics, settings, versions, wall time
+    .gencritic/journal.jsonl   append-only log of finished items (the resume authority)
+
+The journal is appended and fsynced after every batch, so a crash or Ctrl-C loses at most
+the batch in flight. ``results.csv`` is appended at the same time for people watching a
+long run, and rewritten from the journal (in input order) when the run ends or resumes, so
+two runs of the same job give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gencritic.errors import InputError
+
+JOURNAL = "journal.jsonl"
+STATE_DIR = ".gencritic"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file + rename so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_value(value: Any) -> str:
+    """CSV cell text: full float precision (repr), empty for missing, stable across runs."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([format_value(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+class ResultsStore:
+    """Journal + exports for one output folder, guarded by a settings fingerprint."""
+
+    def __init__(self, out_dir: Path, fingerprint: str, overwrite: bool = False) -> None:
+        self.out_dir = out_dir
+        self.state_dir = out_dir / STATE_DIR
+        self.journal_path = self.state_dir / JOURNAL
+        self.meta_path = self.state_dir / "run.json"
+        self.fingerprint = fingerprint
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(exist_ok=True)
+        if overwrite:
+            self.journal_path.unlink(missing_ok=True)
+        if self.meta_path.exists() and self.journal_path.exists():
+            previous = json.loads(self.meta_path.read_text()).get("fingerprint")
+            if previous != fingerprint:
+                raise InputError(
+                    f"{out_dir} holds results of a run with other settings (model, metrics or options); "
+                    f"use a new --out folder, or --overwrite to replace them"
+                )
+        atomic_write_text(self.meta_path, json.dumps({"fingerprint": fingerprint}))
+        self._records = self._read_journal()
+
+    def _read_journal(self) -> dict[str, dict[str, Any]]:
+        records: dict[str, dict[str, Any]] = {}
+        if not self.journal_path.exists():
+            return records
+        raw = self.journal_path.read_bytes()
+        good_end = raw.rfind(b"\n") + 1
+        if good_end < len(raw):  # a torn last line from a crash mid-write: drop it
+            with open(self.journal_path, "r+b") as fh:
+                fh.truncate(good_end)
+        for line in raw[:good_end].decode("utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                records[rec["item"]["item_id"]] = rec
+        return records
+
+    @property
+    def done_ids(self) -> set[str]:
+        return set(self._records)
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        return dict(self._records)
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Durably record finished items (one JSON line each), then fsync."""
+        lines = []
+        for rec in records:
+            self._records[rec["item"]["item_id"]] = rec
+            lines.append(json.dumps(rec, ensure_ascii=False, allow_nan=True, default=str) + "\n")
+        if not lines:
+            return
+        with open(self.journal_path, "a", encoding="utf-8") as fh:
+            fh.write("".join(lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def append_csv(self, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+        """Live view of a long run; the final rewrite makes it canonical."""
+        path = self.out_dir / "results.csv"
+        text = rows_to_csv(rows, columns)
+        if path.exists() and path.stat().st_size > 0:
+            text = text.split("\n", 1)[1]
+        with open(path, "a", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+
+
+def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: Path) -> None:
+    """Write rows as CSV, JSONL or Parquet depending on the suffix (atomically)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        atomic_write_text(path, rows_to_csv(rows, columns))
+    elif suffix == ".jsonl":
+        lines = [json.dumps({c: _json_safe(r.get(c)) for c in columns}, ensure_ascii=False) for r in rows]
+        atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    elif suffix == ".parquet":
+        import pandas as pd
+
+        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=list(columns))
+        tmp = path.with_name(f".{path.name}.tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    else:
+        raise InputError(f"unsupported output format {suffix!r}: use csv, jsonl or parquet")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
