@@ -1,0 +1,1 @@
+"""Adapters that turn dataset layouts (human-rated sets, Toys4k, ...) into items."""
