@@ -1,0 +1,276 @@
+"""``diagnose()``: one image or frame sequence + a profile -> a JSON-able action plan.
+
+Order of work, chosen so that nothing is wasted and nothing is faked:
+
+1. validate everything (profile, input path, reference path, an explicitly requested model)
+   and raise one-line :class:`InputError` / :class:`ModelUnavailableError` before any work;
+2. decode the image, or the sequence (image diagnostics then run on its *key frame*, the frame
+   of peak mean brightness, and the temporal diagnostics on the whole sequence);
+3. measure every diagnostic the profile lists; CLIP probes and scores only with a model;
+4. verdicts, component scores, overall 0-10, pass/fail, and rule-based suggestions.
+
+Checks that cannot run here (temporal ones on a still image, CLIP ones with no model) are
+listed under ``skipped`` / ``unavailable`` with the reason and left out of the score; checks
+that ran but found nothing to measure are ``unmeasurable`` and score 0.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gencritic.diagnose.analysers import DESCRIPTIONS, ImageContext, measure
+from gencritic.diagnose.profiles import DEFAULT_PROFILE, Check, Profile, load_profile
+from gencritic.diagnose.rules import component_score, overall_score, suggest, verdict
+from gencritic.errors import InputError, ItemError, ModelUnavailableError
+from gencritic.io.images import parse_background
+
+if TYPE_CHECKING:
+    from gencritic.models import ModelPool
+
+TEMPORAL_UNITS = {"flicker_index": "% luma", "temporal_ssim": "SSIM", "warping_error": "luma",
+                  "peak_brightness": "luma", "time_to_peak": "fraction of duration", "decay_rate": "1/s or 1/frame",
+                  "dissipation": "fraction of peak"}
+TEMPORAL_DESCRIPTIONS = {
+    "flicker_index": "high-frequency frame-to-frame change of mean luma, in % of full scale (0 = smooth)",
+    "temporal_ssim": "mean SSIM between consecutive frames (1 = identical)",
+    "warping_error": "mean |luma| error after warping frame t+1 onto t with Farneback optical flow",
+    "peak_brightness": "highest mean frame luma",
+    "time_to_peak": "when mean brightness peaks, as a fraction of the sequence (0 start, 1 end)",
+    "decay_rate": "exponential decay rate of brightness after the peak (per second if fps is known)",
+    "dissipation": "last frame's brightness above the pre-peak minimum, as a fraction of the peak's",
+}
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe, stable numbers: NaN/inf -> None, floats rounded to 6 decimals, numpy -> python."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_clean(v) for v in x.tolist()]
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        f = float(x)
+        return round(f, 6) if math.isfinite(f) else None
+    return x
+
+
+def _load_still(path: Path, background: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    from gencritic.io.images import load_image
+
+    try:
+        loaded = load_image(path, background)
+    except ItemError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    return np.asarray(loaded.rgb, dtype=np.uint8), loaded.alpha
+
+
+def _temporal_values(summary: dict[str, Any], fps: float | None) -> dict[str, float | None]:
+    prof = summary.get("brightness_profile", {})
+    decay = prof.get("decay_rate_per_s") if fps else prof.get("decay_rate_per_frame")
+    return {"flicker_index": summary.get("flicker_index"), "temporal_ssim": summary.get("temporal_ssim"),
+            "warping_error": summary.get("warping_error"), "peak_brightness": prof.get("peak"),
+            "time_to_peak": prof.get("time_to_peak"), "decay_rate": decay, "dissipation": prof.get("dissipation")}
+
+
+def _resolve_backbone(profile: Profile, model: str | None, pool: ModelPool | None,
+                      unavailable: dict[str, str]) -> Any:
+    """Explicit model: load or raise. Profile-requested model: load or record why not."""
+    spec = model or profile.model
+    if not spec:
+        return None
+    from gencritic.models import DEFAULT_CLIP_MODEL, ModelPool
+
+    if spec == "default":
+        spec = DEFAULT_CLIP_MODEL
+    pool = pool or ModelPool()
+    if model:
+        return pool.clip(spec)  # ModelUnavailableError propagates: the user asked for this model
+    try:
+        return pool.clip(spec)
+    except ModelUnavailableError as exc:
+        unavailable["clip"] = str(exc)
+        return None
+
+
+def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | None = None,
+             reference: str | Path | None = None, pool: ModelPool | None = None,
+             model: str | None = None) -> dict[str, Any]:
+    """Diagnose an image or a frame sequence (folder, GIF, MP4/WebM) against a profile.
+
+    Returns ``{passed, overall, scores, diagnostics, suggested_parameters, issues, ...}``; see
+    docs/diagnostics.md for every field. Deterministic: same inputs and settings, same dict.
+    """
+    from gencritic.io.frames import is_sequence, load_frames
+    from gencritic.metrics.temporal import analyse_sequence
+
+    prof = load_profile(profile)
+    path = Path(input).expanduser()
+    if not path.exists():
+        raise InputError(f"input not found: {path}; give an image, a folder of frames, a GIF or an MP4/WebM")
+    ref_path = Path(reference).expanduser() if reference is not None else None
+    if ref_path is not None and not ref_path.is_file():
+        raise InputError(f"reference image not found: {ref_path}")
+    if prompt is not None and not prompt.strip():
+        raise InputError("--prompt is empty: give the text the image should match, or leave it out")
+    try:
+        background = parse_background(prof.background)
+    except ValueError as exc:
+        raise InputError(f"profile {prof.path}: {exc}") from None
+    unavailable: dict[str, str] = {}
+    backbone = _resolve_backbone(prof, model, pool, unavailable)
+
+    # -- media ----------------------------------------------------------------------------
+    sequence_info: dict[str, Any] | None = None
+    temporal: dict[str, float | None] = {}
+    if is_sequence(path):
+        seq = load_frames(path, background)
+        contexts = [ImageContext.build(f, None if seq.alphas is None else seq.alphas[i], prof.segmentation)
+                    for i, f in enumerate(seq.frames)]
+        coverage = np.array([c.masks.foreground.mean() for c in contexts])
+        needs_flow = prof.check("warping_error") is not None
+        analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=needs_flow)
+        key = int(np.argmax(analysis["curves"]["brightness"]))
+        ctx, rgb = contexts[key], seq.frames[key]
+        temporal = _temporal_values(analysis["summary"], seq.fps)
+        unavailable.update(analysis["unavailable"])
+        sequence_info = {"frames": len(seq), "fps": seq.fps, "key_frame": key, "key_frame_name": seq.names[key],
+                         "summary": analysis["summary"]}
+    else:
+        rgb, alpha = _load_still(path, background)
+        ctx = ImageContext.build(rgb, alpha, prof.segmentation)
+    ref_ctx = None
+    ref_rgb = None
+    if ref_path is not None:
+        ref_rgb, ref_alpha = _load_still(ref_path, background)
+        ref_ctx = ImageContext.build(ref_rgb, ref_alpha, prof.segmentation)
+
+    # -- measurements ---------------------------------------------------------------------
+    diagnostics: dict[str, dict[str, Any]] = {}
+    scores: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    measured: list[tuple[Check, float | None]] = []
+
+    def record(check: Check, value: float | None, entry: dict[str, Any]) -> None:
+        if value is not None and not math.isfinite(value):
+            value = None
+        v = "unmeasurable" if value is None else verdict(value, check.target)
+        entry.update({"value": value, "target": check.target.as_list(), "verdict": v,
+                      "score": component_score(value, check.target), "weight": check.weight})
+        if check.required:
+            entry["required"] = True
+        measured.append((check, value))
+
+    for check in prof.checks:
+        if check.kind == "image":
+            m = measure(ctx, check.name, check.options)
+            entry: dict[str, Any] = {"unit": m.unit, "description": DESCRIPTIONS[check.name], "details": m.details}
+            if m.reason:
+                entry["reason"] = m.reason
+            if ref_ctx is not None:
+                entry["reference_value"] = measure(ref_ctx, check.name, check.options).value
+            record(check, m.value, entry)
+            diagnostics[check.name] = entry
+        elif check.kind == "temporal":
+            if sequence_info is None:
+                skipped[check.name] = "needs a frame sequence (folder, GIF, MP4/WebM); input is a single image"
+                continue
+            if check.name in unavailable:
+                skipped[check.name] = unavailable[check.name]
+                continue
+            entry = {"unit": TEMPORAL_UNITS[check.name], "description": TEMPORAL_DESCRIPTIONS[check.name]}
+            record(check, temporal.get(check.name), entry)
+            diagnostics[check.name] = entry
+
+    clip_checks = [c for c in prof.checks if c.kind in ("probe", "score")]
+    if backbone is None:
+        why = unavailable.get("clip", "no CLIP model given (pass model=... / --model to enable CLIP probes and scores)")
+        if clip_checks:
+            unavailable["clip"] = why
+        for check in clip_checks:
+            skipped[check.name] = why
+    else:
+        from gencritic.diagnose.probes import encode_image, encode_texts_memo, ladder_position
+
+        img_emb = encode_image(backbone, rgb)
+        model_id = backbone.model_id
+        for check in clip_checks:
+            if check.kind == "probe":
+                ladder = list(check.options["ladder"])
+                pos, probs = ladder_position(img_emb, encode_texts_memo(backbone, ladder), backbone.logit_scale)
+                entry = {"unit": "ladder position", "source": "clip_probe", "model": model_id,
+                         "description": f"expected rung on: {' < '.join(ladder)}",
+                         "details": {"probabilities": dict(zip(ladder, probs.tolist(), strict=True))}}
+                record(check, pos, entry)
+                diagnostics[check.name] = entry
+            elif check.name == "clip_score":
+                if prompt is None:
+                    skipped[check.name] = "needs a prompt (--prompt)"
+                    continue
+                cos = float(encode_texts_memo(backbone, [prompt])[0] @ img_emb)
+                entry = {"variant": "raw cosine (x100 in clip_score_x100, the paper convention)",
+                         "clip_score_x100": 100.0 * cos, "model": model_id}
+                record(check, cos, entry)
+                scores[check.name] = entry
+            elif check.name == "reference_similarity":
+                if ref_rgb is None:
+                    skipped[check.name] = "needs a reference image (--reference)"
+                    continue
+                cos = float(encode_image(backbone, ref_rgb) @ img_emb)
+                entry = {"variant": "cosine of CLIP image embeddings", "model": model_id}
+                record(check, cos, entry)
+                scores[check.name] = entry
+
+    # -- decisions --------------------------------------------------------------------------
+    overall = overall_score([(c.weight, component_score(v, c.target)) for c, v in measured])
+    verdicts = {c.name: ("unmeasurable" if v is None else verdict(v, c.target)) for c, v in measured}
+    describe = {}
+    for c, v in measured:
+        if v is not None:
+            lo, hi = c.target.low, c.target.high
+            describe[c.name] = f"{v:.4g} vs target [{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
+    suggestions = suggest(verdicts, prof.rules, describe)
+    total_w = sum(c.weight for c, _ in measured) or 1.0
+    issues: list[dict[str, Any]] = []
+    for c, v in measured:
+        if verdicts[c.name] != "good":
+            loss = 10.0 * c.weight * (1.0 - component_score(v, c.target)) / total_w
+            issues.append({"name": c.name, "verdict": verdicts[c.name], "value": v, "target": c.target.as_list(),
+                           "points_lost": loss})
+    issues.sort(key=lambda d: (-float(d["points_lost"]), str(d["name"])))
+    covered = {(r.check, r.verdict) for r in prof.rules}
+    notes = [f"no rule in profile '{prof.name}' covers {i['name']} {i['verdict']}; add one under rules: to get a "
+             f"parameter suggestion" for i in issues if (i["name"], i["verdict"]) not in covered]
+    failed_because = []
+    if overall is None:
+        failed_because.append("nothing could be measured with weight > 0")
+    elif overall < prof.pass_threshold:
+        failed_because.append(f"overall {overall:.2f} is below the pass threshold {prof.pass_threshold:g}")
+    for c, _ in measured:
+        if c.required and verdicts[c.name] != "good":
+            failed_because.append(f"required check {c.name} is {verdicts[c.name]}")
+    result: dict[str, Any] = {
+        "input": str(path), "kind": "frames" if sequence_info else "image",
+        "profile": {"name": prof.name, "path": str(prof.path), "pass_threshold": prof.pass_threshold},
+        "passed": not failed_because, "failed_because": failed_because,
+        "overall": overall, "scores": scores, "diagnostics": diagnostics,
+        "suggested_parameters": suggestions, "issues": issues, "notes": notes,
+        "skipped": skipped, "unavailable": {k: v for k, v in unavailable.items() if k == "clip"},
+        "model": None if backbone is None else backbone.model_id, "prompt": prompt,
+        "reference": None if ref_path is None else str(ref_path),
+        "segmentation": {"mask_source": ctx.masks.source, "background_rgb": list(ctx.masks.background_rgb),
+                         "foreground_fraction": float(ctx.masks.foreground.mean()),
+                         "emissive_fraction": float(ctx.masks.emissive.mean()),
+                         "smoke_fraction": float(ctx.masks.smoke.mean())},
+    }
+    if sequence_info is not None:
+        result["sequence"] = sequence_info
+    return _clean(result)  # type: ignore[no-any-return]

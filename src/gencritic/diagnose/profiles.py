@@ -1,0 +1,244 @@
+"""Profiles: YAML descriptions of a target look, validated once, before any work.
+
+A profile says which diagnostics apply (and on which region), their target ranges and
+weights in the unified 0-10 score, the pass threshold, optional CLIP probes and scores, and
+rules that turn verdicts into parameter suggestions. Shipped profiles live in
+``gencritic/profiles/*.yaml``; users pass a name or a path to their own YAML. The schema is
+documented in docs/diagnostics.md and by the shipped files themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gencritic.diagnose.analysers import ANALYSERS, REGIONS
+from gencritic.errors import InputError
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+DEFAULT_PROFILE = "explosion"
+TEMPORAL_DIAGNOSTICS = ("flicker_index", "temporal_ssim", "warping_error", "peak_brightness",
+                        "time_to_peak", "decay_rate", "dissipation")
+SCORE_NAMES = ("clip_score", "reference_similarity")
+VERDICTS = ("too_low", "good", "too_high")
+CHANGE_RE = re.compile(r"^[+-]\d+(\.\d+)?%?$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target range; either bound may be open. ``tolerance`` is the distance outside the
+    range at which the component score halves (see :func:`gencritic.diagnose.rules.component_score`)."""
+
+    low: float | None
+    high: float | None
+    tolerance: float
+
+    def as_list(self) -> list[float | None]:
+        return [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One diagnostic, probe or score the profile asks for."""
+
+    name: str
+    kind: str  # "image", "temporal", "probe" or "score"
+    target: Target
+    weight: float
+    options: dict[str, Any] = field(default_factory=dict)  # region, ladder, ...
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    check: str
+    verdict: str
+    suggest: dict[str, Any]
+    why: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    path: Path
+    pass_threshold: float
+    background: str
+    segmentation: dict[str, float]
+    checks: tuple[Check, ...]
+    rules: tuple[Rule, ...]
+    model: str | None = None  # a CLIP model the profile asks for even without --model
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+def shipped_profile_paths() -> list[Path]:
+    return sorted(PROFILE_DIR.glob("*.yaml"))
+
+
+def list_profiles() -> list[dict[str, str]]:
+    """Shipped profiles as ``{name, description, path}``, sorted by name."""
+    out = []
+    for path in shipped_profile_paths():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        out.append({"name": str(data.get("name", path.stem)), "description": str(data.get("description", "")).strip(),
+                    "path": str(path)})
+    return sorted(out, key=lambda d: d["name"])
+
+
+def resolve_profile_path(name_or_path: str | Path) -> Path:
+    """A shipped profile name, or a path to a YAML file; anything else is an InputError."""
+    text = str(name_or_path).strip()
+    candidate = Path(text).expanduser()
+    if text.endswith((".yaml", ".yml")) or candidate.is_file():
+        if not candidate.is_file():
+            raise InputError(f"profile file not found: {text}; give a shipped profile name or an existing .yaml")
+        return candidate
+    for path in shipped_profile_paths():
+        if path.stem == text:
+            return path
+    names = ", ".join(p.stem for p in shipped_profile_paths())
+    raise InputError(f"unknown profile {text!r}; shipped profiles: {names} (or pass a path to your own .yaml)")
+
+
+def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
+    """Load and validate a profile; every problem is one InputError line naming the file."""
+    path = resolve_profile_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"profile {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"profile {path} must be a YAML mapping with 'diagnostics' and 'rules'")
+    return parse_profile(data, path)
+
+
+def _num(value: Any, where: str, path: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+        raise InputError(f"profile {path}: {where} must be a number or null, got {value!r}")
+    return float(value)
+
+
+def _target(spec: dict[str, Any], where: str, path: Path) -> Target:
+    raw = spec.get("target")
+    if not isinstance(raw, list | tuple) or len(raw) != 2:
+        raise InputError(f"profile {path}: {where}.target must be [low, high] (null for an open end)")
+    low, high = _num(raw[0], f"{where}.target[0]", path), _num(raw[1], f"{where}.target[1]", path)
+    if low is None and high is None:
+        raise InputError(f"profile {path}: {where}.target needs at least one bound")
+    if low is not None and high is not None and low > high:
+        raise InputError(f"profile {path}: {where}.target low {low} is above high {high}")
+    tol = _num(spec.get("tolerance"), f"{where}.tolerance", path)
+    if tol is None:
+        if low is not None and high is not None and high > low:
+            tol = high - low
+        else:
+            bound = low if low is not None else high
+            tol = 0.25 * abs(bound) if bound else 1.0
+    if tol <= 0:
+        raise InputError(f"profile {path}: {where}.tolerance must be positive")
+    return Target(low, high, tol)
+
+
+def parse_profile(data: dict[str, Any], path: Path) -> Profile:
+    known = {"name", "description", "pass_threshold", "background", "segmentation", "diagnostics", "probes",
+             "scores", "rules", "required", "model"}
+    extra = sorted(set(data) - known)
+    if extra:
+        raise InputError(f"profile {path}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(known))}")
+    required = set(data.get("required") or [])
+    checks: list[Check] = []
+    for section, kind_of in (("diagnostics", None), ("probes", "probe"), ("scores", "score")):
+        block = data.get(section) or {}
+        if not isinstance(block, dict):
+            raise InputError(f"profile {path}: '{section}' must map names to settings")
+        for name, spec in block.items():
+            where = f"{section}.{name}"
+            if not isinstance(spec, dict):
+                raise InputError(f"profile {path}: {where} must be a mapping with target and weight")
+            if kind_of is None:
+                if name in ANALYSERS:
+                    kind = "image"
+                elif name in TEMPORAL_DIAGNOSTICS:
+                    kind = "temporal"
+                else:
+                    known_names = ", ".join(sorted(ANALYSERS) + list(TEMPORAL_DIAGNOSTICS))
+                    raise InputError(f"profile {path}: unknown diagnostic {name!r}; known: {known_names}")
+            else:
+                kind = kind_of
+            if kind == "score" and name not in SCORE_NAMES:
+                raise InputError(f"profile {path}: unknown score {name!r}; known: {', '.join(SCORE_NAMES)}")
+            options = {k: v for k, v in spec.items() if k not in ("target", "weight", "tolerance")}
+            if "region" in options and options["region"] not in REGIONS:
+                raise InputError(f"profile {path}: {where}.region must be one of {', '.join(REGIONS)}")
+            if kind == "probe":
+                ladder = options.get("ladder")
+                if not isinstance(ladder, list) or len(ladder) < 2 or not all(isinstance(t, str) for t in ladder):
+                    raise InputError(f"profile {path}: {where}.ladder must list at least two prompts, low to high")
+            weight = _num(spec.get("weight", 1.0), f"{where}.weight", path)
+            if weight is None or weight < 0:
+                raise InputError(f"profile {path}: {where}.weight must be >= 0")
+            checks.append(Check(name, kind, _target(spec, where, path), weight, options, name in required))
+    names = [c.name for c in checks]
+    if len(set(names)) != len(names):
+        raise InputError(f"profile {path}: a name appears in more than one section")
+    if not checks:
+        raise InputError(f"profile {path}: no diagnostics, probes or scores")
+    unknown_required = sorted(required - set(names))
+    if unknown_required:
+        raise InputError(f"profile {path}: required names not in the profile: {', '.join(unknown_required)}")
+    rules = []
+    for i, spec in enumerate(data.get("rules") or []):
+        where = f"rules[{i}]"
+        if not isinstance(spec, dict) or not {"when", "suggest"} <= set(spec):
+            raise InputError(f"profile {path}: {where} needs 'when: NAME VERDICT' and 'suggest: {{param: change}}'")
+        parts = str(spec["when"]).split()
+        if len(parts) != 2 or parts[0] not in names or parts[1] not in ("too_low", "too_high", "unmeasurable"):
+            raise InputError(f"profile {path}: {where}.when must be 'NAME too_low|too_high|unmeasurable' with "
+                             f"NAME one of the profile's checks, got {spec['when']!r}")
+        suggest = spec["suggest"]
+        if not isinstance(suggest, dict) or not suggest:
+            raise InputError(f"profile {path}: {where}.suggest must map parameter names to changes like '+20%'")
+        for param, change in suggest.items():
+            if isinstance(change, str) and change[:1] in "+-" and not CHANGE_RE.match(change):
+                raise InputError(f"profile {path}: {where}.suggest.{param} {change!r} is not a change like +20% or -0.5")
+        rules.append(Rule(parts[0], parts[1], dict(suggest), str(spec.get("why", "")).strip()))
+    threshold = _num(data.get("pass_threshold", 7.0), "pass_threshold", path)
+    if threshold is None or not 0 <= threshold <= 10:
+        raise InputError(f"profile {path}: pass_threshold must be within 0..10")
+    seg = data.get("segmentation") or {}
+    if not isinstance(seg, dict):
+        raise InputError(f"profile {path}: segmentation must be a mapping of thresholds")
+    from gencritic.diagnose.segmentation import DEFAULT_SEGMENTATION
+
+    bad = sorted(set(seg) - set(DEFAULT_SEGMENTATION))
+    if bad:
+        raise InputError(f"profile {path}: unknown segmentation key(s) {', '.join(bad)}; "
+                         f"allowed: {', '.join(DEFAULT_SEGMENTATION)}")
+    return Profile(
+        name=str(data.get("name", path.stem)), description=str(data.get("description", "")).strip(), path=path,
+        pass_threshold=threshold, background=str(data.get("background", "black")),
+        segmentation={k: float(v) for k, v in seg.items()}, checks=tuple(checks), rules=tuple(rules),
+        model=data.get("model"),
+    )
+
+
+def profile_to_yaml(profile: Profile, weights: dict[str, float] | None = None,
+                    pass_threshold: float | None = None) -> str:
+    """Write a profile back as YAML, optionally with new weights / threshold (for calibration)."""
+    data = yaml.safe_load(profile.path.read_text(encoding="utf-8"))
+    for section in ("diagnostics", "probes", "scores"):
+        for name, spec in (data.get(section) or {}).items():
+            if weights and name in weights:
+                spec["weight"] = round(float(weights[name]), 4)
+    if pass_threshold is not None:
+        data["pass_threshold"] = round(float(pass_threshold), 3)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

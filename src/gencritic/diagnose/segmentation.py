@@ -1,0 +1,70 @@
+"""Masks that the analysers measure on: foreground, emissive (fire) and grey (smoke).
+
+Rules, chosen to be explainable rather than clever (thresholds come from the profile's
+``segmentation`` block; defaults in :data:`DEFAULT_SEGMENTATION`):
+
+* **foreground**: the alpha channel (alpha > 0.5) when the file had one; otherwise pixels
+  whose colour differs from the background by more than ``bg_threshold`` (max channel
+  difference), the background being the median colour of the 2 % image border;
+* **emissive**: foreground pixels that are bright *and* saturated (V >= ``emissive_v``,
+  S >= ``emissive_s``) or near-white hot (luma >= ``hot_luma``): what a flame looks like;
+* **smoke**: foreground pixels that are not emissive and nearly grey (S < ``smoke_s``).
+
+The fire/smoke split is then ``smoke / (smoke + emissive)`` in pixel area.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from gencritic.diagnose.color import luma, rgb_to_hsv
+
+DEFAULT_SEGMENTATION: dict[str, float] = {
+    "bg_threshold": 0.10,
+    "emissive_v": 0.55,
+    "emissive_s": 0.35,
+    "hot_luma": 0.92,
+    "smoke_s": 0.25,
+}
+
+
+@dataclass(frozen=True)
+class Masks:
+    foreground: np.ndarray  # bool HxW
+    emissive: np.ndarray
+    smoke: np.ndarray
+    background_rgb: tuple[float, float, float]
+    source: str  # "alpha" or "background-difference"
+
+
+def border_colour(rgb: np.ndarray, frac: float = 0.02) -> np.ndarray:
+    """Median colour of the image border (at least one pixel wide)."""
+    h, w = rgb.shape[:2]
+    b = max(1, round(min(h, w) * frac))
+    ring = np.concatenate([rgb[:b].reshape(-1, 3), rgb[-b:].reshape(-1, 3),
+                           rgb[:, :b].reshape(-1, 3), rgb[:, -b:].reshape(-1, 3)])
+    return np.median(ring, axis=0)
+
+
+def foreground_mask(rgb: np.ndarray, alpha: np.ndarray | None, bg_threshold: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """Foreground from alpha, else from the difference to the border colour (opened once to drop noise)."""
+    bg = border_colour(rgb)
+    if alpha is not None:
+        return np.asarray(alpha) > 0.5, bg, "alpha"
+    diff = np.abs(rgb - bg).max(axis=-1) > bg_threshold
+    return ndimage.binary_opening(diff, structure=np.ones((3, 3), bool)), bg, "background-difference"
+
+
+def segment(rgb: np.ndarray, alpha: np.ndarray | None = None, settings: dict[str, Any] | None = None) -> Masks:
+    """Compute all masks for a float RGB image in [0, 1]."""
+    cfg = {**DEFAULT_SEGMENTATION, **(settings or {})}
+    fg, bg, source = foreground_mask(rgb, alpha, float(cfg["bg_threshold"]))
+    _, s, v = rgb_to_hsv(rgb)
+    y = luma(rgb)
+    emissive = fg & (((v >= cfg["emissive_v"]) & (s >= cfg["emissive_s"])) | (y >= cfg["hot_luma"]))
+    smoke = fg & ~emissive & (s < cfg["smoke_s"])
+    return Masks(fg, emissive, smoke, (float(bg[0]), float(bg[1]), float(bg[2])), source)
