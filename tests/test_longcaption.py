@@ -16,7 +16,10 @@ import open_clip
 import pytest
 import torch
 
-from conftest import make_image
+try:  # tests/ may or may not be a package in this tree
+    from tests.conftest import make_image
+except ImportError:  # pragma: no cover
+    from conftest import make_image  # type: ignore[no-redef]
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.items import Item
 from gencritic.metrics.longcaption import (
