@@ -16,14 +16,20 @@ import functools
 import io
 import itertools
 import json
+import random
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from gencritic.generate.keys import ApiKey
+from gencritic.generate.retry import RetryPolicy
+from gencritic.generate.runner import GenerateSettings, Runner, backend_factory
 
 GEOMETRY = {"base", "turbo"}
 TEXTURE = {"none", "baked", "pbr"}
@@ -259,7 +265,7 @@ class FakeCsm:
                     return False
                 return True
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 path = urlparse(self.path).path
@@ -289,7 +295,7 @@ class FakeCsm:
                 assert session is not None
                 self._send(201, fake.public(session))
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 url = urlparse(self.path)
                 path = url.path
                 if path.startswith("/files/"):
@@ -337,3 +343,35 @@ class FakeCsm:
                 self._send(200, doc)
 
         return Handler
+
+
+# -- test wiring: an instant clock and a runner pointed at the fake ----------------------
+
+class FakeClock:
+    """Advances instantly; ``sleeps`` is the exact schedule the code asked for."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+class ZeroRandom(random.Random):
+    """rng.random() == 0: backoff without jitter, so the schedule is exactly 2, 4, 8."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+def make_runner(workdir: Path, api_url: str, key: str, clock: FakeClock, timeout_s: float = 0.5,
+                formats: tuple[str, ...] = ("glb",)) -> Runner:
+    settings = GenerateSettings(workdir=workdir, api_url=api_url, request_timeout_s=timeout_s,
+                                download_timeout_s=timeout_s, poll_interval_s=30.0, formats=formats,
+                                policy=RetryPolicy())
+    return Runner(settings, clock, backend_factory(settings, clock, lambda: ApiKey(key), ZeroRandom()))
