@@ -72,10 +72,14 @@ def build_tiny_hf_clip(folder: Path, seed: int = 0, max_positions: int = 77) -> 
     return folder
 
 
+# Widths are multiples of 64 with 64-wide heads and QuickGELU, because that is what the
+# OpenAI checkpoint format implies (heads = width // 64): the same weights then rebuild
+# identically from a bare OpenAI-format state dict (Long-CLIP checkpoints are that format).
 TINY_OPEN_CLIP_CONFIG = {
     "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 64},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 2},
 }
 
 

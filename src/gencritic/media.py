@@ -8,6 +8,7 @@ from the render settings) and its pixels are only decoded when something needs t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ def _image_view(item: Item, index: int, path: Path, background: RGB, name: str |
     return View(item, index, sha, loader, name=name)
 
 
+def _constant(image: LoadedImage) -> Callable[[], LoadedImage]:
+    return lambda: image
+
+
 def _views_from_folder(item: Item, background: RGB) -> list[View]:
     files = sorted(p for p in item.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
@@ -59,7 +64,10 @@ def _views_from_mesh(item: Item, render_options: dict[str, Any], background: RGB
             view_errors[rendered.name] = rendered.error
             continue
         image = rendered.image
-        views.append(View(item, i, image.sha256, lambda image=image: image, name=rendered.name))
+        if image is None:
+            view_errors[rendered.name] = "renderer returned no image"
+            continue
+        views.append(View(item, i, image.sha256, _constant(image), name=rendered.name))
     if not views:
         reasons = sorted(set(view_errors.values()))
         raise ItemError(f"no valid rendered view of {item.path}: {'; '.join(reasons)}")

@@ -56,10 +56,14 @@ class ScoreOptions:
     progress: bool = True
     render: dict[str, Any] = field(default_factory=dict)
 
-    def numeric_settings(self) -> dict[str, Any]:
-        """The settings that can change a score (what resume and rows are keyed on)."""
-        return {"metrics": list(self.metrics), "model": self.model, "dtype": self.dtype, "device": self.device,
-                "background": self.background, "render": dict(sorted(self.render.items()))}
+    def numeric_settings(self, with_render: bool = True) -> dict[str, Any]:
+        """The settings that can change a score (what resume and rows are keyed on).
+        Render options count only when there are meshes to render."""
+        out: dict[str, Any] = {"metrics": list(self.metrics), "model": self.model, "dtype": self.dtype,
+                               "device": self.device, "background": self.background}
+        if with_render:
+            out["render"] = dict(sorted(self.render.items()))
+        return out
 
 
 @dataclass
@@ -309,7 +313,8 @@ def summarise(records: Sequence[dict[str, Any]], metrics: Sequence[Metric], opti
         "metrics": per_column,
         "unavailable_metrics": unavailable,
         "model": options.model,
-        "settings": {**options.numeric_settings(), "batch_size": options.batch_size},
+        "settings": {**options.numeric_settings(any(r["item"]["kind"] == "mesh" for r in records)),
+                     "batch_size": options.batch_size},
         "versions": software_versions(),
         "wall_time_s": round(wall_time, 3),
         "interrupted": interrupted,
@@ -371,7 +376,8 @@ def score(
     ctx = RunContext(pool=pool, cache=cache, default_model=opts.model, background=background)
     metrics, unavailable = setup_metrics(metrics, ctx)
 
-    fingerprint = describe_settings(opts.numeric_settings())
+    has_meshes = any(i.kind == "mesh" for i in items)
+    fingerprint = describe_settings(opts.numeric_settings(has_meshes))
     model_label = ",".join(dict.fromkeys(str(m.model_id()) for m in metrics if m.model_id()))
     out_dir = Path(out) if out is not None else None
     store = ResultsStore(out_dir, fingerprint, opts.overwrite) if out_dir is not None else None

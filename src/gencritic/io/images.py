@@ -8,6 +8,7 @@ is either converted by a documented rule or reported as a failed item.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ def read_file_bytes(path: Path) -> bytes:
 
 def decode_image(data: bytes, source: str, background: RGB = WHITE) -> tuple[Image.Image, np.ndarray | None]:
     """Decode bytes to RGB, honouring EXIF orientation and compositing alpha on ``background``."""
+    img: Image.Image
     try:
         img = Image.open(io.BytesIO(data))
         img.load()  # force a full decode so a truncated file fails here, not later
@@ -74,10 +76,9 @@ def decode_image(data: bytes, source: str, background: RGB = WHITE) -> tuple[Ima
         raise ItemError(f"not an image (unrecognised format): {source}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ItemError(f"cannot decode image {source}: {exc}") from None
-    try:
+    # a broken EXIF block must not fail an otherwise good image
+    with contextlib.suppress(Exception):
         img = ImageOps.exif_transpose(img) or img
-    except Exception:  # a broken EXIF block must not fail an otherwise good image
-        pass
     return to_rgb(img, background)
 
 
@@ -94,9 +95,7 @@ def to_rgb(img: Image.Image, background: RGB = WHITE) -> tuple[Image.Image, np.n
         img = Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), "L")
     elif mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif mode in ("LA", "PA", "La"):
-        img = img.convert("RGBA")
-    elif mode == "RGBa":
+    elif mode in ("LA", "PA", "La") or mode == "RGBa":
         img = img.convert("RGBA")
 
     if img.mode == "RGBA":

@@ -33,11 +33,11 @@ def read_table(path: Path) -> list[dict[str, Any]]:
             import pandas as pd
 
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-            return frame.to_dict(orient="records")
+            return [{str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")]
         if suffix == ".parquet":
             import pandas as pd
 
-            return pd.read_parquet(path).to_dict(orient="records")
+            return [{str(k): v for k, v in r.items()} for r in pd.read_parquet(path).to_dict(orient="records")]
         if suffix in (".jsonl", ".json"):
             text = path.read_text(encoding="utf-8")
             if suffix == ".json" and text.lstrip().startswith("["):

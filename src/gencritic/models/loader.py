@@ -58,10 +58,10 @@ def _load_hf(source: str, model_id: str, device: torch.device, dtype: torch.dtyp
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
     try:
-        model = CLIPModel.from_pretrained(source, torch_dtype=torch.float32)
+        model = CLIPModel.from_pretrained(source)
         tokenizer = AutoTokenizer.from_pretrained(source)
         processor = CLIPImageProcessor.from_pretrained(source)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise _unavailable(model_id, str(exc).split("\n")[0]) from None
     return HFClipBackbone(model, tokenizer, processor, model_id, device, dtype, int8)
 
@@ -76,7 +76,7 @@ def _load_hf_weights_file(path: Path, device: torch.device, dtype: torch.dtype, 
     config = CLIPConfig.from_pretrained(folder)
     model = CLIPModel(config)
     state = _read_state_dict(path)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, _unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing:
         raise _unavailable(str(path), f"checkpoint lacks {len(missing)} weights (e.g. {missing[0]})")
@@ -94,7 +94,7 @@ def _load_hf_weights_file(path: Path, device: torch.device, dtype: torch.dtype, 
 
 def _open_clip_token_counter(tokenizer: Any) -> Callable[[str], int]:
     inner = getattr(tokenizer, "tokenizer", None)
-    if inner is not None and hasattr(inner, "__call__") and not hasattr(tokenizer, "encode"):
+    if inner is not None and callable(inner) and not hasattr(tokenizer, "encode"):
         return lambda text: len(inner(text, truncation=False)["input_ids"])
     encode = getattr(tokenizer, "encode", None)
     if encode is None:
@@ -231,9 +231,9 @@ def load_clip(spec: str = DEFAULT_CLIP_MODEL, device: str = "auto", dtype: str =
         if not sep:
             name, _, tag = body.partition("/")
             weights = tag
-        if weights and ("/" in weights or weights.endswith(CHECKPOINT_SUFFIXES)):
-            if not Path(weights).exists():
-                raise _unavailable(spec, f"weights file not found: {weights}")
+        looks_like_path = weights and ("/" in weights or weights.endswith(CHECKPOINT_SUFFIXES))
+        if looks_like_path and not Path(weights).exists():
+            raise _unavailable(spec, f"weights file not found: {weights}")
         return _load_open_clip(name, weights or None, spec, dev, torch_dtype, int8)
 
     path = Path(spec).expanduser()

@@ -1,0 +1,166 @@
+"""The model layer: every spec users pass loads through one loader, and the cosine gencritic
+reports equals the one computed independently with raw model calls and with torchmetrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gencritic
+from gencritic.errors import InputError, ModelUnavailableError
+from gencritic.models.loader import load_clip
+from tests.conftest import make_image
+
+PROMPTS = ["a red square", "a green square on a pink field", "a blue box", "yellow", "purple thing", "orange"]
+COLORS = [(220, 20, 20), (20, 200, 40), (20, 40, 220), (230, 220, 30), (140, 30, 160), (240, 140, 20)]
+
+
+@pytest.fixture()
+def manifest(tmp_path: Path) -> Path:
+    rows = ["image,prompt"]
+    for i, (color, prompt) in enumerate(zip(COLORS, PROMPTS, strict=True)):
+        make_image(tmp_path / f"img{i}.png", color, size=40 + 8 * i)
+        rows.append(f"img{i}.png,{prompt}")
+    path = tmp_path / "manifest.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def raw_hf_cosines(model_dir: Path, images: list[Image.Image], texts: list[str]) -> np.ndarray:
+    """Independent computation with plain transformers calls (no gencritic code)."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(model_dir).eval()
+    processor = CLIPProcessor.from_pretrained(model_dir)
+    with torch.no_grad():
+        inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
+        out = model(**inputs)
+        img = out.image_embeds / out.image_embeds.norm(dim=-1, keepdim=True)
+        txt = out.text_embeds / out.text_embeds.norm(dim=-1, keepdim=True)
+    return (img * txt).sum(-1).double().numpy()
+
+
+def test_hf_path_scores_equal_raw_model_cosine(tiny_clip_dir: Path, manifest: Path, tmp_path: Path) -> None:
+    run = gencritic.score(manifest, out=tmp_path / "out", model=str(tiny_clip_dir), device="cpu",
+                          cache_dir=None, progress=False)
+    images = [Image.open(manifest.parent / f"img{i}.png").convert("RGB") for i in range(len(PROMPTS))]
+    expected = raw_hf_cosines(tiny_clip_dir, images, PROMPTS)
+    got = np.array([r["clip_score"] for r in run.rows])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose([r["clip_score_x100"] for r in run.rows], 100 * expected, atol=1e-3)
+    assert all(r["success"] for r in run.rows)
+    assert run.summary["mean"] == pytest.approx(float(expected.mean()), abs=1e-5)
+
+
+def test_matches_torchmetrics_clipscore(tiny_clip_dir: Path, manifest: Path) -> None:
+    from torchmetrics.functional.multimodal.clip_score import _clip_score_update
+    from torchmetrics.multimodal.clip_score import CLIPScore
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(tiny_clip_dir).eval()
+    processor = CLIPProcessor.from_pretrained(tiny_clip_dir)
+    run = gencritic.score(manifest, model=str(tiny_clip_dir), device="cpu", cache_dir=None, progress=False,
+                          metrics=["clip", "clip_torchmetrics"])
+    tensors = [torch.from_numpy(np.array(Image.open(manifest.parent / f"img{i}.png").convert("RGB"))).permute(2, 0, 1)
+               for i in range(len(PROMPTS))]
+    with torch.no_grad():
+        raw, _ = _clip_score_update(tensors, PROMPTS, model, processor)  # 100*cos, unclamped, per pair
+    np.testing.assert_allclose([r["clip_score_x100"] for r in run.rows], raw.double().numpy(), atol=1e-3)
+    for i, row in enumerate(run.rows):  # the public class, one pair at a time: max(100*cos, 0)
+        metric = CLIPScore(model_name_or_path=lambda: (model, processor))
+        metric.update(tensors[i], PROMPTS[i])
+        assert row["clip_torchmetrics"] == pytest.approx(float(metric.compute()), abs=1e-3)
+
+
+def test_named_variants_are_functions_of_one_cosine(tiny_clip_dir: Path, manifest: Path) -> None:
+    run = gencritic.score(manifest, model=str(tiny_clip_dir), device="cpu", cache_dir=None, progress=False,
+                          metrics="clip,clip_torchmetrics,clipscore_hessel")
+    for r in run.rows:
+        cos = r["clip_score"]
+        assert r["clip_torchmetrics"] == pytest.approx(100 * max(cos, 0.0), abs=1e-9)
+        assert r["clipscore_hessel"] == pytest.approx(2.5 * max(cos, 0.0), abs=1e-9)
+
+
+def test_open_clip_config_path_matches_raw_open_clip(tiny_open_clip: tuple[str, Path], tmp_path: Path) -> None:
+    import open_clip
+
+    name, ckpt = tiny_open_clip
+    backbone = load_clip(f"open_clip:{name}@{ckpt}", device="cpu")
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(ckpt))
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(name)
+    img = Image.open(make_image(tmp_path / "a.png", (10, 200, 90))).convert("RGB")
+    with torch.no_grad():
+        ref_i = model.encode_image(preprocess(img)[None])
+        ref_t = model.encode_text(tokenizer(["a green thing"]))
+    ref = torch.nn.functional.cosine_similarity(ref_i, ref_t).item()
+    ours = (backbone.encode_images(backbone.preprocess(img)[None]) * backbone.encode_texts(["a green thing"])).sum().item()
+    assert ours == pytest.approx(ref, abs=1e-5)
+    assert backbone.context_length == 77
+
+
+def test_openai_format_checkpoint_infers_long_context(tmp_path: Path) -> None:
+    """Long-CLIP-style: an OpenAI-format state dict with 248 positions gives a 248-token model."""
+    from tests.conftest import build_tiny_open_clip
+
+    _, ckpt = build_tiny_open_clip(tmp_path, name="gencritic-tiny-long", context_length=248)
+    backbone = load_clip(str(ckpt), device="cpu")
+    assert backbone.context_length == 248
+    long_text = " ".join(["word"] * 150)
+    assert backbone.truncation_report(long_text) == 0
+    short = load_clip(str(build_tiny_open_clip(tmp_path / "s", name="gencritic-tiny-short")[1]), device="cpu")
+    assert short.truncation_report(long_text) == 150 + 2 - 77
+
+
+def test_safetensors_hf_weights_file(tiny_clip_dir: Path) -> None:
+    backbone = load_clip(str(tiny_clip_dir / "model.safetensors"), device="cpu")
+    ref = load_clip(str(tiny_clip_dir), device="cpu")
+    t = ["a cat"]
+    assert torch.allclose(backbone.encode_texts(t), ref.encode_texts(t), atol=1e-6)
+
+
+def test_unknown_model_offline_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelUnavailableError) as err:
+        load_clip("nobody/clip-that-does-not-exist", device="cpu")
+    msg = str(err.value)
+    assert "nobody/clip-that-does-not-exist" in msg and "HF_HUB_OFFLINE=1" in msg and "save_pretrained" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("spec", ["./missing-folder", "/nope/model.safetensors"])
+def test_missing_paths_fail_clearly(spec: str) -> None:
+    with pytest.raises(ModelUnavailableError, match="no such file"):
+        load_clip(spec, device="cpu")
+
+
+def test_open_clip_name_without_tag_asks_for_one() -> None:
+    with pytest.raises(InputError, match="pretrained tag"):
+        load_clip("ViT-B-32", device="cpu")
+
+
+def test_device_and_dtype_validation() -> None:
+    from gencritic.models.device import resolve_device, resolve_dtype
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype("auto", torch.device("cpu")) == (torch.float32, False)
+    assert resolve_dtype("int8", torch.device("cpu")) == (torch.float32, True)
+    with pytest.raises(InputError):
+        resolve_dtype("fp8", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+def test_int8_fast_mode_is_close_to_fp32(tiny_clip_dir: Path, manifest: Path) -> None:
+    fp32 = gencritic.score(manifest, model=str(tiny_clip_dir), device="cpu", cache_dir=None, progress=False)
+    int8 = gencritic.score(manifest, model=str(tiny_clip_dir), device="cpu", dtype="int8", cache_dir=None,
+                           progress=False)
+    diff = np.abs(np.array([r["clip_score"] for r in fp32.rows]) - np.array([r["clip_score"] for r in int8.rows]))
+    assert diff.max() < 0.05  # tiny random nets quantise worse than real ones; the benchmark measures ViT-B/32
+    assert int8.summary["settings"]["dtype"] == "int8"
