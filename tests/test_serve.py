@@ -12,13 +12,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import make_image
 from gencritic.errors import InputError
 from gencritic.models import ModelPool
 from gencritic.pipeline import ScoreOptions, score
 from gencritic.serve.http import create_app
 from gencritic.serve.security import check_bind
 from gencritic.serve.service import ScoringService, ServiceConfig
+from tests.conftest import make_image
 
 LOCAL = ("127.0.0.1", 50000)
 

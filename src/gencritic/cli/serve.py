@@ -1,9 +1,144 @@
-"""CLI commands of the `serve` area (added as the area lands)."""
+"""``gencritic report``, ``gencritic serve`` and ``gencritic mcp``: parse flags, call the API."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
 import typer
+
+from gencritic.models.loader import DEFAULT_CLIP_MODEL
+
+if TYPE_CHECKING:
+    from gencritic.serve.service import ScoringService
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    app.command("report")(report_command)
+    app.command("serve")(serve_command)
+    app.command("mcp")(mcp_command)
+
+
+def report_command(
+    results: Path = typer.Argument(..., help="A results folder written by `gencritic score` (results.csv, views.csv, "
+                                             "summary.json)."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write (one self-contained file)."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Markdown summary path (default: OUT with .md)."),  # noqa: UP045
+    views: Optional[Path] = typer.Option(None, "--views", help="Folder of rendered views (VIEWS/<asset>/NNN.png, as "  # noqa: UP045
+                                                              "written by `gencritic render --out`) for 3D thumbnails."),
+    media_root: Optional[Path] = typer.Option(None, "--media-root", help="Folder that relative media paths in the "  # noqa: UP045
+                                                                        "results are relative to."),
+    link: bool = typer.Option(False, "--link", help="Link images by relative path instead of embedding thumbnails "
+                                                    "(smaller file; the page then needs the images beside it)."),
+    thumb_size: int = typer.Option(160, "--thumb-size", help="Thumbnail size in pixels (embedded JPEG)."),
+    top_n: int = typer.Option(8, "--top-n", help="How many items in the best-N and worst-N galleries."),
+    title: Optional[str] = typer.Option(None, "--title", help="Page title (default: the results folder name)."),  # noqa: UP045
+) -> None:
+    """Write an HTML report (table, histograms, leaderboards, galleries, correlations) and a Markdown summary.
+
+    Example:
+
+      gencritic report out/ --out out/report.html --views views/
+    """
+    from gencritic.report.builder import ReportOptions, build_report
+
+    opts = ReportOptions(views_dir=views, media_root=media_root, embed=not link, thumb_size=thumb_size, top_n=top_n,
+                         title=title)
+    md_path = markdown or out.with_suffix(".md")
+    written = build_report(results, out, markdown=md_path, options=opts)
+    typer.echo(f"report: {written.html} ({written.items} items, {written.thumbnails} thumbnails) and {written.markdown}")
+
+
+def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: str | None, cache_dir: Path | None,
+             no_cache: bool, max_upload_mb: float, batch_window_ms: float, max_batch: int, rig: str,
+             resolution: int) -> ScoringService:
+    from gencritic.cache import default_cache_dir
+    from gencritic.serve.service import ScoringService, ServiceConfig
+
+    config = ServiceConfig(model=model, device=device, dtype=dtype, roots=roots, api_key=api_key,
+                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                           max_upload_bytes=int(max_upload_mb * 1024 * 1024), batch_window_ms=batch_window_ms,
+                           max_batch=max_batch, render={"rig": rig, "resolution": resolution})
+    service = ScoringService(config)
+    service.warm_up()
+    return service
+
+
+def serve_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Beyond loopback an API key is required."),
+    port: int = typer.Option(8008, "--port"),
+    root: list[Path] = typer.Option([], "--root", help="Folder whose files requests may name by path (repeatable). "
+                                                       "Without it, only uploads are accepted."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENCRITIC_API_KEY",  # noqa: UP045
+                                          help="Key clients send in X-API-Key; required to bind beyond loopback."),
+    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="CLIP model, loaded once at start."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),  # noqa: UP045
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body / file accepted."),
+    batch_window_ms: float = typer.Option(5.0, "--batch-window-ms", help="How long a request waits for others to "
+                                                                         "share its model call."),
+    max_batch: int = typer.Option(32, "--max-batch", help="Most requests in one model call."),
+    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes."),
+    resolution: int = typer.Option(512, "--resolution", help="Rendered view size for meshes."),
+) -> None:
+    """Run the HTTP API (FastAPI + uvicorn). OpenAPI schema at /openapi.json, docs at /docs.
+
+    Example:
+
+      gencritic serve --root data/ --port 8008
+
+      curl -F file=@img.png -F prompt="a red apple" http://127.0.0.1:8008/v1/score/image
+    """
+    import uvicorn
+
+    from gencritic.serve.http import create_app
+    from gencritic.serve.security import check_bind
+
+    check_bind(host, api_key)
+    service = _service(model, device, dtype, root, api_key, cache_dir, no_cache, max_upload_mb, batch_window_ms,
+                       max_batch, rig, resolution)
+    uvicorn.run(create_app(service), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+
+
+def mcp_command(
+    transport: str = typer.Option("stdio", "--transport", help="stdio (an agent starts this process) or http "
+                                                               "(streamable HTTP at /mcp)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="For --transport http."),
+    port: int = typer.Option(8009, "--port", help="For --transport http."),
+    root: list[Path] = typer.Option([], "--root", help="Folder tools may read (repeatable; default: the current "
+                                                       "folder)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENCRITIC_API_KEY",  # noqa: UP045
+                                          help="For --transport http: key clients send; required beyond loopback."),
+    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="CLIP model, loaded once at start."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),  # noqa: UP045
+    no_cache: bool = typer.Option(False, "--no-cache"),
+    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes."),
+    resolution: int = typer.Option(512, "--resolution", help="Rendered view size for meshes."),
+) -> None:
+    """Run the MCP server: tools evaluate_image, evaluate_asset, diagnose, compare, list_metrics.
+
+    Example (an MCP client config): command "gencritic", args ["mcp", "--root", "/data/renders"]
+    """
+    from gencritic.errors import InputError
+    from gencritic.serve.mcp_server import build_mcp, streamable_http_app
+    from gencritic.serve.security import check_bind
+
+    if transport not in ("stdio", "http"):
+        raise InputError(f"--transport {transport!r}: use stdio or http")
+    if transport == "http":
+        check_bind(host, api_key)
+    roots = root or [Path(os.getcwd())]
+    service = _service(model, device, dtype, roots, api_key, cache_dir, no_cache, 20.0, 5.0, 32, rig, resolution)
+    mcp = build_mcp(service)
+    if transport == "stdio":
+        mcp.run("stdio")
+        return
+    import uvicorn
+
+    uvicorn.run(streamable_http_app(service, mcp), host=host, port=port, log_level="info")  # type: ignore[arg-type]

@@ -217,9 +217,10 @@ def create_app(service: ScoringService) -> FastAPI:
                 upload.unlink(missing_ok=True)
 
     @api.get("/profiles", tags=["diagnose"])
-    def profiles() -> list[Any]:
+    def profiles() -> list[dict[str, Any]]:
         """Diagnose profiles known to this installation."""
-        return [p if isinstance(p, (str, dict)) else getattr(p, "name", str(p)) for p in service.profiles()]
+        return [{k: v for k, v in p.items() if k != "path"} if isinstance(p, dict) else {"name": str(p)}
+                for p in service.profiles()]
 
     app.include_router(api)
     return app

@@ -235,6 +235,10 @@ class ScoringService:
         kwargs: dict[str, Any] = {"prompt": prompt, "reference": reference, "pool": self.pool,
                                   "model": self.config.model}
         if profile:
+            # only shipped profile names: a path here would let a caller read any YAML on the server
+            names = [_profile_name(p) for p in self.profiles()]
+            if profile not in names:
+                raise InputError(f"unknown profile {profile!r}; this server offers: {', '.join(names)}")
             kwargs["profile"] = profile
         result = api.diagnose(raw_path, **kwargs)
         if not isinstance(result, dict):
@@ -244,6 +248,9 @@ class ScoringService:
     def profiles(self) -> list[Any]:
         mod = optional_module("gencritic.diagnose.profiles", "diagnose profiles (gencritic.diagnose)")
         return list(mod.list_profiles())
+
+    def profile_names(self) -> list[str]:
+        return [_profile_name(p) for p in self.profiles()]
 
     @staticmethod
     def list_metrics() -> list[dict[str, Any]]:
@@ -257,3 +264,9 @@ class ScoringService:
         return {"status": "ok", "version": gencritic.__version__, "model": self.config.model,
                 "models_loaded": [list(k) for k in self.pool.loaded()], "batching": self.batcher.snapshot(),
                 "roots": [str(r) for r in self.roots.paths], "auth": bool(self.config.api_key)}
+
+
+def _profile_name(profile: Any) -> str:
+    if isinstance(profile, dict):
+        return str(profile.get("name"))
+    return str(getattr(profile, "name", profile))
