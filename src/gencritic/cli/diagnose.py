@@ -1,9 +1,182 @@
-"""CLI commands of the `diagnose` area (added as the area lands)."""
+"""``gencritic diagnose``, ``gencritic profiles``, ``gencritic temporal`` and ``gencritic calibrate``.
+
+Each command parses options and calls the Python API in :mod:`gencritic.diagnose`; no logic here.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from gencritic.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    app.command("diagnose")(diagnose_command)
+    app.command("profiles")(profiles_command)
+    app.command("temporal")(temporal_command)
+    app.command("calibrate")(calibrate_command)
+
+
+def _emit(data: dict, out: Optional[Path]) -> None:  # noqa: UP045
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    if out is None:
+        typer.echo(text)
+        return
+    from gencritic.store import atomic_write_text
+
+    atomic_write_text(out, text + "\n")
+    typer.echo(f"wrote {out}", err=True)
+
+
+def diagnose_command(
+    input: Path = typer.Argument(..., help="An image, or a frame sequence: folder of frames, GIF, MP4/WebM."),
+    profile: str = typer.Option("explosion", "--profile", "-P",
+                                help="Shipped profile name (see `gencritic profiles`) or a path to your own .yaml."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Text the image should match (CLIP score; needs --model)."),  # noqa: UP045
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r",  # noqa: UP045
+                                             help="Reference image: every diagnostic also reports its value on it."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON here instead of printing it."),  # noqa: UP045
+    model: Optional[str] = typer.Option(None, "--model", "-m",  # noqa: UP045
+                                        help="CLIP model (HF id, local folder, checkpoint) for probes and CLIP scores. "
+                                             "Without it only model-free diagnostics run."),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="Loop mode: SQLite archive; adds a 'loop' block "  # noqa: UP045
+                                                                   "with the improvement since the last iteration."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps (only with --model)."),
+) -> None:
+    """Diagnose an image or animation against a profile and print an action plan as JSON.
+
+    JSON: passed, overall (0-10), scores, diagnostics, suggested_parameters, issues.
+
+    Examples:
+
+      gencritic diagnose render.png --profile explosion
+
+      gencritic diagnose frames/ --profile campfire --out diagnosis.json
+
+      gencritic diagnose shot.png --profile product-shot --model openai/clip-vit-base-patch32 --prompt "a red toy car"
+
+      gencritic diagnose iter_007.png --profile my_profile.yaml --archive loop.sqlite
+    """
+    pool = None
+    if model is not None:
+        from gencritic.models import ModelPool
+
+        pool = ModelPool(device=device)
+    if archive is not None:
+        from gencritic.diagnose.archive import diagnose_loop
+
+        result = diagnose_loop(input, archive, profile=profile, prompt=prompt, reference=reference, pool=pool,
+                               model=model)
+    else:
+        from gencritic.diagnose.api import diagnose
+
+        result = diagnose(input, profile=profile, prompt=prompt, reference=reference, pool=pool, model=model)
+    _emit(result, out)
+
+
+def profiles_command(
+    as_json: bool = typer.Option(False, "--json", help="Print name, description and path as JSON."),
+    show: Optional[str] = typer.Option(None, "--show", help="Print one profile's YAML (a good start for your own)."),  # noqa: UP045
+) -> None:
+    """List the shipped diagnosis profiles.
+
+    Examples:
+
+      gencritic profiles
+
+      gencritic profiles --show explosion > my_explosion.yaml
+    """
+    from gencritic.diagnose.profiles import list_profiles, resolve_profile_path
+
+    if show is not None:
+        typer.echo(resolve_profile_path(show).read_text(encoding="utf-8"), nl=False)
+        return
+    profiles = list_profiles()
+    if as_json:
+        typer.echo(json.dumps(profiles, indent=2))
+        return
+    for p in profiles:
+        typer.echo(f"{p['name']:<14} {p['description']}")
+    typer.echo("\nUse one with: gencritic diagnose IMAGE --profile NAME  (or --profile path/to/own.yaml)")
+
+
+def temporal_command(
+    input: Path = typer.Argument(..., help="Folder of frames, GIF/WebP, or MP4/WebM video."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: temporal.json, curves.csv, curves.png."),
+    profile: str = typer.Option("explosion", "--profile", "-P", help="Profile whose segmentation defines the "
+                                                                      "foreground (size curve) and background colour."),
+    no_flow: bool = typer.Option(False, "--no-flow", help="Skip optical-flow warping error (faster)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Read at most this many frames."),  # noqa: UP045
+) -> None:
+    """Temporal quality of a frame sequence: flicker, consecutive SSIM, warping error, peak/decay.
+
+    Examples:
+
+      gencritic temporal renders/explosion_frames/ --out out/temporal
+
+      gencritic temporal clip.mp4 --out out/clip --no-flow
+    """
+    from gencritic.diagnose.temporal_report import temporal_report
+
+    summary = temporal_report(input, out, profile=profile, flow=not no_flow, max_frames=max_frames)
+    typer.echo(json.dumps(summary, indent=2, allow_nan=False))
+
+
+def _read_pairs(path: Path) -> tuple[list[tuple[str, str]], dict[str, bool] | None]:
+    if not path.is_file():
+        raise InputError(f"pairs file not found: {path}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"winner", "loser"} <= set(rows[0]):
+        raise InputError(f"{path} needs a CSV header with 'winner' and 'loser' columns (image paths)")
+    base = path.parent
+
+    def resolve(p: str) -> str:
+        q = Path(p.strip())
+        return str(q if q.is_absolute() else base / q)
+
+    return [(resolve(r["winner"]), resolve(r["loser"])) for r in rows], None
+
+
+def calibrate_command(
+    pairs: Path = typer.Argument(..., help="CSV with columns winner,loser: image paths (relative to the CSV) where "
+                                           "a person preferred 'winner'."),
+    profile: str = typer.Option("explosion", "--profile", "-P", help="Profile to calibrate (name or .yaml)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the calibrated profile YAML here."),  # noqa: UP045
+    labels: Optional[Path] = typer.Option(None, "--labels", help="CSV image,acceptable (1/0) to fit the pass threshold."),  # noqa: UP045
+    l2: float = typer.Option(1.0, "--l2", help="L2 regularisation of the Bradley-Terry fit."),
+    holdout: float = typer.Option(0.25, "--holdout", help="Share of pairs held out to report accuracy."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out split."),
+) -> None:
+    """Fit a profile's weights (and pass threshold) to human pairwise choices.
+
+    Prints held-out pair accuracy of the calibrated weights vs equal and current weights.
+
+    Example:
+
+      gencritic calibrate choices.csv --profile explosion --out explosion_calibrated.yaml
+    """
+    from gencritic.diagnose.calibrate import calibrate_profile
+
+    pair_list, _ = _read_pairs(pairs)
+    acceptable = None
+    if labels is not None:
+        if not labels.is_file():
+            raise InputError(f"labels file not found: {labels}")
+        with open(labels, newline="", encoding="utf-8") as fh:
+            acceptable = {str(labels.parent / r["image"].strip()): r["acceptable"].strip() in ("1", "true", "yes")
+                          for r in csv.DictReader(fh)}
+    result = calibrate_profile(profile, pair_list, acceptable, l2=l2, holdout=holdout, seed=seed)
+    yaml_text = result.pop("yaml")
+    if out is not None:
+        from gencritic.store import atomic_write_text
+
+        atomic_write_text(out, yaml_text)
+        result["written"] = str(out)
+    typer.echo(json.dumps(result, indent=2, allow_nan=False))

@@ -274,3 +274,16 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
     if sequence_info is not None:
         result["sequence"] = sequence_info
     return _clean(result)  # type: ignore[no-any-return]
+
+
+def key_frame_rgb(result: dict[str, Any]) -> np.ndarray:
+    """The pixels a diagnose result's image checks were measured on (the still, or the key frame)."""
+    from gencritic.io.frames import load_frames
+
+    prof = load_profile(result["profile"]["path"])
+    background = parse_background(prof.background)
+    path = Path(result["input"])
+    if result.get("kind") == "frames":
+        seq = load_frames(path, background)
+        return np.asarray(seq.frames[int(result["sequence"]["key_frame"])])
+    return _load_still(path, background)[0]
