@@ -1,9 +1,258 @@
-"""CLI commands of the `generate` area (added as the area lands)."""
+"""``gencritic generate run|progress|clean|eval``: generation jobs from the command line.
+
+Each command parses flags, builds a :class:`~gencritic.generate.runner.Runner` and prints;
+the logic lives in :mod:`gencritic.generate`.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
 import typer
+
+from gencritic.errors import InputError
+
+if TYPE_CHECKING:
+    from gencritic.generate.keys import ApiKey
+    from gencritic.generate.runner import Runner
+
+gen_app = typer.Typer(
+    name="generate",
+    help=(
+        "Generate 3D assets from your images with hosted APIs (CSM.ai) or a local command, track the jobs "
+        "durably, then score the results.\n\n"
+        "Typical session:\n\n"
+        "  export CSM_API_KEY=...                      (or be asked once; kept in ~/.config/gencritic, mode 600)\n\n"
+        "  gencritic generate run images/              (submits 6 CSM configurations per image)\n\n"
+        "  gencritic generate progress                 (re-run any time: polls, downloads, shows a table)\n\n"
+        "  gencritic generate eval                     (renders, scores vs the input image, writes a leaderboard)\n\n"
+        "State lives in --workdir (default ./gencritic-jobs): jobs.sqlite, images/, results/, eval/."
+    ),
+    no_args_is_help=True,
+)
+
+WORKDIR_HELP = "Folder that holds the job database, image copies and results (default ./gencritic-jobs)."
+API_HELP = "CSM API base URL (env CSM_API_URL; default https://api.csm.ai). Point it at a proxy or gateway."
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    app.add_typer(gen_app, name="generate")
+
+
+def _api_url(value: Optional[str]) -> str:  # noqa: UP045
+    from gencritic.generate.backends.csm import DEFAULT_API_URL
+
+    return value or os.environ.get("CSM_API_URL") or DEFAULT_API_URL
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    formats = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    allowed = ("glb", "obj", "fbx", "usdz")
+    bad = [f for f in formats if f not in allowed]
+    if bad or not formats:
+        raise InputError(f"--format {text!r}: use one or more of {', '.join(allowed)} (in order of preference)")
+    return formats
+
+
+def _runner(workdir: Path, api_url: Optional[str], formats: str, timeout: float, poll_interval: float,  # noqa: UP045
+            must_exist: bool) -> Runner:
+    from gencritic.generate.clock import SystemClock
+    from gencritic.generate.keys import resolve_api_key
+    from gencritic.generate.runner import DB_NAME, GenerateSettings, Runner, backend_factory
+
+    if must_exist and not (workdir / DB_NAME).exists():
+        raise InputError(f"no generation jobs in {workdir}: start with `gencritic generate run IMAGES_DIR "
+                         f"--workdir {workdir}`")
+    if timeout <= 0 or poll_interval <= 0:
+        raise InputError("--timeout and --poll-interval must be positive numbers of seconds")
+    settings = GenerateSettings(workdir=workdir, api_url=_api_url(api_url), formats=_formats(formats),
+                                request_timeout_s=timeout, poll_interval_s=poll_interval)
+    clock = SystemClock()
+
+    def ask() -> str:
+        return str(typer.prompt("CSM API key (from your CSM profile page; stored once, mode 600)", hide_input=True))
+
+    def key() -> ApiKey:
+        return resolve_api_key(prompt=ask if sys.stdin.isatty() else None)
+
+    return Runner(settings, clock, backend_factory(settings, clock, key))
+
+
+def _show(runner: Runner, title: str) -> None:
+    from rich.console import Console
+
+    from gencritic.generate.report import problems, status_table, tally
+    rows = runner.tracker.all()
+    console = Console()
+    console.print(status_table(rows, title))
+    console.print(f"{tally(rows)}  [dim](workdir {runner.workdir})[/]")
+    for line in problems(rows):
+        console.print(line, markup=False, style=None)
+
+
+def _drive(runner: Runner, wait: bool) -> None:
+    from gencritic.generate.runner import StepReport
+
+    def note(report: StepReport) -> None:
+        typer.echo(f"pass: {report.submitted} submitted, {report.polled} polled, {report.downloaded} downloaded, "
+                   f"{runner.active()} still active", err=True)
+
+    if wait:
+        runner.run_until_done(on_pass=note)
+    else:
+        note(runner.step())
+
+
+@gen_app.command("run")
+def run_command(
+    images: Path = typer.Argument(..., help="Folder of input images (png/jpg/webp...). A sidecar NAME.txt is the "
+                                            "image's prompt, used by text metrics in `eval`."),
+    matrix: Optional[Path] = typer.Option(None, "--matrix", "-m", help="YAML/TOML file of configurations (default: "  # noqa: UP045
+                                                                       "CSM.ai's six; see docs/generation.md)."),
+    config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Only these configurations (repeatable)."),  # noqa: UP045
+    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help=API_HELP),  # noqa: UP045
+    wait: bool = typer.Option(False, "--wait", help="Keep polling until every job is finished (jobs take 30-60 min)."),
+    poll_interval: float = typer.Option(30.0, "--poll-interval", help="Seconds between polls with --wait."),
+    formats: str = typer.Option("glb", "--format", help="Mesh format(s) to download, in order of preference: "
+                                                        "glb, obj, fbx, usdz."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds before one HTTP request is abandoned (retried)."),
+) -> None:
+    """Submit every image to every configuration of the matrix (safe to re-run: nothing is sent twice).
+
+    Examples:
+
+      gencritic generate run images/
+
+      gencritic generate run images/ --config i3d-turbo --config i3d-turbo-pbr --wait
+
+      gencritic generate run images/ --matrix my_matrix.yaml --workdir runs/trellis
+    """
+    from gencritic.generate.matrix import load_matrix
+    configs = load_matrix(matrix, list(config or []))
+    runner = _runner(workdir, api_url, formats, timeout, poll_interval, must_exist=False)
+    with runner:
+        n_images, created, existing = runner.plan(images, configs)
+        typer.echo(f"{n_images} image(s) × {len(configs)} configuration(s): {created} new job(s), "
+                   f"{existing} already tracked", err=True)
+        _drive(runner, wait)
+        _show(runner, "generation jobs")
+        if runner.active():
+            typer.echo(f"jobs run remotely for 30-60 min; check with: gencritic generate progress --workdir {workdir}",
+                       err=True)
+
+
+@gen_app.command("progress")
+def progress_command(
+    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help=API_HELP),  # noqa: UP045
+    wait: bool = typer.Option(False, "--wait", help="Keep polling until every job is finished."),
+    poll_interval: float = typer.Option(30.0, "--poll-interval", help="Seconds between polls with --wait."),
+    formats: str = typer.Option("glb", "--format", help="Mesh format(s) to download, in order of preference."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds before one HTTP request is abandoned (retried)."),
+) -> None:
+    """Poll unfinished jobs, download finished meshes (checksummed), and show the image × config table.
+
+    Idempotent: finished downloads are verified, never fetched again; interrupted submissions are
+    reconciled with the API before anything is re-sent.
+
+    Examples:
+
+      gencritic generate progress
+
+      gencritic generate progress --wait --poll-interval 60
+    """
+    runner = _runner(workdir, api_url, formats, timeout, poll_interval, must_exist=True)
+    with runner:
+        _drive(runner, wait)
+        _show(runner, "generation jobs")
+
+
+@gen_app.command("clean")
+def clean_command(
+    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
+    image: Optional[list[str]] = typer.Option(None, "--image", help="Image file name, stem or sha256 prefix (repeatable)."),  # noqa: UP045
+    config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Configuration name (repeatable)."),  # noqa: UP045
+    status: Optional[list[str]] = typer.Option(None, "--status", help="Only jobs in this status, e.g. failed (repeatable)."),  # noqa: UP045
+    everything: bool = typer.Option(False, "--all", help="Every job in the workdir."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Remove downloaded results and tracking for the chosen jobs, so they can be generated again.
+
+    Examples:
+
+      gencritic generate clean --status failed          (then `generate run` re-submits them)
+
+      gencritic generate clean --config i3d-base --yes
+
+      gencritic generate clean --all
+    """
+    from gencritic.generate.tracker import STATUSES
+
+    if not (image or config or status or everything):
+        raise InputError("say what to clean: --image NAME, --config NAME, --status failed, or --all")
+    bad = [s for s in status or [] if s not in STATUSES]
+    if bad:
+        raise InputError(f"--status {bad[0]!r} is not a job status; use one of {', '.join(STATUSES)}")
+    runner = _runner(workdir, None, "glb", 60.0, 30.0, must_exist=True)
+    with runner:
+        rows = runner.select(image or [], config or [], status or [])
+        if not rows:
+            typer.echo("no jobs match; nothing to clean", err=True)
+            return
+        remote = sum(1 for r in rows if r.status in ("submitting", "running"))
+        msg = f"remove {len(rows)} job(s) and their downloaded files from {workdir}?"
+        if remote:
+            msg += f" {remote} are still running remotely; their results would be lost."
+        if not yes and not typer.confirm(msg, default=False):
+            typer.echo("nothing removed", err=True)
+            raise typer.Exit(1)
+        jobs, files = runner.clean(rows)
+        typer.echo(f"removed {jobs} job(s) and {files} file(s)")
+
+
+@gen_app.command("eval")
+def eval_command(
+    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default WORKDIR/eval)."),  # noqa: UP045
+    model: Optional[str] = typer.Option(None, "--model", help="CLIP model: HF id, local folder, or open_clip NAME/TAG."),  # noqa: UP045
+    text_metrics: str = typer.Option("clip", "--text-metrics", help="Metrics for images that have a prompt "
+                                                                    "(sidecar .txt); empty to skip."),
+    config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Only these configurations (repeatable)."),  # noqa: UP045
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
+    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for the rendered views."),
+    resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Render every finished mesh, score it against its source image, and write a leaderboard per configuration.
+
+    clip_i2i = CLIP image-image cosine of each rendered view to the input image, mean over views.
+    Writes WORKDIR/eval/leaderboard.csv, leaderboard.md and scores.csv (one row per job).
+
+    Examples:
+
+      gencritic generate eval
+
+      gencritic generate eval --model openai/clip-vit-large-patch14 --device cuda
+    """
+    from rich.console import Console
+
+    from gencritic.cache import default_cache_dir
+    from gencritic.generate.evaluate import evaluate, to_markdown
+    from gencritic.models.loader import DEFAULT_CLIP_MODEL
+
+    runner = _runner(workdir, None, "glb", 60.0, 30.0, must_exist=True)
+    with runner:
+        rows = runner.select(configs=config or [])
+    metrics = [m.strip() for m in text_metrics.split(",") if m.strip()]
+    result = evaluate(rows, out or workdir / "eval", model or DEFAULT_CLIP_MODEL, metrics, device=device,
+                      render={"rig": rig, "resolution": resolution},
+                      cache_dir=None if no_cache else default_cache_dir(), progress=not quiet)
+    Console().print(to_markdown(result.leaderboard, result.leaderboard_columns, "leaderboard"), markup=False)
+    typer.echo(f"-> {result.out_dir / 'leaderboard.csv'}, {result.out_dir / 'leaderboard.md'}, "
+               f"{result.out_dir / 'scores.csv'}", err=True)

@@ -1,0 +1,175 @@
+"""Judge finished generations against their source images and rank the configurations.
+
+Each complete job becomes a mesh :class:`~gencritic.items.Item` whose reference is the
+(workdir copy of the) image it was generated from. Scoring is the normal pipeline
+(:func:`gencritic.pipeline.score`): rendered views, ``clip_i2i`` = CLIP image-image
+similarity of each view to the input image, averaged over views. Jobs whose image has a
+prompt (a sidecar ``.txt``) are also scored with text metrics (``clip`` by default);
+jobs without one are not, rather than failing rows for a missing prompt.
+
+The leaderboard has one row per configuration and counts every job, including those that
+failed to generate or to score: a generator that fails half its inputs does not get to
+rank on the half that worked without saying so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gencritic.errors import InputError
+from gencritic.generate.matrix import JobConfig
+from gencritic.generate.tracker import JobRow
+from gencritic.items import Item
+from gencritic.store import atomic_write_text, write_table
+
+IMAGE_METRIC = "clip_i2i"
+LEADERBOARD_COLUMNS = ["rank", "config", "description", "jobs", "generated", "failed_generation", "scored",
+                       "failed_scoring"]
+
+
+@dataclass
+class EvalResult:
+    """Rows per job, the leaderboard and where they were written."""
+
+    job_rows: list[dict[str, Any]]
+    job_columns: list[str]
+    leaderboard: list[dict[str, Any]]
+    leaderboard_columns: list[str]
+    out_dir: Path
+
+
+def main_mesh(row: JobRow) -> Path | None:
+    """The whole-object mesh of a job (a kit's assembled mesh, not its parts)."""
+    meshes = sorted((f for f in row.files if f.get("kind") == "mesh"), key=lambda f: int(f.get("index", 0)))
+    if meshes:
+        return Path(str(meshes[0]["path"]))
+    parts = [f for f in row.files if f.get("kind") == "part"]
+    return Path(str(parts[0]["path"])) if parts else None
+
+
+def job_items(rows: Sequence[JobRow]) -> list[Item]:
+    """Items for every complete job with a mesh on disk."""
+    items = []
+    for row in rows:
+        if row.status != "complete":
+            continue
+        mesh = main_mesh(row)
+        if mesh is None:
+            continue
+        items.append(Item(item_id=row.job_id, kind="mesh", path=mesh, prompt=row.prompt,
+                          reference=Path(row.image_copy),
+                          columns={"image": row.image_name, "config": row.config, "image_sha256": row.image_sha256}))
+    return items
+
+
+def metric_columns(spec: str) -> list[str]:
+    """Output columns of a metric spec, from the registry (so new metrics need no change here)."""
+    from gencritic.metrics.registry import all_metrics
+
+    name = spec.partition(":")[0].strip().lower()
+    cls = all_metrics().get(name)
+    if cls is None:
+        raise InputError(f"unknown metric {name!r} (see `gencritic metrics`)")
+    return list(cls.info.columns)
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return None, None
+    mean = sum(vals) / len(vals)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
+
+
+def build_leaderboard(rows: Sequence[JobRow], scored: dict[str, dict[str, Any]], configs: dict[str, JobConfig],
+                      value_columns: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per configuration, best first by the first value column (pure)."""
+    board: list[dict[str, Any]] = []
+    for name in sorted({r.config for r in rows}):
+        jobs = [r for r in rows if r.config == name]
+        generated = [r for r in jobs if r.status == "complete"]
+        results = [scored[r.job_id] for r in generated if r.job_id in scored]
+        ok = [s for s in results if s.get("success")]
+        entry: dict[str, Any] = {
+            "config": name, "description": configs[name].describe() if name in configs else "",
+            "jobs": len(jobs), "generated": len(generated),
+            "failed_generation": sum(1 for r in jobs if r.status == "failed"),
+            "scored": len(ok), "failed_scoring": len(results) - len(ok),
+        }
+        for col in value_columns:
+            mean, std = _mean_std([float(s[col]) for s in results if isinstance(s.get(col), (int, float))])
+            entry[f"{col}_mean"] = mean
+            entry[f"{col}_std"] = std
+        board.append(entry)
+    if value_columns:
+        key = f"{value_columns[0]}_mean"
+        board.sort(key=lambda e: (e[key] is None, -(e[key] or 0.0), e["config"]))
+    for i, entry in enumerate(board, 1):
+        entry["rank"] = i
+    return board
+
+
+def to_markdown(board: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> str:
+    """The leaderboard as a Markdown table (numbers to 4 decimals, missing as '–')."""
+    def cell(v: Any) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v).replace("|", "\\|")
+
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(e.get(c)) for c in columns) + " |" for e in board]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(rows: Sequence[JobRow], out_dir: Path, model: str, text_metrics: Sequence[str] = ("clip",),
+             device: str = "auto", render: dict[str, Any] | None = None, cache_dir: Path | None = None,
+             progress: bool = True) -> EvalResult:
+    """Score finished meshes and write ``scores.csv``, ``leaderboard.csv`` and ``leaderboard.md``."""
+    from gencritic.metrics.registry import all_metrics
+    from gencritic.pipeline import ScoreOptions, score
+
+    if IMAGE_METRIC not in all_metrics():
+        raise InputError(f"metric {IMAGE_METRIC!r} is not available in this gencritic build; "
+                         f"upgrade gencritic (see `gencritic metrics`)")
+    items = job_items(rows)
+    if not items:
+        raise InputError("no finished meshes to evaluate yet: run `gencritic generate progress` until jobs are complete")
+    configs = {r.config: JobConfig.from_json(r.config_json) for r in rows}
+    image_cols = metric_columns(IMAGE_METRIC)
+    text_cols = [c for m in text_metrics for c in metric_columns(m)]
+    groups = [("with-prompt", [i for i in items if i.prompt], [IMAGE_METRIC, *text_metrics]),
+              ("no-prompt", [i for i in items if not i.prompt], [IMAGE_METRIC])]
+    scored: dict[str, dict[str, Any]] = {}
+    for label, group, metrics in groups:
+        if not group:
+            continue
+        options = ScoreOptions(metrics=list(metrics), model=model, device=device, cache_dir=cache_dir,
+                               progress=progress, render=dict(render or {}))
+        run = score(group, out=out_dir / f"scores-{label}", options=options)
+        for result in run.rows:
+            scored[str(result["item_id"])] = result
+    value_columns = image_cols + (text_cols if any(i.prompt for i in items) else [])
+    job_columns = ["job_id", "image", "config", "status", "mesh", *value_columns, "success", "error"]
+    job_rows: list[dict[str, Any]] = []
+    for row in rows:
+        s = scored.get(row.job_id, {})
+        mesh = main_mesh(row)
+        job_rows.append({"job_id": row.job_id, "image": row.image_name, "config": row.config, "status": row.status,
+                         "mesh": str(mesh) if mesh else "", **{c: s.get(c) for c in value_columns},
+                         "success": s.get("success") if s else False,
+                         "error": s.get("error") or row.error or ("" if s else f"not generated ({row.status})")})
+    board = build_leaderboard(rows, scored, configs, value_columns)
+    board_columns = LEADERBOARD_COLUMNS + [f"{c}_{stat}" for c in value_columns for stat in ("mean", "std")]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_table(job_rows, job_columns, out_dir / "scores.csv")
+    write_table(board, board_columns, out_dir / "leaderboard.csv")
+    atomic_write_text(out_dir / "leaderboard.md", to_markdown(
+        board, board_columns, f"Generation leaderboard ({IMAGE_METRIC} = CLIP image-image similarity of rendered "
+                              f"views to the input image; model {model})"))
+    return EvalResult(job_rows, job_columns, board, board_columns, out_dir)
