@@ -93,11 +93,15 @@ def metric_columns(specs: Sequence[str], model: str) -> list[MetricColumn]:
     """The columns to validate: each metric's primary column; every column of a learned head."""
     from gencritic.metrics.registry import create_metric
 
-    out = []
+    out: list[MetricColumn] = []
     for spec in specs:
         m = create_metric(spec, model)
         cols = m.info.columns if m.info.family == "learned" else m.info.columns[:1]
-        out.extend(MetricColumn(m.name, c, m.info.higher_is_better, m.model_id()) for c in cols)
+        for c in cols:
+            if any(o.column == c for o in out):
+                raise InputError(f"two metrics write the column {c!r}; give trained heads different names "
+                                 f"(gencritic train --name) or list each metric once")
+            out.append(MetricColumn(m.name, c, m.info.higher_is_better, m.model_id()))
     return out
 
 

@@ -1,1 +1,128 @@
-"""Metric family `learned` (registered in gencritic.metrics.registry)."""
+"""Metric family `learned`: a head trained by ``gencritic train``, used like any other metric.
+
+``--metrics learned:/path/to/head`` loads ``card.json`` + ``head.safetensors``. The head's
+card names the backbone it was trained on, and that backbone (not the run's ``--model``) is
+loaded through the shared pool, so the features are the ones the head learned from; image
+and text embeddings come from the same cached path as every CLIP metric. If the head also
+used other metrics' scores, those metrics are set up and computed here too.
+
+Columns are ``<name>_<task>`` (name from the card, default ``learned``), one per task,
+on the rating scale of the training data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gencritic.errors import InputError
+from gencritic.features import RunContext, ViewBatch
+from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.registry import register
+
+
+def _read_card(path: Path) -> dict[str, Any]:
+    from gencritic.meta.heads import load_head
+
+    return load_head(path)[1]
+
+
+@register
+class LearnedMetric(Metric):
+    info = MetricInfo(
+        name="learned",
+        family="learned",
+        inputs=("image", "text"),
+        columns=("learned",),
+        range=(-math.inf, math.inf),
+        higher_is_better=True,
+        default_model=None,
+        description=("An assessment head trained with `gencritic train` on frozen backbone features (linear, MLP or "
+                     "multi-task metric transformer); use as learned:/path/to/head. One column per rated task."),
+        reference="gencritic train; metric transformer after AAPMT (Xu et al., 2024)",
+    )
+
+    @classmethod
+    def from_spec(cls, arg: str, default_model: str | None) -> LearnedMetric:
+        """``learned:/path/to/head`` → an instance whose columns are the head's tasks."""
+        if not arg.strip():
+            raise InputError("metric 'learned' needs a head folder: --metrics learned:/path/to/head "
+                             "(made by `gencritic train DATASET --out /path/to/head`)")
+        path = Path(arg.strip()).expanduser()
+        card = _read_card(path)
+        name = str(card.get("name") or "learned")
+        inputs = ("image", "text") if card.get("features") == "image+text" else ("image",)
+        info = dataclasses.replace(
+            cls.info, columns=tuple(f"{name}_{t}" for t in card["tasks"]), inputs=inputs,
+            default_model=card["backbone"],
+            description=f"{cls.info.description} Head '{name}' for {', '.join(card['tasks'])} on {card['backbone']}.")
+        sub = type(f"LearnedMetric_{name}", (cls,), {"info": info})
+        metric: LearnedMetric = sub({"head": str(path)}, default_model)
+        metric.card = card
+        return metric
+
+    def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
+        super().__init__(options, default_model)
+        self.card: dict[str, Any] = {}
+        self.sub_metrics: list[Metric] = []
+
+    def model_id(self) -> str | None:
+        return str(self.card["backbone"]) if self.card else None
+
+    def settings(self) -> dict[str, Any]:
+        return {"head": self.options.get("head"), "weights_sha256": self.card.get("weights_sha256")}
+
+    def setup(self, ctx: RunContext) -> None:
+        from gencritic.meta.heads import load_head
+        from gencritic.metrics.registry import create_metric
+
+        path = self.options.get("head")
+        if not path:
+            raise InputError("metric 'learned' needs a head folder: --metrics learned:/path/to/head")
+        self.head, self.card = ctx.pool.get(("learned-head", str(Path(path).resolve())), lambda: load_head(path))
+        self.backbone = ctx.pool.clip(self.card["backbone"])
+        self.sub_metrics = [create_metric(spec, self.card["backbone"]) for spec in self.card.get("with_metrics", [])]
+        for m in self.sub_metrics:
+            m.setup(ctx)
+        self.score_mean = np.asarray(self.card.get("score_mean", []), dtype=np.float64)
+        self.score_std = np.asarray(self.card.get("score_std", []), dtype=np.float64)
+        self.target_mean = np.asarray(self.card["target_mean"], dtype=np.float64)
+        self.target_std = np.asarray(self.card["target_std"], dtype=np.float64)
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        n = len(batch)
+        errors: list[str | None] = [None] * n
+        use_text = "text" in self.info.inputs
+        if use_text:
+            for i, p in enumerate(batch.prompts):
+                if not (p and p.strip()):
+                    errors[i] = "no prompt for this item (this head was trained on image + text features)"
+        columns = [m.info.columns[0] for m in self.sub_metrics]
+        scores = np.zeros((n, len(columns)))
+        for j, m in enumerate(self.sub_metrics):
+            res = m.compute(batch)
+            scores[:, j] = res.values[columns[j]]
+            for i, e in enumerate(res.errors):
+                if e and errors[i] is None:
+                    errors[i] = f"{m.name} (input of this head): {e}"
+        valid = [i for i in range(n) if errors[i] is None and np.isfinite(scores[i]).all()]
+        for i in range(n):
+            if errors[i] is None and i not in valid:
+                errors[i] = "an input metric of this head gave no value"
+        out = np.full((n, len(self.info.columns)), np.nan)
+        if valid:
+            image = batch.image_embeddings(self.backbone)[valid].float()
+            text = None
+            if use_text:
+                text = batch.text_embeddings(self.backbone, [str(batch.prompts[i]) for i in valid]).float()
+            z = ((scores[valid] - self.score_mean) / self.score_std).astype(np.float32)
+            with torch.no_grad():
+                pred = self.head(image, text, torch.from_numpy(z)).double().numpy()
+            out[valid] = pred * self.target_std + self.target_mean
+        values = {col: out[:, j] for j, col in enumerate(self.info.columns)}
+        return MetricResult(values=values, errors=errors)
