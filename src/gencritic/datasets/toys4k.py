@@ -1,0 +1,302 @@
+"""The Toys4k CLIP-score protocol (TRELLIS evaluation set): metadata -> items -> score -> the
+seed's table and summary.
+
+Metadata: TRELLIS-500K's ``Toys4k.csv`` (3,229 rows) with columns ``sha256``,
+``file_identifier`` (the asset's path inside ``toys4k_blend_files``, e.g.
+``airplane/airplane_000/airplane_000.blend``), ``aesthetic_score`` and ``captions`` (a JSON
+list of strings). Assets are found under ``--root`` in this order (first hit wins):
+
+1. ``ROOT/<file_identifier>`` when it is itself a mesh file;
+2. ``ROOT/<file_identifier>`` with its suffix swapped for .glb, .gltf, .obj, .ply (the .obj
+   or .glb tree converted from the .blend files keeps the same relative paths);
+3. the only mesh file in ``ROOT/<folder of file_identifier>`` (e.g. ``.../airplane_000/mesh.obj``),
+   or the one whose stem is the identifier's stem, then ``mesh.*``/``model.*``;
+4. ``ROOT/<sha256>.<ext>`` or the only mesh in ``ROOT/<sha256>/`` (content-addressed dumps).
+
+The same search is tried with a leading ``toys4k_blend_files/`` or ``toys4k_obj_files/``
+removed or added. An asset that is not found is a failed row naming where it looked.
+
+Caption rule (``--caption``): ``longest`` (default: the most detailed caption, i.e. the most
+characters; ties go to the earlier one), ``first`` (the list's first), ``mean`` (the asset's
+score is the mean over all its captions of the mean over views). Rows with no caption fail.
+
+Score: per asset, the mean over valid rendered views of cos(image, caption) with the
+``toys4k8`` rig (yaw 0..315 step 45, pitch 30°, radius 2, FoV 40°, 512², bbox-normalised);
+``mean_clip_score`` is the mean over successful assets, ``mean_clip_score_scaled`` is ×100
+(what papers print).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gencritic.errors import InputError
+from gencritic.items import MESH_EXTENSIONS, Item
+from gencritic.models.loader import DEFAULT_CLIP_MODEL
+
+SEED_COLUMNS = ["sha256", "file_identifier", "aesthetic_score", "clip_score", "num_views_rendered", "success",
+                "caption_used", "error"]
+SUMMARY_FIELDS = ["mean_clip_score", "mean_clip_score_scaled", "total_assets", "successful_evaluations",
+                  "success_rate"]
+CAPTION_RULES = ("longest", "first", "mean")
+_SWAP_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
+_PREFIXES = ("toys4k_blend_files", "toys4k_obj_files", "toys4k_glb_files")
+
+
+@dataclass(frozen=True)
+class Toys4kRow:
+    """One row of Toys4k's metadata."""
+
+    sha256: str
+    file_identifier: str
+    aesthetic_score: float | None
+    captions: tuple[str, ...]
+
+
+def parse_captions(value: Any) -> tuple[str, ...]:
+    """A JSON list (TRELLIS's format), a Python-literal list, or one plain caption."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ()
+    items: list[Any] | tuple[Any, ...] | None = None
+    if isinstance(value, list | tuple):
+        items = value
+    else:
+        text = str(value).strip()
+        if not text:
+            return ()
+        if text.startswith("["):
+            for parse in (json.loads, ast.literal_eval):
+                try:
+                    parsed = parse(text)
+                except (ValueError, SyntaxError):
+                    continue
+                if isinstance(parsed, list):
+                    items = parsed
+                    break
+        if items is None:
+            items = [text]
+    return tuple(c.strip() for c in (str(x) for x in items) if c.strip())
+
+
+def choose_captions(captions: Sequence[str], rule: str = "longest") -> list[str]:
+    """The caption(s) an asset is scored against under ``rule`` (see module docstring)."""
+    if rule not in CAPTION_RULES:
+        raise InputError(f"--caption {rule!r}: use {', '.join(CAPTION_RULES)}")
+    if not captions:
+        return []
+    if rule == "first":
+        return [captions[0]]
+    if rule == "longest":
+        return [max(captions, key=len)]  # max keeps the first of equal lengths
+    return list(dict.fromkeys(captions))
+
+
+def read_metadata(path: Path) -> list[Toys4kRow]:
+    """Read Toys4k's metadata CSV; missing columns stop the run with the columns found."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise InputError(f"Toys4k metadata not found: {path} (give TRELLIS-500K's Toys4k.csv / metadata.csv)")
+    try:
+        frame = pd.read_csv(path, dtype={"sha256": str, "file_identifier": str})
+    except Exception as exc:
+        raise InputError(f"cannot read {path} as CSV: {exc}") from None
+    missing = [c for c in ("sha256", "file_identifier", "captions") if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))}); "
+                         "Toys4k metadata needs sha256, file_identifier, aesthetic_score, captions")
+    rows = []
+    for rec in frame.to_dict("records"):
+        aes = rec.get("aesthetic_score")
+        aes_val = None if aes is None or (isinstance(aes, float) and math.isnan(aes)) else float(aes)
+        rows.append(Toys4kRow(str(rec["sha256"]), str(rec["file_identifier"]), aes_val,
+                              parse_captions(rec.get("captions"))))
+    return rows
+
+
+def _mesh_in_folder(folder: Path, stem: str) -> Path | None:
+    if not folder.is_dir():
+        return None
+    meshes = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MESH_EXTENSIONS)
+    if len(meshes) == 1:
+        return meshes[0]
+    for preferred in (stem, "mesh", "model"):
+        named = [p for p in meshes if p.stem == preferred]
+        if named:
+            return sorted(named, key=lambda p: _SWAP_SUFFIXES.index(p.suffix.lower())
+                          if p.suffix.lower() in _SWAP_SUFFIXES else 99)[0]
+    return None
+
+
+def _identifier_variants(identifier: str) -> list[Path]:
+    rel = Path(identifier)
+    variants = [rel]
+    if rel.parts and rel.parts[0] in _PREFIXES:
+        variants.append(Path(*rel.parts[1:]))
+    else:
+        variants.extend(Path(p) / rel for p in _PREFIXES)
+    return variants
+
+
+def find_asset(root: Path, row: Toys4kRow) -> Path | None:
+    """The asset file for ``row`` under ``root`` by the documented search order, or None."""
+    for rel in _identifier_variants(row.file_identifier):
+        direct = root / rel
+        if direct.is_file() and direct.suffix.lower() in MESH_EXTENSIONS:
+            return direct
+        for suffix in _SWAP_SUFFIXES:
+            candidate = direct.with_suffix(suffix)
+            if candidate.is_file():
+                return candidate
+        found = _mesh_in_folder(direct.parent, direct.stem)
+        if found is not None:
+            return found
+    for suffix in _SWAP_SUFFIXES:
+        candidate = root / f"{row.sha256}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return _mesh_in_folder(root / row.sha256, row.sha256)
+
+
+@dataclass
+class Toys4kOptions:
+    """Settings of a Toys4k run (the render ones default to the protocol's)."""
+
+    caption: str = "longest"
+    max_assets: int | None = None
+    model: str = DEFAULT_CLIP_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 32
+    workers: int = 2
+    rig: str = "toys4k8"
+    resolution: int = 512
+    up: str = "y"
+    render: dict[str, Any] = field(default_factory=dict)  # any other render option
+    cache_dir: Path | None = None
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Toys4kResult:
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    results_csv: Path | None
+    summary_json: Path | None
+
+
+def plan_items(rows: Sequence[Toys4kRow], root: Path, rule: str) -> tuple[list[Item], dict[str, str]]:
+    """Items to score (one per asset and chosen caption) and the failures known before scoring."""
+    items: list[Item] = []
+    failures: dict[str, str] = {}
+    for row in rows:
+        captions = choose_captions(row.captions, rule)
+        key = row.sha256
+        if not captions:
+            failures[key] = "no caption for this asset in the metadata"
+            continue
+        path = find_asset(root, row)
+        if path is None:
+            failures[key] = (f"asset file not found under {root} for {row.file_identifier} "
+                             "(looked for the identifier with .glb/.gltf/.obj/.ply, a mesh in its folder, <sha256>.*)")
+            continue
+        for k, caption in enumerate(captions):
+            items.append(Item(item_id=f"{key}#{k}", kind="mesh", path=path, prompt=caption,
+                              columns={"sha256": row.sha256, "caption_index": k}))
+    return items, failures
+
+
+def assemble(rows: Sequence[Toys4kRow], rule: str, failures: dict[str, str],
+             scored: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The seed's per-asset rows and summary from the pipeline's rows (pure)."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        captions = choose_captions(row.captions, rule)
+        caption_used = captions[0] if len(captions) == 1 else json.dumps(captions, ensure_ascii=False)
+        rec: dict[str, Any] = {"sha256": row.sha256, "file_identifier": row.file_identifier,
+                               "aesthetic_score": row.aesthetic_score, "clip_score": None,
+                               "num_views_rendered": 0, "success": False,
+                               "caption_used": caption_used if captions else "", "error": ""}
+        if row.sha256 in failures:
+            rec["error"] = failures[row.sha256]
+        else:
+            parts = scored.get(row.sha256, [])
+            errors = [p.get("error") for p in parts if not p.get("success")]
+            if parts and not errors and len(parts) == len(captions):
+                rec["clip_score"] = sum(float(p["clip_score"]) for p in parts) / len(parts)
+                rec["num_views_rendered"] = int(parts[0].get("num_views_scored") or 0)
+                rec["success"] = True
+            else:
+                rec["error"] = "; ".join(dict.fromkeys(str(e) for e in errors if e)) or "not scored (interrupted?)"
+                rec["num_views_rendered"] = int(max((p.get("num_views_scored") or 0) for p in parts)) if parts else 0
+        out.append(rec)
+    ok = [r["clip_score"] for r in out if r["success"]]
+    mean = sum(ok) / len(ok) if ok else None
+    summary = {
+        "mean_clip_score": mean,
+        "mean_clip_score_scaled": None if mean is None else 100.0 * mean,
+        "total_assets": len(out),
+        "successful_evaluations": len(ok),
+        "success_rate": (len(ok) / len(out)) if out else 0.0,
+    }
+    return out, summary
+
+
+def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOptions | None = None,
+               pool: Any = None) -> Toys4kResult:
+    """Score Toys4k (or any metadata of the same shape) by the protocol; the API behind ``gencritic toys4k``.
+
+    Writes ``OUT/toys4k_results.csv`` (the seed's columns), ``OUT/toys4k_summary.json`` (the
+    seed's fields) and, from the scoring pipeline, ``OUT/scoring/`` (results, long-format
+    ``views.csv`` with per-view scores, full ``summary.json``). Re-running resumes.
+    """
+    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.render.settings import parse_render_options
+    from gencritic.store import atomic_write_text, write_table
+
+    opts = options or Toys4kOptions()
+    if opts.caption not in CAPTION_RULES:
+        raise InputError(f"--caption {opts.caption!r}: use {', '.join(CAPTION_RULES)}")
+    if opts.max_assets is not None and opts.max_assets < 1:
+        raise InputError("--max-assets must be at least 1")
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"--root {root} is not a folder: give the folder holding the Toys4k assets")
+    render = {"rig": opts.rig, "resolution": opts.resolution, "up": opts.up, **opts.render}
+    if opts.cache_dir is None:
+        render["cache"] = False
+    else:
+        render["cache_dir"] = str(Path(opts.cache_dir) / "renders")
+    parse_render_options(render)  # validate before any work
+    rows = read_metadata(Path(metadata))
+    if opts.max_assets is not None:
+        rows = rows[:opts.max_assets]
+    if not rows:
+        raise InputError(f"{metadata} has no rows")
+    items, failures = plan_items(rows, root, opts.caption)
+
+    scored: dict[str, list[dict[str, Any]]] = {}
+    if items:
+        run = score(items, out=None if out is None else Path(out) / "scoring", pool=pool, options=ScoreOptions(
+            metrics=["clip"], model=opts.model, device=opts.device, dtype=opts.dtype, batch_size=opts.batch_size,
+            workers=opts.workers, cache_dir=opts.cache_dir, overwrite=opts.overwrite, progress=opts.progress,
+            render=render))
+        for r in run.rows:
+            scored.setdefault(str(r["sha256"]), []).append(r)
+    table, summary = assemble(rows, opts.caption, failures, scored)
+    results_csv = summary_json = None
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        results_csv = out / "toys4k_results.csv"
+        summary_json = out / "toys4k_summary.json"
+        write_table(table, SEED_COLUMNS, results_csv)
+        atomic_write_text(summary_json, json.dumps(summary, indent=2) + "\n")
+    return Toys4kResult(table, summary, results_csv, summary_json)

@@ -1,0 +1,345 @@
+"""Read a 3D asset file into flat arrays a rasteriser can draw, or fail the item with a reason.
+
+Why one flat record: every visual kind an asset may carry (per-vertex colours, per-face
+colours, UV textures, PBR base-colour factors) becomes the same per-vertex arrays (position,
+normal, colour, uv), an index buffer and at most one texture per primitive. The renderer then
+has one code path and no format-specific branches. Indexed (not triangle soups) because the
+CPU rasteriser shades each vertex once per view: a soup triples that work.
+
+Scene-graph transforms (glTF nodes, instancing) are applied here, so a primitive's positions
+are in the file's world frame. The file's up axis is NOT changed here: that is an explicit
+render setting (``up``), see :mod:`gencritic.mesh.normalize`.
+
+Normals: those stored in the file are used; a file without normals is shaded flat (the
+renderer takes face normals from screen-space derivatives, so no vertex is duplicated). We do
+not invent smooth normals, which would round off hard edges a generator made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from gencritic.errors import ItemError
+
+POINT_CLOUD_SUFFIXES = frozenset({".npz"})
+
+
+@dataclass
+class Primitive:
+    """One draw call: indexed triangles or a point set, with per-vertex attributes."""
+
+    mode: Literal["triangles", "points"]
+    positions: np.ndarray  # float32 (N, 3), world frame of the file
+    colors: np.ndarray  # float32 (N, 4) in [0, 1]: vertex colour x material factor
+    indices: np.ndarray | None = None  # uint32 (3F,), triangles only
+    normals: np.ndarray | None = None  # float32 (N, 3) unit; None = shade flat (face normals)
+    uvs: np.ndarray | None = None  # float32 (N, 2), image space (v=0 at the image's top row)
+    texture: np.ndarray | None = None  # uint8 (H, W, 4), row 0 = image top
+
+    @property
+    def count(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def num_faces(self) -> int:
+        return 0 if self.indices is None else int(self.indices.shape[0] // 3)
+
+
+@dataclass
+class MeshData:
+    """Everything drawable in one asset file."""
+
+    primitives: list[Primitive] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def num_faces(self) -> int:
+        return sum(p.num_faces for p in self.primitives)
+
+    @property
+    def num_points(self) -> int:
+        return sum(p.count for p in self.primitives if p.mode == "points")
+
+    def bounds(self) -> np.ndarray:
+        """(2, 3) min/max corner over all primitives."""
+        allpos = np.concatenate([p.positions for p in self.primitives], axis=0)
+        return np.stack([allpos.min(axis=0), allpos.max(axis=0)])
+
+    def all_positions(self) -> np.ndarray:
+        return np.concatenate([p.positions for p in self.primitives], axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# which files make up an asset (for content hashing)
+
+_OBJ_MTLLIB = re.compile(r"^\s*mtllib\s+(.+?)\s*$", re.MULTILINE)
+_MTL_MAP = re.compile(r"^\s*(?:map_\w+|bump|disp|decal|norm)\s+(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+def _last_token_path(spec: str) -> str:
+    """``map_Kd -s 1 1 1 tex.png`` -> ``tex.png`` (options come before the file name)."""
+    tokens = spec.split()
+    return tokens[-1] if tokens else spec
+
+
+def asset_files(path: Path) -> list[Path]:
+    """The mesh file and the side files it references (MTL, textures, glTF buffers) that exist.
+
+    Why: an OBJ's texture lives in another file; a render cache keyed only on the OBJ's bytes
+    would serve a stale picture after the texture changed.
+    """
+    files = [path]
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".obj":
+            text = path.read_text(errors="replace")
+            for lib in _OBJ_MTLLIB.findall(text):
+                mtl = path.parent / lib
+                if mtl.is_file():
+                    files.append(mtl)
+                    for tex in _MTL_MAP.findall(mtl.read_text(errors="replace")):
+                        candidate = mtl.parent / _last_token_path(tex)
+                        if candidate.is_file():
+                            files.append(candidate)
+        elif suffix == ".gltf":
+            doc = json.loads(path.read_text(errors="replace"))
+            for entry in [*doc.get("buffers", []), *doc.get("images", [])]:
+                uri = entry.get("uri", "")
+                if uri and not uri.startswith("data:"):
+                    candidate = path.parent / uri
+                    if candidate.is_file():
+                        files.append(candidate)
+    except (OSError, ValueError):
+        pass  # the loader reports the real problem with this file
+    return list(dict.fromkeys(files))
+
+
+def asset_sha256(path: Path) -> str:
+    """sha256 over the asset's files (name-independent for the main file, so renames are free)."""
+    h = hashlib.sha256()
+    for i, f in enumerate(asset_files(path)):
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:
+            raise ItemError(f"mesh file not found: {f}") from None
+        except IsADirectoryError:
+            raise ItemError(f"expected a mesh file but found a folder: {f}") from None
+        except OSError as exc:
+            raise ItemError(f"cannot read {f}: {exc.strerror or exc}") from None
+        if i == 0 and not data:
+            raise ItemError(f"mesh file is empty (0 bytes): {f}")
+        h.update((f.name if i else "").encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _rgba_float(color: Any, n: int) -> np.ndarray:
+    """uint8 or float colours (N,3|4) or one colour -> float32 (n, 4) in [0, 1]."""
+    arr = np.asarray(color)
+    if arr.dtype.kind in "ui":
+        arr = arr.astype(np.float32) / 255.0
+    arr = arr.astype(np.float32)
+    if arr.ndim == 1:
+        arr = np.broadcast_to(arr, (n, arr.shape[0]))
+    if arr.shape[1] == 3:
+        arr = np.concatenate([arr, np.ones((arr.shape[0], 1), np.float32)], axis=1)
+    return np.ascontiguousarray(np.clip(arr[:, :4], 0.0, 1.0), dtype=np.float32)
+
+
+def _texture_rgba(image: Any) -> np.ndarray | None:
+    if image is None:
+        return None
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        return None
+    return np.ascontiguousarray(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+
+
+def _material_color_and_texture(visual: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(RGBA factor in [0,1], texture or None) of a TextureVisuals material.
+
+    glTF PBR: baseColorTexture x baseColorFactor (the spec). OBJ/MTL (SimpleMaterial): the
+    map_Kd image alone when present, otherwise Kd; trimesh and pyrender read OBJ the same way.
+    """
+    material = getattr(visual, "material", None)
+    if material is None:
+        return np.ones(4, np.float32), None
+    if hasattr(material, "baseColorTexture"):
+        factor = material.baseColorFactor
+        fac = np.ones(4, np.float32) if factor is None else _rgba_float(factor, 1)[0]
+        return fac, _texture_rgba(material.baseColorTexture)
+    texture = _texture_rgba(getattr(material, "image", None))
+    if texture is not None:
+        return np.ones(4, np.float32), texture
+    diffuse = getattr(material, "diffuse", None)
+    return (np.ones(4, np.float32) if diffuse is None else _rgba_float(diffuse, 1)[0]), None
+
+
+def _triangles_primitive(mesh: Any, transform: np.ndarray) -> Primitive | None:
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
+    if faces.size == 0 or vertices.size == 0:
+        return None
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise ItemError("mesh has face indices outside its vertex list (corrupt file)")
+    visual: Any = getattr(mesh, "visual", None)
+    kind = getattr(visual, "kind", None)
+    n = len(vertices)
+    colors = np.ones((n, 4), np.float32)
+    uvs = None
+    texture = None
+    if kind == "texture":
+        factor, texture = _material_color_and_texture(visual)
+        colors = np.broadcast_to(factor, (n, 4)).copy()
+        vcol = getattr(visual, "vertex_attributes", {}).get("color") if hasattr(visual, "vertex_attributes") else None
+        if vcol is not None and len(vcol) == n:
+            colors *= _rgba_float(vcol, n)
+        uv = getattr(visual, "uv", None)
+        if texture is not None and uv is not None and len(uv) == n:
+            uv = np.asarray(uv, dtype=np.float32)
+            # trimesh stores OBJ-style uv (v=0 at the image bottom); flip to row-major image space
+            uvs = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1)
+        else:
+            texture = None
+    elif kind == "vertex":
+        colors = _rgba_float(visual.vertex_colors, n)
+    has_file_normals = "vertex_normals" in getattr(getattr(mesh, "_cache", None), "cache", {})
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float64) if has_file_normals else None
+
+    if kind == "face":  # per-face colours: one vertex per face corner
+        corners = faces.reshape(-1)
+        vertices = vertices[corners]
+        colors = np.repeat(_rgba_float(visual.face_colors, len(faces)), 3, axis=0)
+        normals = None if normals is None else normals[corners]
+        faces = np.arange(len(corners), dtype=np.int64).reshape(-1, 3)
+    else:  # drop vertices no face uses, so they cannot move the bounding box
+        used = np.unique(faces)
+        if len(used) < len(vertices):
+            remap = np.full(len(vertices), -1, dtype=np.int64)
+            remap[used] = np.arange(len(used))
+            vertices, colors = vertices[used], colors[used]
+            normals = None if normals is None else normals[used]
+            uvs = None if uvs is None else uvs[used]
+            faces = remap[faces]
+
+    world = vertices @ transform[:3, :3].T + transform[:3, 3]
+    linear = transform[:3, :3]
+    if normals is not None and abs(np.linalg.det(linear)) > 1e-12:
+        normals = normals @ np.linalg.inv(linear)  # inverse-transpose, applied to row vectors
+        length = np.linalg.norm(normals, axis=1, keepdims=True)
+        if not np.isfinite(normals).all() or (length < 1e-12).any():
+            normals = None  # the file's normals are unusable: shade flat from the geometry instead
+        else:
+            normals = normals / length
+    else:
+        normals = None
+    return Primitive("triangles", world.astype(np.float32), np.ascontiguousarray(colors, np.float32),
+                     np.ascontiguousarray(faces.reshape(-1), dtype=np.uint32),
+                     None if normals is None else normals.astype(np.float32),
+                     None if uvs is None else np.ascontiguousarray(uvs, np.float32), texture)
+
+
+def _points_primitive(points: np.ndarray, colors: Any, transform: np.ndarray | None = None) -> Primitive | None:
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if pts.size == 0:
+        return None
+    if transform is not None:
+        pts = pts @ transform[:3, :3].T + transform[:3, 3]
+    n = len(pts)
+    if colors is None or len(colors) != n:
+        col = np.ones((n, 4), np.float32)
+    else:
+        col = _rgba_float(colors, n)
+    return Primitive("points", pts.astype(np.float32), col)
+
+
+def _load_npz(path: Path) -> MeshData:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            key = next((k for k in ("points", "xyz", "positions", "vertices") if k in keys), None)
+            if key is None:
+                raise ItemError(f"point cloud {path} has no 'points' array (found: {', '.join(sorted(keys)) or 'none'})")
+            points = np.asarray(data[key])
+            ckey = next((k for k in ("colors", "rgb", "colours") if k in keys), None)
+            colors = np.asarray(data[ckey]) if ckey else None
+    except ItemError:
+        raise
+    except Exception as exc:
+        raise ItemError(f"cannot read point cloud {path}: {exc}") from None
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ItemError(f"point cloud {path}: 'points' must be an (N, 3) array, got shape {points.shape}")
+    prim = _points_primitive(points, colors)
+    return MeshData([prim] if prim else [], str(path))
+
+
+def load_asset(path: Path) -> MeshData:
+    """Load a mesh or point cloud; corrupt, empty or degenerate files raise :class:`ItemError`."""
+    path = Path(path)
+    if not path.exists():
+        raise ItemError(f"mesh file not found: {path}")
+    if path.is_dir():
+        raise ItemError(f"expected a mesh file but found a folder: {path}")
+    if path.stat().st_size == 0:
+        raise ItemError(f"mesh file is empty (0 bytes): {path}")
+    if path.suffix.lower() in POINT_CLOUD_SUFFIXES:
+        data = _load_npz(path)
+    else:
+        data = _load_with_trimesh(path)
+    _validate(data, path)
+    return data
+
+
+def _load_with_trimesh(path: Path) -> MeshData:
+    import trimesh
+
+    try:
+        scene: Any = trimesh.load(str(path), force="scene", process=False)
+    except Exception as exc:  # trimesh raises many kinds on corrupt input
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ItemError(f"cannot read mesh {path.name}: {reason}") from None
+    prims: list[Primitive] = []
+    for node in scene.graph.nodes_geometry:
+        transform, geom_name = scene.graph[node]
+        geom = scene.geometry.get(geom_name)
+        if geom is None:
+            continue
+        matrix = np.asarray(transform, dtype=np.float64)
+        if isinstance(geom, trimesh.Trimesh):
+            prim = _triangles_primitive(geom, matrix)
+        elif isinstance(geom, trimesh.PointCloud):
+            prim = _points_primitive(geom.vertices, getattr(geom, "colors", None), matrix)
+        else:
+            continue  # paths/lines are not surfaces; they are not drawn
+        if prim is not None:
+            prims.append(prim)
+    return MeshData(prims, str(path))
+
+
+def _validate(data: MeshData, path: Path) -> None:
+    if not data.primitives:
+        raise ItemError(f"mesh {path.name} has no faces or points to draw (empty asset)")
+    for prim in data.primitives:
+        if not np.isfinite(prim.positions).all():
+            raise ItemError(f"mesh {path.name} has NaN or infinite vertex coordinates (corrupt or degenerate)")
+    lo, hi = data.bounds()
+    extent = float((hi - lo).max())
+    if not extent > 0.0:
+        raise ItemError(f"mesh {path.name} is degenerate: all vertices at one point (zero-size bounding box)")
+    if data.num_faces and not data.num_points:
+        areas = [np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum()
+                 for t in (p.positions.astype(np.float64)[p.indices.reshape(-1, 3)]
+                           for p in data.primitives if p.indices is not None)]
+        if float(sum(areas)) <= 1e-12 * extent * extent:
+            raise ItemError(f"mesh {path.name} is degenerate: every triangle has zero area")

@@ -1,0 +1,212 @@
+"""Render an asset's views: the function the scoring pipeline calls, and the ``render`` command's.
+
+``render_asset_views(path, options)`` is the contract with :mod:`gencritic.media`: it returns
+one :class:`RenderedView` per camera of the rig; a view that shows nothing has ``error`` set and
+no image, so it is never scored. Whole-asset problems (missing, corrupt, empty, degenerate
+mesh; no GL context) raise :class:`~gencritic.errors.ItemError`, which fails the item's row.
+
+Thread-safe: each thread renders with its own GL context (see :mod:`gencritic.render.gl`).
+Renders are cached on disk by (asset sha256, pixel settings) unless ``cache=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from gencritic.errors import ItemError
+from gencritic.io.images import LoadedImage
+from gencritic.mesh.load import asset_sha256, load_asset
+from gencritic.mesh.normalize import normalization_transform
+from gencritic.render.cache import RenderCache
+from gencritic.render.cameras import Camera
+from gencritic.render.compose import composite, unpremultiply, view_problem
+from gencritic.render.settings import RenderSettings, parse_render_options
+
+
+@dataclass
+class RenderedView:
+    """One camera's picture of an asset, or why there is none."""
+
+    name: str
+    image: LoadedImage | None
+    error: str | None = None
+
+
+@dataclass
+class AssetRender:
+    """All views of one asset with what produced them."""
+
+    path: Path
+    asset_sha256: str
+    settings: RenderSettings
+    cameras: list[Camera]
+    premultiplied: np.ndarray  # uint8 (V, H, W, 4)
+    views: list[RenderedView] = field(default_factory=list)
+    from_cache: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _render_key(asset_sha: str, settings: RenderSettings) -> str:
+    """Cache key of the premultiplied render: background is applied afterwards, so it is left out."""
+    pixel = settings.pixel_settings()
+    pixel.pop("background")
+    return hashlib.sha256(f"{asset_sha}|{json.dumps(pixel, sort_keys=True)}".encode()).hexdigest()
+
+
+def view_sha256(asset_sha: str, settings: RenderSettings, index: int) -> str:
+    """Content key of one composited view: what the embedding cache keys on."""
+    return hashlib.sha256(f"{asset_sha}|{settings.key()}|view={index}".encode()).hexdigest()
+
+
+def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> tuple[np.ndarray, dict[str, Any]]:
+    from gencritic.render.gl import RenderContextError, thread_renderer
+
+    mesh = load_asset(path)
+    model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
+    try:
+        renderer = thread_renderer()
+        views = renderer.render(mesh, model, cameras, settings.resolution, samples=settings.samples,
+                                lit=settings.lighting == "default", point_size=settings.effective_point_size)
+    except RenderContextError as exc:
+        raise ItemError(f"cannot render {path.name}: {exc}") from None
+    except Exception as exc:  # a GL error on this asset (e.g. texture too large) fails this item only
+        raise ItemError(f"rendering {path.name} failed: {' '.join(str(exc).split())[:200]}") from None
+    meta = {"faces": mesh.num_faces, "points": mesh.num_points, "primitives": len(mesh.primitives),
+            "renderer": renderer.renderer_name, "model_matrix": model.tolist()}
+    return views, meta
+
+
+def render_asset(path: Path, options: dict[str, Any] | RenderSettings | None = None) -> AssetRender:
+    """Render (or fetch from the cache) every view of the asset at ``path``."""
+    settings = options if isinstance(options, RenderSettings) else parse_render_options(options)
+    path = Path(path)
+    sha = asset_sha256(path)
+    cameras = settings.cameras()
+    cache = RenderCache(settings.cache_dir) if settings.cache else None
+    key = _render_key(sha, settings)
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None and hit[0].shape[0] == len(cameras):
+        premult, meta = hit
+        from_cache = True
+    else:
+        premult, meta = _rasterise(path, settings, cameras)
+        from_cache = False
+        if cache is not None:
+            cache.put(key, premult, meta)
+    result = AssetRender(path, sha, settings, cameras, premult, from_cache=from_cache, meta=meta)
+    for i, cam in enumerate(cameras):
+        rgb, alpha = composite(premult[i], settings.background)
+        problem = view_problem(rgb, alpha)
+        if problem is not None:
+            result.views.append(RenderedView(cam.name, None, problem))
+            continue
+        image = LoadedImage(rgb=Image.fromarray(rgb, "RGB"), sha256=view_sha256(sha, settings, i), alpha=alpha)
+        result.views.append(RenderedView(cam.name, image, None))
+    return result
+
+
+def render_asset_views(path: Path, options: dict[str, Any]) -> list[RenderedView]:
+    """The pipeline's entry point: views of one asset (``options``: rig, resolution, background...)."""
+    return render_asset(path, options).views
+
+
+def write_views(render: AssetRender, out_dir: Path, transparent: bool = False) -> Path:
+    """Write ``out_dir/NNN.png`` and ``cameras.json``; returns ``out_dir``.
+
+    ``transparent`` writes straight-alpha RGBA PNGs; otherwise RGB on the settings' background.
+    Blank views are written too (so users can see them) and listed with their error.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = render.settings.resolution
+    views_json = []
+    for i, (cam, view) in enumerate(zip(render.cameras, render.views, strict=True)):
+        file = out_dir / f"{cam.name}.png"
+        if transparent:
+            Image.fromarray(unpremultiply(render.premultiplied[i]), "RGBA").save(file)
+        else:
+            rgb, _ = composite(render.premultiplied[i], render.settings.background)
+            Image.fromarray(rgb, "RGB").save(file)
+        views_json.append({**cam.to_json(res, res), "file": file.name, "error": view.error})
+    doc = {
+        "asset": str(render.path), "asset_sha256": render.asset_sha256,
+        "settings": render.settings.pixel_settings(), "world": {
+            "up": "+Y", "front": "+Z", "units": "normalised asset frame (see docs/rendering.md)"},
+        "model_matrix": render.meta.get("model_matrix"), "renderer": render.meta.get("renderer"),
+        "views": views_json,
+    }
+    (out_dir / "cameras.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return out_dir
+
+
+@dataclass
+class RenderReport:
+    """What ``render_to_folder`` did for one asset."""
+
+    asset: Path
+    out_dir: Path | None
+    views_ok: int
+    views_blank: int
+    error: str | None = None
+
+
+def find_assets(source: Path) -> list[Path]:
+    """A mesh file, or every mesh/point-cloud file under a folder (sorted, recursive)."""
+    from gencritic.errors import InputError
+    from gencritic.items import MESH_EXTENSIONS
+
+    source = Path(source)
+    if source.is_file():
+        if source.suffix.lower() not in MESH_EXTENSIONS:
+            raise InputError(f"{source} is not a mesh: give {', '.join(sorted(MESH_EXTENSIONS))} or a folder of them")
+        return [source]
+    if not source.is_dir():
+        raise InputError(f"input not found: {source} (give a mesh file or a folder of meshes)")
+    found = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in MESH_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(source).parts))
+    if not found:
+        raise InputError(f"no meshes under {source} (looked for {', '.join(sorted(MESH_EXTENSIONS))})")
+    return found
+
+
+def asset_out_name(asset: Path, source: Path) -> str:
+    """``views/<asset-name>``: the path below ``source`` without its suffix (unique per file)."""
+    if Path(source).is_file():
+        return asset.stem
+    return asset.relative_to(source).with_suffix("").as_posix()
+
+
+def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = None, transparent: bool = False,
+                     workers: int = 2, on_done: Any = None) -> list[RenderReport]:
+    """Render every asset under ``source`` into ``out/<asset-name>/NNN.png`` + ``cameras.json``.
+
+    Options are validated before any work; a failing asset is reported, the others go on.
+    ``on_done(report)`` is called as each asset finishes (progress display).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = parse_render_options(options)
+    assets = find_assets(Path(source))
+
+    def one(asset: Path) -> RenderReport:
+        try:
+            result = render_asset(asset, settings)
+        except ItemError as exc:
+            return RenderReport(asset, None, 0, 0, str(exc))
+        folder = write_views(result, Path(out) / asset_out_name(asset, Path(source)), transparent)
+        blank = sum(v.error is not None for v in result.views)
+        return RenderReport(asset, folder, len(result.views) - blank, blank)
+
+    reports = []
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gencritic-render") as pool:
+        for report in pool.map(one, assets):
+            reports.append(report)
+            if on_done is not None:
+                on_done(report)
+    return reports

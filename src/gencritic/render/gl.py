@@ -1,0 +1,256 @@
+"""The rasteriser: moderngl on a headless EGL context (Mesa llvmpipe on CPU, the GPU's driver
+when one is present), one hand-written shader, all views of an asset in one pass.
+
+Why this shape (measured, see docs/rendering.md):
+
+* the mesh is uploaded once and drawn into every view's tile of one atlas framebuffer; the
+  atlas is resolved (MSAA) and read back once, so per-view overhead is a viewport change;
+* the shader is small: albedo (vertex colour x base-colour factor x texture) times soft
+  ambient plus two directional lights fixed in camera space, so every view is lit alike;
+  normals are flipped toward the viewer, so winding or mirrored transforms never turn a face
+  black;
+* clear colour is (0, 0, 0, 0) and alpha is coverage, so the resolved colour is premultiplied
+  and compositing on any background is exact: pixels with no coverage are the background;
+* one context per thread (EGL allows a context current in each thread), so the scoring
+  pipeline's worker threads render different assets at once without sharing GL state.
+
+No fallback: a context that cannot be created raises :class:`RenderContextError`, whose text
+says which system packages EGL needs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gencritic.mesh.load import MeshData
+from gencritic.render.cameras import Camera
+
+VERTEX_SHADER = """
+#version 330
+uniform mat4 u_model;
+uniform mat4 u_view;
+uniform mat4 u_proj;
+uniform mat3 u_normal;
+uniform float u_point_size;
+in vec3 in_pos;
+in vec3 in_normal;
+in vec4 in_color;
+in vec2 in_uv;
+out vec3 v_normal_cam;
+out vec3 v_pos_cam;
+out vec4 v_color;
+out vec2 v_uv;
+void main() {
+    vec4 world = u_model * vec4(in_pos, 1.0);
+    vec4 cam = u_view * world;
+    v_pos_cam = cam.xyz;
+    v_normal_cam = mat3(u_view) * (u_normal * in_normal);
+    v_color = in_color;
+    v_uv = in_uv;
+    gl_PointSize = u_point_size;
+    gl_Position = u_proj * cam;
+}
+"""
+
+FRAGMENT_SHADER = """
+#version 330
+uniform sampler2D u_tex;
+uniform bool u_use_tex;
+uniform bool u_lit;
+uniform bool u_flat;
+uniform float u_ambient;
+uniform vec3 u_key_dir;
+uniform float u_key;
+uniform vec3 u_fill_dir;
+uniform float u_fill;
+in vec3 v_normal_cam;
+in vec3 v_pos_cam;
+in vec4 v_color;
+in vec2 v_uv;
+out vec4 f_color;
+void main() {
+    vec3 albedo = v_color.rgb;
+    if (u_use_tex) {
+        albedo *= texture(u_tex, v_uv).rgb;
+    }
+    vec3 rgb = albedo;
+    if (u_lit) {
+        vec3 n = u_flat ? cross(dFdx(v_pos_cam), dFdy(v_pos_cam)) : v_normal_cam;
+        n = length(n) > 0.0 ? normalize(n) : vec3(0.0, 0.0, 1.0);
+        vec3 to_eye = normalize(-v_pos_cam);
+        if (dot(n, to_eye) < 0.0) { n = -n; }
+        float light = u_ambient + u_key * max(dot(n, u_key_dir), 0.0) + u_fill * max(dot(n, u_fill_dir), 0.0);
+        rgb = albedo * light;
+    }
+    f_color = vec4(clamp(rgb, 0.0, 1.0), 1.0);
+}
+"""
+
+# lights in camera space (x right, y up, z toward the viewer): a key from upper left-front,
+# a weak fill from the right; ambient keeps faces turned away from both readable.
+AMBIENT = 0.45
+KEY = 0.5
+FILL = 0.15
+KEY_DIR = np.array([-0.4, 0.6, 0.7]) / np.linalg.norm([-0.4, 0.6, 0.7])
+FILL_DIR = np.array([0.6, 0.1, 0.5]) / np.linalg.norm([0.6, 0.1, 0.5])
+
+EGL_HINT = ("headless rendering needs EGL: on Debian/Ubuntu `apt-get install libegl1 libegl-mesa0 "
+            "libgl1-mesa-dri` (CPU, Mesa llvmpipe) or an NVIDIA driver with EGL")
+
+
+class RenderContextError(RuntimeError):
+    """The GL context could not be created or used; the message says how to fix it."""
+
+
+class GLRenderer:
+    """One EGL context with its compiled programs and a reusable atlas framebuffer."""
+
+    def __init__(self) -> None:
+        try:
+            import moderngl
+        except ImportError as exc:
+            raise RenderContextError(f"moderngl is not installed ({exc}): `pip install gencritic[render]`") from None
+        try:
+            self.ctx: Any = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]
+        except Exception as exc:
+            raise RenderContextError(f"cannot create a headless EGL context ({exc}); {EGL_HINT}") from None
+        self._mgl = moderngl
+        self.program: Any = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
+        self.white = self.ctx.texture((1, 1), 4, bytes([255, 255, 255, 255]))
+        self.max_size = int(self.ctx.info.get("GL_MAX_RENDERBUFFER_SIZE", 8192))
+        self.max_samples = int(self.ctx.max_samples)
+        self._fbos: dict[tuple[int, int, int], tuple[Any, Any]] = {}
+        self.renderer_name = str(self.ctx.info.get("GL_RENDERER", "unknown"))
+
+    # -- framebuffers -------------------------------------------------------------------------
+    def _framebuffers(self, width: int, height: int, samples: int) -> tuple[Any, Any]:
+        key = (width, height, samples)
+        if key not in self._fbos:
+            for old in list(self._fbos):  # keep one size around; assets of a run share settings
+                draw, resolve = self._fbos.pop(old)
+                for fbo in {id(draw): draw, id(resolve): resolve}.values():
+                    for att in (*fbo.color_attachments, fbo.depth_attachment):
+                        if att is not None:
+                            att.release()
+                    fbo.release()
+            size = (width, height)
+            if samples > 1:
+                draw = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4, samples=samples),
+                                            self.ctx.depth_renderbuffer(size, samples=samples))
+                resolve = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4))
+            else:
+                draw = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4), self.ctx.depth_renderbuffer(size))
+                resolve = draw
+            self._fbos[key] = (draw, resolve)
+        return self._fbos[key]
+
+    # -- drawing ------------------------------------------------------------------------------
+    def render(self, mesh: MeshData, model: np.ndarray, cameras: Sequence[Camera], resolution: int,
+               samples: int = 0, lit: bool = True, point_size: float = 4.0) -> np.ndarray:
+        """Premultiplied RGBA uint8 views, shape (V, H, W, 4), row 0 = image top."""
+        samples = min(samples, self.max_samples) if samples > 1 else 0
+        per_row = max(1, min(len(cameras), self.max_size // resolution))
+        out = []
+        uploads = self._upload(mesh)
+        try:
+            for start in range(0, len(cameras), per_row * max(1, self.max_size // resolution)):
+                chunk = cameras[start:start + per_row * max(1, self.max_size // resolution)]
+                out.append(self._render_chunk(uploads, model, chunk, resolution, samples, lit, point_size, per_row))
+        finally:
+            for vao, buffers, tex, _ in uploads:
+                vao.release()
+                for b in buffers:
+                    b.release()
+                if tex is not None:
+                    tex.release()
+        return np.concatenate(out, axis=0)
+
+    def _upload(self, mesh: MeshData) -> list[tuple[Any, list[Any], Any, Any]]:
+        ctx = self.ctx
+        uploads = []
+        for prim in mesh.primitives:
+            n = prim.count
+            normals = prim.normals if prim.normals is not None else np.zeros((n, 3), np.float32)
+            uvs = prim.uvs if prim.uvs is not None else np.zeros((n, 2), np.float32)
+            buffers = [ctx.buffer(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+                       for a in (prim.positions, normals, prim.colors, uvs)]
+            content = [(buffers[0], "3f", "in_pos"), (buffers[1], "3f", "in_normal"),
+                       (buffers[2], "4f", "in_color"), (buffers[3], "2f", "in_uv")]
+            if prim.indices is not None:
+                ibo = ctx.buffer(np.ascontiguousarray(prim.indices, dtype=np.uint32).tobytes())
+                buffers.append(ibo)
+                vao = ctx.vertex_array(self.program, content, index_buffer=ibo, index_element_size=4)
+            else:
+                vao = ctx.vertex_array(self.program, content)
+            tex = None
+            if prim.texture is not None:
+                h, w = prim.texture.shape[:2]
+                tex = ctx.texture((w, h), 4, np.ascontiguousarray(prim.texture).tobytes())
+                tex.build_mipmaps()
+                tex.filter = (self._mgl.LINEAR_MIPMAP_LINEAR, self._mgl.LINEAR)
+                tex.repeat_x = True
+                tex.repeat_y = True
+            mode = self._mgl.POINTS if prim.mode == "points" else self._mgl.TRIANGLES
+            flat = prim.mode == "triangles" and prim.normals is None
+            uploads.append((vao, buffers, tex, (mode, flat, prim.mode == "points")))
+        return uploads
+
+    def _render_chunk(self, uploads: list[tuple[Any, list[Any], Any, Any]], model: np.ndarray,
+                      cameras: Sequence[Camera], res: int, samples: int, lit: bool, point_size: float,
+                      per_row: int) -> np.ndarray:
+        ctx = self.ctx
+        n = len(cameras)
+        cols = min(n, per_row)
+        rows = -(-n // cols)
+        width, height = cols * res, rows * res
+        draw, resolve = self._framebuffers(width, height, samples)
+        draw.use()
+        ctx.viewport = (0, 0, width, height)
+        draw.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        ctx.enable(self._mgl.DEPTH_TEST | self._mgl.PROGRAM_POINT_SIZE)
+        ctx.disable(self._mgl.CULL_FACE | self._mgl.BLEND)
+        prog = self.program
+        normal3 = np.linalg.inv(model[:3, :3]).T
+        prog["u_model"].write(model.astype("f4").T.tobytes())
+        prog["u_normal"].write(normal3.astype("f4").T.tobytes())
+        prog["u_ambient"].value = AMBIENT
+        prog["u_key"].value = KEY
+        prog["u_fill"].value = FILL
+        prog["u_key_dir"].value = tuple(float(x) for x in KEY_DIR)
+        prog["u_fill_dir"].value = tuple(float(x) for x in FILL_DIR)
+        prog["u_point_size"].value = float(point_size)
+        prog["u_tex"].value = 0
+        for i, cam in enumerate(cameras):
+            col, row = i % cols, i // cols
+            ctx.viewport = (col * res, (rows - 1 - row) * res, res, res)  # flipped at readback
+            prog["u_view"].write(cam.view_matrix().astype("f4").T.tobytes())
+            prog["u_proj"].write(cam.projection_matrix().astype("f4").T.tobytes())
+            for vao, _, tex, (mode, flat, points) in uploads:
+                prog["u_use_tex"].value = tex is not None
+                prog["u_flat"].value = flat
+                prog["u_lit"].value = bool(lit) and not points  # points have no normals: albedo
+                (tex or self.white).use(0)
+                vao.render(mode)
+        if resolve is not draw:
+            ctx.copy_framebuffer(resolve, draw)
+        raw = resolve.read(viewport=(0, 0, width, height), components=4, alignment=1)
+        atlas = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 4)[::-1]
+        views = [atlas[(i // cols) * res:(i // cols + 1) * res, (i % cols) * res:(i % cols + 1) * res]
+                 for i in range(n)]
+        return np.ascontiguousarray(np.stack(views))
+
+
+_local = threading.local()
+
+
+def thread_renderer() -> GLRenderer:
+    """This thread's renderer (created on first use; GL contexts are not shared across threads)."""
+    renderer = getattr(_local, "renderer", None)
+    if renderer is None:
+        renderer = GLRenderer()
+        _local.renderer = renderer
+    return renderer
