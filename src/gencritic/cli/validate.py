@@ -1,9 +1,133 @@
-"""CLI commands of the `validate` area (added as the area lands)."""
+"""``gencritic validate`` and ``gencritic train``: parse flags, call the meta API, print a line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from gencritic.models.loader import DEFAULT_CLIP_MODEL
+
+FORMAT_HELP = "Dataset layout: agiqa3k, aigciqa2023, mos-csv, pairs (default: detected from DATASET)."
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    app.command("validate")(validate_command)
+    app.command("train")(train_command)
+
+
+def _split(text: Optional[str]) -> list[str]:  # noqa: UP045
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def validate_command(
+    dataset: Path = typer.Argument(..., help="A dataset folder (AGIQA-3K, AIGCIQA2023) or a ratings table "
+                                             "(.csv/.jsonl/.parquet: 'image', optional 'prompt', rating columns)."),
+    metrics: str = typer.Option("clip", "--metrics", help="Comma-separated metric specs to validate, e.g. "
+                                                          "clip,learned:heads/quality (see `gencritic metrics`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: scores.csv, correlations.csv/.json, "
+                                                      "comparisons.csv, report.md, scatter_<rating>.png."),
+    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),  # noqa: UP045
+    ratings: Optional[str] = typer.Option(None, "--ratings", help="Rating columns to use (comma-separated). "  # noqa: UP045
+                                          "Default: every numeric column starting with 'mos'."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0 = none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples (same seed, same intervals)."),
+    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="Backbone for CLIP-based metrics."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model batch."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),  # noqa: UP045
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip the scatter plot PNGs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Measure how well metrics agree with human ratings, with bootstrap confidence intervals.
+
+    Per rating × metric: PLCC (raw and after the VQEG 4-parameter logistic), SRCC, KRCC (tau-b),
+    RMSE after the mapping and pairwise accuracy, each with a seeded 95% bootstrap interval;
+    and for each pair of metrics, whether they differ (paired bootstrap, Williams' test).
+
+    Examples:
+
+      gencritic validate data/AGIQA-3K --metrics clip,clip_torchmetrics --out val/
+
+      gencritic validate ratings.csv --ratings appeal,realism --metrics clip --out val/ --bootstrap 2000 --seed 1
+
+      gencritic validate data/AIGCIQA2023 --format aigciqa2023 --metrics clip,learned:heads/aigc --out val/
+    """
+    from gencritic.meta.validate import ValidateOptions, validate
+
+    opts = ValidateOptions(metrics=_split(metrics), model=model, device=device, batch_size=batch_size,
+                           cache_dir=cache_dir, use_cache=not no_cache, bootstrap=bootstrap, seed=seed,
+                           plots=not no_plots, progress=not quiet)
+    report = validate(dataset, out, opts, fmt=fmt, ratings=_split(ratings) or None)
+    ds = report.provenance["dataset"]
+    typer.echo(f"{ds['items_present']} of {ds['rows']} rated items present ({ds['items_missing']} missing), "
+               f"{report.provenance['items_failed']} failed to score -> {out / 'report.md'}")
+    for row in report.rows:
+        srcc = row["srcc"]
+        typer.echo(f"  {row['rating']:<22} {row['column']:<28} n={row['n']:<5} "
+                   + (f"SRCC {srcc:.3f} [{row['srcc_lo']:.3f}, {row['srcc_hi']:.3f}]" if srcc == srcc else
+                      f"pairwise acc {row['pairwise_acc']:.3f}"))
+
+
+def train_command(
+    dataset: Path = typer.Argument(..., help="Rated images: a dataset folder or a ratings table (as for validate)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Head folder: head.safetensors, card.json, loss.png, "
+                                                      "test_predictions.csv."),
+    head: str = typer.Option("mlp", "--head", help="linear, mlp (one per task) or transformer (multi-task metric "
+                                                   "transformer over embeddings + other metrics' scores)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", "--ratings", help="Rating columns to learn "  # noqa: UP045
+                                        "(comma-separated; default: all the dataset's ratings)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),  # noqa: UP045
+    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="Frozen backbone whose embeddings are the features."),
+    with_metrics: Optional[str] = typer.Option(None, "--with-metrics", help="Other metrics whose scores are extra "  # noqa: UP045
+                                               "inputs (tokens for the transformer), e.g. clip."),
+    no_text: bool = typer.Option(False, "--no-text", help="Image features only (no prompt embedding)."),
+    name: str = typer.Option("", "--name", help="Column prefix when used as a metric (default learned_<out folder>)."),
+    epochs: int = typer.Option(300, "--epochs", help="Most epochs; early stopping usually ends sooner."),
+    patience: int = typer.Option(30, "--patience", help="Epochs without validation improvement before stopping."),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Training batch size."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and batch order."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the content-isolated split."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of items (whole prompts) held out for test."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of items (whole prompts) for early stopping."),
+    folds: int = typer.Option(0, "--folds", help="k-fold cross-validation over prompt groups (0 = one split); "
+                                                 "the saved head is fold 1's."),
+    device: str = typer.Option("cpu", "--device", help="Device for the backbone (training runs on CPU)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),  # noqa: UP045
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+) -> None:
+    """Train an assessment head on frozen backbone features; use it as --metrics learned:OUT.
+
+    Images that share a prompt never straddle train, validation and test. Training is seeded and
+    deterministic on CPU; the card records backbone, tasks, data hash, split seed and test metrics
+    next to those of the untrained head.
+
+    Examples:
+
+      gencritic train data/AGIQA-3K --out heads/agiqa --head mlp --tasks mos_quality,mos_align
+
+      gencritic train ratings.csv --out heads/t --head transformer --with-metrics clip --folds 5
+
+      gencritic score images/ --metrics clip,learned:heads/agiqa --out scores/
+    """
+    from gencritic.meta.train import TrainOptions, train
+
+    opts = TrainOptions(head=head, tasks=_split(tasks) or None, model=model, with_metrics=_split(with_metrics),
+                        use_text=not no_text, name=name, epochs=epochs, patience=patience, lr=lr,
+                        batch_size=batch_size, seed=seed, split_seed=split_seed, test_fraction=test_fraction,
+                        val_fraction=val_fraction, folds=folds, device=device, cache_dir=cache_dir,
+                        use_cache=not no_cache)
+    result = train(dataset, out, opts, fmt=fmt)
+    card = result.card
+    typer.echo(f"trained {head} head '{card['name']}' on {card['split']['train']} items "
+               f"(best epoch {card['best_epoch'] + 1}/{card['epochs_run']}) -> {out}")
+    for task, stats in card["test_metrics"].items():
+        base = card["untrained_test_metrics"].get(task, {})
+        typer.echo(f"  test {task}: SRCC {stats.get('srcc', float('nan')):.3f} "
+                   f"[{stats.get('srcc_lo', float('nan')):.3f}, {stats.get('srcc_hi', float('nan')):.3f}] "
+                   f"(untrained {base.get('srcc', float('nan')):.3f}), n={stats.get('n')}")
+    typer.echo(f"use it: gencritic score IMAGES --metrics learned:{out} --out OUT")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -348,6 +349,9 @@ def train(dataset: str | Path | HumanDataset, out: str | Path | None = None, opt
     absent = [t for t in tasks if t not in ds.ratings and (not ds.items or t not in ds.items[0].columns)]
     if absent:
         raise InputError(f"unknown task(s) {', '.join(absent)}; the dataset's ratings are: {', '.join(ds.ratings)}")
+    local = Path(opts.model).expanduser()
+    if local.exists():  # a head must find its backbone from any working directory
+        opts = dataclasses.replace(opts, model=str(local.resolve()))
     pool = pool or ModelPool(opts.device)
     feats = extract_features(ds, opts, pool)
     y_all = _targets(ds, tasks)
