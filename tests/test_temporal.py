@@ -1,0 +1,172 @@
+"""Temporal metrics: SSIM against scikit-image, flicker and warping error on synthetic sequences
+with known answers, curve profiles by hand, frame readers (folder, GIF, MP4, WebM), reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from gencritic.errors import InputError
+from gencritic.io.frames import is_sequence, load_frames
+from gencritic.metrics import temporal
+
+
+def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth random texture in [0, 1] (blurred noise, so optical flow has something to lock on)."""
+    noise = np.random.default_rng(seed).random((h, w))
+    t = ndimage.gaussian_filter(noise, 2.0)
+    return (t - t.min()) / (t.max() - t.min())
+
+
+def test_ssim_matches_skimage() -> None:
+    metrics = pytest.importorskip("skimage.metrics")
+    a = texture(64, 80, 1)
+    b = np.clip(a + 0.05 * np.random.default_rng(2).standard_normal(a.shape), 0, 1)
+    ref = metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                        data_range=1.0)
+    assert temporal.ssim(a, b) == pytest.approx(ref, abs=1e-9)
+    assert temporal.ssim(a, a) == pytest.approx(1.0)
+
+
+def test_flicker_alternating_vs_smooth() -> None:
+    n = 24
+    smooth = np.linspace(0.2, 0.8, n)
+    alternating = 0.5 + 0.1 * (-1.0) ** np.arange(n)
+    assert temporal.flicker_index(smooth) == pytest.approx(0.0, abs=1e-9)
+    assert temporal.flicker_index(alternating) == pytest.approx(10.0)  # 100 * amplitude, by definition
+    # on real frames: a slow fade vs the same fade with alternate frames 15% brighter
+    base = texture(48, 48) * 0.5
+    fade = np.stack([base * (0.6 + 0.4 * t / n) for t in range(n)])
+    jumps = fade * np.where(np.arange(n) % 2 == 0, 1.0, 1.15)[:, None, None]
+    f_smooth = temporal.flicker_index(fade.mean(axis=(1, 2)))
+    f_jumps = temporal.flicker_index(jumps.mean(axis=(1, 2)))
+    assert f_jumps > 50 * max(f_smooth, 1e-3)
+
+
+def test_warping_error_low_when_flow_is_right() -> None:
+    pytest.importorskip("cv2")
+    big = texture(96, 160, 3)
+    frames = np.stack([big[16:80, 8 + 2 * t: 8 + 2 * t + 96] for t in range(8)])  # pans 2 px per frame
+    warped, plain = temporal.warping_errors(frames)
+    assert warped.mean() < 0.25 * plain.mean()
+    assert warped.mean() < 0.02
+    # unrelated frames: no flow can explain them
+    rng = np.random.default_rng(0)
+    noise = np.stack([texture(64, 96, int(s)) for s in rng.integers(0, 1000, 8)])
+    warped_noise, _ = temporal.warping_errors(noise)
+    assert warped_noise.mean() > 5 * warped.mean()
+
+
+def test_curve_profile_by_hand() -> None:
+    k = 0.3
+    curve = np.concatenate([[0.0, 0.5], np.exp(-k * np.arange(12))])  # peak 1.0 at frame 2
+    prof = temporal.curve_profile(curve, fps=24.0)
+    assert prof["peak"] == 1.0 and prof["peak_frame"] == 2
+    assert prof["time_to_peak"] == pytest.approx(2 / 13)
+    assert prof["time_to_peak_s"] == pytest.approx(2 / 24)
+    assert prof["decay_rate_per_frame"] == pytest.approx(k, rel=1e-9)
+    assert prof["decay_rate_per_s"] == pytest.approx(k * 24)
+    assert prof["dissipation"] == pytest.approx(np.exp(-k * 11))
+
+
+def _fireball_frames(n: int = 12, size: int = 64) -> list[np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size]
+    frames = []
+    for t in range(n):
+        grow = min(1.0, (t + 1) / 4)
+        fade = 1.0 if t < 4 else np.exp(-0.35 * (t - 3))
+        img = np.zeros((size, size, 3))
+        disc = np.hypot(xx - size / 2, yy - size / 2) < size * 0.3 * grow
+        img[disc] = np.array([1.0, 0.6, 0.15]) * fade
+        frames.append((img * 255).round().astype(np.uint8))
+    return frames
+
+
+def test_frame_folder_natural_order_and_gif(tmp_path: Path) -> None:
+    frames = _fireball_frames()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"frame_{i}.png")  # frame_10 must come after frame_9
+    seq = load_frames(folder)
+    assert seq.names[:3] == ["frame_0.png", "frame_1.png", "frame_2.png"] and seq.names[-1] == "frame_11.png"
+    np.testing.assert_array_equal(seq.frames, np.stack(frames))
+    gif = tmp_path / "fx.gif"
+    Image.fromarray(frames[0]).save(gif, save_all=True, append_images=[Image.fromarray(f) for f in frames[1:]],
+                                    duration=40, loop=0)
+    assert is_sequence(gif) and is_sequence(folder)
+    g = load_frames(gif)
+    assert len(g) == len(frames) and g.fps == pytest.approx(25.0)
+    assert np.abs(g.frames.astype(int) - np.stack(frames)).mean() < 8  # palette quantisation only
+    with pytest.raises(InputError, match="input not found"):
+        load_frames(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(("suffix", "fourcc"), [(".mp4", "mp4v"), (".webm", "VP80")])
+def test_video_round_trip(tmp_path: Path, suffix: str, fourcc: str) -> None:
+    cv2 = pytest.importorskip("cv2")
+    frames = _fireball_frames(size=64)
+    path = tmp_path / f"fx{suffix}"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 24.0, (64, 64))
+    if not writer.isOpened():
+        pytest.skip(f"this OpenCV build cannot write {fourcc}")
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    seq = load_frames(path)
+    assert len(seq) == len(frames) and seq.fps == pytest.approx(24.0)
+    brightness = temporal.luma_stack(seq.frames).mean(axis=(1, 2))
+    truth = temporal.luma_stack(np.stack(frames)).mean(axis=(1, 2))
+    assert int(np.argmax(brightness)) == int(np.argmax(truth))
+    assert np.abs(brightness - truth).max() < 0.03
+
+
+def test_diagnose_sequence_uses_key_frame_and_temporal_checks(tmp_path: Path) -> None:
+    from gencritic.diagnose.api import diagnose
+
+    frames = _fireball_frames()
+    gif = tmp_path / "fx.gif"
+    Image.fromarray(frames[0]).save(gif, save_all=True, append_images=[Image.fromarray(f) for f in frames[1:]],
+                                    duration=40, loop=0)
+    out = diagnose(gif, profile="explosion")
+    assert out["kind"] == "frames"
+    assert out["sequence"]["frames"] == 12 and out["sequence"]["key_frame"] == 3
+    d = out["diagnostics"]
+    for name in ("flicker_index", "temporal_ssim", "warping_error", "time_to_peak", "dissipation"):
+        assert name in d and d[name]["verdict"] in ("too_low", "good", "too_high"), name
+    assert d["time_to_peak"]["value"] == pytest.approx(3 / 11)
+    assert d["dissipation"]["value"] < 0.1
+    assert "flicker_index" not in out["skipped"]
+
+
+def test_temporal_report_files_and_cli(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+    from gencritic.diagnose.temporal_report import temporal_report
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(_fireball_frames()):
+        Image.fromarray(f).save(folder / f"f{i:03d}.png")
+    summary = temporal_report(folder, tmp_path / "out")
+    csv_lines = (tmp_path / "out" / "curves.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("frame,name,time_s,brightness,coverage")
+    assert len(csv_lines) == 13
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 10_000
+    assert summary["brightness_profile"]["peak_frame"] == 3
+    res = CliRunner().invoke(app, ["temporal", str(folder), "--out", str(tmp_path / "cli"), "--no-flow"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["flicker_index"] == pytest.approx(summary["flicker_index"])
+    assert "warping_error" in data["unavailable"]
+    img = tmp_path / "single.png"
+    Image.fromarray(_fireball_frames()[0]).save(img)
+    with pytest.raises(InputError, match="single image"):
+        temporal_report(img, tmp_path / "x")
