@@ -1,1 +1,142 @@
-"""Metric family `preference` (registered in gencritic.metrics.registry)."""
+"""Learned human-preference scores: PickScore, HPSv2 and ImageReward.
+
+They answer "which image would people prefer for this prompt", which a plain CLIP score does
+not. Each comes through the model layer (:mod:`gencritic.models.preference`,
+:mod:`gencritic.models.imagereward`) and is ``optional_weights``: without its checkpoint the
+run lists it under ``unavailable_metrics`` with how to provide it, and never writes a number.
+
+* ``pickscore`` = ``logit_scale · cos`` (the authors' readout; ~20-23 for good matches);
+* ``hpsv2`` = ``cos`` of the HPS-tuned ViT-H-14 (papers usually report ×100, also given);
+* ``imagereward`` = the ImageReward MLP on BLIP's image-grounded [CLS] feature, z-scored with
+  the published mean/std.
+
+Weights are found from the metric option ``model=``, then an environment variable, then the
+Hugging Face cache (PickScore/HPSv2 hub ids, downloaded when online).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from gencritic.errors import InputError
+from gencritic.features import RunContext, ViewBatch
+from gencritic.metrics.alignment import text_image_cosines
+from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.registry import register
+from gencritic.models.hubfile import resolve_weights
+from gencritic.models.preference import (
+    HPSV2_FILES,
+    PICKSCORE_MODEL,
+    PICKSCORE_PROCESSOR,
+    hpsv2_weights,
+    load_hpsv2,
+    load_pickscore,
+)
+
+
+def pickscore_from_cosine(cos: np.ndarray, logit_scale: float) -> np.ndarray:
+    """PickScore's readout: the CLIP logit, ``logit_scale · cos``."""
+    return float(logit_scale) * np.asarray(cos, dtype=np.float64)
+
+
+def _check_options(name: str, options: dict[str, str], allowed: set[str]) -> None:
+    unknown = set(options) - allowed
+    if unknown:
+        raise InputError(f"{name}: unknown option(s) {', '.join(sorted(unknown))}; "
+                         f"accepted: {', '.join(sorted(allowed))}")
+
+
+@register
+class PickScore(Metric):
+    info = MetricInfo(
+        name="pickscore",
+        family="preference",
+        inputs=("image", "text"),
+        columns=("pickscore",),
+        range=(-100.0, 100.0),
+        higher_is_better=True,
+        default_model=PICKSCORE_MODEL,
+        description=(
+            "PickScore: a CLIP-H fine-tuned on Pick-a-Pic human preferences; score = logit_scale * cos(image, "
+            "prompt) (about 20-23 for good matches; compare images of the same prompt). Weights: "
+            "pickscore:model=DIR;processor=DIR, $GENCRITIC_PICKSCORE_MODEL / $GENCRITIC_PICKSCORE_PROCESSOR, or "
+            "the Hugging Face cache (yuvalkirstain/PickScore_v1 + laion/CLIP-ViT-H-14-laion2B-s32B-b79K)."
+        ),
+        reference="Kirstain et al., Pick-a-Pic: An Open Dataset of User Preferences for Text-to-Image Generation, "
+                  "NeurIPS 2023",
+        optional_weights=True,
+    )
+
+    def _sources(self) -> tuple[str, str]:
+        model = self.options.get("model") or os.environ.get("GENCRITIC_PICKSCORE_MODEL") or PICKSCORE_MODEL
+        processor = (self.options.get("processor") or os.environ.get("GENCRITIC_PICKSCORE_PROCESSOR")
+                     or PICKSCORE_PROCESSOR)
+        return model, processor
+
+    def model_id(self) -> str | None:
+        return self._sources()[0]
+
+    def settings(self) -> dict[str, object]:
+        return {"processor": self._sources()[1]}
+
+    def setup(self, ctx: RunContext) -> None:
+        _check_options(self.name, self.options, {"model", "processor"})
+        model, processor = self._sources()
+        pool = ctx.pool
+        self.backbone = pool.get(("pickscore", f"{model}|{processor}"),
+                                 lambda: load_pickscore(model, processor, pool.device, pool.dtype))
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        cos, errors = text_image_cosines(batch, self)
+        return MetricResult(values={"pickscore": pickscore_from_cosine(cos, self.backbone.logit_scale)}, errors=errors)
+
+
+@register
+class HPSv2(Metric):
+    info = MetricInfo(
+        name="hpsv2",
+        family="preference",
+        inputs=("image", "text"),
+        columns=("hpsv2", "hpsv2_x100"),
+        range=(-1.0, 1.0),
+        higher_is_better=True,
+        default_model=f"{hpsv2_weights('v2.1').hub_repo}/{HPSV2_FILES['v2.1']}",
+        description=(
+            "Human Preference Score v2 / v2.1: cosine of image and prompt embeddings from an open_clip ViT-H-14 "
+            "fine-tuned on HPD v2 human choices, with HPSv2's pad-to-square preprocessing; hpsv2_x100 is the "
+            "x100 figure papers report (about 25-30 for good images). Weights: hpsv2:model=PATH, "
+            "$GENCRITIC_HPSV2_MODEL, or HPS_v2.1_compressed.pt (version=v2.0: HPS_v2_compressed.pt) from "
+            "xswu/HPSv2 in the Hugging Face cache."
+        ),
+        reference="Wu et al., Human Preference Score v2: A Solid Benchmark for Evaluating Human Preferences of "
+                  "Text-to-Image Synthesis, 2023 (arXiv:2306.09341)",
+        optional_weights=True,
+    )
+
+    def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
+        super().__init__(options, default_model)
+        _check_options(self.name, self.options, {"model", "version", "arch"})
+        self.version = self.options.get("version", "v2.1")
+        if self.version not in HPSV2_FILES:
+            raise InputError(f"hpsv2: version={self.version!r}; use one of {', '.join(HPSV2_FILES)}")
+        self.arch = self.options.get("arch", "ViT-H-14")
+
+    def model_id(self) -> str | None:
+        return getattr(self, "_checkpoint", None) or self.options.get("model") or self.info.default_model
+
+    def settings(self) -> dict[str, object]:
+        return {"version": self.version, "arch": self.arch}
+
+    def setup(self, ctx: RunContext) -> None:
+        checkpoint = resolve_weights(hpsv2_weights(self.version), self.options.get("model"))
+        pool = ctx.pool
+        self.backbone = pool.get(("hpsv2", f"{checkpoint}|{self.arch}"),
+                                 lambda: load_hpsv2(checkpoint, self.arch, self.version, pool.device, pool.dtype))
+        self._checkpoint = checkpoint
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        cos, errors = text_image_cosines(batch, self)
+        return MetricResult(values={"hpsv2": cos, "hpsv2_x100": 100.0 * cos}, errors=errors)
+
