@@ -374,4 +374,5 @@ def make_runner(workdir: Path, api_url: str, key: str, clock: FakeClock, timeout
     settings = GenerateSettings(workdir=workdir, api_url=api_url, request_timeout_s=timeout_s,
                                 download_timeout_s=timeout_s, poll_interval_s=30.0, formats=formats,
                                 policy=RetryPolicy())
-    return Runner(settings, clock, backend_factory(settings, clock, lambda: ApiKey(key), ZeroRandom()))
+    return Runner(settings, clock, backend_factory(settings, clock, lambda: ApiKey(key), ZeroRandom()),
+                  rng=ZeroRandom())

@@ -92,8 +92,9 @@ class Runner:
     """Drives the jobs of one workdir."""
 
     def __init__(self, settings: GenerateSettings, clock: Clock, backend_factory: Callable[[str], Backend],
-                 downloader: Downloader | None = None) -> None:
+                 downloader: Downloader | None = None, rng: random.Random | None = None) -> None:
         self.settings = settings
+        self.rng = rng
         self.clock = clock
         self.workdir = settings.workdir
         self.tracker = Tracker(self.workdir / DB_NAME, clock)
@@ -123,7 +124,8 @@ class Runner:
     @property
     def downloader(self) -> Downloader:
         if self._downloader is None:
-            self._downloader = Downloader(self.clock, self.settings.policy, self.settings.download_timeout_s)
+            self._downloader = Downloader(self.clock, self.settings.policy, self.settings.download_timeout_s,
+                                          rng=self.rng)
         return self._downloader
 
     def output_dir(self, row: JobRow) -> Path:
@@ -170,15 +172,15 @@ class Runner:
 
     # -- one pass ---------------------------------------------------------------------------
     def step(self, verify_complete: bool = True) -> StepReport:
-        """Reconcile, submit, poll, submit follow-up stages, download, verify. Idempotent."""
+        """Verify, reconcile, submit, poll, submit follow-up stages, download. Idempotent."""
         report = StepReport()
+        if verify_complete:  # first, so a lost or altered file is fetched again in this same pass
+            self.verify_complete(report)
         self.reconcile(report)
         self.submit_pending(report)
         self.poll_running(report)
         self.submit_pending(report)  # chat-to-3D: the mesh stage starts as soon as the image exists
         self.download_ready(report)
-        if verify_complete:
-            self.verify_complete(report)
         return report
 
     def active(self) -> int:
@@ -249,7 +251,8 @@ class Runner:
         assert row.token is not None
         config = JobConfig.from_json(row.config_json)
         request = StageRequest(config=config, stage=row.stage, image_path=Path(row.image_copy),
-                               stage_input=row.stage_input, token=row.token, output_dir=self.output_dir(row))
+                               stage_input=row.stage_input, token=row.token, output_dir=self.output_dir(row),
+                               image_name=row.image_name)
         try:
             session_id = self.backend(row.backend).submit(request)
         except AuthError as exc:

@@ -55,6 +55,7 @@ class StageRequest:
     stage_input: str | None
     token: str
     output_dir: Path
+    image_name: str = ""
 
 
 class Backend(Protocol):

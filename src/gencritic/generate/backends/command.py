@@ -2,7 +2,7 @@
 
 This is how local models (TRELLIS, InstantMesh, a research checkpoint) are judged with the
 same tracker, leaderboard and evaluation as hosted APIs. The matrix gives an argv list with
-``{image}`` and ``{output}`` placeholders; no shell is involved, so paths with spaces or
+``{image}`` and ``{output}`` placeholders (and ``{name}``, the original file's stem); no shell is involved, so paths with spaces or
 quotes are safe. The run is synchronous: ``submit`` returns when the program exits. A
 non-zero exit, a timeout or a missing/empty output fails the job with the program's own
 last lines of stderr; nothing is retried, because a local failure repeats.
@@ -38,7 +38,9 @@ class CommandBackend:
         request.output_dir.mkdir(parents=True, exist_ok=True)
         final = request.output_dir / "mesh.glb"
         tmp = request.output_dir / f".mesh.{request.token}.glb"
-        argv = [a.replace("{image}", str(request.image_path)).replace("{output}", str(tmp)) for a in config.command]
+        name = Path(request.image_name).stem
+        argv = [a.replace("{image}", str(request.image_path)).replace("{output}", str(tmp)).replace("{name}", name)
+                for a in config.command]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=config.timeout_s, check=False,
                                   env=None if self.env is None else {**os.environ, **self.env})
