@@ -1,1 +1,302 @@
-"""Metric family `reference` (registered in gencritic.metrics.registry)."""
+"""Reference-based metrics: how close is a generated view to a reference image.
+
+Pairing: each item's ``reference`` (a manifest ``reference`` column, or ``--reference-dir``
+matched by file stem). The pipeline loads it and fails the item, with a reason, when missing.
+
+Size rule: the reference is resized to the generated view's size with PIL bicubic (PIL
+antialiases when shrinking); the generated pixels are never resampled, so the score describes
+the image the user made. Both images are composited on the run's background.
+
+Masks: when the generated view or the reference has transparency, the object mask is the
+union (max) of the two alpha channels (the reference's resized like its pixels). ``ssim``,
+``ms_ssim`` and ``psnr`` weight their per-pixel maps / squared error by it; ``lpips`` weights
+each layer's spatial average by the mask pooled to that layer's grid. ``clip_i2i`` and ``dino``
+compare global embeddings and cannot honour a mask (their inputs are composited images). Pass
+``mask=none`` to any pixel metric to compare whole frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gencritic.errors import InputError
+from gencritic.features import RunContext, View, ViewBatch, encode_images_cached
+from gencritic.io.images import LoadedImage
+from gencritic.metrics._iqa import ssim as ssim_math
+from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.registry import register
+from gencritic.models.dino import DEFAULT_DINO_MODEL, load_dino
+from gencritic.models.loader import DEFAULT_CLIP_MODEL
+
+NO_REFERENCE = "no reference image for this item (add a 'reference' column or use --reference-dir)"
+
+
+def resize_reference(ref: LoadedImage, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray | None]:
+    """The documented size rule: reference -> generated size, bicubic; its alpha resized alike."""
+    rgb, alpha = ref.rgb, ref.alpha
+    if rgb.size != size:
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC)
+        if alpha is not None:
+            a = Image.fromarray(alpha.astype(np.float32), mode="F").resize(size, Image.Resampling.BICUBIC)
+            alpha = np.clip(np.asarray(a, dtype=np.float32), 0.0, 1.0)
+    return rgb, alpha
+
+
+def object_mask(view_alpha: np.ndarray | None, ref_alpha: np.ndarray | None) -> np.ndarray | None:
+    """Union of the two alpha channels (None when neither image has transparency)."""
+    if view_alpha is None and ref_alpha is None:
+        return None
+    if view_alpha is None:
+        return ref_alpha
+    if ref_alpha is None:
+        return view_alpha
+    return np.maximum(view_alpha, ref_alpha)
+
+
+def to_tensor(img: Image.Image, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """RGB PIL -> (1, 3, H, W) in [0, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(dtype)
+
+
+def aligned_pair(view: View, ref: LoadedImage, use_mask: bool, dtype: torch.dtype = torch.float64
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(generated, reference, mask) tensors of identical size, following the module's rules."""
+    img = view.image
+    ref_rgb, ref_alpha = resize_reference(ref, img.size)
+    mask = object_mask(view.alpha, ref_alpha) if use_mask else None
+    m = None
+    if mask is not None:
+        if float(mask.sum()) <= 0.0:
+            raise ValueError("the object mask is empty (fully transparent images): nothing to compare")
+        m = torch.from_numpy(mask.astype(np.float64)).view(1, 1, *mask.shape).to(dtype)
+    return to_tensor(img, dtype), to_tensor(ref_rgb, dtype), m
+
+
+def _mask_option(metric: Metric) -> bool:
+    value = metric.options.get("mask", "auto").lower()
+    if value not in ("auto", "none"):
+        raise InputError(f"{metric.name}: mask={value!r} is not an option; use mask=auto (honour alpha) or mask=none")
+    return value == "auto"
+
+
+def per_view(batch: ViewBatch, fn: Callable[[View, LoadedImage], float]) -> tuple[np.ndarray, list[str | None]]:
+    """Apply ``fn`` to each (view, reference); a missing reference or a ValueError fails that view."""
+    values = np.full(len(batch), np.nan)
+    errors: list[str | None] = [None] * len(batch)
+    for i, view in enumerate(batch.views):
+        ref = batch.reference_for(view)
+        if ref is None:
+            errors[i] = NO_REFERENCE
+            continue
+        try:
+            values[i] = fn(view, ref)
+        except ValueError as exc:
+            errors[i] = str(exc)
+    return values, errors
+
+
+class _PixelMetric(Metric):
+    """Shared shell of the pure pixel metrics (no model to load)."""
+
+    def model_id(self) -> str | None:
+        return None
+
+    def setup(self, ctx: RunContext) -> None:
+        self.use_mask = _mask_option(self)
+        unknown = set(self.options) - {"mask"}
+        if unknown:
+            raise InputError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))}; only mask=auto|none")
+
+    def score_pair(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> float:
+        raise NotImplementedError
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        def one(view: View, ref: LoadedImage) -> float:
+            x, y, m = aligned_pair(view, ref, self.use_mask)
+            return self.score_pair(x, y, m)
+
+        values, errors = per_view(batch, one)
+        return MetricResult(values={self.info.columns[0]: values}, errors=errors)
+
+
+_PIXEL_NOTE = (" Reference resized to the generated size (bicubic); alpha (union of both images) weights "
+               "the comparison unless mask=none.")
+
+
+@register
+class SSIM(_PixelMetric):
+    info = MetricInfo(
+        name="ssim", family="reference", inputs=("image", "reference"), columns=("ssim",), range=(-1.0, 1.0),
+        higher_is_better=True, default_model=None, needs_pixels=True,
+        description=("Structural similarity: 11x11 Gaussian window (sigma 1.5), K1=0.01, K2=0.03, data range 1, "
+                     "RGB channels averaged, valid region only (equals scikit-image with gaussian_weights=True, "
+                     "use_sample_covariance=False)." + _PIXEL_NOTE),
+        reference="Wang et al., Image Quality Assessment: From Error Visibility to Structural Similarity, IEEE TIP 2004",
+    )
+
+    def score_pair(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> float:
+        return float(ssim_math.ssim(x, y, m)[0])
+
+
+@register
+class MSSSIM(_PixelMetric):
+    info = MetricInfo(
+        name="ms_ssim", family="reference", inputs=("image", "reference"), columns=("ms_ssim",), range=(0.0, 1.0),
+        higher_is_better=True, default_model=None, needs_pixels=True,
+        description=("Multi-scale SSIM: 5 scales, weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average "
+                     "pooling, per-scale terms clamped at 0; needs images of at least 161x161." + _PIXEL_NOTE),
+        reference="Wang, Simoncelli, Bovik, Multiscale Structural Similarity for Image Quality Assessment, "
+                  "Asilomar 2003",
+    )
+
+    def score_pair(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> float:
+        return float(ssim_math.ms_ssim(x, y, m)[0])
+
+
+@register
+class PSNR(_PixelMetric):
+    info = MetricInfo(
+        name="psnr", family="reference", inputs=("image", "reference"), columns=("psnr",),
+        range=(0.0, float("inf")), higher_is_better=True, default_model=None, needs_pixels=True,
+        description=("Peak signal-to-noise ratio in dB on 8-bit RGB scaled to [0, 1] (data range 1): "
+                     "10*log10(1/MSE); identical images give +inf." + _PIXEL_NOTE),
+        reference="Standard definition; see e.g. Huynh-Thu & Ghanbari, Scope of validity of PSNR, Electronics Letters 2008",
+    )
+
+    def score_pair(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> float:
+        return float(ssim_math.psnr(x, y, m)[0])
+
+
+@register
+class LPIPS(Metric):
+    info = MetricInfo(
+        name="lpips", family="reference", inputs=("image", "reference"), columns=("lpips",), range=(0.0, float("inf")),
+        higher_is_better=False, default_model="alex", needs_pixels=True, optional_weights=True,
+        description=("Learned perceptual distance: ImageNet backbone (net=alex|vgg|squeeze) with the lpips "
+                     "package's calibrated v0.1 linear heads, at the generated image's resolution, inputs in [-1, 1]. "
+                     "Backbone weights from weights=PATH, $GENCRITIC_LPIPS_<NET>_WEIGHTS or torchvision's cache; "
+                     "reported unavailable otherwise. Masked spatial average when alpha is present." + _PIXEL_NOTE),
+        reference="Zhang et al., The Unreasonable Effectiveness of Deep Features as a Perceptual Metric, CVPR 2018",
+    )
+
+    def model_id(self) -> str | None:
+        from gencritic.models.lpips_nets import canonical_net
+
+        return f"lpips-v0.1-{canonical_net(self.options.get('net', 'alex'))}"
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in sorted(self.options.items()) if k != "weights"}
+
+    def setup(self, ctx: RunContext) -> None:
+        from gencritic.models.lpips_nets import canonical_net, load_lpips
+
+        unknown = set(self.options) - {"net", "weights", "mask"}
+        if unknown:
+            raise InputError(f"lpips: unknown option(s) {', '.join(sorted(unknown))}; use net=, weights=, mask=")
+        self.use_mask = _mask_option(self)
+        net = canonical_net(self.options.get("net", "alex"))
+        weights = self.options.get("weights")
+        self.net = ctx.pool.get(("lpips", f"{net}|{weights or ''}"), lambda: load_lpips(net, weights))
+        self.device = next(self.net.parameters()).device
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        def one(view: View, ref: LoadedImage) -> float:
+            x, y, m = aligned_pair(view, ref, self.use_mask, torch.float32)
+            dev = self.device
+            return float(self.net(x.to(dev) * 2 - 1, y.to(dev) * 2 - 1, None if m is None else m.to(dev))[0])
+
+        values, errors = per_view(batch, one)
+        return MetricResult(values={"lpips": values}, errors=errors)
+
+
+def reference_key(ref: LoadedImage, batch: ViewBatch) -> str:
+    """Content key of a reference as the encoder sees it (file bytes + compositing background)."""
+    return hashlib.sha256(f"{ref.sha256}|bg={batch.ctx.background}".encode()).hexdigest()
+
+
+def _embedding_cosines(batch: ViewBatch, view_emb: Callable[[], torch.Tensor],
+                       ref_emb: Callable[[list[LoadedImage]], torch.Tensor]) -> tuple[np.ndarray, list[str | None]]:
+    values = np.full(len(batch), np.nan)
+    errors: list[str | None] = [None] * len(batch)
+    refs = [batch.reference_for(v) for v in batch.views]
+    valid = [i for i, r in enumerate(refs) if r is not None]
+    for i, r in enumerate(refs):
+        if r is None:
+            errors[i] = NO_REFERENCE
+    if valid:
+        v = view_emb()[valid]
+        present = [r for r in refs if r is not None]
+        r_emb = ref_emb(present)
+        values[valid] = (v * r_emb).sum(-1).double().numpy()
+    return values, errors
+
+
+@register
+class ClipImageImage(Metric):
+    info = MetricInfo(
+        name="clip_i2i", family="reference", inputs=("image", "reference"), columns=("clip_i2i",), range=(-1.0, 1.0),
+        higher_is_better=True, default_model=DEFAULT_CLIP_MODEL,
+        description=("Cosine of L2-normalised CLIP image embeddings of the generated view and its reference "
+                     "(shares the run's CLIP backbone and embedding cache; references are cached by content). "
+                     "Global embedding: masks are not applied."),
+        reference="Radford et al., ICML 2021; image-image CLIP similarity as used e.g. in DreamBooth (Ruiz et al., CVPR 2023)",
+    )
+
+    def setup(self, ctx: RunContext) -> None:
+        model = self.model_id()
+        if model is None:
+            raise InputError("clip_i2i needs a model")
+        self.backbone = ctx.pool.clip(model)
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        bb = self.backbone
+
+        def refs(present: list[LoadedImage]) -> torch.Tensor:
+            return encode_images_cached(bb, batch.ctx.cache, [reference_key(r, batch) for r in present],
+                                        lambda i: bb.preprocess(present[i].rgb))
+
+        values, errors = _embedding_cosines(batch, lambda: batch.image_embeddings(bb), refs)
+        return MetricResult(values={"clip_i2i": values}, errors=errors)
+
+
+@register
+class DinoSimilarity(Metric):
+    info = MetricInfo(
+        name="dino", family="reference", inputs=("image", "reference"), columns=("dino",), range=(-1.0, 1.0),
+        higher_is_better=True, default_model=DEFAULT_DINO_MODEL, optional_weights=True,
+        description=("Cosine of L2-normalised DINOv2 CLS embeddings (after the final layer norm) of the generated "
+                     "view and its reference; model=HF id or save_pretrained folder, default facebook/dinov2-small. "
+                     "Embeddings cached by content. Global embedding: masks are not applied."),
+        reference="Oquab et al., DINOv2: Learning Robust Visual Features without Supervision, TMLR 2024",
+    )
+
+    def model_id(self) -> str | None:
+        return self.options.get("model") or self.info.default_model  # never the run's CLIP --model
+
+    def setup(self, ctx: RunContext) -> None:
+        spec = self.model_id() or DEFAULT_DINO_MODEL
+        device = ctx.pool.device
+        self.encoder = ctx.pool.get(("dino", spec), lambda: load_dino(spec, device))
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        enc = self.encoder
+        cache = batch.ctx.cache
+
+        def encode(shas: list[str], images: list[Image.Image]) -> torch.Tensor:
+            return encode_images_cached(enc, cache, shas, lambda i: enc.preprocess(images[i]))  # type: ignore[arg-type]
+
+        def views() -> torch.Tensor:
+            return encode([v.sha256 for v in batch.views], [v.image for v in batch.views])
+
+        def refs(present: list[LoadedImage]) -> torch.Tensor:
+            return encode([reference_key(r, batch) for r in present], [r.rgb for r in present])
+
+        values, errors = _embedding_cosines(batch, views, refs)
+        return MetricResult(values={"dino": values}, errors=errors)
