@@ -34,13 +34,14 @@ def _group_index(groups: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return names, np.array([lookup[g] for g in groups], dtype=np.int64)
 
 
-def _take_groups(order: np.ndarray, sizes: np.ndarray, target: float) -> tuple[np.ndarray, np.ndarray]:
-    """Take groups in ``order`` until at least ``target`` items are taken (at least one group)."""
+def _take_groups(order: np.ndarray, sizes: np.ndarray, target: float, keep: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Take groups in ``order`` until at least ``target`` items are taken (at least one group,
+    and never so many that fewer than ``keep`` groups remain for the other parts)."""
     if target <= 0 or order.size == 0:
         return order[:0], order
     cum = np.cumsum(sizes[order])
     k = int(np.searchsorted(cum, target, side="left")) + 1
-    k = min(max(k, 1), order.size)
+    k = min(max(k, 1), max(order.size - keep, 0))
     return order[:k], order[k:]
 
 
@@ -55,7 +56,7 @@ def group_split(groups: Sequence[str], test_fraction: float = 0.2, val_fraction:
     sizes = np.bincount(gid, minlength=len(names))
     order = np.random.default_rng(seed).permutation(len(names))
     n = len(groups)
-    test_g, rest = _take_groups(order, sizes, test_fraction * n)
+    test_g, rest = _take_groups(order, sizes, test_fraction * n, keep=1 + (val_fraction > 0))
     val_g, train_g = _take_groups(rest, sizes, val_fraction * n)
     if train_g.size == 0:
         raise ValueError("the split left no group for training; lower the test/validation fractions")
