@@ -75,7 +75,7 @@ class FakeCsm:
         self.files: dict[str, bytes] = {}
         self.faults: dict[str, list[Fault]] = {}
         self.log: list[tuple[str, str, int]] = []  # (method, path, status answered)
-        self.headers_seen: list[dict[str, str]] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
         self.fail_sessions: set[str] = set()  # configuration names whose sessions fail remotely
         self.mesh_for: Callable[[dict[str, Any], int, str], bytes] = lambda s, i, kind: make_glb(
             ("box", "sphere", "cylinder")[i % 3])
@@ -256,8 +256,6 @@ class FakeCsm:
                     self._send(fault.status, body, fault.headers)
 
             def _auth(self) -> bool:
-                with fake.lock:
-                    fake.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
                 given = self.headers.get("x-api-key")
                 if given != fake.api_key:
                     # Real APIs do echo what they were given; the client must redact it.
@@ -265,7 +263,12 @@ class FakeCsm:
                     return False
                 return True
 
+            def _record(self) -> None:
+                with fake.lock:
+                    fake.requests.append((urlparse(self.path).path, {k.lower(): v for k, v in self.headers.items()}))
+
             def do_POST(self) -> None:
+                self._record()
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 path = urlparse(self.path).path
@@ -296,6 +299,7 @@ class FakeCsm:
                 self._send(201, fake.public(session))
 
             def do_GET(self) -> None:
+                self._record()
                 url = urlparse(self.path)
                 path = url.path
                 if path.startswith("/files/"):

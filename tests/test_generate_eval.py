@@ -1,0 +1,102 @@
+"""Meshes served by the fake CSM server flow into rendering, scoring and the leaderboard."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gencritic.generate.matrix import load_matrix
+from tests.conftest import make_image
+from tests.fake_csm import FakeClock, FakeCsm, make_runner
+
+
+def _eval_ready() -> None:
+    """Skip only when the 3D renderer or the clip_i2i metric is not in this build."""
+    if importlib.util.find_spec("gencritic.render.api") is None:
+        pytest.skip("gencritic.render.api is not importable")
+    try:
+        import gencritic.render.api  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"gencritic.render.api is not importable: {exc}")
+    from gencritic.metrics.registry import all_metrics
+
+    if "clip_i2i" not in all_metrics():
+        pytest.skip("metric clip_i2i is not registered")
+
+
+@pytest.fixture()
+def fake() -> Iterator[FakeCsm]:
+    server = FakeCsm().start()
+    yield server
+    server.stop()
+
+
+def reference_clip_i2i(model_dir: Path, mesh: Path, image: Path, render: dict[str, object]) -> float:
+    """Independent calculation: render, then transformers CLIP directly, cosine to the input, mean."""
+    import torch
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    from gencritic.render.api import render_asset_views
+
+    views = [v.image.rgb for v in render_asset_views(mesh, dict(render, background=(255, 255, 255))) if v.image]
+    model = CLIPModel.from_pretrained(model_dir).eval()
+    proc = CLIPImageProcessor.from_pretrained(model_dir)
+    with torch.no_grad():
+        emb = model.get_image_features(**proc(images=[*views, Image.open(image).convert("RGB")], return_tensors="pt"))
+    emb = torch.nn.functional.normalize(emb.float(), dim=-1).numpy().astype(np.float64)
+    return float((emb[:-1] @ emb[-1]).mean())
+
+
+def test_meshes_from_the_fake_server_are_scored_and_ranked(tmp_path: Path, fake: FakeCsm,
+                                                           tiny_clip_dir: Path) -> None:
+    _eval_ready()
+    from gencritic.generate.evaluate import evaluate
+
+    images = tmp_path / "images"
+    make_image(images / "apple.png", (220, 30, 30))
+    (images / "apple.txt").write_text("a red apple")
+    make_image(images / "leaf.png", (30, 200, 40))  # no prompt: scored on clip_i2i only
+    fake.fail_sessions = {"i3d-turbo-baked"}
+    configs = load_matrix(None, ["i3d-base", "i3d-turbo", "i3d-turbo-baked"])
+    with make_runner(tmp_path / "jobs", fake.url, fake.api_key, FakeClock()) as runner:
+        runner.plan(images, configs)
+        runner.run_until_done(max_passes=5)
+        rows = runner.tracker.all()
+    assert sum(r.status == "complete" for r in rows) == 4
+    render = {"rig": "orbit4", "resolution": 64}
+    result = evaluate(rows, tmp_path / "eval", str(tiny_clip_dir), ["clip"], device="cpu", render=render,
+                      cache_dir=None, progress=False)
+
+    board = {e["config"]: e for e in result.leaderboard}
+    assert set(board) == {"i3d-base", "i3d-turbo", "i3d-turbo-baked"}
+    assert board["i3d-turbo-baked"]["failed_generation"] == 2 and board["i3d-turbo-baked"]["scored"] == 0
+    assert board["i3d-turbo-baked"]["clip_i2i_mean"] is None  # no number made up for a failed generator
+    for name in ("i3d-base", "i3d-turbo"):
+        e = board[name]
+        assert (e["jobs"], e["generated"], e["scored"]) == (2, 2, 2)
+        assert -1.0 <= e["clip_i2i_mean"] <= 1.0
+    assert [e["rank"] for e in result.leaderboard] == [1, 2, 3]
+    assert result.leaderboard[-1]["config"] == "i3d-turbo-baked"
+
+    # per-job value equals an independent computation (renderer + transformers CLIP by hand)
+    scores = {(r["image"], r["config"]): r for r in result.job_rows}
+    job = next(r for r in rows if r.image_name == "apple.png" and r.config == "i3d-base")
+    mesh = Path(next(f["path"] for f in job.files if f["kind"] == "mesh"))
+    expected = reference_clip_i2i(tiny_clip_dir, mesh, Path(job.image_copy), render)
+    assert scores[("apple.png", "i3d-base")]["clip_i2i"] == pytest.approx(expected, abs=2e-3)
+    # text metric only where a prompt exists
+    assert scores[("apple.png", "i3d-base")]["clip_score"] is not None
+    assert scores[("leaf.png", "i3d-base")]["clip_score"] is None
+    assert scores[("leaf.png", "i3d-base")]["success"] is True
+
+    with open(tmp_path / "eval" / "leaderboard.csv", newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert [w["config"] for w in written] == [e["config"] for e in result.leaderboard]
+    md = (tmp_path / "eval" / "leaderboard.md").read_text()
+    assert "| rank | config |" in md and "i3d-turbo-baked" in md
