@@ -136,6 +136,8 @@ def run_command(
     configs = load_matrix(matrix, list(config or []))
     runner = _runner(workdir, api_url, formats, timeout, poll_interval, must_exist=False)
     with runner:
+        for backend in dict.fromkeys(c.backend for c in configs):
+            runner.backend(backend)  # no key or bad --api-url: stop now, before any work
         n_images, created, existing = runner.plan(images, configs)
         typer.echo(f"{n_images} image(s) × {len(configs)} configuration(s): {created} new job(s), "
                    f"{existing} already tracked", err=True)

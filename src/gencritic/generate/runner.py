@@ -217,6 +217,7 @@ class Runner:
     def reconcile(self, report: StepReport) -> None:
         """Settle ``submitting`` rows whose owner is gone: adopt the remote session or send now."""
         for row in self.tracker.all(["submitting"]):
+            self.backend(row.backend)
             claimed = self.tracker.claim_stale_submission(row.job_id)
             if claimed is None or claimed.token is None:
                 continue
@@ -242,6 +243,7 @@ class Runner:
 
     def submit_pending(self, report: StepReport) -> None:
         for row in self.tracker.all(["pending"]):
+            self.backend(row.backend)  # a missing key fails here, before the job is claimed
             claimed = self.tracker.claim_for_submit(row.job_id)
             if claimed is not None:
                 self._send(claimed, report)
