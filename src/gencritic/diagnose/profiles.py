@@ -107,16 +107,29 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
     raise InputError(f"unknown profile {text!r}; shipped profiles: {names} (or pass a path to your own .yaml)")
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CACHE: dict[tuple[str, int, int], Profile] = {}
+
+
 def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
-    """Load and validate a profile; every problem is one InputError line naming the file."""
+    """Load and validate a profile; every problem is one InputError line naming the file.
+
+    Parsed profiles are memoised by (path, mtime, size): a loop diagnosing hundreds of renders
+    parses the YAML once, and an edited file is picked up at once."""
     path = resolve_profile_path(name_or_path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key in _CACHE:
+        return _CACHE[key]
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # a safe loader (C if available)
     except yaml.YAMLError as exc:
         raise InputError(f"profile {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise InputError(f"profile {path} must be a YAML mapping with 'diagnostics' and 'rules'")
-    return parse_profile(data, path)
+    profile = parse_profile(data, path)
+    _CACHE[key] = profile
+    return profile
 
 
 def _num(value: Any, where: str, path: Path) -> float | None:
