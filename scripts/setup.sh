@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Headless OpenGL (EGL + Mesa llvmpipe) for the 3D renderer; Chromium for the report browser test.
 need_apt=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri; do
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
