@@ -17,6 +17,7 @@ Hugging Face cache (PickScore/HPSv2 hub ids, downloaded when online).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +27,12 @@ from gencritic.metrics.alignment import text_image_cosines
 from gencritic.metrics.base import Metric, MetricInfo, MetricResult
 from gencritic.metrics.registry import register
 from gencritic.models.hubfile import resolve_weights
+from gencritic.models.imagereward import (
+    IMAGEREWARD_WEIGHTS,
+    MAX_TEXT_TOKENS,
+    MED_CONFIG_WEIGHTS,
+    load_imagereward,
+)
 from gencritic.models.preference import (
     HPSV2_FILES,
     PICKSCORE_MODEL,
@@ -140,3 +147,78 @@ class HPSv2(Metric):
         cos, errors = text_image_cosines(batch, self)
         return MetricResult(values={"hpsv2": cos, "hpsv2_x100": 100.0 * cos}, errors=errors)
 
+
+
+def _med_config_for(checkpoint: str, given: str | None) -> str:
+    """med_config.json: the option, the env var, the file beside the checkpoint, or the hub file."""
+    beside = Path(checkpoint).with_name("med_config.json")
+    if not given and not os.environ.get(MED_CONFIG_WEIGHTS.env_var) and beside.exists():
+        return str(beside)
+    return resolve_weights(MED_CONFIG_WEIGHTS, given)
+
+
+@register
+class ImageReward(Metric):
+    info = MetricInfo(
+        name="imagereward",
+        family="preference",
+        inputs=("image", "text"),
+        columns=("imagereward",),
+        range=(-5.0, 5.0),
+        higher_is_better=True,
+        default_model="THUDM/ImageReward (ImageReward.pt)",
+        description=(
+            "ImageReward: a BLIP image-grounded text encoder reads the prompt with cross-attention to the image "
+            "and an MLP trained on 137k expert comparisons maps its [CLS] feature to a reward, z-scored with the "
+            "published mean/std (0 = average generated image; the range given is practical, the score is not "
+            "bounded). Prompts are cut at 35 BERT tokens, as in ImageReward. Weights: imagereward:model=PATH "
+            "(med_config.json beside it or med_config=PATH; tokenizer=DIR for bert-base-uncased), "
+            "$GENCRITIC_IMAGEREWARD_MODEL, or THUDM/ImageReward in the Hugging Face cache."
+        ),
+        reference="Xu et al., ImageReward: Learning and Evaluating Human Preferences for Text-to-Image Generation, "
+                  "NeurIPS 2023",
+        needs_pixels=True,
+        optional_weights=True,
+    )
+
+    def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
+        super().__init__(options, default_model)
+        _check_options(self.name, self.options, {"model", "med_config", "tokenizer"})
+
+    def model_id(self) -> str | None:
+        return getattr(self, "_checkpoint", None) or self.options.get("model") or self.info.default_model
+
+    def settings(self) -> dict[str, object]:
+        return {"med_config": getattr(self, "_med_config", self.options.get("med_config")),
+                "tokenizer": self._tokenizer(), "max_text_tokens": MAX_TEXT_TOKENS}
+
+    def _tokenizer(self) -> str:
+        return (self.options.get("tokenizer") or os.environ.get("GENCRITIC_IMAGEREWARD_TOKENIZER")
+                or "bert-base-uncased")
+
+    def setup(self, ctx: RunContext) -> None:
+        checkpoint = resolve_weights(IMAGEREWARD_WEIGHTS, self.options.get("model"))
+        med_config = _med_config_for(checkpoint, self.options.get("med_config"))
+        tokenizer = self._tokenizer()
+        pool = ctx.pool
+        self.scorer = pool.get(("imagereward", f"{checkpoint}|{med_config}|{tokenizer}"),
+                               lambda: load_imagereward(checkpoint, med_config, tokenizer, pool.device, pool.dtype))
+        self._checkpoint, self._med_config = checkpoint, med_config
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        n = len(batch)
+        errors: list[str | None] = [None] * n
+        values = np.full(n, np.nan)
+        valid: list[int] = []
+        for i, prompt in enumerate(batch.prompts):
+            if prompt is None:
+                errors[i] = "no prompt for this item (add a 'prompt' column, a sidecar .txt, or --prompt)"
+            elif not prompt.strip():
+                errors[i] = "empty prompt: a text metric needs non-empty text"
+            else:
+                valid.append(i)
+        if valid:
+            rewards = self.scorer.score([batch.views[i].image for i in valid],
+                                        [batch.prompts[i] or "" for i in valid])
+            values[valid] = rewards.double().numpy()
+        return MetricResult(values={"imagereward": values}, errors=errors)
