@@ -170,3 +170,27 @@ def test_temporal_report_files_and_cli(tmp_path: Path) -> None:
     Image.fromarray(_fireball_frames()[0]).save(img)
     with pytest.raises(InputError, match="single image"):
         temporal_report(img, tmp_path / "x")
+
+
+def test_registered_temporal_metrics_score_frame_folders(tmp_path: Path) -> None:
+    import csv
+
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    root = tmp_path / "seqs"
+    frames = _fireball_frames()
+    for name, sub in (("whole", frames), ("short", frames[:2])):
+        (root / name).mkdir(parents=True)
+        for i, f in enumerate(sub):
+            Image.fromarray(f).save(root / name / f"f{i:02d}.png")
+    res = CliRunner().invoke(app, ["score", str(root), "--metrics", "flicker,temporal_ssim", "--out",
+                                   str(tmp_path / "out"), "--no-cache", "-q"])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "out" / "results.csv", newline="") as fh:
+        rows = {r["item_id"]: r for r in csv.DictReader(fh)}
+    luma = temporal.luma_stack(np.stack(frames))
+    assert float(rows["whole"]["flicker_index"]) == pytest.approx(temporal.flicker_index(luma.mean(axis=(1, 2))))
+    assert float(rows["whole"]["temporal_ssim"]) == pytest.approx(temporal.consecutive_ssim(luma).mean())
+    assert rows["short"]["success"] == "false" and "at least 3 frames" in rows["short"]["error"]

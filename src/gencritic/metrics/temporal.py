@@ -163,3 +163,94 @@ def analyse_sequence(frames: np.ndarray, fps: float | None = None, extra_curves:
             curves[name] = np.asarray(curve, dtype=np.float64)
         summary[f"{name}_profile"] = curve_profile(curve, fps)
     return {"summary": summary, "curves": curves, "unavailable": unavailable}
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry entries: `gencritic score FOLDER --metrics flicker,temporal_ssim,warping_error` scores
+# every sub-folder of frames (an item of kind "views", its images in name order) as a sequence.
+# Each view of the item carries the sequence's value, so the item's mean over views is that value.
+
+from gencritic.metrics.base import Metric, MetricInfo, MetricResult  # noqa: E402
+from gencritic.metrics.registry import register  # noqa: E402
+
+_SEQ_REF = "gencritic temporal definitions (docs/diagnostics.md); SSIM: Wang et al., IEEE TIP 2004"
+
+
+class _SequenceMetric(Metric):
+    column: str = ""
+
+    def setup(self, ctx: Any) -> None:  # no model
+        return None
+
+    def sequence_value(self, luma: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def compute(self, batch: Any) -> MetricResult:
+        n = len(batch.views)
+        values = np.full(n, np.nan)
+        errors: list[str | None] = [None] * n
+        groups: dict[str, list[int]] = {}
+        for i, view in enumerate(batch.views):
+            groups.setdefault(view.item.item_id, []).append(i)
+        for idx in groups.values():
+            idx = sorted(idx, key=lambda i: batch.views[i].index)
+            if len(idx) < 3:
+                for i in idx:
+                    errors[i] = "needs a frame sequence of at least 3 frames (a folder of frames)"
+                continue
+            frames = [np.asarray(batch.views[i].image, dtype=np.uint8) for i in idx]
+            if len({f.shape for f in frames}) > 1:
+                for i in idx:
+                    errors[i] = "frames differ in size"
+                continue
+            try:
+                value = self.sequence_value(luma_stack(np.stack(frames)))
+            except ImportError as exc:
+                for i in idx:
+                    errors[i] = f"needs OpenCV: pip install 'gencritic[metrics]' ({exc})"
+                continue
+            values[idx] = value
+        return MetricResult(values={self.column: values}, errors=errors)
+
+
+@register
+class FlickerMetric(_SequenceMetric):
+    column = "flicker_index"
+    info = MetricInfo(
+        name="flicker", family="temporal", inputs=("frames",), columns=("flicker_index",), range=(0.0, 100.0),
+        higher_is_better=False, default_model=None, needs_pixels=True,
+        description="100·RMS(second temporal difference of mean frame luma)/4: alternate-frame brightness "
+                    "oscillation in % of full scale (0 = smooth).",
+        reference=_SEQ_REF,
+    )
+
+    def sequence_value(self, luma: np.ndarray) -> float:
+        return flicker_index(luma.mean(axis=(1, 2)))
+
+
+@register
+class TemporalSsimMetric(_SequenceMetric):
+    column = "temporal_ssim"
+    info = MetricInfo(
+        name="temporal_ssim", family="temporal", inputs=("frames",), columns=("temporal_ssim",), range=(-1.0, 1.0),
+        higher_is_better=True, default_model=None, needs_pixels=True,
+        description="Mean SSIM (Gaussian σ=1.5) between consecutive frames of a sequence.",
+        reference=_SEQ_REF,
+    )
+
+    def sequence_value(self, luma: np.ndarray) -> float:
+        return float(consecutive_ssim(luma).mean())
+
+
+@register
+class WarpingErrorMetric(_SequenceMetric):
+    column = "warping_error"
+    info = MetricInfo(
+        name="warping_error", family="temporal", inputs=("frames",), columns=("warping_error",), range=(0.0, 1.0),
+        higher_is_better=False, default_model=None, needs_pixels=True,
+        description="Mean |luma| error after warping frame t+1 onto t with Farneback optical flow (OpenCV).",
+        reference=_SEQ_REF,
+    )
+
+    def sequence_value(self, luma: np.ndarray) -> float:
+        return float(np.nanmean(warping_errors(luma)[0]))
