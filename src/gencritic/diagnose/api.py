@@ -25,6 +25,7 @@ import numpy as np
 from gencritic.diagnose.analysers import DESCRIPTIONS, ImageContext, measure
 from gencritic.diagnose.profiles import DEFAULT_PROFILE, Check, Profile, load_profile
 from gencritic.diagnose.rules import component_score, overall_score, suggest, verdict
+from gencritic.diagnose.segmentation import coverage_curve
 from gencritic.errors import InputError, ItemError, ModelUnavailableError
 from gencritic.io.images import parse_background
 
@@ -133,13 +134,12 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
     temporal: dict[str, float | None] = {}
     if is_sequence(path):
         seq = load_frames(path, background)
-        contexts = [ImageContext.build(f, None if seq.alphas is None else seq.alphas[i], prof.segmentation)
-                    for i, f in enumerate(seq.frames)]
-        coverage = np.array([c.masks.foreground.mean() for c in contexts])
+        coverage = coverage_curve(seq.frames, seq.alphas, prof.segmentation)
         needs_flow = prof.check("warping_error") is not None
         analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=needs_flow)
         key = int(np.argmax(analysis["curves"]["brightness"]))
-        ctx, rgb = contexts[key], seq.frames[key]
+        rgb = seq.frames[key]
+        ctx = ImageContext.build(rgb, None if seq.alphas is None else seq.alphas[key], prof.segmentation)
         temporal = _temporal_values(analysis["summary"], seq.fps)
         unavailable.update(analysis["unavailable"])
         sequence_info = {"frames": len(seq), "fps": seq.fps, "key_frame": key, "key_frame_name": seq.names[key],

@@ -68,3 +68,14 @@ def segment(rgb: np.ndarray, alpha: np.ndarray | None = None, settings: dict[str
     emissive = fg & (((v >= cfg["emissive_v"]) & (s >= cfg["emissive_s"])) | (y >= cfg["hot_luma"]))
     smoke = fg & ~emissive & (s < cfg["smoke_s"])
     return Masks(fg, emissive, smoke, (float(bg[0]), float(bg[1]), float(bg[2])), source)
+
+
+def coverage_curve(frames: np.ndarray, alphas: np.ndarray | None, settings: dict[str, Any] | None = None) -> np.ndarray:
+    """Foreground fraction of every frame of a (T, H, W, 3) uint8 sequence: the effect's "size" over time."""
+    cfg = {**DEFAULT_SEGMENTATION, **(settings or {})}
+    out = np.empty(len(frames))
+    for i, frame in enumerate(frames):
+        fg, _, _ = foreground_mask(np.asarray(frame, dtype=np.float64) / 255.0,
+                                   None if alphas is None else alphas[i], float(cfg["bg_threshold"]))
+        out[i] = fg.mean()
+    return out

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from gencritic.diagnose.analysers import ImageContext
 from gencritic.diagnose.api import _clean
 from gencritic.diagnose.profiles import DEFAULT_PROFILE, load_profile
+from gencritic.diagnose.segmentation import coverage_curve
 from gencritic.errors import InputError
 from gencritic.io.images import parse_background
 from gencritic.store import atomic_write_text, rows_to_csv
@@ -37,9 +37,7 @@ def temporal_analysis(input: str | Path, profile: str = DEFAULT_PROFILE, flow: b
     if not is_sequence(path):
         raise InputError(f"{path} is a single image; temporal metrics need a folder of frames, a GIF or a video")
     seq = load_frames(path, parse_background(prof.background), max_frames)
-    coverage = np.array([ImageContext.build(f, None if seq.alphas is None else seq.alphas[i],
-                                            prof.segmentation).masks.foreground.mean()
-                         for i, f in enumerate(seq.frames)])
+    coverage = coverage_curve(seq.frames, seq.alphas, prof.segmentation)
     analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=flow)
     curves = analysis["curves"]
     rows = []
