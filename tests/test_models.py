@@ -164,3 +164,20 @@ def test_int8_fast_mode_is_close_to_fp32(tiny_clip_dir: Path, manifest: Path) ->
     diff = np.abs(np.array([r["clip_score"] for r in fp32.rows]) - np.array([r["clip_score"] for r in int8.rows]))
     assert diff.max() < 0.05  # tiny random nets quantise worse than real ones; the benchmark measures ViT-B/32
     assert int8.summary["settings"]["dtype"] == "int8"
+
+
+@pytest.mark.parametrize("size", [(256, 256), (512, 300), (300, 512), (225, 1000), (40, 33)])
+def test_fast_preprocessing_is_identical_to_hf_processor(tiny_clip_dir: Path, size: tuple[int, int]) -> None:
+    from transformers import CLIPImageProcessor
+
+    from gencritic.models.clip import _standard_clip_preprocess
+
+    for processor in (CLIPImageProcessor.from_pretrained(tiny_clip_dir),
+                      CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})):
+        img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        ours = _standard_clip_preprocess(img, processor)
+        ref = processor(images=img, return_tensors="pt")["pixel_values"][0]
+        if ours is not None:  # None means "defer to HF" (images smaller than the crop)
+            assert torch.equal(ours, ref)
+        else:
+            assert min(size) < processor.crop_size["height"]

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -37,6 +38,37 @@ def _quantise(module: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _standard_clip_preprocess(image: Image.Image, processor: Any) -> torch.Tensor | None:
+    """HF's slow ``CLIPImageProcessor`` (shortest-edge bicubic resize, centre crop, rescale,
+    normalise), step for step, without its per-call overhead: ~4x faster, and the tests
+    assert identical output. Returns None for configurations it does not cover."""
+    p = processor
+    size = getattr(p, "size", None) or {}
+    crop = getattr(p, "crop_size", None) or {}
+    if not (getattr(p, "do_resize", False) and getattr(p, "do_center_crop", False) and getattr(p, "do_rescale", False)
+            and getattr(p, "do_normalize", False) and set(size) == {"shortest_edge"}
+            and int(getattr(p, "resample", -1)) == int(Image.Resampling.BICUBIC) and {"height", "width"} <= set(crop)):
+        return None
+    target = int(size["shortest_edge"])
+    crop_h, crop_w = int(crop["height"]), int(crop["width"])
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(target * long / short)
+    new_h, new_w = (new_long, target) if width <= height else (target, new_long)
+    if new_h < crop_h or new_w < crop_w or min(width, height) < 4:
+        return None  # HF pads (or mis-infers channels) here; let it do its own thing
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    arr = np.asarray(image.resize((new_w, new_h), resample=Image.Resampling.BICUBIC, reducing_gap=None))
+    top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
+    arr = arr[top:top + crop_h, left:left + crop_w]
+    scaled = (arr.astype(np.float64) * float(p.rescale_factor)).astype(np.float32)
+    mean = np.asarray(p.image_mean, dtype=np.float32)
+    std = np.asarray(p.image_std, dtype=np.float32)
+    out = (scaled - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
 
 
 class ClipBackbone(ABC):
@@ -145,6 +177,9 @@ class HFClipBackbone(ClipBackbone):
         return self._logit_scale
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
+        fast = _standard_clip_preprocess(image, self.image_processor)
+        if fast is not None:
+            return fast
         out = self.image_processor(images=image, return_tensors="pt")
         return out["pixel_values"][0]
 
