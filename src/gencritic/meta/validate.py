@@ -77,6 +77,7 @@ class MetricColumn:
     column: str
     higher_is_better: bool
     model: str | None
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,7 +102,7 @@ def metric_columns(specs: Sequence[str], model: str) -> list[MetricColumn]:
             if any(o.column == c for o in out):
                 raise InputError(f"two metrics write the column {c!r}; give trained heads different names "
                                  f"(gencritic train --name) or list each metric once")
-            out.append(MetricColumn(m.name, c, m.info.higher_is_better, m.model_id()))
+            out.append(MetricColumn(m.name, c, m.info.higher_is_better, m.model_id(), m.settings()))
     return out
 
 
@@ -240,7 +241,12 @@ def validate(dataset: str | Path | HumanDataset, out: str | Path | None = None,
     cache_dir = (opts.cache_dir or default_cache_dir()) if opts.use_cache else None
     sopts = ScoreOptions(metrics=list(opts.metrics), model=opts.model, device=opts.device, dtype=opts.dtype,
                          batch_size=opts.batch_size, cache_dir=cache_dir, progress=opts.progress)
-    run = score(ds.items, out=None if out_dir is None else out_dir / "scoring", options=sopts, pool=pool)
+    # one resumable scoring folder per metric settings (a retrained head has new weights and
+    # must not resume the old head's scores, although its spec string is the same)
+    from gencritic.features import describe_settings
+
+    run_key = describe_settings([(c.metric, c.model, c.settings) for c in columns])
+    run = score(ds.items, out=None if out_dir is None else out_dir / "scoring" / run_key, options=sopts, pool=pool)
     rows = run.rows
     if ds.format == "pairs":
         table = preference_table(ds, rows, columns, opts.bootstrap, opts.seed, opts.confidence)
