@@ -207,3 +207,31 @@ def test_cli_contract(tiny_clip_dir: Path, many_images: Path, tmp_path: Path) ->
     assert offline.returncode == 2
     assert [ln for ln in offline.stderr.splitlines() if ln.strip()][-1].startswith("gencritic: error: cannot load model")
     assert not (tmp_path / "y" / "results.csv").exists()
+
+
+def test_a_crashing_metric_or_loader_fails_items_not_the_run(tiny_clip_dir: Path, many_images: Path,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gencritic import media
+    from gencritic.metrics.alignment import ClipScoreHessel
+
+    def boom(self, batch):  # type: ignore[no-untyped-def]
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(ClipScoreHessel, "compute", boom)
+    run = gencritic.score(many_images, model=str(tiny_clip_dir), cache_dir=None, progress=False,
+                          metrics="clip,clipscore_hessel")
+    assert all(not r["success"] and "clipscore_hessel failed: RuntimeError: kaboom" in r["error"] for r in run.rows)
+    assert all(isinstance(r["clip_score"], float) and r["clip_score"] == r["clip_score"] for r in run.rows)
+
+    real = media.prepare_item
+
+    def flaky(item, *a, **k):  # type: ignore[no-untyped-def]
+        if item.item_id == "im03.png":
+            raise OSError("disk on fire")
+        return real(item, *a, **k)
+
+    monkeypatch.setattr("gencritic.pipeline.prepare_item", flaky)
+    run = gencritic.score(many_images, model=str(tiny_clip_dir), cache_dir=None, progress=False)
+    bad = [r for r in run.rows if not r["success"]]
+    assert [r["item_id"] for r in bad] == ["im03.png"] and bad[0]["error"] == "OSError: disk on fire"
+    assert run.summary["successes"] == N_IMAGES - 1

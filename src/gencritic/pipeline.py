@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from gencritic.cache import EmbeddingCache, default_cache_dir
-from gencritic.errors import InputError, ModelUnavailableError
+from gencritic.errors import InputError, ItemError, ModelUnavailableError
 from gencritic.features import RunContext, ViewBatch, describe_settings
 from gencritic.io.images import parse_background
 from gencritic.io.manifest import collect_items
 from gencritic.items import Item
 from gencritic.media import PreparedItem, prepare_item
-from gencritic.metrics.base import Metric
+from gencritic.metrics.base import Metric, MetricResult
 from gencritic.metrics.registry import create_metric, split_specs
 from gencritic.models.clip import ClipBackbone
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
@@ -55,6 +55,7 @@ class ScoreOptions:
     overwrite: bool = False
     progress: bool = True
     render: dict[str, Any] = field(default_factory=dict)
+    reference_dir: Path | None = None  # pair each item with the same-stem image here (reference metrics)
 
     def numeric_settings(self, with_render: bool = True) -> dict[str, Any]:
         """The settings that can change a score (what resume and rows are keyed on).
@@ -207,12 +208,18 @@ def _score_batch(batch: list[PreparedItem], metrics: Sequence[Metric], ctx: RunC
     if views:
         vb = ViewBatch(views=views, ctx=ctx, references={p.item.item_id: p.reference for p in batch})
         for metric in metrics:
-            result = metric.compute(vb)
+            try:
+                result = metric.compute(vb)
+            except Exception as exc:  # a metric crash fails its values for this batch, not the run
+                log.warning("metric %s failed on a batch of %d views", metric.name, len(views), exc_info=True)
+                reason = f"{metric.name} failed: {type(exc).__name__}: {exc}".replace("\n", " ")
+                nan = np.full(len(views), np.nan)
+                result = MetricResult(values={c: nan for c in metric.info.columns}, errors=[reason] * len(views))
             for col, values in result.values.items():
                 per_view[col] = np.asarray(values, dtype=np.float64)
             for i, err in enumerate(result.errors):
                 if err:
-                    view_errors[i].append(f"{metric.name}: {err}")
+                    view_errors[i].append(err if err.startswith(f"{metric.name} failed") else f"{metric.name}: {err}")
     records = []
     offset = 0
     for p in batch:
@@ -370,6 +377,10 @@ def score(
         raise InputError(str(exc)) from None
 
     items = list(source) if isinstance(source, Sequence) and not isinstance(source, str) else collect_items(Path(source), prompt)
+    if opts.reference_dir is not None:
+        from gencritic.io.manifest import pair_references
+
+        items = pair_references(items, Path(opts.reference_dir))
     metrics = build_metrics(opts.metrics, opts.model)
     pool = pool or ModelPool(opts.device, opts.dtype)
     cache = EmbeddingCache.in_dir(opts.cache_dir)
@@ -400,13 +411,15 @@ def score(
     columns = output_columns(items, metrics, any_text)
 
     def prepare(item: Item) -> PreparedItem:
-        prepared = prepare_item(item, background, opts.render, decode=False, need_reference=needs_reference)
-        if prepared.error is None and prepared.views:
-            try:
+        try:
+            prepared = prepare_item(item, background, opts.render, decode=False, need_reference=needs_reference)
+            if prepared.error is None and prepared.views:
                 _warm_views(prepared, backbones, cache, needs_pixels)
-            except Exception as exc:  # decode failure surfaces as an item error
-                prepared.error = str(exc)
-                prepared.views = []
+        except ItemError as exc:  # decode failure surfaces here when pixels are first needed
+            prepared = PreparedItem(item, error=str(exc))
+        except Exception as exc:  # a renderer/loader crash fails this item, not the run
+            log.warning("preparing %s failed", item.item_id, exc_info=True)
+            prepared = PreparedItem(item, error=f"{type(exc).__name__}: {exc}".replace("\n", " "))
         return prepared
 
     new_records: list[dict[str, Any]] = []
