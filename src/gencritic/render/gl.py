@@ -106,10 +106,34 @@ class RenderContextError(RuntimeError):
     """The GL context could not be created or used; the message says how to fix it."""
 
 
+_preload_lock = threading.Lock()
+_preloaded = False
+
+
+def _preload_bundled_llvm() -> None:
+    """Load triton's bundled LLVM before Mesa's llvmpipe loads the system libLLVM.
+
+    Why: triton (installed with torch) ships its own LLVM inside ``libtriton.so``; if Mesa's
+    libLLVM is already in the process, triton's static initialisers bind to Mesa's symbols
+    and the process segfaults the moment anything imports triton (torchvision does, through
+    torch.ops). Loaded in this order, both coexist (checked in tests/test_render_cli.py).
+    """
+    global _preloaded
+    with _preload_lock:
+        if _preloaded:
+            return
+        _preloaded = True
+        try:
+            import triton  # noqa: F401
+        except Exception:  # not installed (or broken): then it cannot clash either
+            return
+
+
 class GLRenderer:
     """One EGL context with its compiled programs and a reusable atlas framebuffer."""
 
     def __init__(self) -> None:
+        _preload_bundled_llvm()
         try:
             import moderngl
         except ImportError as exc:

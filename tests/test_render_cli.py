@@ -1,0 +1,91 @@
+"""``gencritic render`` and ``gencritic score`` on a folder of meshes, through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+from typer.testing import CliRunner
+
+from gencritic.cli.main import app
+from tests.test_render import coloured_sphere, textured_cube
+
+
+@pytest.fixture()
+def mesh_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "meshes"
+    (folder / "toys").mkdir(parents=True)
+    coloured_sphere().export(folder / "ball.ply")
+    (folder / "ball.txt").write_text("a red and blue ball")
+    textured_cube().export(folder / "toys" / "cube.glb")
+    (folder / "toys" / "cube.txt").write_text("a painted cube")
+    coloured_sphere(center=(50.0, 0.0, 0.0)).export(folder / "lost.ply")  # outside every frame with --normalize none
+    (folder / "lost.txt").write_text("a ball far away")
+    quad = trimesh.Trimesh([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]], [[0, 1, 2], [0, 2, 3]])
+    quad.export(folder / "card.ply")  # edge-on at yaw 90 and 270
+    (folder / "card.txt").write_text("a square card")
+    return folder
+
+
+def test_render_command_writes_views_and_cameras(mesh_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "views"
+    res = CliRunner().invoke(app, ["render", str(mesh_folder), "--out", str(out), "--resolution", "64", "--no-cache",
+                                   "--rig", "toys4k8", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "rendered 4/4 assets" in res.output
+    for name in ("ball", "toys/cube", "lost", "card"):
+        assert sorted(p.name for p in (out / name).glob("*.png")) == [f"{i:03d}.png" for i in range(8)]
+    doc = json.loads((out / "ball" / "cameras.json").read_text())
+    view = doc["views"][2]
+    assert view["yaw_deg"] == 90.0 and view["pitch_deg"] == 30.0 and view["fov_y_deg"] == 40.0
+    f = 32 / math.tan(math.radians(20))
+    np.testing.assert_allclose(view["K"], [[f, 0, 32], [0, f, 32], [0, 0, 1]])
+    np.testing.assert_allclose(np.asarray(view["c2w_opengl"])[:3, 3],
+                               [2 * math.cos(math.radians(30)), 1.0, 0.0], atol=1e-12)
+    card = json.loads((out / "card" / "cameras.json").read_text())
+    assert [v["error"] is not None for v in card["views"]] == [False, False, True, False, False, False, True, False]
+    img = Image.open(out / "ball" / "000.png")
+    assert img.mode == "RGB" and img.size == (64, 64)
+
+
+def test_render_command_rejects_bad_rig(mesh_folder: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["render", str(mesh_folder), "--out", str(tmp_path / "v"), "--rig", "spiral"])
+    assert res.exit_code != 0
+    assert "unknown camera rig" in str(res.exception)
+
+
+def test_score_meshes_end_to_end(mesh_folder: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    lost_only = ["--rig", "orbit4", "--resolution", "64"]
+    res = CliRunner().invoke(app, ["score", str(mesh_folder), "--out", str(out), "--model", str(tiny_clip_dir),
+                                   "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "-q", *lost_only])
+    assert res.exit_code == 0, res.output
+    rows = {r["item_id"]: r for r in csv.DictReader((out / "results.csv").open())}
+    views = list(csv.DictReader((out / "views.csv").open()))
+    # default normalisation recentres 'lost', so it is scored; card loses its edge-on views
+    assert rows["card.ply"]["success"] == "true"
+    assert rows["card.ply"]["num_views"] == "4" and rows["card.ply"]["num_views_scored"] == "2"
+    card_views = [v for v in views if v["item_id"] == "card.ply"]
+    assert {v["view"] for v in card_views if "blank view" in v["error"]} == {"001", "003"}
+    for item_id, row in rows.items():
+        vals = [float(v["value"]) for v in views if v["item_id"] == item_id and v["metric"] == "clip_score"]
+        assert float(row["clip_score"]) == pytest.approx(float(np.mean(vals)), abs=1e-12)
+
+
+def test_asset_with_no_valid_view_is_a_failed_row(mesh_folder: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
+    from gencritic.pipeline import ScoreOptions, score
+
+    run = score(mesh_folder / "lost.ply", options=ScoreOptions(
+        model=str(tiny_clip_dir), device="cpu", cache_dir=None, progress=False,
+        render={"resolution": 64, "normalize": "none", "cache": False}))
+    row = run.rows[0]
+    assert row["success"] is False
+    assert "no valid rendered view" in row["error"] and "blank view" in row["error"]
+    assert math.isnan(row.get("clip_score", math.nan)) or row.get("clip_score") in (None, "")
+    assert all(v["metric"] == "" and "blank view" in v["error"] for v in run.view_rows)
