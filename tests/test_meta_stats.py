@@ -181,3 +181,18 @@ def test_compare_detects_a_better_metric() -> None:
     neg = compare("good", agreement(good, human, W), good, "neg", agreement(-good, human, W, higher_is_better=False),
                   -good, human, signs=(1.0, -1.0))
     assert neg["srcc_diff"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_lower_is_better_metric_pairwise_accuracy_is_oriented() -> None:
+    from gencritic.meta.bootstrap import point_agreement
+
+    rng = np.random.default_rng(11)
+    y = rng.integers(1, 6, 200).astype(float)
+    x = y + rng.normal(0, 1, 200)
+    W = resample_counts(200, 50, 0)
+    up = agreement(x, y, W)
+    down = agreement(-x, y, W, higher_is_better=False)
+    assert down.point["pairwise_acc"] == pytest.approx(up.point["pairwise_acc"], abs=1e-12)
+    assert down.point["srcc"] == pytest.approx(-up.point["srcc"], abs=1e-12)
+    np.testing.assert_allclose(down.draws["pairwise_acc"], up.draws["pairwise_acc"], atol=1e-12)
+    assert point_agreement(x, y).point["pairwise_acc"] > 0.7

@@ -137,13 +137,14 @@ def point_agreement(metric: np.ndarray, human: np.ndarray, higher_is_better: boo
     y = np.asarray(human, dtype=np.float64)
     fit = fit_logistic4(x, y)
     mapped = fit(x)
+    counts = corr.kendall_counts(x, y)
     point = {
         "plcc": corr.pearson(x, y),
         "plcc_logistic": corr.pearson(mapped, y) if fit.ok else math.nan,
         "srcc": corr.spearman(x, y),
-        "krcc": corr.kendall_tau_b(x, y),
+        "krcc": corr.tau_b_from_counts(counts),
         "rmse": corr.rmse(mapped, y) if fit.ok else math.nan,
-        "pairwise_acc": corr.pairwise_accuracy(x if higher_is_better else -x, y),
+        "pairwise_acc": corr.pairwise_accuracy_from_counts(counts, 1.0 if higher_is_better else -1.0),
     }
     return Agreement(n=int(x.size), point=point, logistic=fit)
 

@@ -132,7 +132,10 @@ def kendall_counts(x: FloatArray, y: FloatArray) -> dict[str, int]:
 
 def kendall_tau_b(x: FloatArray, y: FloatArray) -> float:
     """Kendall's tau-b (the variant ``scipy.stats.kendalltau`` returns by default)."""
-    c = kendall_counts(x, y)
+    return tau_b_from_counts(kendall_counts(x, y))
+
+
+def tau_b_from_counts(c: dict[str, int]) -> float:
     den = math.sqrt(float(c["total"] - c["x_ties"]) * float(c["total"] - c["y_ties"]))
     if den == 0.0:
         return math.nan
@@ -141,12 +144,16 @@ def kendall_tau_b(x: FloatArray, y: FloatArray) -> float:
 
 def pairwise_accuracy(metric: FloatArray, human: FloatArray) -> float:
     """Share of differently-rated pairs the metric orders like people; metric ties count 0.5."""
-    c = kendall_counts(metric, human)
+    return pairwise_accuracy_from_counts(kendall_counts(metric, human))
+
+
+def pairwise_accuracy_from_counts(c: dict[str, int], sign: float = 1.0) -> float:
+    """As :func:`pairwise_accuracy`; ``sign`` = -1 scores a lower-is-better metric."""
     judged = c["total"] - c["y_ties"]
     if judged == 0:
         return math.nan
     untied = c["total"] - c["x_ties"] - c["y_ties"] + c["xy_ties"]
-    concordant = (untied + c["con_minus_dis"]) / 2
+    concordant = (untied + sign * c["con_minus_dis"]) / 2
     metric_only_ties = c["x_ties"] - c["xy_ties"]
     return float((concordant + 0.5 * metric_only_ties) / judged)
 
