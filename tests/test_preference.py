@@ -145,7 +145,16 @@ def test_hpsv2_without_weights_is_unavailable(tmp_path: Path, monkeypatch: pytes
 
 def test_hpsv2_checkpoint_for_another_architecture_is_refused(hps_ckpt: tuple[str, torch.nn.Module, Path],
                                                               tmp_path: Path) -> None:
+    import json
+
+    import open_clip
+
     _, _, ckpt = hps_ckpt
+    cfg = {"embed_dim": 8, "vision_cfg": {"image_size": 32, "layers": 1, "width": 16, "patch_size": 16, "head_width": 16},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1}}
+    (tmp_path / "gencritic-tiny-other.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path / "gencritic-tiny-other.json")
     items = _items(tmp_path)[:1]
-    with pytest.raises(ModelUnavailableError, match="does not fit open_clip RN50"):
-        score(items, metrics=f"hpsv2:model={ckpt};arch=RN50", cache_dir=None, progress=False, device="cpu")
+    with pytest.raises(ModelUnavailableError, match="does not fit open_clip gencritic-tiny-other"):
+        score(items, metrics=f"hpsv2:model={ckpt};arch=gencritic-tiny-other", cache_dir=None, progress=False,
+              device="cpu")

@@ -46,9 +46,14 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="module")
 def listed() -> list[dict[str, Any]]:
-    proc = _cli("metrics", "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+    """What `gencritic metrics --json` prints (in-process: the subprocess path is tested below)."""
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    result = CliRunner().invoke(app, ["metrics", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
 def test_json_lists_every_registered_metric(listed: list[dict[str, Any]]) -> None:
@@ -88,11 +93,14 @@ def test_direction_and_range_are_what_the_suite_asserts(listed: list[dict[str, A
 
 
 def test_table_names_every_metric() -> None:
-    proc = subprocess.run([sys.executable, "-m", "gencritic.cli.main", "metrics"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120, env={**__import__("os").environ, "COLUMNS": "250"})
-    assert proc.returncode == 0, proc.stderr
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    result = CliRunner().invoke(app, ["metrics"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
     for name in all_metrics():
-        assert name in proc.stdout, name
+        assert name in result.stdout, name
 
 
 def test_shared_backbone_encodes_each_image_once(tiny_clip_dir: Path, tmp_path: Path) -> None:

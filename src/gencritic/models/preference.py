@@ -110,7 +110,10 @@ def load_hpsv2(checkpoint: str, arch: str = "ViT-H-14", version: str = "v2.1", d
         state = _read_state_dict(Path(checkpoint))
     except ModelUnavailableError as exc:
         raise unavailable(source, str(exc).split(". ")[0]) from None
-    model = open_clip.create_model(arch, pretrained=None, device="cpu")
+    try:
+        model = open_clip.create_model(arch, pretrained=None, device="cpu")
+    except Exception as exc:  # a broken architecture config
+        raise unavailable(source, f"cannot build open_clip {arch}: {type(exc).__name__}: {exc}") from None
     if "logit_scale" in state and state["logit_scale"].ndim != model.logit_scale.ndim:
         state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
     try:
