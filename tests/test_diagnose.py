@@ -59,6 +59,20 @@ def test_mccamy_reproduces_published_points() -> None:
     assert color.mean_cct(white)[0] == pytest.approx(6504, abs=5)
 
 
+def test_cct_published_duv_and_monotone_for_flame_colours() -> None:
+    # nearest-locus CCT reproduces illuminant A and D65; D65 sits Duv = +0.0032 above the locus
+    assert float(color.locus_cct(np.array([0.44757, 0.40745]))) == pytest.approx(2856, abs=10)
+    assert float(color.locus_cct(np.array([0.31271, 0.32902]))) == pytest.approx(6504, abs=20)
+    assert float(color.duv(np.array([0.31271, 0.32902]))) == pytest.approx(0.0032, abs=3e-4)
+    # white-yellow -> orange -> deep red: CCT must never rise (McCamy alone turns back up below ~1700 K)
+    t = np.linspace(0, 1, 60)[:, None]
+    ramp = (1 - t) * np.array([1.0, 0.9, 0.7]) + t * np.array([0.7, 0.08, 0.02])
+    kelvin = [color.cct(color.xy_chromaticity(color.srgb_to_linear(c)))[0] for c in ramp]
+    assert np.all(np.diff(kelvin) <= 1e-6)
+    assert kelvin[0] > 3500 and kelvin[-1] < 1800
+    assert color.mccamy_cct(color.xy_chromaticity(color.srgb_to_linear(ramp[-1]))) > kelvin[-1] + 300
+
+
 def test_xy_and_hsv_match_skimage() -> None:
     skcolor = pytest.importorskip("skimage.color")
     rng = np.random.default_rng(3)
@@ -379,3 +393,25 @@ def test_rules_first_suggestion_wins_and_later_ones_are_kept() -> None:
     assert out["p"]["change"] == "+20%"
     assert out["p"]["also"] == [{"change": "-10%", "because": "b too_high: second"}]
     assert out["q"]["change"] == 3 and "r" not in out
+
+
+@pytest.mark.shared_data
+def test_real_photos_tint_and_dim_move_the_right_way(tmp_path: Path) -> None:
+    from tests.conftest import shared_data
+
+    photos = sorted((shared_data("avt-ai-images") / "images" / "own").glob("*.png"))
+    if not photos:
+        pytest.skip("no photos in avt-ai-images/images/own")
+    for photo in photos:
+        rgb = np.asarray(Image.open(photo).convert("RGB").resize((256, 256)), dtype=np.float64) / 255
+        orig = save((rgb * 255).round().astype(np.uint8), tmp_path / "orig.png")
+        warm = save((np.clip(rgb * [1.0, 0.8, 0.55], 0, 1) * 255).round().astype(np.uint8), tmp_path / "warm.png")
+        dim = save((rgb * 0.5 * 255).round().astype(np.uint8), tmp_path / "dim.png")
+        base = diagnose(orig, profile="product-shot")
+        if base["diagnostics"]["color_temperature"]["value"] < 2500:
+            continue  # already red-lit (p18): nothing warmer left to read on the locus
+        assert diagnose(warm, profile="product-shot")["diagnostics"]["color_temperature"]["value"] < \
+            base["diagnostics"]["color_temperature"]["value"] - 500
+        dimmed = diagnose(dim, profile="product-shot")["diagnostics"]["brightness"]
+        assert dimmed["value"] == pytest.approx(0.5 * base["diagnostics"]["brightness"]["value"], rel=0.02)
+        assert diagnose(orig, profile="product-shot") == base

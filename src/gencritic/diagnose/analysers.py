@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 
 from gencritic.diagnose import shape
-from gencritic.diagnose.color import circular_hue_stats, luma, mean_cct, rgb_to_hsv, srgb_to_linear, to_float
+from gencritic.diagnose.color import (
+    CCT_RELIABLE_DUV,
+    circular_hue_stats,
+    duv,
+    luma,
+    mean_cct,
+    rgb_to_hsv,
+    srgb_to_linear,
+    to_float,
+)
 from gencritic.diagnose.segmentation import Masks, segment
 
 REGIONS = ("image", "foreground", "emissive", "smoke")
@@ -135,8 +144,10 @@ def color_temperature(ctx: ImageContext, opts: dict[str, Any]) -> Measurement:
     region, m = _region(ctx, opts, "color_temperature")
     if not m.any():
         return _empty(region, "K")
-    cct, xy = mean_cct(ctx.rgb, m)
-    return Measurement(cct, "K", {"region": region, "xy": [xy[0], xy[1]]})
+    kelvin, xy, method = mean_cct(ctx.rgb, m)
+    d = float(duv(np.array(xy)))
+    return Measurement(kelvin, "K", {"region": region, "xy": [xy[0], xy[1]], "method": method, "duv": d,
+                                     "near_locus": abs(d) <= CCT_RELIABLE_DUV})
 
 
 @analyser("saturation", "foreground", "mean HSV saturation of the region, 0 (grey) to 1 (pure colour)")

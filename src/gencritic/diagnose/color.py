@@ -7,8 +7,10 @@ act on, computed the same way every time. Conventions (all documented in docs/di
 * *luma* (perceived brightness) is Rec. 709 weights on the **encoded** values, in [0, 1];
 * chromaticity uses linear sRGB -> CIE XYZ (D65 matrix) -> xy, and the correlated colour
   temperature (CCT) is McCamy's cubic approximation (McCamy 1992), accurate to a few kelvin
-  near the Planckian locus between ~2000 K and ~12500 K. Far from the locus (pure greens,
-  magentas) CCT is not meaningful; we still return McCamy's number and the xy it came from.
+  near the Planckian locus from ~2000 K up. Below that (deep-red flames) McCamy's cubic turns
+  back on itself, so there the CCT is the temperature of the nearest Planckian-locus point in
+  CIE 1960 uv (Kim et al. 2002 locus, 1667-25000 K); see :func:`cct`. Far from the locus (pure
+  greens, magentas: |Duv| > 0.02) CCT describes the colour poorly; the analyser says so.
 """
 
 from __future__ import annotations
@@ -73,18 +75,91 @@ def mccamy_cct(xy: np.ndarray) -> np.ndarray:
     return 449.0 * n**3 + 3525.0 * n**2 + 6823.3 * n + 5520.33
 
 
-def mean_cct(rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, tuple[float, float]]:
-    """CCT of the *average light* of a region: mean linear RGB over the mask -> xy -> McCamy.
+def duv(xy: np.ndarray) -> np.ndarray:
+    """Signed distance from the Planckian locus in CIE 1960 uv (ANSI C78.377 polynomial, Ohno 2013).
+
+    Positive is above the locus (greenish), negative below (pinkish). McCamy's CCT is only a
+    meaningful description of a colour when |Duv| is small; we flag |Duv| > 0.02 as unreliable.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    x, y = xy[..., 0], xy[..., 1]
+    denom = -2.0 * x + 12.0 * y + 3.0
+    u, v = 4.0 * x / denom, 6.0 * y / denom
+    lfp = np.hypot(u - 0.292, v - 0.24)
+    a = np.arccos(np.clip((u - 0.292) / np.where(lfp > 0, lfp, 1.0), -1.0, 1.0))
+    lbb = (-0.00616793 * a**6 + 0.0893944 * a**5 - 0.5179722 * a**4 + 1.5317403 * a**3
+           - 2.4243787 * a**2 + 1.925865 * a - 0.471106)
+    return lfp - lbb
+
+
+CCT_RELIABLE_DUV = 0.02
+MCCAMY_MIN_K = 2000.0  # below this McCamy's cubic bends back (deep reds read *hotter* than orange)
+_LOCUS_T = np.geomspace(1667.0, 25000.0, 4000)
+
+
+def planckian_locus_xy(t: np.ndarray) -> np.ndarray:
+    """Planckian locus xy for 1667-25000 K (Kim et al. 2002 cubic-spline approximation)."""
+    t = np.asarray(t, dtype=np.float64)
+    x = np.where(t <= 4000.0,
+                 -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910,
+                 -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390)
+    y = np.where(t <= 2222.0, -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683,
+                 np.where(t <= 4000.0, -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867,
+                          3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483))
+    return np.stack([x, y], axis=-1)
+
+
+def _uv(xy: np.ndarray) -> np.ndarray:
+    x, y = xy[..., 0], xy[..., 1]
+    denom = -2.0 * x + 12.0 * y + 3.0
+    return np.stack([4.0 * x / denom, 6.0 * y / denom], axis=-1)
+
+
+_LOCUS_UV = _uv(planckian_locus_xy(_LOCUS_T))
+
+
+def locus_cct(xy: np.ndarray) -> np.ndarray:
+    """CCT as the temperature of the nearest point of the Planckian locus in CIE 1960 uv
+    (the definition of CCT), on a 4000-step log grid (0.07 % spacing), clamped to 1667-25000 K."""
+    uv = _uv(np.asarray(xy, dtype=np.float64))
+    d = ((uv[..., None, :] - _LOCUS_UV) ** 2).sum(-1)
+    return _LOCUS_T[np.argmin(d, axis=-1)]
+
+
+def cct(xy: np.ndarray) -> tuple[float, str]:
+    """(kelvin, method): McCamy's cubic where it holds (>= 2000 K), else the nearest-locus CCT.
+
+    McCamy is what papers and the issue ask for and is exact to a few kelvin from 2000 K up,
+    but its cubic is not monotone (local maximum at n = -1.28, ~1620 K): below that it turns
+    back up, so a deep-red flame would read hotter than an orange
+    one and a "raise flame temperature" rule would never fire. There the nearest-locus
+    definition takes over, capped at 2000 K so the two branches cannot overlap (near the
+    locus they agree to ~1 % at the switch; off the locus they may differ by more).
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    n = (xy[..., 0] - 0.3320) / (0.1858 - xy[..., 1])
+    value = float(mccamy_cct(xy))
+    # the cubic rises monotonically only for n > -1.28 (its local maximum); deep reds land beyond it
+    if float(n) > -1.2 and value >= MCCAMY_MIN_K:
+        return value, "mccamy"
+    # capped at the switch so the two branches never overlap: the reading stays monotone
+    return min(float(locus_cct(xy)), MCCAMY_MIN_K), "planckian-locus"
+
+
+def mean_cct(rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, tuple[float, float], str]:
+    """CCT of the *average light* of a region: mean linear RGB over the mask -> xy -> :func:`cct`.
 
     Averaging in linear light (not per-pixel CCTs) is what a light meter would see, so a few
     dark pixels cannot drag the reading about, and bright emissive pixels dominate as they should.
+    Returns (kelvin, xy, method).
     """
     lin = srgb_to_linear(rgb)
     sel = lin.reshape(-1, 3) if mask is None else lin[np.asarray(mask, dtype=bool)]
     if sel.size == 0:
-        return float("nan"), (float("nan"), float("nan"))
+        return float("nan"), (float("nan"), float("nan")), "none"
     xy = xy_chromaticity(sel.mean(axis=0))
-    return float(mccamy_cct(xy)), (float(xy[0]), float(xy[1]))
+    kelvin, method = cct(xy)
+    return kelvin, (float(xy[0]), float(xy[1])), method
 
 
 def circular_hue_stats(hue_deg: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
