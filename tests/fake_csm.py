@@ -76,6 +76,7 @@ class FakeCsm:
         self.faults: dict[str, list[Fault]] = {}
         self.log: list[tuple[str, str, int]] = []  # (method, path, status answered)
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
+        self.post_delay_s = 0.0  # latency of every POST (lets two clients overlap)
         self.fail_sessions: set[str] = set()  # configuration names whose sessions fail remotely
         self.mesh_for: Callable[[dict[str, Any], int, str], bytes] = lambda s, i, kind: make_glb(
             ("box", "sphere", "cylinder")[i % 3])
@@ -281,6 +282,8 @@ class FakeCsm:
                 if fault is not None and not fault.after_create:
                     self._play(fault)
                     return
+                if fake.post_delay_s:
+                    fake._stop.wait(fake.post_delay_s)
                 try:
                     body = json.loads(raw or b"null")
                 except json.JSONDecodeError:

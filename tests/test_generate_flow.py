@@ -385,3 +385,40 @@ def test_command_backend_runs_a_local_generator(tmp_path: Path, images: Path) ->
     assert rows["obj0.png"].status == "complete"
     assert Path(rows["obj0.png"].files[0]["path"]).read_bytes() == glb.read_bytes()
     assert rows["obj2.png"].status == "failed" and "CUDA out of memory on obj2" in (rows["obj2.png"].error or "")
+
+
+TWO_PROCESS_SCRIPT = """
+import sys
+from pathlib import Path
+from gencritic.generate.clock import SystemClock
+from gencritic.generate.keys import ApiKey
+from gencritic.generate.matrix import load_matrix
+from gencritic.generate.runner import GenerateSettings, Runner, backend_factory
+url, key, workdir, images = sys.argv[1:5]
+settings = GenerateSettings(workdir=Path(workdir), api_url=url, request_timeout_s=10, poll_interval_s=0.05)
+clock = SystemClock()
+with Runner(settings, clock, backend_factory(settings, clock, lambda: ApiKey(key))) as runner:
+    runner.plan(Path(images), load_matrix(None, ["i3d-base", "i3d-turbo", "i3d-turbo-pbr"]))
+    print(runner.run_until_done(max_passes=40).submitted)
+"""
+
+
+def test_two_real_processes_on_one_workdir_submit_each_job_once(tmp_path: Path, fake: FakeCsm,
+                                                                 images: Path) -> None:
+    import subprocess
+    import sys
+
+    fake.post_delay_s = 0.05  # keep both processes inside the submit phase together
+    argv = [sys.executable, "-c", TWO_PROCESS_SCRIPT, fake.url, fake.api_key, str(tmp_path / "jobs"), str(images)]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    submitted = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        submitted.append(int(out.strip()))
+    assert sum(submitted) == 9  # each job sent by exactly one of the two processes
+    assert fake.posts == 9 and len(fake.sessions) == 9  # 3 images × 3 configs, none twice
+    with runner_for(tmp_path, fake) as runner:
+        rows = runner.tracker.all()
+    assert len(rows) == 9 and {r.status for r in rows} == {"complete"}
+    assert all(r.attempts == 1 for r in rows)

@@ -99,7 +99,7 @@ class Downloader:
         self._http.close()
 
     def _once(self, url: str, dest: Path, fmt: str) -> tuple[str, int]:
-        tmp = dest.with_name(f".{dest.name}.part")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
         digest = hashlib.sha256()
         try:
             with self._http.stream("GET", url) as response:

@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,10 +158,15 @@ class Runner:
                 continue
             seen[sha] = image
             copy = store / f"{sha}{image.suffix.lower()}"
-            if not copy.exists():
-                tmp = copy.with_name(f".{copy.name}.tmp")
-                shutil.copyfile(image, tmp)
-                os.replace(tmp, copy)
+            if not copy.exists():  # unique temp name: another process may be copying the same image
+                fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{sha[:16]}.", suffix=".tmp")
+                os.close(fd)
+                try:
+                    shutil.copyfile(image, tmp)
+                    os.replace(tmp, copy)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
             prompt = sidecar_prompt(image)
             for config in configs:
                 jobs.append(NewJob(image_sha256=sha, config=config.name, config_fp=config.fingerprint(),
