@@ -92,7 +92,8 @@ def prepare_item(item: Item, background: RGB = WHITE, render_options: dict[str, 
                 _ = view.loaded  # decode in the worker thread, fail the item here if corrupt
         if need_reference:
             if item.reference is None:
-                raise ItemError("this metric needs a reference image: add a 'reference' column to the manifest")
+                raise ItemError("this metric needs a reference image: add a 'reference' column to the manifest "
+                                "or use --reference-dir")
             prepared.reference = load_image(item.reference, background)
     except ItemError as exc:
         prepared.error = str(exc)

@@ -38,6 +38,7 @@ def score_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results in --out instead of resuming."),
     rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes (see `gencritic render --help`)."),
     resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels for meshes."),
+    reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Folder of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the summary line."),
 ) -> None:
     """Score images (or 3D assets, via rendered views) against their prompts.
@@ -58,7 +59,7 @@ def score_command(
         model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers, background=background,
         cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         formats=[f.strip() for f in formats.split(",") if f.strip()], overwrite=overwrite, progress=not quiet,
-        render={"rig": rig, "resolution": resolution},
+        render={"rig": rig, "resolution": resolution}, reference_dir=reference_dir,
     )
     run = score(input, out=out, prompt=prompt, options=options)
     s = run.summary

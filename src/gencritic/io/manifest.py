@@ -185,3 +185,23 @@ def collect_items(source: Path, prompt: str | None = None) -> list[Item]:
     raise InputError(
         f"don't know how to read {source}: give an image, a mesh (.glb/.obj/.ply/.stl), a folder or a manifest"
     )
+
+
+def pair_references(items: Sequence[Item], reference_dir: Path) -> list[Item]:
+    """Set each item's ``reference`` to the image in ``reference_dir`` with the same file stem
+    (``cat.png`` <-> ``refs/cat.jpg``); items that already have one keep it, unmatched items stay
+    without (reference metrics then fail them with a clear reason). Two candidates for one stem
+    is an input error, because guessing would silently pick one."""
+    if not reference_dir.is_dir():
+        raise InputError(f"--reference-dir {reference_dir} is not a folder")
+    by_stem: dict[str, Path] = {}
+    for p in sorted(reference_dir.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            if p.stem in by_stem:
+                raise InputError(f"--reference-dir has two images for '{p.stem}': {by_stem[p.stem].name} and {p.name}")
+            by_stem[p.stem] = p
+    out = []
+    for item in items:
+        ref = item.reference if item.reference is not None else by_stem.get(item.path.stem)
+        out.append(Item(item.item_id, item.kind, item.path, item.prompt, ref, item.columns))
+    return out

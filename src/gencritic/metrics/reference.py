@@ -8,9 +8,11 @@ antialiases when shrinking); the generated pixels are never resampled, so the sc
 the image the user made. Both images are composited on the run's background.
 
 Masks: when the generated view or the reference has transparency, the object mask is the
-union (max) of the two alpha channels (the reference's resized like its pixels). ``ssim``,
-``ms_ssim`` and ``psnr`` weight their per-pixel maps / squared error by it; ``lpips`` weights
-each layer's spatial average by the mask pooled to that layer's grid. ``clip_i2i`` and ``dino``
+union (max) of the two alpha channels (the reference's resized like its pixels). Outside the
+mask the reference takes the generated image's pixels (``ref' = m*ref + (1-m)*gen``) so that
+windows and receptive fields straddling the silhouette see one background; then ``ssim``,
+``ms_ssim`` and ``psnr`` weight their per-pixel maps / squared error by the mask, and ``lpips``
+weights each layer's spatial average by the mask pooled to that layer's grid. ``clip_i2i`` and ``dino``
 compare global embeddings and cannot honour a mask (their inputs are composited images). Pass
 ``mask=none`` to any pixel metric to compare whole frames.
 """
@@ -76,7 +78,12 @@ def aligned_pair(view: View, ref: LoadedImage, use_mask: bool, dtype: torch.dtyp
         if float(mask.sum()) <= 0.0:
             raise ValueError("the object mask is empty (fully transparent images): nothing to compare")
         m = torch.from_numpy(mask.astype(np.float64)).view(1, 1, *mask.shape).to(dtype)
-    return to_tensor(img, dtype), to_tensor(ref_rgb, dtype), m
+    x, y = to_tensor(img, dtype), to_tensor(ref_rgb, dtype)
+    if m is not None:
+        # Outside the object both images show the generated pixels, so SSIM windows and LPIPS
+        # receptive fields that straddle the silhouette do not score the background.
+        y = m * y + (1 - m) * x
+    return x, y, m
 
 
 def _mask_option(metric: Metric) -> bool:

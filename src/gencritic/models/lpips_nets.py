@@ -86,8 +86,13 @@ def head_weights_path(net: str) -> Path:
 
 
 def _features(net: str) -> nn.Sequential:
+    """The backbone's convolutional part only (VGG16's 120M-parameter classifier is never built)."""
     import torchvision
 
+    if net == "vgg":
+        from torchvision.models.vgg import cfgs, make_layers
+
+        return make_layers(cfgs["D"], batch_norm=False)
     model = getattr(torchvision.models, NETS[net].builder)(weights=None)
     return model.features  # type: ignore[no-any-return]
 
