@@ -4,21 +4,28 @@ later), one encode per image when metrics share a backbone, and one clear line f
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 try:  # tests/ may or may not be a package in this tree
     from tests.conftest import make_image
 except ImportError:  # pragma: no cover
     from conftest import make_image  # type: ignore[no-redef]
+from gencritic.cache import EmbeddingCache
+from gencritic.errors import ModelUnavailableError
+from gencritic.features import RunContext
 from gencritic.items import Item
 from gencritic.metrics.base import INPUT_KINDS
-from gencritic.metrics.registry import all_metrics
+from gencritic.metrics.registry import all_metrics, create_metric
 from gencritic.models.loader import ModelPool
+from gencritic.models.preference import PICKSCORE_MODEL, PICKSCORE_PROCESSOR
 from gencritic.pipeline import score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +140,40 @@ def test_unknown_metric_is_one_clear_line(tmp_path: Path) -> None:
     for name in ("clip", "ladder", "clip_chunked"):
         assert name in lines[0]
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+# --- real weights, when this machine has them ----------------------------------------------------
+
+REAL_WEIGHT_METRICS = ("longclip", "specs", "pickscore", "hpsv2", "imagereward")
+
+
+def _hub_cached(repo: str, filename: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo, filename), str)
+
+
+@pytest.mark.parametrize("name", REAL_WEIGHT_METRICS)
+def test_real_weights_rank_an_obvious_case(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With real weights present (env var or Hugging Face cache), a red square must match 'a red square'
+    better than 'a blue circle'. Skipped, with the reason, where the weights are absent."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if name == "pickscore" and not os.environ.get("GENCRITIC_PICKSCORE_MODEL") and not (
+            _hub_cached(PICKSCORE_MODEL, "config.json") and _hub_cached(PICKSCORE_PROCESSOR, "tokenizer_config.json")):
+        pytest.skip("PickScore weights not in the Hugging Face cache and GENCRITIC_PICKSCORE_MODEL unset")
+    if name == "imagereward" and not os.environ.get("GENCRITIC_IMAGEREWARD_TOKENIZER") and not _hub_cached(
+            "bert-base-uncased", "vocab.txt"):
+        pytest.skip("bert-base-uncased tokenizer not cached (set GENCRITIC_IMAGEREWARD_TOKENIZER)")
+    metric = create_metric(name)
+    pool = ModelPool("cpu")
+    try:
+        metric.setup(RunContext(pool=pool, cache=EmbeddingCache.in_dir(None), default_model=""))
+    except ModelUnavailableError as exc:
+        pytest.skip(f"{name}: {exc}")
+    arr = np.full((224, 224, 3), 255, dtype=np.uint8)
+    arr[56:168, 56:168] = (220, 20, 20)
+    Image.fromarray(arr).save(tmp_path / "red.png")
+    items = [Item(p, "image", tmp_path / "red.png", prompt=p) for p in ("a red square", "a blue circle")]
+    run = score(items, metrics=name, cache_dir=None, pool=pool, progress=False, device="cpu")
+    col = metric.info.columns[0]
+    assert run.rows[0][col] > run.rows[1][col], [r[col] for r in run.rows]
