@@ -190,6 +190,19 @@ def test_validation_error_fails_at_once_with_the_api_message(tmp_path: Path, fak
     assert fake.count("POST", "/v3/sessions/") == 3  # one try each, no retry
 
 
+def test_404_on_poll_fails_the_job_at_once(tmp_path: Path, fake: FakeCsm, images: Path) -> None:
+    clock = FakeClock()
+    make_image(tmp_path / "one" / "a.png", (10, 10, 200))
+    with runner_for(tmp_path, fake, clock) as runner:
+        runner.plan(tmp_path / "one", load_matrix(None, ["i3d-base"]))
+        runner.step()
+        fake.script("GET session", Fault(404, body={"message": "session not found"}))
+        report = runner.step()
+        (row,) = runner.tracker.all()
+    assert row.status == "failed" and row.error == "HTTP 404: session not found"
+    assert report.failed and clock.sleeps == []
+
+
 def test_remote_failure_is_recorded_with_its_reason(tmp_path: Path, fake: FakeCsm, images: Path) -> None:
     fake.fail_sessions = {"i3d-turbo-baked"}
     with runner_for(tmp_path, fake) as runner:
@@ -345,6 +358,7 @@ def test_key_never_leaks_into_errors_logs_db_or_results(tmp_path: Path, fake: Fa
         bad.step()
     bad.close()
     text = str(info.value)
+    assert fake.count("POST", "/v3/sessions/") == 1  # 401 is not retried
     assert "HTTP 401" in text and "Invalid API key: ****" in text and wrong not in text
     assert wrong not in repr(info.value) and all(wrong not in str(a) for a in info.value.args)
     # the job was not burnt by the bad key: it is pending again
