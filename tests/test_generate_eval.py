@@ -53,9 +53,10 @@ def reference_clip_i2i(model_dir: Path, mesh: Path, image: Path, render: dict[st
     return float((emb[:-1] @ emb[-1]).mean())
 
 
-def test_meshes_from_the_fake_server_are_scored_and_ranked(tmp_path: Path, fake: FakeCsm,
-                                                           tiny_clip_dir: Path) -> None:
+def test_meshes_from_the_fake_server_are_scored_and_ranked(tmp_path: Path, fake: FakeCsm, tiny_clip_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     _eval_ready()
+    monkeypatch.setenv("GENCRITIC_CACHE_DIR", str(tmp_path / "cache"))
     from gencritic.generate.evaluate import evaluate
 
     images = tmp_path / "images"
@@ -100,3 +101,17 @@ def test_meshes_from_the_fake_server_are_scored_and_ranked(tmp_path: Path, fake:
     assert [w["config"] for w in written] == [e["config"] for e in result.leaderboard]
     md = (tmp_path / "eval" / "leaderboard.md").read_text()
     assert "| rank | config |" in md and "i3d-turbo-baked" in md
+
+    # the command line gives the same leaderboard
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    res = CliRunner().invoke(app, ["generate", "eval", "--workdir", str(tmp_path / "jobs"), "--out",
+                                   str(tmp_path / "eval-cli"), "--model", str(tiny_clip_dir), "--device", "cpu",
+                                   "--rig", "orbit4", "--resolution", "64", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "i3d-turbo-baked" in res.output and "clip_i2i_mean" in res.output
+    with open(tmp_path / "eval-cli" / "leaderboard.csv", newline="") as fh:
+        again = list(csv.DictReader(fh))
+    assert [(w["config"], w["clip_i2i_mean"]) for w in again] == [(w["config"], w["clip_i2i_mean"]) for w in written]
