@@ -415,3 +415,24 @@ def test_real_photos_tint_and_dim_move_the_right_way(tmp_path: Path) -> None:
         dimmed = diagnose(dim, profile="product-shot")["diagnostics"]["brightness"]
         assert dimmed["value"] == pytest.approx(0.5 * base["diagnostics"]["brightness"]["value"], rel=0.02)
         assert diagnose(orig, profile="product-shot") == base
+
+
+def test_best_per_approach_keeps_one_per_cluster(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    from gencritic.diagnose.archive import best_per_approach, diagnose_loop
+
+    archive = tmp_path / "loop.sqlite"
+    entries = []
+    for k, level in enumerate((1.0, 0.8, 0.6)):  # product shots: one approach at three exposures
+        entries.append(diagnose_loop(save(product(level=level), tmp_path / f"p{k}.png"), archive,
+                                     profile="product-shot", model=str(tiny_clip_dir)))
+    for k, smoke in enumerate((True, False)):  # fireballs: another approach
+        entries.append(diagnose_loop(save(fireball(smoke=smoke), tmp_path / f"f{k}.png"), archive,
+                                     profile="product-shot", model=str(tiny_clip_dir)))
+    best = best_per_approach(archive, k=2)
+    assert len(best) == 2 and sum(b["size"] for b in best) == 5
+    by_input = {Path(b["input"]).name[0]: b for b in best}
+    assert set(by_input) == {"p", "f"}  # one representative per approach
+    overall = {Path(e["input"]).name: e["overall"] for e in entries}
+    assert by_input["p"]["overall"] == max(v for n, v in overall.items() if n.startswith("p"))
+    with pytest.raises(InputError):
+        best_per_approach(archive, k=9)

@@ -122,3 +122,36 @@ def diagnose_loop(input: str | Path, archive: str | Path, profile: str = DEFAULT
         conn.close()
     result["loop"] = loop
     return result
+
+
+def best_per_approach(archive: str | Path, k: int, profile: str | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Cluster the archived results (by their CLIP embeddings, seeded k-means) into ``k``
+    approach types and return the best-scoring entry of each, best first: what a loop keeps
+    to explore several approaches instead of refining one.
+    """
+    from gencritic.metrics.sets import best_per_cluster, kmeans
+
+    path = Path(archive).expanduser()
+    if not path.is_file():
+        raise InputError(f"archive not found: {path}; run `gencritic diagnose ... --archive {path}` first")
+    conn = _connect(path)
+    try:
+        query = "SELECT iteration, input, overall, embedding FROM diagnoses WHERE embedding IS NOT NULL"
+        args: tuple[Any, ...] = ()
+        if profile is not None:
+            query += " AND profile = ?"
+            args = (profile,)
+        rows = conn.execute(query + " ORDER BY iteration", args).fetchall()
+    finally:
+        conn.close()
+    if len(rows) < k:
+        raise InputError(f"archive {path} has {len(rows)} entries with embeddings (diagnosed with --model); "
+                         f"need at least k={k}")
+    emb = np.stack([np.frombuffer(r[3], dtype=np.float64) for r in rows])
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)  # cosine geometry, like novelty
+    labels, _, _ = kmeans(emb, k, seed=seed)
+    scores = np.array([-np.inf if r[2] is None else r[2] for r in rows])
+    best = best_per_cluster(labels, scores)
+    out = [{"cluster": int(c), "size": int((labels == c).sum()), "iteration": int(rows[i][0]), "input": rows[i][1],
+            "overall": rows[i][2]} for c, i in best.items()]
+    return sorted(out, key=lambda d: (-(d["overall"] if d["overall"] is not None else -np.inf), d["cluster"]))
