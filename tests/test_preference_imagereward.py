@@ -216,3 +216,18 @@ def test_imagereward_rejects_foreign_checkpoints(tiny_ir: tuple[dict[str, torch.
                                        hidden_size=33)))
     with pytest.raises(ModelUnavailableError, match="does not fit"):
         load_imagereward(str(ckpt), str(bad_cfg), str(ckpt.parent), device="cpu")
+
+
+@torch.no_grad()
+def test_imagereward_int8_stays_close(tiny_ir: tuple[dict[str, torch.Tensor], Path], tmp_path: Path) -> None:
+    """The CPU fast mode quantises both towers; on this tiny model the rewards move by little."""
+    _, ckpt = tiny_ir
+    args = (str(ckpt), str(ckpt.parent / "med_config.json"), str(ckpt.parent))
+    fp32 = load_imagereward(*args, device="cpu", dtype="fp32")
+    int8 = load_imagereward(*args, device="cpu", dtype="int8")
+    assert int8.precision == "int8" and fp32.precision == "fp32"
+    images = [Image.open(make_image(tmp_path / f"{k}.png", c)) for k, c in enumerate([(220, 20, 20), (20, 40, 220)])]
+    prompts = ["a red square", "a blue square"]
+    a, b = fp32.score(images, prompts), int8.score(images, prompts)
+    assert not torch.equal(a, b)
+    torch.testing.assert_close(b, a, atol=0.05, rtol=0.05)

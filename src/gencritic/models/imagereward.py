@@ -166,9 +166,19 @@ class ImageRewardScorer:
     """A loaded ImageReward: preprocess, tokenise and score (image, prompt) pairs in batches."""
 
     def __init__(self, model: ImageRewardModel, tokenizer: Any, image_size: int, model_id: str,
-                 device: torch.device, dtype: torch.dtype) -> None:
-        self.model = model.eval().to(device=device, dtype=dtype)
+                 device: torch.device, dtype: torch.dtype, int8: bool = False) -> None:
+        model = model.eval()
+        if int8:  # CPU fast mode, as for CLIP backbones: int8 weights in both towers, fp32 reward head
+            from gencritic.models.clip import _quantise
+
+            model.vision = _quantise(model.vision.float())  # type: ignore[assignment]
+            model.text = _quantise(model.text.float())  # type: ignore[assignment]
+            dtype = torch.float32
+        else:
+            model = model.to(device=device, dtype=dtype)
+        self.model = model
         self.model.mlp.float()
+        self.int8 = int8
         self.tokenizer = tokenizer
         self.transform = image_transform(image_size)
         self.model_id = model_id
@@ -178,7 +188,7 @@ class ImageRewardScorer:
 
     @property
     def precision(self) -> str:
-        return dtype_name(self.dtype)
+        return dtype_name(self.dtype, self.int8)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image.convert("RGB"))  # type: ignore[no-any-return]
@@ -214,8 +224,6 @@ def load_imagereward(checkpoint: str, med_config: str, tokenizer: str = "bert-ba
 
     dev = resolve_device(device)
     torch_dtype, int8 = resolve_dtype(dtype, dev)
-    if int8:
-        torch_dtype = torch.float32  # the BLIP towers are small next to the per-pair cross-attention cost
     try:
         state = _read_state_dict(Path(checkpoint))
     except ModelUnavailableError as exc:
@@ -239,4 +247,4 @@ def load_imagereward(checkpoint: str, med_config: str, tokenizer: str = "bert-ba
         raise unavailable(IMAGEREWARD_WEIGHTS, f"tokenizer '{tokenizer}' has {len(tok)} tokens but the model only "
                                                f"{cfg['vocab_size']}")
     model_id = f"imagereward:{checkpoint}|med_config={med_config}|tokenizer={tokenizer}"
-    return ImageRewardScorer(model, tok, shape.image_size, model_id, dev, torch_dtype)
+    return ImageRewardScorer(model, tok, shape.image_size, model_id, dev, torch_dtype, int8)
