@@ -10,8 +10,8 @@ copied array, so B resamples become one (B, n) integer matrix and a handful of a
   sorted by x, per tie group. Then a weighted Pearson of those ranks. Exact, O(B·n).
 * KRCC (tau-b) and pairwise accuracy: concordant − discordant pairs of a resample equal
   ``w^T S w / 2`` with ``S[i, j] = sign(x_i − x_j)·sign(y_i − y_j)``; ties in x, in y and in
-  both come from per-tie-group count sums. One float32 matrix product (B, n) @ (n, n) — exact,
-  since every entry is a small integer. For n above ``krcc_exact_max`` (default 6,000,
+  both come from per-tie-group count sums. One float32 triangular matrix product (B, n) @ (n, n)
+  (BLAS ``strmm``, items sorted by x) — exact, since every entry is a small integer. For n above ``krcc_exact_max`` (default 6,000,
   i.e. a 144 MB pair matrix) the KRCC and pairwise-accuracy intervals are computed on a
   seeded random subset of that many items, which widens them slightly (conservative); the
   point estimates always use every item.
@@ -58,33 +58,55 @@ def _group_sums(W: np.ndarray, gid: np.ndarray) -> np.ndarray:
 
 
 def _tied_pairs(W: np.ndarray, gid: np.ndarray) -> np.ndarray:
+    """Pairs of draws with equal values, per resample (copies of one item included)."""
+    if np.unique(gid).size == gid.size:  # no ties in the data: only repeated draws tie
+        Wf = W.astype(np.float64, copy=False)
+        return np.einsum("ij,ij->i", Wf, Wf - 1.0) / 2.0
     g = _group_sums(W, gid).astype(np.float64)
-    return ((g * (g - 1.0)).sum(axis=1)) / 2.0
+    return np.einsum("ij,ij->i", g, g - 1.0) / 2.0
 
 
 def resampled_ranks(W: np.ndarray, x: np.ndarray) -> np.ndarray:
     """(B, n) average rank each item's value takes in each resample."""
     order, gid, starts = corr.tie_groups(x)
-    Wg = np.add.reduceat(W[:, order], starts, axis=1).astype(np.float64)
-    below = np.cumsum(Wg, axis=1) - Wg
-    return (below + (Wg + 1.0) / 2.0)[:, gid]
+    Wsorted = W[:, order]
+    Wg = Wsorted if starts.size == x.size else np.add.reduceat(Wsorted, starts, axis=1)
+    Wg = Wg.astype(np.float64)
+    below = np.cumsum(Wg, axis=1)
+    below -= Wg
+    below += (Wg + 1.0) / 2.0
+    return below[:, gid]
 
 
 def weighted_pearson(W: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson's r per resample; ``a``/``b`` are (n,) or (B, n). NaN where a side is constant."""
-    Wf = W.astype(np.float64)
+    """Pearson's r per resample; ``a``/``b`` are (n,) or (B, n). NaN where a side is constant.
+
+    1-D inputs (metric values, ratings) go through matrix-vector products on centred data;
+    2-D inputs (resampled ranks) through row-wise ``einsum`` without temporaries.
+    """
+    Wf = W.astype(np.float64, copy=False)
     N = Wf.sum(axis=1)
-    a = a - a.mean(axis=-1, keepdims=True) if a.ndim == 2 else a - a.mean()
-    b = b - b.mean(axis=-1, keepdims=True) if b.ndim == 2 else b - b.mean()
-    ma = (Wf * a).sum(axis=1) / N
-    mb = (Wf * b).sum(axis=1) / N
-    ac = a - ma[:, None]
-    bc = b - mb[:, None]
-    cov = (Wf * ac * bc).sum(axis=1)
-    va = (Wf * ac * ac).sum(axis=1)
-    vb = (Wf * bc * bc).sum(axis=1)
+
+    def moments(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if u.ndim == 1 and v.ndim == 1:
+            uc, vc = u - u.mean(), v - v.mean()
+            return Wf @ uc / N, Wf @ vc / N, np.stack([Wf @ (uc * uc), Wf @ (vc * vc), Wf @ (uc * vc)])
+        uc = u - u.mean(axis=-1, keepdims=True) if u.ndim == 2 else u - u.mean()
+        vc = v - v.mean(axis=-1, keepdims=True) if v.ndim == 2 else v - v.mean()
+        wu = Wf * uc
+        wv = Wf * vc
+        return (wu.sum(axis=1) / N, wv.sum(axis=1) / N,
+                np.stack([np.einsum("ij,ij->i", wu, np.broadcast_to(uc, wu.shape)),
+                          np.einsum("ij,ij->i", wv, np.broadcast_to(vc, wv.shape)),
+                          np.einsum("ij,ij->i", wu, np.broadcast_to(vc, wu.shape))]))
+
+    ma, mb, (saa, sbb, sab) = moments(a, b)
+    va = saa - N * ma * ma
+    vb = sbb - N * mb * mb
+    cov = sab - N * ma * mb
     with np.errstate(invalid="ignore", divide="ignore"):
         r = cov / np.sqrt(va * vb)
+    r = np.where((va > 1e-12 * np.abs(saa)) & (vb > 1e-12 * np.abs(sbb)), r, np.nan)
     return np.clip(r, -1.0, 1.0)
 
 
@@ -93,11 +115,28 @@ def _joint_gid(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(inv).ravel()
 
 
+def _concordance(W: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Concordant − discordant pairs per resample, ``wᵀ S w / 2``.
+
+    With items sorted by x, ``S`` restricted to j > i is ``U[i, j] = [x_j > x_i]·sign(y_j − y_i)``
+    and ``wᵀ S w / 2 = wᵀ U w``; U is upper triangular, so BLAS ``strmm`` does half the work
+    of a full product. float32 is exact here: entries and partial sums are small integers.
+    """
+    from scipy.linalg import blas
+
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    U = np.triu((np.sign(ys[None, :] - ys[:, None]) * (xs[None, :] > xs[:, None])).astype(np.float32), 1)
+    Ws = np.ascontiguousarray(W[:, order], dtype=np.float32)
+    # (Ws U)^T = U^T Ws^T: C-ordered arrays are the Fortran layout of their transposes, so BLAS
+    # works in place on them without copies
+    WUt = blas.strmm(1.0, U.T, Ws.T.copy(order="F"), side=0, lower=1, trans_a=0, diag=0, overwrite_b=1)
+    return np.einsum("ij,ij->i", WUt.T.astype(np.float64), Ws.astype(np.float64))
+
+
 def resampled_kendall(W: np.ndarray, x: np.ndarray, y: np.ndarray, sign: float = 1.0) -> dict[str, np.ndarray]:
     """Per resample: tau-b of (x, y) and pairwise accuracy of ``sign * x`` against y."""
-    S = (np.sign(x[:, None] - x[None, :]) * np.sign(y[:, None] - y[None, :])).astype(np.float32)
-    WS = W.astype(np.float32) @ S
-    cmd = (WS.astype(np.float64) * W).sum(axis=1) / 2.0
+    cmd = _concordance(W, x, y)
     N = W.sum(axis=1).astype(np.float64)
     total = N * (N - 1.0) / 2.0
     xt = _tied_pairs(W, corr.tie_groups(x)[1])
@@ -158,7 +197,7 @@ def agreement(metric: np.ndarray, human: np.ndarray, counts: np.ndarray | None =
         return result
     x = np.asarray(metric, dtype=np.float64)
     y = np.asarray(human, dtype=np.float64)
-    W = counts
+    W = counts.astype(np.float64)  # converted once; every resampled statistic reads it
     if W.shape[1] != x.size:
         raise ValueError(f"bootstrap counts are for {W.shape[1]} items, data has {x.size}")
     draws: dict[str, np.ndarray] = {}
@@ -167,8 +206,7 @@ def agreement(metric: np.ndarray, human: np.ndarray, counts: np.ndarray | None =
     if result.logistic.ok:
         mapped = result.logistic(x)
         draws["plcc_logistic"] = weighted_pearson(W, mapped, y)
-        Wf = W.astype(np.float64)
-        draws["rmse"] = np.sqrt((Wf * (mapped - y) ** 2).sum(axis=1) / Wf.sum(axis=1))
+        draws["rmse"] = np.sqrt((W @ (mapped - y) ** 2) / W.sum(axis=1))
     sign = 1.0 if higher_is_better else -1.0
     if x.size <= krcc_exact_max:
         draws.update(resampled_kendall(W, x, y, sign))
