@@ -35,7 +35,8 @@ gen_app = typer.Typer(
 )
 
 WORKDIR_HELP = "Folder that holds the job database, image copies and results (default ./gencritic-jobs)."
-API_HELP = "CSM API base URL (env CSM_API_URL; default https://api.csm.ai). Point it at a proxy or gateway."
+API_HELP = ("CSM API base URL (env CSM_API_URL; default: the URL the workdir's jobs were submitted to, else "
+            "https://api.csm.ai). Point it at a proxy or gateway.")
 
 
 def register(app: typer.Typer) -> None:
@@ -43,10 +44,31 @@ def register(app: typer.Typer) -> None:
     app.add_typer(gen_app, name="generate")
 
 
-def _api_url(value: Optional[str]) -> str:  # noqa: UP045
-    from gencritic.generate.backends.csm import DEFAULT_API_URL
+def _api_url(value: Optional[str], workdir: Path) -> str:  # noqa: UP045
+    """--api-url > $CSM_API_URL > the URL this workdir's jobs were submitted to > the public API.
 
-    return value or os.environ.get("CSM_API_URL") or DEFAULT_API_URL
+    Remembering the workdir's URL matters: polling sessions made through a gateway at the
+    public endpoint would answer 404 and fail every job.
+    """
+    import sqlite3
+
+    from gencritic.generate.backends.csm import DEFAULT_API_URL
+    from gencritic.generate.runner import DB_NAME
+
+    if value or os.environ.get("CSM_API_URL"):
+        return value or os.environ["CSM_API_URL"]
+    db = workdir / DB_NAME
+    if db.exists():
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='api_url'").fetchone()
+        except sqlite3.Error:
+            row = None
+        finally:
+            conn.close()
+        if row:
+            return str(row[0])
+    return DEFAULT_API_URL
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -69,7 +91,7 @@ def _runner(workdir: Path, api_url: Optional[str], formats: str, timeout: float,
                          f"--workdir {workdir}`")
     if timeout <= 0 or poll_interval <= 0:
         raise InputError("--timeout and --poll-interval must be positive numbers of seconds")
-    settings = GenerateSettings(workdir=workdir, api_url=_api_url(api_url), formats=_formats(formats),
+    settings = GenerateSettings(workdir=workdir, api_url=_api_url(api_url, workdir), formats=_formats(formats),
                                 request_timeout_s=timeout, poll_interval_s=poll_interval)
     clock = SystemClock()
 
@@ -138,6 +160,8 @@ def run_command(
     with runner:
         for backend in dict.fromkeys(c.backend for c in configs):
             runner.backend(backend)  # no key or bad --api-url: stop now, before any work
+        if "csm" in {c.backend for c in configs}:
+            runner.tracker.set_meta("api_url", runner.settings.api_url)
         n_images, created, existing = runner.plan(images, configs)
         typer.echo(f"{n_images} image(s) × {len(configs)} configuration(s): {created} new job(s), "
                    f"{existing} already tracked", err=True)

@@ -201,6 +201,15 @@ class Tracker:
         assert stamp is not None
         return stamp
 
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                      (key, value))
+
     # -- planning ---------------------------------------------------------------------------
     def plan(self, jobs: Sequence[NewJob]) -> tuple[int, int]:
         """Insert jobs that do not exist yet; returns (created, already there).
@@ -246,7 +255,7 @@ class Tracker:
         if statuses:
             sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
             args = list(statuses)
-        sql += " ORDER BY image_name, image_sha256, created_at, config"
+        sql += " ORDER BY image_name, image_sha256, rowid"  # rowid: matrix order within an image
         return [JobRow.from_row(r) for r in self._conn.execute(sql, args)]
 
     def counts(self) -> dict[str, int]:
