@@ -44,9 +44,7 @@ def validate_command(
 ) -> None:
     """Measure how well metrics agree with human ratings, with bootstrap confidence intervals.
 
-    Per rating × metric: PLCC (raw and after the VQEG 4-parameter logistic), SRCC, KRCC (tau-b),
-    RMSE after the mapping and pairwise accuracy, each with a seeded 95% bootstrap interval;
-    and for each pair of metrics, whether they differ (paired bootstrap, Williams' test).
+    Per rating × metric: PLCC (raw and after the VQEG 4-parameter logistic), SRCC, KRCC (tau-b), RMSE after the mapping and pairwise accuracy, each with a seeded 95% bootstrap interval; and for each pair of metrics, whether they differ (paired bootstrap, Williams' test). Images missing from the dataset folder are counted and reported, not faked.
 
     Examples:
 
@@ -102,9 +100,7 @@ def train_command(
 ) -> None:
     """Train an assessment head on frozen backbone features; use it as --metrics learned:OUT.
 
-    Images that share a prompt never straddle train, validation and test. Training is seeded and
-    deterministic on CPU; the card records backbone, tasks, data hash, split seed and test metrics
-    next to those of the untrained head.
+    Images that share a prompt never straddle train, validation and test. Training is seeded and deterministic on CPU; the card records backbone, tasks, data hash, split seed and test metrics next to those of the untrained head.
 
     Examples:
 
