@@ -33,6 +33,7 @@ from gencritic.io.images import LoadedImage
 from gencritic.metrics._iqa import ssim as ssim_math
 from gencritic.metrics.base import Metric, MetricInfo, MetricResult
 from gencritic.metrics.registry import register
+from gencritic.models.device import resolve_device
 from gencritic.models.dino import DEFAULT_DINO_MODEL, load_dino
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
@@ -210,7 +211,8 @@ class LPIPS(Metric):
         self.use_mask = _mask_option(self)
         net = canonical_net(self.options.get("net", "alex"))
         weights = self.options.get("weights")
-        self.net = ctx.pool.get(("lpips", f"{net}|{weights or ''}"), lambda: load_lpips(net, weights))
+        device = resolve_device(ctx.pool.device)
+        self.net = ctx.pool.get(("lpips", f"{net}|{weights or ''}|{device}"), lambda: load_lpips(net, weights, device))
         self.device = next(self.net.parameters()).device
 
     def compute(self, batch: ViewBatch) -> MetricResult:
