@@ -399,6 +399,19 @@ def test_command_backend_runs_a_local_generator(tmp_path: Path, images: Path) ->
     assert rows["obj0.png"].status == "complete"
     assert Path(rows["obj0.png"].files[0]["path"]).read_bytes() == glb.read_bytes()
     assert rows["obj2.png"].status == "failed" and "CUDA out of memory on obj2" in (rows["obj2.png"].error or "")
+    # a local result deleted by hand is reported, not silently regenerated or ignored
+    Path(rows["obj1.png"].files[0]["path"]).unlink()
+    with make_runner(tmp_path / "jobs", "http://127.0.0.1:9", "unused", FakeClock()) as runner:
+        report = runner.step()
+        row = next(r for r in runner.tracker.all() if r.image_name == "obj1.png")
+    assert report.refetched == 1 and row.status == "failed" and "is gone" in (row.error or "")
+
+    # eval items are keyed by the mesh content, so a regenerated job is never served an old score
+    from gencritic.generate.evaluate import job_items
+
+    (item,) = [i for i in job_items([rows["obj0.png"]])]
+    assert item.item_id == f"{rows['obj0.png'].job_id}@{rows['obj0.png'].files[0]['sha256'][:12]}"
+    assert item.reference == Path(rows["obj0.png"].image_copy) and item.kind == "mesh"
 
 
 TWO_PROCESS_SCRIPT = """

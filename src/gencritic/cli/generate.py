@@ -275,6 +275,11 @@ def eval_command(
     runner = _runner(workdir, None, "glb", 60.0, 30.0, must_exist=True)
     with runner:
         rows = runner.select(configs=config or [])
+        known = {r.config for r in runner.tracker.all()}
+    unknown = [c for c in config or [] if c not in known]
+    if unknown:
+        raise InputError(f"no jobs for configuration(s) {', '.join(unknown)} in {workdir}; "
+                         f"known: {', '.join(sorted(known)) or 'none'}")
     metrics = [m.strip() for m in text_metrics.split(",") if m.strip()]
     result = evaluate(rows, out or workdir / "eval", model or DEFAULT_CLIP_MODEL, metrics, device=device,
                       render={"rig": rig, "resolution": resolution},

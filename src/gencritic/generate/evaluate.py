@@ -42,27 +42,37 @@ class EvalResult:
     out_dir: Path
 
 
-def main_mesh(row: JobRow) -> Path | None:
-    """The whole-object mesh of a job (a kit's assembled mesh, not its parts)."""
+def main_file(row: JobRow) -> dict[str, Any] | None:
+    """The file record of a job's whole-object mesh (a kit's assembled mesh, not its parts)."""
     meshes = sorted((f for f in row.files if f.get("kind") == "mesh"), key=lambda f: int(f.get("index", 0)))
     if meshes:
-        return Path(str(meshes[0]["path"]))
+        return meshes[0]
     parts = [f for f in row.files if f.get("kind") == "part"]
-    return Path(str(parts[0]["path"])) if parts else None
+    return parts[0] if parts else None
+
+
+def main_mesh(row: JobRow) -> Path | None:
+    record = main_file(row)
+    return Path(str(record["path"])) if record else None
 
 
 def job_items(rows: Sequence[JobRow]) -> list[Item]:
-    """Items for every complete job with a mesh on disk."""
+    """Items for every complete job with a mesh on disk.
+
+    The item id carries the mesh's sha256: the scoring pipeline resumes by item id, and a job
+    that was cleaned and generated again must be scored again, not served its old number.
+    """
     items = []
     for row in rows:
         if row.status != "complete":
             continue
-        mesh = main_mesh(row)
-        if mesh is None:
+        record = main_file(row)
+        if record is None:
             continue
-        items.append(Item(item_id=row.job_id, kind="mesh", path=mesh, prompt=row.prompt,
-                          reference=Path(row.image_copy),
-                          columns={"image": row.image_name, "config": row.config, "image_sha256": row.image_sha256}))
+        items.append(Item(item_id=f"{row.job_id}@{str(record['sha256'])[:12]}", kind="mesh",
+                          path=Path(str(record["path"])), prompt=row.prompt, reference=Path(row.image_copy),
+                          columns={"job_id": row.job_id, "image": row.image_name, "config": row.config,
+                                   "image_sha256": row.image_sha256}))
     return items
 
 
@@ -153,7 +163,7 @@ def evaluate(rows: Sequence[JobRow], out_dir: Path, model: str, text_metrics: Se
                                progress=progress, render=dict(render or {}))
         run = score(group, out=out_dir / f"scores-{label}", options=options)
         for result in run.rows:
-            scored[str(result["item_id"])] = result
+            scored[str(result["job_id"])] = result
     value_columns = image_cols + (text_cols if any(i.prompt for i in items) else [])
     job_columns = ["job_id", "image", "config", "status", "mesh", *value_columns, "success", "error"]
     job_rows: list[dict[str, Any]] = []

@@ -366,6 +366,8 @@ class Runner:
                     path = Path(str(local))
                     if str(path) in have:
                         continue
+                    if not path.is_file():
+                        raise ApiError(f"the local result {path} is gone; `generate clean` this job and run again")
                     problem = verify(path, path.suffix.lstrip(".").lower())
                     if problem:
                         raise ApiError(f"{path.name}: {problem}")
