@@ -194,3 +194,29 @@ def test_registered_temporal_metrics_score_frame_folders(tmp_path: Path) -> None
     assert float(rows["whole"]["flicker_index"]) == pytest.approx(temporal.flicker_index(luma.mean(axis=(1, 2))))
     assert float(rows["whole"]["temporal_ssim"]) == pytest.approx(temporal.consecutive_ssim(luma).mean())
     assert rows["short"]["success"] == "false" and "at least 3 frames" in rows["short"]["error"]
+
+
+def test_temporal_lpips_with_weights_and_unavailable_without(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("lpips")
+    from gencritic.diagnose.temporal_report import temporal_analysis
+    from gencritic.models.lpips_nets import _features, load_lpips
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = _fireball_frames(n=6)
+    frames[3] = frames[2].copy()  # a held frame: LPIPS(2, 3) must be exactly 0
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"f{i}.png")
+    torch.manual_seed(0)
+    weights = tmp_path / "alex.pth"
+    torch.save({f"features.{k}": v for k, v in _features("alex").state_dict().items()}, weights)
+    summary, rows = temporal_analysis(folder, flow=False, lpips="alex", lpips_weights=str(weights))
+    lp = [r["lpips_to_next"] for r in rows]
+    assert lp[2] == 0.0 and lp[-1] is None
+    net = load_lpips("alex", str(weights))
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert lp[0] == pytest.approx(float(net(x[0:1], x[1:2])[0]), abs=1e-6)
+    assert summary["temporal_lpips"] == pytest.approx(np.mean(lp[:-1]), abs=1e-6)
+    summary, _ = temporal_analysis(folder, flow=False, lpips="alex", lpips_weights=str(tmp_path / "missing.pth"))
+    assert "temporal_lpips" not in summary and "not found" in summary["unavailable"]["temporal_lpips"]

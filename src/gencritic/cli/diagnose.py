@@ -113,6 +113,9 @@ def temporal_command(
                                                                       "foreground (size curve) and background colour."),
     no_flow: bool = typer.Option(False, "--no-flow", help="Skip optical-flow warping error (faster)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Read at most this many frames."),  # noqa: UP045
+    lpips: Optional[str] = typer.Option(None, "--lpips", help="Also LPIPS between consecutive frames with this net "  # noqa: UP045
+                                                              "(alex, vgg, squeeze); reported unavailable without weights."),
+    lpips_weights: Optional[str] = typer.Option(None, "--lpips-weights", help="Backbone weights file for --lpips."),  # noqa: UP045
 ) -> None:
     """Temporal quality of a frame sequence: flicker, consecutive SSIM, warping error, peak/decay.
 
@@ -121,10 +124,13 @@ def temporal_command(
       gencritic temporal renders/explosion_frames/ --out out/temporal
 
       gencritic temporal clip.mp4 --out out/clip --no-flow
+
+      gencritic temporal fx.gif --out out/fx --lpips alex
     """
     from gencritic.diagnose.temporal_report import temporal_report
 
-    summary = temporal_report(input, out, profile=profile, flow=not no_flow, max_frames=max_frames)
+    summary = temporal_report(input, out, profile=profile, flow=not no_flow, max_frames=max_frames, lpips=lpips,
+                              lpips_weights=lpips_weights)
     typer.echo(json.dumps(summary, indent=2, allow_nan=False))
 
 

@@ -21,12 +21,25 @@ from gencritic.io.images import parse_background
 from gencritic.store import atomic_write_text, rows_to_csv
 
 CURVE_COLUMNS = ("frame", "name", "time_s", "brightness", "coverage", "flicker", "ssim_to_next", "warp_error",
-                 "unwarped_error")
+                 "unwarped_error", "lpips_to_next")
+
+
+def _load_lpips_net(lpips: str, weights: str | None, unavailable: dict[str, str]) -> Any:
+    from gencritic.errors import ModelUnavailableError
+    from gencritic.models.lpips_nets import load_lpips
+
+    try:
+        return load_lpips(lpips, weights, "cpu")
+    except ModelUnavailableError as exc:
+        unavailable["temporal_lpips"] = str(exc)
+        return None
 
 
 def temporal_analysis(input: str | Path, profile: str = DEFAULT_PROFILE, flow: bool = True,
-                      max_frames: int | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(summary, per-frame rows) for a sequence; deterministic."""
+                      max_frames: int | None = None, lpips: str | None = None,
+                      lpips_weights: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(summary, per-frame rows) for a sequence; deterministic. ``lpips`` names an LPIPS net
+    (alex, vgg, squeeze); when its weights are missing that is reported, not faked."""
     from gencritic.io.frames import is_sequence, load_frames
     from gencritic.metrics.temporal import analyse_sequence
 
@@ -38,7 +51,10 @@ def temporal_analysis(input: str | Path, profile: str = DEFAULT_PROFILE, flow: b
         raise InputError(f"{path} is a single image; temporal metrics need a folder of frames, a GIF or a video")
     seq = load_frames(path, parse_background(prof.background), max_frames)
     coverage = coverage_curve(seq.frames, seq.alphas, prof.segmentation)
-    analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=flow)
+    lpips_unavailable: dict[str, str] = {}
+    net = _load_lpips_net(lpips, lpips_weights, lpips_unavailable) if lpips else None
+    analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=flow, lpips_net=net)
+    analysis["unavailable"].update(lpips_unavailable)
     curves = analysis["curves"]
     rows = []
     for t in range(len(seq)):
@@ -77,6 +93,8 @@ def plot_curves(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     ax2 = axes[2].twinx()
     ax2.plot(x, col("warp_error"), color="tab:green", label="warping error (flow)")
     ax2.plot(x, col("unwarped_error"), color="tab:green", linestyle=":", label="error without warping")
+    if any(r["lpips_to_next"] is not None for r in rows):
+        ax2.plot(x, col("lpips_to_next"), color="tab:purple", label="LPIPS(t, t+1)")
     ax2.set_ylabel("mean |Δ luma|")
     lines = axes[2].get_lines() + ax2.get_lines()
     axes[2].legend(lines, [str(ln.get_label()) for ln in lines], loc="best", fontsize=8)
@@ -88,11 +106,12 @@ def plot_curves(rows: list[dict[str, Any]], title: str, path: Path) -> None:
 
 
 def temporal_report(input: str | Path, out_dir: str | Path, profile: str = DEFAULT_PROFILE, flow: bool = True,
-                    plot: bool = True, max_frames: int | None = None) -> dict[str, Any]:
+                    plot: bool = True, max_frames: int | None = None, lpips: str | None = None,
+                    lpips_weights: str | None = None) -> dict[str, Any]:
     """Write ``temporal.json``, ``curves.csv`` and ``curves.png`` into ``out_dir``; return the summary."""
     import json
 
-    summary, rows = temporal_analysis(input, profile, flow, max_frames)
+    summary, rows = temporal_analysis(input, profile, flow, max_frames, lpips, lpips_weights)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "curves.csv", rows_to_csv(rows, CURVE_COLUMNS))

@@ -9,6 +9,7 @@ Definitions (also in docs/diagnostics.md):
   A linear fade scores 0; ``m_t = c ± a`` alternating between frames scores ``100·a`` (percent
   of full-scale luma), which is what the number means. Global: local flicker under motion is
   not separable from the motion itself without flow, which the warping error covers.
+* **temporal LPIPS** (optional, when LPIPS weights are available): LPIPS between frames t, t+1.
 * **temporal SSIM**: SSIM (Wang et al. 2004; Gaussian window σ=1.5, K1=0.01, K2=0.03, data
   range 1, population covariances, 5-pixel border cropped as scikit-image does) between
   frames t and t+1.
@@ -95,6 +96,24 @@ def warping_errors(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(warped_err), np.array(plain_err)
 
 
+def consecutive_lpips(frames: np.ndarray, net: Any, batch: int = 8) -> np.ndarray:
+    """LPIPS between frames t and t+1 (length T-1) with a loaded ``gencritic.models.lpips_nets`` net.
+
+    Frames (T, H, W, 3) uint8 are mapped to [-1, 1] as LPIPS expects; the net is the caller's
+    (loaded through the model pool), so this stays a pure function of frames and weights."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    device = next(net.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, x.shape[0] - 1, batch):
+            stop = min(start + batch, x.shape[0] - 1)
+            a, b = x[start:stop].to(device), x[start + 1:stop + 1].to(device)
+            out.append(net(a, b).flatten().double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def curve_profile(curve: np.ndarray, fps: float | None = None) -> dict[str, Any]:
     """Peak, time to peak, dissipation and decay rate of a per-frame curve."""
     c = np.asarray(curve, dtype=np.float64)
@@ -124,7 +143,7 @@ def curve_profile(curve: np.ndarray, fps: float | None = None) -> dict[str, Any]
 
 
 def analyse_sequence(frames: np.ndarray, fps: float | None = None, extra_curves: dict[str, np.ndarray] | None = None,
-                     flow: bool = True) -> dict[str, Any]:
+                     flow: bool = True, lpips_net: Any = None) -> dict[str, Any]:
     """All temporal measures of a (T, H, W, 3) sequence: summary numbers and per-frame curves.
 
     ``extra_curves`` (e.g. foreground coverage per frame) are profiled like brightness.
@@ -156,6 +175,11 @@ def analyse_sequence(frames: np.ndarray, fps: float | None = None, extra_curves:
                 summary["unwarped_error"] = float(plain.mean())
         else:
             unavailable["warping_error"] = "optical flow disabled"
+        if lpips_net is not None:
+            lp = consecutive_lpips(frames, lpips_net)
+            curves["lpips_to_next"] = np.concatenate([lp, [np.nan]])
+            summary["temporal_lpips"] = float(lp.mean())
+            summary["temporal_lpips_max"] = float(lp.max())
     else:
         unavailable["temporal_ssim"] = unavailable["warping_error"] = "needs at least two frames"
     for name, curve in {"brightness": mean, **(extra_curves or {})}.items():
