@@ -10,18 +10,41 @@ import numpy as np
 from gencritic.io.images import RGB
 
 
+def _under_table(background: RGB) -> np.ndarray:
+    """(256, 3) uint8: round(bg · (255 − a) / 255) for every alpha a (one lookup per pixel)."""
+    a = np.arange(256, dtype=np.int32)[:, None]
+    bg = np.asarray(background, dtype=np.int32)[None, :]
+    return ((bg * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def _packed_under_table(background: RGB) -> np.ndarray:
+    """The same table with R, G, B packed into one little-endian uint32 per alpha value."""
+    t = _under_table(background).astype(np.uint32)
+    return t[:, 0] | (t[:, 1] << 8) | (t[:, 2] << 16)
+
+
 def composite(premultiplied: np.ndarray, background: RGB) -> tuple[np.ndarray, np.ndarray]:
     """Premultiplied RGBA uint8 (H, W, 4) -> (RGB uint8 on ``background``, alpha float32 in [0, 1]).
 
     out = rgb + round(bg · (255 − a) / 255): where nothing was drawn (a = 0, rgb = 0) the pixel is
     exactly the background colour, and a fully covered pixel is exactly the rendered colour.
+
+    Speed (this runs for every view of every asset): when alpha is binary (no MSAA, the
+    default) no channel can exceed 255, so the three channel additions are done as one uint32
+    addition per pixel with a packed lookup table; otherwise a uint16 path with clipping.
     """
-    rgba = premultiplied.astype(np.int32)
-    a = rgba[..., 3:4]
-    bg = np.asarray(background, dtype=np.int32).reshape(1, 1, 3)
-    under = (bg * (255 - a) + 127) // 255
-    rgb = np.clip(rgba[..., :3] + under, 0, 255).astype(np.uint8)
-    return rgb, (rgba[..., 3].astype(np.float32) / 255.0)
+    a = premultiplied[..., 3]
+    alpha = a.astype(np.float32) * np.float32(1.0 / 255.0)
+    binary = np.count_nonzero(a) == np.count_nonzero(a == 255)
+    if binary and premultiplied.flags.c_contiguous and premultiplied.dtype == np.uint8:
+        packed = premultiplied.view(np.uint32)[..., 0] & np.uint32(0x00FFFFFF)
+        packed += np.take(_packed_under_table(background), a)
+        rgb = np.ascontiguousarray(packed[..., None].view(np.uint8)[..., :3])
+        return rgb, alpha
+    out = premultiplied[..., :3].astype(np.uint16)
+    out += np.take(_under_table(background), a, axis=0)
+    np.minimum(out, 255, out=out)
+    return out.astype(np.uint8), alpha
 
 
 def unpremultiply(premultiplied: np.ndarray) -> np.ndarray:
@@ -39,10 +62,11 @@ def view_problem(rgb: np.ndarray, alpha: np.ndarray) -> str | None:
     render failed) and uniform (every pixel one colour, e.g. a white object on white) views carry
     no information about the asset; scoring them would score the background.
     """
-    covered = int(np.count_nonzero(alpha > 0))
+    covered = int(np.count_nonzero(alpha))
     if covered == 0:
         return "blank view: no part of the object is inside this camera's frame"
-    flat = rgb.reshape(-1, rgb.shape[-1])
-    if bool((flat == flat[0]).all()):
-        return f"uniform view: every pixel is {tuple(int(c) for c in flat[0])} ({covered} object pixels, no detail)"
+    flat = np.ascontiguousarray(rgb).reshape(-1)
+    channels = rgb.shape[-1]
+    if np.array_equal(flat[channels:], flat[:-channels]):  # every pixel equals its neighbour
+        return f"uniform view: every pixel is {tuple(int(c) for c in flat[:channels])} ({covered} object pixels, no detail)"
     return None

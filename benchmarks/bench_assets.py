@@ -1,0 +1,207 @@
+"""ms per 3D asset (8 views, 512², render + CLIP encode): gencritic's pipeline vs a naive loop.
+
+The naive loop is how the seed's script works: for each asset, for each view, render that one
+view (its own draw + readback), preprocess it and encode it alone (batch of 1). gencritic
+renders all 8 views in one pass in worker threads while the main thread encodes batches.
+
+Also printed: encode-only assets/s (views rendered beforehand, only preprocess + encode, the
+ceiling the pipeline can reach on this machine), the pipeline's share of it, and the render-only
+ms/view of a 100k-face vertex-coloured mesh (one pass of 8 views, steady state).
+
+Model: full-size ViT-B/32 architecture (``transformers.CLIPConfig()`` defaults) with random
+weights (seed 0), saved with the real CLIP tokenizer from ../shared/data when present and
+loaded back through gencritic's loader, as a user's local model would be.
+
+    python benchmarks/bench_assets.py                 # ~2-4 min on a 2-core CPU
+    python benchmarks/bench_assets.py --assets 12 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER_DIR = ROOT.parent / "shared" / "data" / "clip-vit-b32-tokenizer"
+MESHES_DIR = ROOT.parent / "shared" / "data" / "meshes-small"
+
+
+def build_vit_b32(folder: Path) -> Path:
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
+
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig()).eval().save_pretrained(folder)
+    if TOKENIZER_DIR.exists():
+        CLIPTokenizerFast.from_pretrained(TOKENIZER_DIR).save_pretrained(folder)
+        CLIPImageProcessor.from_pretrained(TOKENIZER_DIR).save_pretrained(folder)
+    else:  # the tokenizer does not change encode cost; build a character vocabulary like the tests do
+        import sys
+
+        sys.path.insert(0, str(ROOT))
+        from transformers import CLIPTokenizer
+
+        from tests.conftest import _write_char_tokenizer
+
+        _write_char_tokenizer(folder)
+        CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+        CLIPImageProcessor().save_pretrained(folder)
+    return folder
+
+
+def make_assets(folder: Path, count: int) -> list[Path]:
+    """Distinct meshes (real ones when ../shared/data is present), so no cache can help."""
+    import trimesh
+
+    folder.mkdir(parents=True, exist_ok=True)
+    assets: list[Path] = []
+    if MESHES_DIR.exists():
+        for name in ("Duck.glb", "bunny.ply", "fuze.obj", "suzanne.ply", "teapot.stl", "capsule.obj", "quadknot.obj",
+                     "fandisk.obj", "BoxTextured.glb", "rabbit.obj", "featuretype.ply", "ico4uv.obj"):
+            if (MESHES_DIR / name).exists():
+                assets.append(MESHES_DIR / name)
+    rng = np.random.default_rng(0)
+    k = 0
+    while len(assets) < count:
+        mesh = trimesh.creation.icosphere(subdivisions=4)
+        mesh.vertices *= 1 + 0.1 * rng.standard_normal((len(mesh.vertices), 1))
+        mesh.visual.vertex_colors = (rng.random((len(mesh.vertices), 4)) * 255).astype(np.uint8)
+        path = folder / f"blob_{k}.ply"
+        mesh.export(path)
+        assets.append(path)
+        k += 1
+    return assets[:count]
+
+
+def naive_loop(assets: list[Path], backbone, prompt: str) -> float:
+    """Seconds for the seed-style loop: one view rendered, preprocessed and encoded at a time."""
+    import torch
+    from PIL import Image
+
+    from gencritic.mesh import load_asset, normalization_transform
+    from gencritic.render.cameras import make_rig
+    from gencritic.render.compose import composite
+    from gencritic.render.gl import thread_renderer
+
+    renderer = thread_renderer()
+    cams = make_rig("toys4k8")
+    t0 = time.perf_counter()
+    for path in assets:
+        mesh = load_asset(path)
+        model = normalization_transform(mesh.all_positions())
+        text = backbone.encode_texts([prompt])
+        scores = []
+        for cam in cams:
+            premult = renderer.render(mesh, model, [cam], 512)[0]
+            rgb, _ = composite(premult, (255, 255, 255))
+            pixels = backbone.preprocess(Image.fromarray(rgb)).unsqueeze(0)
+            emb = backbone.encode_images(pixels)
+            scores.append(float((emb @ text.T)[0, 0]))
+        _ = torch.tensor(scores).mean()
+    return time.perf_counter() - t0
+
+
+def pipeline_run(assets: list[Path], model_dir: Path, pool, prompt: str, workers: int, batch: int) -> tuple[float, list]:
+    from gencritic.items import Item
+    from gencritic.pipeline import ScoreOptions, score
+
+    items = [Item(item_id=f"{i}:{p.name}", kind="mesh", path=p, prompt=prompt) for i, p in enumerate(assets)]
+    t0 = time.perf_counter()
+    run = score(items, pool=pool, options=ScoreOptions(model=str(model_dir), cache_dir=None, progress=False,
+                                                       workers=workers, batch_size=batch,
+                                                       render={"cache": False}))
+    return time.perf_counter() - t0, run.rows
+
+
+def encode_only(assets: list[Path], backbone, batch: int) -> float:
+    """Seconds to preprocess + encode the same views, rendered beforehand (the ceiling)."""
+    import torch
+
+    from gencritic.render.api import render_asset
+
+    images = [v.image.rgb for p in assets for v in render_asset(p, {"cache": False}).views if v.image is not None]
+    t0 = time.perf_counter()
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        backbone.encode_images(torch.stack([backbone.preprocess(im) for im in chunk]))
+    return time.perf_counter() - t0
+
+
+def render_only_100k(repeats: int) -> tuple[float, float, int]:
+    """(ms/view median, ms/view best) for 8 views of a 100k-face vertex-coloured mesh at 512²."""
+    import trimesh
+
+    from gencritic.mesh import load_asset, normalization_transform
+    from gencritic.render.cameras import make_rig
+    from gencritic.render.gl import thread_renderer
+
+    rng = np.random.default_rng(0)
+    mesh = trimesh.creation.uv_sphere(count=[158, 160])
+    mesh.vertices *= 1 + 0.05 * rng.standard_normal((len(mesh.vertices), 1))
+    mesh.visual.vertex_colors = (rng.random((len(mesh.vertices), 4)) * 255).astype(np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "100k.ply"
+        mesh.export(path)
+        data = load_asset(path)
+    model = normalization_transform(data.all_positions())
+    renderer = thread_renderer()
+    cams = make_rig("toys4k8")
+    renderer.render(data, model, cams, 512)  # warm-up: shader JIT, framebuffer
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        renderer.render(data, model, cams, 512)
+        times.append((time.perf_counter() - t0) / len(cams) * 1000)
+    return statistics.median(times), min(times), data.num_faces
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--assets", type=int, default=8)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--render-repeats", type=int, default=10)
+    args = ap.parse_args()
+
+    from gencritic.models.loader import ModelPool
+
+    prompt = "a small toy on a white background"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        model_dir = build_vit_b32(tmp_path / "vit-b32-random")
+        pool = ModelPool(args.device, "auto")
+        backbone = pool.clip(str(model_dir))
+        assets = make_assets(tmp_path / "assets", args.assets)
+        print(f"device={args.device} torch threads={__import__('torch').get_num_threads()} cpus={os.cpu_count()} "
+              f"assets={len(assets)} views/asset=8 res=512 model=ViT-B/32 (random weights)")
+
+        ms, best, faces = render_only_100k(args.render_repeats)
+        print(f"render only, {faces} faces, 8 views/pass: {ms:.1f} ms/view median, {best:.1f} ms/view best")
+
+        # warm-up both paths once on one asset (JIT, allocator), then measure
+        naive_loop(assets[:1], backbone, prompt)
+        pipeline_run(assets[:1], model_dir, pool, prompt, args.workers, args.batch_size)
+
+        t_naive = naive_loop(assets, backbone, prompt)
+        t_pipe, rows = pipeline_run(assets, model_dir, pool, prompt, args.workers, args.batch_size)
+        t_enc = encode_only(assets, backbone, args.batch_size)
+        failed = [r for r in rows if not r["success"]]
+        n = len(assets)
+        print(f"naive loop (1 view at a time):   {1000 * t_naive / n:8.1f} ms/asset  {n / t_naive:6.2f} assets/s")
+        print(f"gencritic pipeline:              {1000 * t_pipe / n:8.1f} ms/asset  {n / t_pipe:6.2f} assets/s")
+        print(f"encode only (views pre-rendered): {1000 * t_enc / n:7.1f} ms/asset  {n / t_enc:6.2f} assets/s")
+        print(f"speed-up vs naive: {t_naive / t_pipe:.2f}x;  pipeline / encode-only throughput: "
+              f"{100 * t_enc / t_pipe:.0f}%")
+        if failed:
+            print(f"WARNING: {len(failed)} asset(s) failed: {[r['error'] for r in failed]}")
+
+
+if __name__ == "__main__":
+    main()
