@@ -14,6 +14,8 @@ rank on the half that worked without saying so.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,7 +163,9 @@ def evaluate(rows: Sequence[JobRow], out_dir: Path, model: str, text_metrics: Se
             continue
         options = ScoreOptions(metrics=list(metrics), model=model, device=device, cache_dir=cache_dir,
                                progress=progress, render=dict(render or {}))
-        run = score(group, out=out_dir / f"scores-{label}", options=options)
+        # one resumable folder per scoring setup: another --model never collides with earlier results
+        setup = hashlib.sha256(json.dumps(options.numeric_settings(), sort_keys=True, default=str).encode())
+        run = score(group, out=out_dir / f"scores-{label}-{setup.hexdigest()[:8]}", options=options)
         for result in run.rows:
             scored[str(result["job_id"])] = result
     value_columns = image_cols + (text_cols if any(i.prompt for i in items) else [])
