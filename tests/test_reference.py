@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from gencritic.errors import InputError, ModelUnavailableError
@@ -353,3 +355,33 @@ def test_dino_unavailable_names_the_fix(tmp_path) -> None:  # type: ignore[no-un
     empty.mkdir()
     with pytest.raises(ModelUnavailableError, match=r"cannot load DINOv2 model .*not_a_model.*dino:model=/path/to/folder"):
         load_dino(str(empty), "cpu")
+
+
+def test_cli_reference_dir_flag(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    gen, ref = _make_pair_images(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(gen), "--out", str(out), "--metrics", "ssim,psnr",
+                                      "--reference-dir", str(ref), "--no-cache", "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 3 and all(r["success"].lower() == "true" for r in rows)
+    assert all(-1 <= float(r["ssim"]) <= 1 for r in rows)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), h=st.integers(11, 30), w=st.integers(11, 30))
+def test_ssim_psnr_properties(seed: int, h: int, w: int) -> None:
+    """Symmetric, SSIM <= 1 with equality for identical images, PSNR finite unless identical."""
+    rng = np.random.default_rng(seed)
+    a, b = _t(rng.random((h, w, 3))), _t(rng.random((h, w, 3)))
+    s_ab, s_ba = float(S.ssim(a, b)[0]), float(S.ssim(b, a)[0])
+    assert s_ab == pytest.approx(s_ba, abs=1e-12) and -1 <= s_ab <= 1
+    assert float(S.ssim(a, a)[0]) == pytest.approx(1.0, abs=1e-12)
+    assert float(S.psnr(a, b)[0]) == pytest.approx(float(S.psnr(b, a)[0]), abs=1e-12)
+    assert np.isfinite(float(S.psnr(a, b)[0]))
