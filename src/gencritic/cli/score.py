@@ -40,6 +40,8 @@ def score_command(
     resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels for meshes."),
     reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Folder of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the summary line."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data actors; same files, same numbers)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (default: start a local one)."),  # noqa: UP045
 ) -> None:
     """Score images (or 3D assets, via rendered views) against their prompts.
 
@@ -61,7 +63,16 @@ def score_command(
         formats=[f.strip() for f in formats.split(",") if f.strip()], overwrite=overwrite, progress=not quiet,
         render={"rig": rig, "resolution": resolution}, reference_dir=reference_dir,
     )
-    run = score(input, out=out, prompt=prompt, options=options)
+    if engine == "ray":
+        from gencritic.engines.ray_engine import score_with_ray
+
+        run = score_with_ray(input, out=out, prompt=prompt, options=options, ray_address=ray_address)
+    elif engine == "local":
+        run = score(input, out=out, prompt=prompt, options=options)
+    else:
+        from gencritic.errors import InputError
+
+        raise InputError(f"--engine {engine!r}: use local or ray")
     s = run.summary
     mean = "n/a" if s["mean"] is None else f"{s['mean']:.4f}"
     typer.echo(f"{s['successes']}/{s['count']} items scored; mean {s['primary_metric']} = {mean} "
