@@ -187,7 +187,11 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
                 skipped[check.name] = unavailable[check.name]
                 continue
             entry = {"unit": TEMPORAL_UNITS[check.name], "description": TEMPORAL_DESCRIPTIONS[check.name]}
-            record(check, temporal.get(check.name), entry)
+            value = temporal.get(check.name)
+            if value is None or not math.isfinite(value):
+                entry["reason"] = (f"not measurable on this {sequence_info['frames']}-frame sequence "
+                                   f"(flicker needs 3 frames, decay a falling tail after the peak)")
+            record(check, value, entry)
             diagnostics[check.name] = entry
 
     clip_checks = [c for c in prof.checks if c.kind in ("probe", "score")]
