@@ -183,6 +183,9 @@ def test_specs_and_longclip_against_raw_model(long_res_ckpt: tuple[torch.nn.Modu
     np.testing.assert_allclose(got_cos, cos, atol=1e-5)
     np.testing.assert_allclose(got_specs, np.maximum((cos + 1) / 2, 0), atol=1e-5)
     assert all(r["prompt_tokens_cut"] == 0 for r in run.rows)
+    # the run's --model is used when it is a checkpoint file and no model= option is given
+    again = score(items, metrics="longclip", model=str(path), cache_dir=None, pool=pool, progress=False, device="cpu")
+    np.testing.assert_allclose([r["longclip_score"] for r in again.rows], cos, atol=1e-5)
 
 
 def test_longclip_refuses_a_77_token_model(tmp_path: Path) -> None:

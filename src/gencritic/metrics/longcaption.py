@@ -23,8 +23,10 @@ checkpoint the run reports them unavailable with how to provide one.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -124,6 +126,13 @@ class _LongClipBase(Metric):
 
     weights: WeightsSource
 
+    def _given(self) -> str | None:
+        """The option, then the env var, then the run's --model when it is a checkpoint file (so
+        ``--model longclip-L.pt --metrics longclip`` works); else None (the hub file is tried)."""
+        run_model = self.default_model
+        run_file = run_model if run_model and Path(run_model).expanduser().is_file() else None
+        return self.options.get("model") or os.environ.get(self.weights.env_var) or run_file
+
     def model_id(self) -> str | None:
         return getattr(self, "_resolved", None) or self.options.get("model") or self.info.default_model
 
@@ -134,7 +143,7 @@ class _LongClipBase(Metric):
         unknown = set(self.options) - {"model"}
         if unknown:
             raise InputError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))}; only model= is accepted")
-        spec = resolve_weights(self.weights, self.options.get("model"))
+        spec = resolve_weights(self.weights, self._given())
         backbone = ctx.pool.clip(spec)
         if backbone.context_length <= 77:
             raise InputError(f"{self.name}: model '{spec}' has a {backbone.context_length}-token text context; "
@@ -153,7 +162,7 @@ class LongClipScore(_LongClipBase):
         columns=("longclip_score", "longclip_score_x100"),
         range=(-1.0, 1.0),
         higher_is_better=True,
-        default_model="BeichenZhang/LongCLIP-L (longclip-L.pt)",
+        default_model="BeichenZhang/LongCLIP-L/longclip-L.pt",
         description=(
             "CLIP score with a Long-CLIP checkpoint, whose text encoder reads 248 tokens instead of 77, so "
             "details late in a long caption count. Cosine of L2-normalised embeddings, raw and x100. Weights: "

@@ -166,7 +166,7 @@ class ImageReward(Metric):
         columns=("imagereward",),
         range=(-5.0, 5.0),
         higher_is_better=True,
-        default_model="THUDM/ImageReward (ImageReward.pt)",
+        default_model="THUDM/ImageReward/ImageReward.pt",
         description=(
             "ImageReward: a BLIP image-grounded text encoder reads the prompt with cross-attention to the image "
             "and an MLP trained on 137k expert comparisons maps its [CLS] feature to a reward, z-scored with the "
