@@ -247,6 +247,22 @@ def test_exhausted_retries_leave_submitting_then_reconcile(tmp_path: Path, fake:
     assert next(iter(fake.sessions.values()))["metadata"]["gencritic_token"] == token  # same token re-sent
 
 
+def test_refusal_after_a_lost_answer_keeps_the_job_for_reconciling(tmp_path: Path, fake: FakeCsm) -> None:
+    clock = FakeClock()
+    make_image(tmp_path / "one" / "a.png", (10, 10, 200))
+    # the POST creates the session but its answer is lost (502), then the lookup endpoint is down (404)
+    fake.script("POST sessions", Fault(502, after_create=True))
+    fake.script("GET list", Fault(404, body={"message": "listing disabled"}))
+    with runner_for(tmp_path, fake, clock) as runner:
+        runner.plan(tmp_path / "one", load_matrix(None, ["i3d-base"]))
+        runner.step()
+        (row,) = runner.tracker.all()
+        assert row.status == "submitting" and "cannot be checked" in (row.last_error or "")
+        runner.run_until_done(max_passes=5)  # the lookup works again: the session is adopted
+        (row,) = runner.tracker.all()
+    assert row.status == "complete" and len(fake.sessions) == 1 and fake.count("POST", "/v3/") == 1
+
+
 class SimulatedCrash(BaseException):
     """Stands for SIGKILL: not an Exception, so no handler in the code under test catches it."""
 

@@ -50,6 +50,14 @@ class RetryableError(Exception):
         self.status = status
 
 
+class Unconfirmed(Exception):
+    """A submission may have reached the API (its answer was lost) and cannot be checked now.
+
+    The job keeps its ``submitting`` state and token; the next pass looks it up again
+    before anything is re-sent. Failing it instead could hide a session that exists.
+    """
+
+
 class RetriesExhausted(Exception):
     """Every try of a call failed with a retryable error; ``last`` is the final one."""
 

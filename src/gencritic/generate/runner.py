@@ -33,7 +33,7 @@ from gencritic.generate.clock import Clock, iso
 from gencritic.generate.download import Downloader, FileRecord, sha256_file, still_valid, verify
 from gencritic.generate.keys import ApiKey
 from gencritic.generate.matrix import JobConfig
-from gencritic.generate.retry import ApiError, RetriesExhausted, RetryPolicy
+from gencritic.generate.retry import ApiError, RetriesExhausted, RetryPolicy, Unconfirmed
 from gencritic.generate.tracker import JobRow, NewJob, Tracker
 from gencritic.items import IMAGE_EXTENSIONS
 
@@ -270,7 +270,7 @@ class Runner:
         except ApiError as exc:
             self._fail(row, str(exc), report, expect="submitting")
             return
-        except RetriesExhausted as exc:
+        except (RetriesExhausted, Unconfirmed) as exc:
             # The last try may still have landed (timeout): stay in submitting, keep the token,
             # and let the next pass reconcile by token before any new POST.
             self.tracker.update(row.job_id, last_error=str(exc))

@@ -37,6 +37,7 @@ from gencritic.generate.retry import (
     ApiError,
     RetryableError,
     RetryPolicy,
+    Unconfirmed,
     call_with_retry,
     is_retryable_status,
     parse_retry_after,
@@ -219,15 +220,20 @@ class CsmBackend:
 
         def attempt() -> str:
             nonlocal ambiguous
-            if ambiguous:  # the last POST may have landed: look before posting again
-                found = self._find_once(request.token)
-                if found is not None:
-                    return found
             try:
+                if ambiguous:  # the last POST may have landed: look before posting again
+                    found = self._find_once(request.token)
+                    if found is not None:
+                        return found
                 return session_id_of(self._once("POST", "/v3/sessions/", json=body, headers=headers))
             except RetryableError as exc:
                 if exc.status is None or exc.status >= 500:  # 429 means "not processed"; the rest may have been
                     ambiguous = True
+                raise
+            except ApiError as exc:
+                if ambiguous:  # a refusal now says nothing about the earlier POST whose answer was lost
+                    raise Unconfirmed(f"an earlier try may have created the session and it cannot be checked "
+                                      f"now ({exc}); it will be looked up again before any re-send") from None
                 raise
 
         return call_with_retry(attempt, what=f"submit {request.config.name}/{request.stage}", clock=self.clock,
