@@ -289,22 +289,25 @@ def test_alpha_masks_restrict_pixel_metrics_to_the_object(tmp_path) -> None:  # 
 
 
 def test_lpips_metric_in_a_run_equals_lpips_package(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Three same-size pairs go through the net as one batch; each equals the lpips package."""
     from gencritic.pipeline import score
 
     feats = _random_backbone("alex", tmp_path / "alex.pth", seed=4)
     ref_net = _upstream_lpips("alex", feats)
     gen, ref = _make_pair_images(tmp_path)
-    (tmp_path / "m.csv").write_text("image,reference\ngen/img1.png,ref/img1.png\n")
+    (tmp_path / "m.csv").write_text("image,reference\n" + "".join(f"gen/img{i}.png,ref/img{i}.png\n" for i in range(3)))
     run = score(tmp_path / "m.csv", metrics=[f"lpips:net=alex;weights={tmp_path / 'alex.pth'}"], cache_dir=None,
                 progress=False, device="cpu")
-    g = Image.open(gen / "img1.png").convert("RGB")
-    r = Image.open(ref / "img1.png").convert("RGB").resize(g.size, Image.Resampling.BICUBIC)
-    x = torch.from_numpy(np.asarray(g, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-    y = torch.from_numpy(np.asarray(r, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-    with torch.no_grad():
-        expected = float(ref_net(x, y, normalize=True))
-    assert run.rows[0]["lpips"] == pytest.approx(expected, abs=1e-5)
+    for i in range(3):
+        g = Image.open(gen / f"img{i}.png").convert("RGB")
+        r = Image.open(ref / f"img{i}.png").convert("RGB").resize(g.size, Image.Resampling.BICUBIC)
+        x = torch.from_numpy(np.asarray(g, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        y = torch.from_numpy(np.asarray(r, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            expected = float(ref_net(x, y, normalize=True))
+        assert run.rows[i]["lpips"] == pytest.approx(expected, abs=1e-5)
     assert run.rows[0]["model"] == "lpips-v0.1-alex"
+    assert run.rows[1]["lpips"] == 0.0  # img1 and its reference are the same picture
 
 
 # -- DINOv2 ---------------------------------------------------------------------------------------

@@ -216,12 +216,29 @@ class LPIPS(Metric):
         self.device = next(self.net.parameters()).device
 
     def compute(self, batch: ViewBatch) -> MetricResult:
-        def one(view: View, ref: LoadedImage) -> float:
-            x, y, m = aligned_pair(view, ref, self.use_mask, torch.float32)
-            dev = self.device
-            return float(self.net(x.to(dev) * 2 - 1, y.to(dev) * 2 - 1, None if m is None else m.to(dev))[0])
-
-        values, errors = per_view(batch, one)
+        """Pairs of equal size (e.g. all views of a mesh) go through the network as one batch."""
+        values = np.full(len(batch), np.nan)
+        errors: list[str | None] = [None] * len(batch)
+        groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        for i, view in enumerate(batch.views):
+            ref = batch.reference_for(view)
+            if ref is None:
+                errors[i] = NO_REFERENCE
+                continue
+            try:
+                x, y, m = aligned_pair(view, ref, self.use_mask, torch.float32)
+            except ValueError as exc:
+                errors[i] = str(exc)
+                continue
+            mask = torch.ones_like(x[:, :1]) if m is None else m  # an all-ones mask is exactly no mask
+            groups.setdefault(tuple(x.shape), []).append((i, x, y, mask))
+        dev = self.device
+        for members in groups.values():
+            idx = [k for k, *_ in members]
+            x = torch.cat([t[1] for t in members]).to(dev)
+            y = torch.cat([t[2] for t in members]).to(dev)
+            m = torch.cat([t[3] for t in members]).to(dev)
+            values[idx] = self.net(x * 2 - 1, y * 2 - 1, m).double().cpu().numpy()
         return MetricResult(values={"lpips": values}, errors=errors)
 
 
