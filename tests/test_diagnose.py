@@ -22,15 +22,19 @@ SIZE = 128
 
 
 def fireball(smoke: bool = True, fire_rgb: tuple[float, float, float] = (1.0, 0.62, 0.15), size: int = SIZE,
-             grey: float = 0.45) -> np.ndarray:
-    """A disc of flame on black with a grey smoke shell above it (uint8)."""
+             grey: float = 0.45, core: bool = True) -> np.ndarray:
+    """A disc of flame (darker towards its rim, with a white-hot core) on black, under a grey
+    smoke shell (uint8)."""
     yy, xx = np.mgrid[0:size, 0:size]
     r = np.hypot(xx - size / 2, yy - size * 0.55)
     img = np.zeros((size, size, 3))
     if smoke:
         shell = (r < 0.36 * size) & (yy < size * 0.6)
-        img[shell] = grey
-    img[r < 0.24 * size] = fire_rgb
+        img[shell] = grey * (0.7 + 0.3 * r[shell] / (0.36 * size))[:, None]
+    disc = r < 0.24 * size
+    img[disc] = np.array(fire_rgb) * (1.0 - 0.4 * r[disc] / (0.24 * size))[:, None]
+    if core:
+        img[r < 0.08 * size] = [1.0, 0.93, 0.75]
     return (img * 255).round().astype(np.uint8)
 
 
@@ -210,7 +214,7 @@ def test_crafted_failing_case_gets_exactly_the_rules_suggestions(tmp_path: Path)
     prof_path = tmp_path / "crafted.yaml"
     prof_path.write_text(CRAFTED)
     # deep red flame (CCT ~1750 K < 2500) and no smoke at all; brightness is fine
-    img = save(fireball(smoke=False, fire_rgb=(0.86, 0.24, 0.05)), tmp_path / "bad.png")
+    img = save(fireball(smoke=False, fire_rgb=(0.86, 0.24, 0.05), core=False), tmp_path / "bad.png")
     out = diagnose(img, profile=str(prof_path))
     d = out["diagnostics"]
     assert d["color_temperature"]["verdict"] == "too_low"
@@ -230,7 +234,7 @@ def test_crafted_failing_case_gets_exactly_the_rules_suggestions(tmp_path: Path)
 
 
 def test_shipped_profile_suggestions_follow_its_rules(tmp_path: Path) -> None:
-    img = save(fireball(smoke=False, fire_rgb=(0.86, 0.24, 0.05)), tmp_path / "bad.png")
+    img = save(fireball(smoke=False, fire_rgb=(0.86, 0.24, 0.05), core=False), tmp_path / "bad.png")
     out = diagnose(img, profile="explosion")
     rules = yaml.safe_load(Path(out["profile"]["path"]).read_text())["rules"]
     verdicts = {n: d["verdict"] for n, d in out["diagnostics"].items()}
