@@ -64,6 +64,8 @@ class ScoreOptions:
                                "device": self.device, "background": self.background}
         if with_render:
             out["render"] = dict(sorted(self.render.items()))
+        if self.reference_dir is not None:  # other references, other numbers (absent: fingerprint unchanged)
+            out["reference_dir"] = str(Path(self.reference_dir).resolve())
         return out
 
 
