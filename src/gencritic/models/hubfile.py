@@ -10,9 +10,12 @@ cannot be had, the error names the model, the env var and the hub file to fetch.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from gencritic.errors import ModelUnavailableError
 
@@ -38,8 +41,19 @@ def unavailable(source: WeightsSource, reason: str) -> ModelUnavailableError:
     return ModelUnavailableError(f"{source.model_name} weights unavailable: {reason}; {source.how_to_provide()}")
 
 
+def _hub_reachable() -> bool:
+    """Cheap check that the hub's host resolves, so an offline machine fails in milliseconds
+    instead of through huggingface_hub's retry back-off (about 25 s of warnings per file)."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
 def _hub_file(repo: str, filename: str) -> Path | None:
-    """The file from the local HF cache, else downloaded (unless HF_HUB_OFFLINE); None if neither."""
+    """The file from the local HF cache, else downloaded (unless offline); None if neither."""
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:  # pragma: no cover - huggingface_hub is a core dependency
@@ -48,12 +62,17 @@ def _hub_file(repo: str, filename: str) -> Path | None:
         return Path(hf_hub_download(repo, filename, local_files_only=True))
     except Exception:
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable():
         return None
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # the failure is reported once, by our error line
     try:
         return Path(hf_hub_download(repo, filename))
     except Exception:
         return None
+    finally:
+        hub_log.setLevel(level)
 
 
 def resolve_weights(source: WeightsSource, given: str | None) -> str:
@@ -72,6 +91,6 @@ def resolve_weights(source: WeightsSource, given: str | None) -> str:
         found = _hub_file(source.hub_repo, source.hub_filename)
         if found is not None:
             return str(found)
-        return_reason = f"{source.hub_filename} is not in the Hugging Face cache and could not be downloaded"
-        raise unavailable(source, return_reason)
+        raise unavailable(source, f"{source.hub_filename} is not in the Hugging Face cache and could not be "
+                                  f"downloaded")
     raise unavailable(source, "no weights file given")

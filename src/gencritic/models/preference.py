@@ -53,7 +53,7 @@ def load_pickscore(model_source: str, processor_source: str, device: str = "auto
     dev = resolve_device(device)
     torch_dtype, int8 = resolve_dtype(dtype, dev)
     try:
-        model = CLIPModel.from_pretrained(model_source, torch_dtype=torch.float32)
+        model = CLIPModel.from_pretrained(model_source)  # float32 weights; HFClipBackbone casts
     except (OSError, ValueError) as exc:
         raise unavailable(PICKSCORE_WEIGHTS, f"cannot load model '{model_source}': {str(exc).splitlines()[0]}") from None
     try:
