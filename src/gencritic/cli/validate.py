@@ -65,9 +65,13 @@ def validate_command(
                f"{report.provenance['items_failed']} failed to score -> {out / 'report.md'}")
     for row in report.rows:
         srcc = row["srcc"]
-        typer.echo(f"  {row['rating']:<22} {row['column']:<28} n={row['n']:<5} "
-                   + (f"SRCC {srcc:.3f} [{row['srcc_lo']:.3f}, {row['srcc_hi']:.3f}]" if srcc == srcc else
-                      f"pairwise acc {row['pairwise_acc']:.3f}"))
+        if row["rating"] == "preference":
+            stat = f"agrees with people on {row['pairwise_acc']:.3f} of decided pairs"
+        elif srcc == srcc:
+            stat = f"SRCC {srcc:.3f} [{row['srcc_lo']:.3f}, {row['srcc_hi']:.3f}]"
+        else:
+            stat = "SRCC undefined (metric or rating constant on these items)"
+        typer.echo(f"  {row['rating']:<22} {row['column']:<28} n={row['n']:<5} {stat}")
 
 
 def train_command(

@@ -7,7 +7,8 @@ the mapped values. gencritic uses the VQEG form
     f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2
 
 fitted by least squares (``scipy.optimize.curve_fit``) from a deterministic start, so the
-same data always gives the same parameters. A fit that does not converge is reported as
+same data always gives the same parameters. The width ``b4`` is bounded below by 1% of the
+metric's range so that weakly related data cannot collapse the curve into a step. A fit that does not converge is reported as
 such (``LogisticFit.ok = False`` with the reason); nothing quietly substitutes a line.
 """
 
@@ -63,7 +64,13 @@ def fit_logistic4(x: np.ndarray, y: np.ndarray, maxfev: int = 20000) -> Logistic
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=maxfev)
+            # b4 (the transition width) is kept above 1% of the metric's range: on weakly related
+            # data the unconstrained fit collapses to a step, turning "PLCC after mapping" into a
+            # median split that flatters the metric.
+            min_width = 0.01 * float(np.ptp(x))
+            p0[3] = max(p0[3], 2 * min_width)
+            bounds = ([-np.inf, -np.inf, -np.inf, min_width], [np.inf, np.inf, np.inf, np.inf])
+            params, _ = curve_fit(logistic4, x, y, p0=p0, bounds=bounds, max_nfev=maxfev)
     except (RuntimeError, ValueError) as exc:
         return LogisticFit(reason=f"logistic fit did not converge: {exc}")
     if not np.all(np.isfinite(params)):
