@@ -9,6 +9,8 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gencritic.errors import InputError
 from gencritic.generate.keys import ApiKey, redact, resolve_api_key
@@ -176,3 +178,19 @@ def test_no_key_and_no_terminal_is_an_input_error(tmp_path: Path, monkeypatch: p
 def test_redact() -> None:
     assert redact("Invalid API key: sk-abc (sk-abc)", "sk-abc") == "Invalid API key: **** (****)"
     assert ApiKey("sk-abc").redact("x sk-abc") == "x ****"
+
+
+@settings(max_examples=200, deadline=None)
+@given(i=st.integers(min_value=0, max_value=40), rand=st.floats(min_value=0.0, max_value=0.999999))
+def test_backoff_is_bounded_monotone_and_capped(i: int, rand: float) -> None:
+    policy = RetryPolicy()
+    d = policy.delay(i, rand)
+    floor = min(policy.cap_s, policy.base_s * 2.0 ** i)
+    assert floor <= d <= min(policy.cap_s, floor + policy.jitter_s)
+    assert d <= policy.cap_s
+    assert policy.delay(i + 1, rand) >= d
+
+
+@given(seconds=st.integers(min_value=0, max_value=10**6))
+def test_numeric_retry_after_is_taken_literally(seconds: int) -> None:
+    assert parse_retry_after(str(seconds), 1_800_000_000.0) == float(seconds)
