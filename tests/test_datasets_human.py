@@ -173,3 +173,12 @@ def test_ratings_parse_blank_as_missing(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "r.csv", [{"image": "a.png", "mos": ""}, {"image": "b.png", "mos": "2.5"}])
     ds = load_human_dataset(path)
     assert math.isnan(ds.items[0].columns["mos"]) and ds.items[1].columns["mos"] == 2.5
+
+
+def test_mos_csv_group_column_defines_content_groups(tmp_path: Path) -> None:
+    rows = []
+    for k in range(4):
+        make_image(tmp_path / f"{k}.png", (50 * k, 9, 9))
+        rows.append({"image": f"{k}.png", "prompt": f"variant {k}", "group": f"scene{k // 2}", "mos": k})
+    ds = load_human_dataset(_write_csv(tmp_path / "r.csv", rows))
+    assert ds.groups == ["scene0", "scene0", "scene1", "scene1"]

@@ -10,7 +10,9 @@ Four layouts, one result type (:class:`HumanDataset`):
   rater std in ``DATA/STD/SD{1,2,3}.mat`` (key ``SD``); prompts in a CSV/XLSX whose name
   contains "prompt" (a ``prompt`` column, one row per prompt index).
 * ``mos-csv`` — any CSV/TSV/JSONL/Parquet with an ``image`` column, optional ``prompt``, and
-  rating columns: every numeric column whose name starts with ``mos`` unless named.
+  rating columns: every numeric column whose name starts with ``mos`` unless named. An
+  optional ``group`` (or ``content_group``, ``prompt_id``) column overrides the prompt as the
+  content group used by splits.
 * ``pairs`` — pairwise preferences: ``image_a, image_b``, optional ``prompt``, and ``choice``
   (``a``/``b``/``tie``, or 0/1 as the index of the preferred image) or ``label_a`` (1 = A
   preferred, 0 = B, 0.5 = tie).
@@ -44,6 +46,7 @@ AIGCIQA2023_DIMENSIONS = (("mos_quality", "mosz1.mat", "SD1.mat"), ("mos_authent
 PAIR_A = ("image_a", "image_0", "image1", "left")
 PAIR_B = ("image_b", "image_1", "image2", "right")
 CHOICE_COLUMNS = ("choice", "human_choice", "preferred", "winner")
+GROUP_COLUMNS = ("group", "content_group", "prompt_id")
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,7 @@ def load_mos_csv(path: Path, ratings: Sequence[str] | None = None) -> HumanDatas
     if media is None:
         raise InputError(f"{path} needs an 'image' column; found columns: {', '.join(columns)}")
     prompt_col = _pick(columns, PROMPT_COLUMNS)
+    group_col = _pick(columns, GROUP_COLUMNS)
     rating_cols = rating_columns(rows, ratings, path)
     items = []
     seen: dict[str, int] = {}
@@ -290,6 +294,8 @@ def load_mos_csv(path: Path, ratings: Sequence[str] | None = None) -> HumanDatas
         cols: dict[str, Any] = dict(row)
         for c in rating_cols:
             cols[c] = _float(row.get(c))
+        if group_col is not None and str(row[group_col]).strip():
+            cols["_group"] = str(row[group_col])
         items.append(Item(item_id=raw if k == 0 else f"{raw}#{k}", kind="image", path=img,
                           prompt=None if prompt_col is None else str(row[prompt_col]), columns=cols))
     return _finish("mos-csv", path, items, len(rows), files_sha256([path]), rating_cols)
