@@ -440,3 +440,18 @@ def test_best_per_approach_keeps_one_per_cluster(tmp_path: Path, tiny_clip_dir: 
     assert by_input["p"]["overall"] == max(v for n, v in overall.items() if n.startswith("p"))
     with pytest.raises(InputError):
         best_per_approach(archive, k=9)
+
+
+def test_cli_profiles_show_and_unknown_profile_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["profiles", "--show", "campfire"])
+    assert res.exit_code == 0 and yaml.safe_load(res.stdout)["name"] == "campfire"
+    res = runner.invoke(app, ["profiles"])
+    assert res.exit_code == 0 and "explosion" in res.stdout
+    img = save(product(), tmp_path / "x.png")
+    res = runner.invoke(app, ["diagnose", str(img), "--profile", "nope"])
+    assert isinstance(res.exception, InputError) and "shipped profiles" in str(res.exception)
