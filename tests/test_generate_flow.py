@@ -110,6 +110,12 @@ def test_progress_is_idempotent_and_never_redownloads(tmp_path: Path, fake: Fake
     assert fake.log[log_len:] == []  # not one request: nothing to poll, nothing to fetch
     assert db_snapshot(db) == before
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    import csv
+
+    with open(tmp_path / "jobs" / "results" / "manifest.csv", newline="") as fh:
+        listed = list(csv.DictReader(fh))
+    assert len(listed) == 3 * 1 + 3 * 4  # i3d: one mesh; kit: mesh + 3 parts
+    assert all(hashlib.sha256(Path(r["path"]).read_bytes()).hexdigest() == r["sha256"] for r in listed)
 
 
 def test_changed_or_lost_file_is_fetched_again_and_verified(tmp_path: Path, fake: FakeCsm, images: Path) -> None:

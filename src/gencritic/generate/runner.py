@@ -187,7 +187,25 @@ class Runner:
         self.poll_running(report)
         self.submit_pending(report)  # chat-to-3D: the mesh stage starts as soon as the image exists
         self.download_ready(report)
+        self.write_manifest()
         return report
+
+    def write_manifest(self) -> Path:
+        """``results/manifest.csv``: every downloaded file with its job, config, image and sha256.
+
+        For people and tools that want the meshes without reading SQLite (e.g. ``gencritic
+        score``). Rewritten atomically, and only when its content changes.
+        """
+        from gencritic.store import atomic_write_text, rows_to_csv
+
+        columns = ["job_id", "image", "config", "status", "kind", "index", "format", "path", "sha256", "bytes"]
+        rows = [{"job_id": r.job_id, "image": r.image_name, "config": r.config, "status": r.status, **f}
+                for r in self.tracker.all() for f in r.files]
+        path = self.workdir / "results" / "manifest.csv"
+        text = rows_to_csv(rows, columns)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+        return path
 
     def active(self) -> int:
         counts = self.tracker.counts()
