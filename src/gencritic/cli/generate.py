@@ -45,30 +45,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _api_url(value: Optional[str], workdir: Path) -> str:  # noqa: UP045
-    """--api-url > $CSM_API_URL > the URL this workdir's jobs were submitted to > the public API.
+    from gencritic.generate.runner import resolve_api_url
 
-    Remembering the workdir's URL matters: polling sessions made through a gateway at the
-    public endpoint would answer 404 and fail every job.
-    """
-    import sqlite3
-
-    from gencritic.generate.backends.csm import DEFAULT_API_URL
-    from gencritic.generate.runner import DB_NAME
-
-    if value or os.environ.get("CSM_API_URL"):
-        return value or os.environ["CSM_API_URL"]
-    db = workdir / DB_NAME
-    if db.exists():
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key='api_url'").fetchone()
-        except sqlite3.Error:
-            row = None
-        finally:
-            conn.close()
-        if row:
-            return str(row[0])
-    return DEFAULT_API_URL
+    return resolve_api_url(value or os.environ.get("CSM_API_URL") or None, workdir)
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -107,7 +86,7 @@ def _runner(workdir: Path, api_url: Optional[str], formats: str, timeout: float,
 def _show(runner: Runner, title: str) -> None:
     from rich.console import Console
 
-    from gencritic.generate.report import problems, status_table, tally
+    from gencritic.generate.table import problems, status_table, tally
     rows = runner.tracker.all()
     console = Console()
     console.print(status_table(rows, title))

@@ -80,6 +80,30 @@ def scan_images(folder: Path) -> list[Path]:
     return images
 
 
+def resolve_api_url(given: str | None, workdir: Path) -> str:
+    """--api-url/$CSM_API_URL > the URL this workdir's jobs were submitted to > the public API.
+
+    Remembering the workdir's URL matters: polling sessions made through a gateway at the
+    public endpoint would answer 404 and fail every job.
+    """
+    import sqlite3
+
+    if given:
+        return given
+    db = workdir / DB_NAME
+    if db.exists():
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='api_url'").fetchone()
+        except sqlite3.Error:
+            row = None
+        finally:
+            conn.close()
+        if row:
+            return str(row[0])
+    return DEFAULT_API_URL
+
+
 def sidecar_prompt(image: Path) -> str | None:
     """``photo.txt`` beside ``photo.png`` is the image's prompt (used by text metrics in eval)."""
     text_file = image.with_suffix(".txt")
