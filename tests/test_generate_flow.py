@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gencritic.errors import GencriticError
@@ -471,3 +472,46 @@ def test_two_real_processes_on_one_workdir_submit_each_job_once(tmp_path: Path, 
         rows = runner.tracker.all()
     assert len(rows) == 9 and {r.status for r in rows} == {"complete"}
     assert all(r.attempts == 1 for r in rows)
+
+
+class _CtrlCMidDownload(httpx.BaseTransport):
+    """Delivers half of the first mesh body, then raises KeyboardInterrupt (a user's Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.fired = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if self.fired or not request.url.path.endswith(".glb"):
+            return response
+        self.fired = True
+        body = response.read()
+
+        class Stream(httpx.SyncByteStream):
+            def __iter__(self) -> Iterator[bytes]:
+                yield body[: len(body) // 2]
+                raise KeyboardInterrupt
+
+        return httpx.Response(response.status_code, headers=response.headers, stream=Stream())
+
+
+def test_ctrl_c_mid_download_keeps_no_partial_file_and_resumes(tmp_path: Path, fake: FakeCsm,
+                                                               images: Path) -> None:
+    from gencritic.generate.download import Downloader
+
+    clock = FakeClock()
+    runner = runner_for(tmp_path, fake, clock)
+    runner._downloader = Downloader(clock, transport=_CtrlCMidDownload())
+    runner.plan(images, load_matrix(None, ["i3d-turbo"]))
+    runner.step()
+    with pytest.raises(KeyboardInterrupt):
+        runner.step()
+    runner.close()
+    assert not list((tmp_path / "jobs").rglob("*.part")) and not list((tmp_path / "jobs").rglob("mesh.glb"))
+    with runner_for(tmp_path, fake) as resumed:
+        resumed.run_until_done(max_passes=3)
+        rows = resumed.tracker.all()
+    assert {r.status for r in rows} == {"complete"} and fake.posts == 3
+    for r in rows:
+        assert Path(r.files[0]["path"]).read_bytes() == fake.files[f"/files/{r.session_id}/mesh_0.glb"]
