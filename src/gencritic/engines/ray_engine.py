@@ -222,7 +222,8 @@ def score_with_ray(
         texts = sorted({i.prompt for i in pending if i.prompt and i.prompt.strip()})  # as the local engine
         rows = [{"chunk": i, "items": json.dumps([item_to_json(it) for it in chunk])} for i, chunk in enumerate(chunks)]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        scored = ds.map_batches(ScoreActor, batch_size=1, batch_format="numpy", concurrency=num_actors,
+        pool = ray.data.ActorPoolStrategy(size=num_actors)  # fixed size: each actor loads the models once
+        scored = ds.map_batches(ScoreActor, batch_size=1, batch_format="numpy", compute=pool,
                                 num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
                                 fn_constructor_kwargs={"options": options_to_json(opts), "texts": texts,
                                                        "torch_threads": torch_threads})
