@@ -157,3 +157,16 @@ def test_validate_avt_ai_images(tiny_clip_dir: Path, tmp_path: Path) -> None:
     assert all(r["n"] == present for r in report.rows)
     assert all(-1 <= r["srcc"] <= 1 and r["srcc_lo"] <= r["srcc_hi"] for r in report.rows)
     assert (tmp_path / "out" / "scatter_prompt_matching_mean.png").exists()
+
+
+def test_validating_a_head_on_its_training_data_warns(rated_set: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
+    from gencritic.meta.train import TrainOptions, train
+
+    head = tmp_path / "head"
+    train(rated_set, head, TrainOptions(head="linear", model=str(tiny_clip_dir), cache_dir=tmp_path / "c", epochs=3,
+                                        bootstrap=0))
+    report = validate(rated_set, tmp_path / "out", _opts(tiny_clip_dir, tmp_path / "c", metrics=[f"learned:{head}"],
+                                                         bootstrap=50, plots=False))
+    assert [r["column"] for r in report.rows] == ["learned_head_mos_size", "learned_head_mos_noise"] * 2
+    assert len(report.provenance["warnings"]) == 2 and "trained on this dataset" in report.provenance["warnings"][0]
+    assert "## Warnings" in (tmp_path / "out" / "report.md").read_text()

@@ -42,7 +42,8 @@ def scatter_grid(path: Path, rating: str, panels: Sequence[tuple[str, np.ndarray
         ax.set_xlabel(name)
         ax.set_ylabel(rating)
         ax.set_title(f"{name}  n={int(stats.get('n', x.size))}\nSRCC {stats.get('srcc', math.nan):.3f}  "
-                     f"PLCC {stats.get('plcc', math.nan):.3f}  KRCC {stats.get('krcc', math.nan):.3f}", fontsize=9)
+                     f"KRCC {stats.get('krcc', math.nan):.3f}  PLCC {stats.get('plcc', math.nan):.3f} "
+                     f"(mapped {stats.get('plcc_logistic', math.nan):.3f})", fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(f"metric vs human rating: {rating}", fontsize=11)
     fig.tight_layout()

@@ -22,6 +22,7 @@ report, so a number can be traced to the data and code that made it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ from gencritic.meta.bootstrap import (
 )
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 from gencritic.store import atomic_write_text, write_table
+
+log = logging.getLogger("gencritic")
 
 CORRELATION_COLUMNS = ["rating", "metric", "column", "higher_is_better", "n", "n_excluded",
                        *[c for s in STATS for c in (s, f"{s}_lo", f"{s}_hi")]]
@@ -78,6 +81,7 @@ class MetricColumn:
     higher_is_better: bool
     model: str | None
     settings: dict[str, Any] = field(default_factory=dict)
+    trained_on: str | None = None  # sha256 of a learned head's training data
 
 
 @dataclass
@@ -102,7 +106,9 @@ def metric_columns(specs: Sequence[str], model: str) -> list[MetricColumn]:
             if any(o.column == c for o in out):
                 raise InputError(f"two metrics write the column {c!r}; give trained heads different names "
                                  f"(gencritic train --name) or list each metric once")
-            out.append(MetricColumn(m.name, c, m.info.higher_is_better, m.model_id(), m.settings()))
+            card = getattr(m, "card", None) or {}
+            out.append(MetricColumn(m.name, c, m.info.higher_is_better, m.model_id(), m.settings(),
+                                    (card.get("data") or {}).get("sha256")))
     return out
 
 
@@ -216,6 +222,8 @@ def markdown_report(table: Sequence[dict[str, Any]], comps: Sequence[dict[str, A
             lines.append(f"| {c['rating']} | {c['metric_a']} | {c['metric_b']} | {_fmt(c['srcc_diff'])} "
                          f"[{_fmt(c['srcc_diff_lo'])}, {_fmt(c['srcc_diff_hi'])}] | {_fmt(c['srcc_p_bootstrap'])} | "
                          f"{_fmt(c['plcc_diff'])} | {_fmt(c['plcc_p_williams'])} |")
+    if prov.get("warnings"):
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in prov["warnings"]]]
     lines += ["", "## Provenance", "", f"- models: {', '.join(prov['models']) or '-'}",
               f"- metrics: {', '.join(prov['metrics'])}",
               "- software: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()), ""]
@@ -237,6 +245,11 @@ def validate(dataset: str | Path | HumanDataset, out: str | Path | None = None,
     started = time.perf_counter()
     ds = dataset if isinstance(dataset, HumanDataset) else load_human_dataset(dataset, fmt, ratings)
     columns = metric_columns(opts.metrics, opts.model)  # fails fast on unknown metrics
+    warnings = [f"{c.column}: this head was trained on this dataset, so its numbers include its own training "
+                f"items; validate it on held-out data (see its test_predictions.csv and card test_metrics)"
+                for c in columns if c.trained_on and c.trained_on == ds.sha256]
+    for w in warnings:
+        log.warning("%s", w)
     out_dir = Path(out) if out is not None else None
     cache_dir = (opts.cache_dir or default_cache_dir()) if opts.use_cache else None
     sopts = ScoreOptions(metrics=list(opts.metrics), model=opts.model, device=opts.device, dtype=opts.dtype,
@@ -259,7 +272,7 @@ def validate(dataset: str | Path | HumanDataset, out: str | Path | None = None,
     failed = sum(1 for r in rows if not r.get("success"))
     prov = {"dataset": ds.describe(), "metrics": list(opts.metrics), "models": sorted({c.model for c in columns if c.model}),
             "bootstrap": opts.bootstrap, "seed": opts.seed, "confidence": opts.confidence,
-            "items_scored": len(rows) - failed, "items_failed": failed,
+            "items_scored": len(rows) - failed, "items_failed": failed, "warnings": warnings,
             "versions": software_versions(), "wall_time_s": round(time.perf_counter() - started, 3)}
     score_cols = ["item_id", "image", "prompt", *ds.ratings, *[c.column for c in columns], "success", "error"]
     scores = [{k: r.get(k) for k in score_cols} for r in rows]
