@@ -76,6 +76,18 @@ def test_pickscore_without_weights_is_unavailable(tiny_clip_dir: Path, tmp_path:
         score(items, metrics="pickscore:modle=x", cache_dir=None, progress=False, device="cpu")
 
 
+def test_pickscore_default_offline_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.delenv("GENCRITIC_PICKSCORE_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    items = _items(tmp_path)[:1]
+    start = time.perf_counter()
+    with pytest.raises(ModelUnavailableError, match=r"PickScore.*yuvalkirstain/PickScore_v1.*GENCRITIC_PICKSCORE_MODEL"):
+        score(items, metrics="pickscore", cache_dir=None, progress=False, device="cpu")
+    assert time.perf_counter() - start < 5, "an offline miss must not wait for network retries"
+
+
 @pytest.fixture(scope="module")
 def hps_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, torch.nn.Module, Path]:
     """A tiny open_clip model saved the way HPSv2's trainer saves: {'state_dict': {'module.' + key: ...}}."""

@@ -29,11 +29,12 @@ class WeightsSource:
     option_hint: str  # e.g. "longclip:model=/path/to/longclip-L.pt"
     hub_repo: str | None = None  # e.g. "BeichenZhang/LongCLIP-L"
     hub_filename: str | None = None  # e.g. "longclip-L.pt"
+    kind: str = "file"  # "file" or "folder" (save_pretrained layout)
 
     def how_to_provide(self) -> str:
         hub = (f" or put {self.hub_filename} from https://huggingface.co/{self.hub_repo} in the Hugging Face cache"
                if self.hub_repo and self.hub_filename else "")
-        return f"give the file with {self.option_hint}, set {self.env_var}=/path/to/file{hub}"
+        return f"give the {self.kind} with {self.option_hint}, set {self.env_var}=/path/to/{self.kind}{hub}"
 
 
 def unavailable(source: WeightsSource, reason: str) -> ModelUnavailableError:
@@ -52,6 +53,26 @@ def _hub_reachable() -> bool:
     return True
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def hub_repo_reachable(source: str, probe_file: str = "config.json") -> bool:
+    """Can ``from_pretrained(source)`` possibly succeed? True for a local folder, a repo whose
+    ``probe_file`` is in the HF cache, or a hub reachable over the network. Checked before
+    transformers tries, because its offline failure takes ~25 s of retries per file."""
+    if Path(source).expanduser().exists():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(source, probe_file), str):
+            return True
+    except Exception:  # not a valid repo id: let the loader report it
+        return True
+    return not _offline() and _hub_reachable()
+
+
 def _hub_file(repo: str, filename: str) -> Path | None:
     """The file from the local HF cache, else downloaded (unless offline); None if neither."""
     try:
@@ -62,7 +83,7 @@ def _hub_file(repo: str, filename: str) -> Path | None:
         return Path(hf_hub_download(repo, filename, local_files_only=True))
     except Exception:
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable():
+    if _offline() or not _hub_reachable():
         return None
     hub_log = logging.getLogger("huggingface_hub")
     level = hub_log.level

@@ -26,7 +26,7 @@ from PIL import Image
 from gencritic.errors import ModelUnavailableError
 from gencritic.models.clip import ClipBackbone, HFClipBackbone, OpenClipBackbone
 from gencritic.models.device import resolve_device, resolve_dtype
-from gencritic.models.hubfile import WeightsSource, unavailable
+from gencritic.models.hubfile import WeightsSource, hub_repo_reachable, unavailable
 from gencritic.models.loader import _open_clip_token_counter, _read_state_dict
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -36,7 +36,7 @@ PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 PICKSCORE_WEIGHTS = WeightsSource("PickScore", "GENCRITIC_PICKSCORE_MODEL",
                                   "--metrics 'pickscore:model=/path/to/PickScore_v1;processor=/path/to/laion-ViT-H-14'",
-                                  None, None)
+                                  None, None, kind="folder")
 HPSV2_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
 HPSV2_REPO = "xswu/HPSv2"
 
@@ -52,6 +52,10 @@ def load_pickscore(model_source: str, processor_source: str, device: str = "auto
 
     dev = resolve_device(device)
     torch_dtype, int8 = resolve_dtype(dtype, dev)
+    for src, probe in ((model_source, "config.json"), (processor_source, "preprocessor_config.json")):
+        if not hub_repo_reachable(src, probe):
+            raise unavailable(PICKSCORE_WEIGHTS, f"'{src}' is not in the Hugging Face cache and the hub cannot be "
+                                                 f"reached")
     try:
         model = CLIPModel.from_pretrained(model_source)  # float32 weights; HFClipBackbone casts
     except (OSError, ValueError) as exc:
