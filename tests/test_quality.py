@@ -457,3 +457,44 @@ def test_registry_declares_image_metrics_honestly() -> None:
         assert info.reference and len(info.description) > 60
     assert registry["lpips"].info.optional_weights and registry["aesthetic"].info.optional_weights
     assert registry["brisque"].info.optional_weights and registry["dino"].info.optional_weights
+
+
+# -- real weights, when this machine has them ------------------------------------------------------
+
+
+def _obvious_images(folder: Path) -> tuple[Path, Path, Path]:
+    """A textured photo-like image, a lightly noisy copy, and a very different image."""
+    a = _textured((224, 224), 11)
+    near = np.clip(a.astype(np.float64) + np.random.default_rng(1).normal(0, 4, a.shape), 0, 255).astype(np.uint8)
+    far = 255 - _textured((224, 224), 12)
+    paths = (folder / "a.png", folder / "near.png", folder / "far.png")
+    folder.mkdir(parents=True, exist_ok=True)
+    for p, arr in zip(paths, (a, near, far), strict=True):
+        Image.fromarray(arr).save(p)
+    return paths
+
+
+@pytest.mark.parametrize("spec", ["lpips", "dino"])
+def test_real_weights_rank_an_obvious_pair(spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With real weights present (torchvision cache / HF cache / env), a lightly noisy copy must be
+    closer to the original than a different image. Skipped, with the reason, where weights are absent."""
+    from gencritic.features import RunContext
+    from gencritic.metrics.registry import create_metric
+    from gencritic.models.loader import ModelPool
+    from gencritic.pipeline import score
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    metric = create_metric(spec)
+    from gencritic.cache import EmbeddingCache
+
+    pool = ModelPool("cpu")
+    try:
+        metric.setup(RunContext(pool=pool, cache=EmbeddingCache.in_dir(None), default_model=""))
+    except ModelUnavailableError as exc:
+        pytest.skip(f"{spec}: {exc}")
+    a, near, far = _obvious_images(tmp_path / "imgs")
+    (tmp_path / "m.csv").write_text(f"image,reference\n{near},{a}\n{far},{a}\n")
+    rows = score(tmp_path / "m.csv", metrics=[spec], cache_dir=None, pool=pool, progress=False, device="cpu").rows
+    col = metric.info.columns[0]
+    closer, further = rows[0][col], rows[1][col]
+    assert (closer < further) if not metric.info.higher_is_better else (closer > further), (closer, further)
