@@ -23,6 +23,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("mcp_root")
     make_image(folder / "red.png", (220, 20, 20))
     make_image(folder / "blue.png", (20, 40, 220))
+    for k, c in enumerate([(200, 10, 10), (10, 200, 10)]):
+        make_image(folder / "toy" / f"{k:03d}.png", c)
     return folder
 
 
@@ -52,6 +54,7 @@ async def _session(root: Path, model: Path) -> dict[str, Any]:
         out["outside"] = await client.call_tool("evaluate_image", {"path": "/etc/hostname", "prompt": "x"})
         out["compare"] = await client.call_tool("compare", {"paths": ["red.png", "blue.png"], "prompt": "a red square"})
         out["metrics"] = await client.call_tool("list_metrics", {})
+        out["asset"] = await client.call_tool("evaluate_asset", {"path": "toy", "prompt": "a toy"})
         out["diagnose"] = await client.call_tool("diagnose", {"path": "red.png", "prompt": "a red square"})
     return out
 
@@ -110,3 +113,11 @@ def test_diagnose(session: dict[str, Any]) -> None:
     body = _structured(result)
     assert {"passed", "overall", "scores", "diagnostics", "suggested_parameters"} <= set(body)
     assert isinstance(body["passed"], bool)
+
+
+def test_evaluate_asset_views_folder(session: dict[str, Any]) -> None:
+    body = _structured(session["asset"])
+    per_view = [v["value"] for v in body["views"] if v["metric"] == "clip_score"]
+    assert len(per_view) == 2
+    assert body["scores"]["clip_score"] == pytest.approx(sum(per_view) / 2)
+    assert body["num_views_scored"] == 2
