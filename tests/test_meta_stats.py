@@ -157,6 +157,9 @@ def test_large_n_krcc_interval_is_subsampled_but_sane() -> None:
 
 
 def test_williams_test_and_paired_bootstrap() -> None:
+    # the worked example of R psych::r.test (n = 103, r12 = .4, r13 = .5, r23 = .1): t = -0.89, p = 0.37
+    t, p = williams_test(0.4, 0.5, 0.1, 103)
+    assert round(t, 2) == -0.89 and round(p, 2) == 0.37
     t, p = williams_test(0.5, 0.5, 0.7, 100)
     assert t == 0.0 and p == pytest.approx(1.0)
     t, p = williams_test(0.8, 0.4, 0.5, 200)
