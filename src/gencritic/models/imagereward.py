@@ -32,7 +32,7 @@ from PIL import Image
 
 from gencritic.errors import ModelUnavailableError
 from gencritic.models.device import dtype_name, resolve_device, resolve_dtype
-from gencritic.models.hubfile import WeightsSource, unavailable
+from gencritic.models.hubfile import WeightsSource, hub_repo_reachable, unavailable
 
 IMAGEREWARD_MEAN = 0.16717362830052426
 IMAGEREWARD_STD = 1.0333394966054072
@@ -145,6 +145,9 @@ def load_tokenizer(source: str) -> Any:
     """BERT tokenizer as BLIP's init_tokenizer builds it: bert-base-uncased + [DEC] bos + [ENC]."""
     from transformers import BertTokenizer
 
+    if not hub_repo_reachable(source, "vocab.txt"):
+        raise unavailable(IMAGEREWARD_WEIGHTS, f"BERT tokenizer '{source}' is not in the Hugging Face cache and the "
+                                               f"hub cannot be reached; pass imagereward:tokenizer=DIR")
     try:
         tok = BertTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
