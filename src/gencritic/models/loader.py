@@ -34,9 +34,15 @@ DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
+def hub_offline() -> bool:
+    """True when the user asked for offline use (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
 def _how_to_provide(spec: str) -> str:
     hf_home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
-    offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "TRUE", "yes")
+    offline = hub_offline()
     mode = "HF_HUB_OFFLINE=1 is set, so only local files are used. " if offline else ""
     return (
         f"{mode}Provide it as a local folder saved with save_pretrained (--model /path/to/folder), "
@@ -57,10 +63,13 @@ def _unavailable(spec: str, reason: str) -> ModelUnavailableError:
 def _load_hf(source: str, model_id: str, device: torch.device, dtype: torch.dtype, int8: bool) -> ClipBackbone:
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
+    # huggingface_hub reads HF_HUB_OFFLINE once at import; read it per call so a notebook or
+    # service that sets it later is honoured, and offline failures are instant, not timeouts.
+    local = hub_offline()
     try:
-        model = CLIPModel.from_pretrained(source)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        processor = CLIPImageProcessor.from_pretrained(source)
+        model = CLIPModel.from_pretrained(source, local_files_only=local)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
+        processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as exc:
         raise _unavailable(model_id, str(exc).split("\n")[0]) from None
     return HFClipBackbone(model, tokenizer, processor, model_id, device, dtype, int8)
