@@ -10,7 +10,7 @@ Peer: the bare transformers forward pass for the same image (preprocess + vision
 timed in the same process; the ratio says how much the diagnostics, probes and decisions add
 on top of the unavoidable model cost. Target: under 2 s per image on a 2-core CPU.
 
-    python benchmarks/bench_diagnose.py [--repeats 5] [--profile explosion]
+    python benchmarks/bench_diagnose.py [--repeats 5] [--profile explosion] [--threads 1]
 """
 
 from __future__ import annotations
@@ -68,12 +68,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--profile", default="explosion")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's choice). With --threads 1 the CPU seconds equal "
+                         "the wall time an idle core would take, a figure other people's load cannot inflate.")
     args = ap.parse_args()
     if not TOKENIZER.exists():
         print(f"skipped: {TOKENIZER} not present (needed for the real ViT-B/32 tokenizer)")
         return 0
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from gencritic.diagnose.api import diagnose
     from gencritic.models import ModelPool
 
@@ -104,7 +109,10 @@ def main() -> int:
                                       model=str(model_dir)), args.repeats)
 
     med = statistics.median
-    print(f"device: cpu, torch threads {torch.get_num_threads()}, image 512x512, profile {args.profile}, "
+    import os
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device: cpu ({os.cpu_count()} cores, load average {load:.1f}), torch threads {torch.get_num_threads()}, image 512x512, profile {args.profile}, "
           f"model ViT-B/32 (CLIPConfig() defaults, random weights), repeats {args.repeats} (median)")
     print("                                          wall s/image   CPU s/image")
     for label, (wall, cpu) in (("gencritic diagnose, no model", no_model),
