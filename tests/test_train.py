@@ -143,6 +143,16 @@ def test_train_errors(rated_set: Path, tiny_clip_dir: Path, tmp_path: Path) -> N
         train(rated_set, None, _opts(tiny_clip_dir, tmp_path, tasks=["mos_beauty"]))
     with pytest.raises(InputError, match="unknown --head"):
         train(rated_set, None, _opts(tiny_clip_dir, tmp_path, head="forest"))
+    rows = list(csv.DictReader(rated_set.open()))[:12]
+    for r in rows:
+        r["prompt"] = ""
+    no_prompts = tmp_path / "no_prompts.csv"
+    with no_prompts.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "image": str(rated_set.parent / r["image"])} for r in rows)
+    with pytest.raises(InputError, match=r"no item can be used for training.*--no-text"):
+        train(no_prompts, None, _opts(tiny_clip_dir, tmp_path))
     with pytest.raises(InputError, match="needs a head folder"):
         create_metric("learned")
     with pytest.raises(ModelUnavailableError, match="no trained head"):

@@ -358,6 +358,9 @@ def train(dataset: str | Path | HumanDataset, out: str | Path | None = None, opt
     usable = np.flatnonzero(feats.ok & np.isfinite(y_all).any(1))
     used = set(usable.tolist())
     dropped = {ds.items[i].item_id: feats.errors[i] or "no rating" for i in range(len(ds.items)) if i not in used}
+    if usable.size == 0:
+        reason = next(iter(dropped.values()), "no items")
+        raise InputError(f"{ds.source}: no item can be used for training (e.g. {reason})")
     if dropped:
         log.warning("%d item(s) not used for training (e.g. %s: %s)", len(dropped), *next(iter(dropped.items())))
     groups = [ds.groups[i] for i in usable]
