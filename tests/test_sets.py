@@ -86,3 +86,43 @@ def test_kmeans_recovers_blobs_and_is_seeded() -> None:
         assert idx == np.flatnonzero(labels == lab).max()
     with pytest.raises(ValueError):
         sets.kmeans(x, 0)
+
+
+def test_set_report_matches_independent_embeddings_and_cli(tmp_path, tiny_clip_dir) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import torch
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPModel
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+    from gencritic.diagnose.sets_report import set_report
+    from tests.conftest import make_image
+
+    new, ref = tmp_path / "new", tmp_path / "ref"
+    for i, c in enumerate([(220, 20, 20), (200, 40, 30), (20, 40, 220), (30, 60, 200)]):
+        make_image(new / f"n{i}.png", c, size=40)
+    for i, c in enumerate([(220, 20, 20), (20, 200, 40), (230, 220, 30)]):
+        make_image(ref / f"r{i}.png", c, size=40)
+    out = set_report(new, str(tiny_clip_dir), reference_set=ref, clusters=2, k=2)
+    model = CLIPModel.from_pretrained(tiny_clip_dir).eval()
+    proc = CLIPImageProcessor.from_pretrained(tiny_clip_dir)
+
+    def embed(folder):  # type: ignore[no-untyped-def]
+        imgs = [Image.open(p).convert("RGB") for p in sorted(folder.glob("*.png"))]
+        with torch.no_grad():
+            e = model.get_image_features(pixel_values=proc(images=imgs, return_tensors="pt")["pixel_values"])
+        return (e / e.norm(dim=-1, keepdim=True)).double().numpy()
+
+    a, b = embed(new), embed(ref)
+    assert out["diversity"] == pytest.approx(sets.diversity(a), abs=1e-5)
+    assert out["fid"] == pytest.approx(sets.fid(a, b), rel=1e-3, abs=1e-5)
+    assert out["novelty"]["per_image"]["n0.png"] == pytest.approx(sets.novelty(a[:1], b, k=2)[0], abs=1e-5)
+    assert "fid_note" in out  # 3 samples in 16 dimensions
+    members = out["clusters"]["members"]
+    assert sorted(len(v) for v in members.values()) == [2, 2]
+    assert {frozenset(v) for v in members.values()} == {frozenset({"n0.png", "n1.png"}), frozenset({"n2.png", "n3.png"})}
+    res = CliRunner().invoke(app, ["sets", str(new), "--model", str(tiny_clip_dir), "--clusters", "2"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["diversity"] == pytest.approx(out["diversity"])

@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     app.command("profiles")(profiles_command)
     app.command("temporal")(temporal_command)
     app.command("calibrate")(calibrate_command)
+    app.command("sets")(sets_command)
 
 
 def _emit(data: dict, out: Optional[Path]) -> None:  # noqa: UP045
@@ -186,3 +187,28 @@ def calibrate_command(
         atomic_write_text(out, yaml_text)
         result["written"] = str(out)
     typer.echo(json.dumps(result, indent=2, allow_nan=False))
+
+
+def sets_command(
+    images: Path = typer.Argument(..., help="Folder of images (one loop's results, or one generator's)."),
+    model: str = typer.Option(..., "--model", "-m", help="CLIP model for the embeddings (HF id, local folder, checkpoint)."),
+    reference: Optional[Path] = typer.Option(None, "--reference-set", "-r",  # noqa: UP045
+                                             help="Folder of reference/earlier images: adds FID, KID and novelty."),
+    clusters: Optional[int] = typer.Option(None, "--clusters", "-k", help="Group the images into this many approach types."),  # noqa: UP045
+    neighbours: int = typer.Option(3, "--neighbours", help="k of the k-nearest-neighbour novelty."),
+    seed: int = typer.Option(0, "--seed", help="Seed for k-means and KID subsets."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON here instead of printing it."),  # noqa: UP045
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
+) -> None:
+    """Set metrics for exploration: diversity, approach clusters, FID/KID and novelty vs a reference set.
+
+    Examples:
+
+      gencritic sets loop_results/ --model openai/clip-vit-base-patch32 --clusters 4
+
+      gencritic sets new_batch/ --reference-set archive/ --model openai/clip-vit-base-patch32
+    """
+    from gencritic.diagnose.sets_report import set_report
+    from gencritic.models import ModelPool
+
+    _emit(set_report(images, model, reference, clusters, k=neighbours, seed=seed, pool=ModelPool(device=device)), out)
