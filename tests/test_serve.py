@@ -199,7 +199,13 @@ def test_fifty_concurrent_requests(service: ScoringService, root: Path, tiny_cli
     app = create_app(service)
     images = sorted(root.glob("img*.png"))
     prompts = ["a red square", "a green square", "a blue square", "a yellow square", "a purple square"]
-    expected = {(p.name, t): api_score(p, t, tiny_clip_dir) for p in images for t in prompts}
+    # the reference: every (image, prompt) pair through the Python API in one call
+    from gencritic.items import Item
+
+    pairs = [(p, t) for p in images for t in prompts]
+    ref = score([Item(f"{p.name}|{t}", "image", p, t) for p, t in pairs], options=ScoreOptions(
+        model=str(tiny_clip_dir), device="cpu", dtype="fp32", cache_dir=None, progress=False), pool=_API_POOL)
+    expected = {(p.name, t): row["clip_score"] for (p, t), row in zip(pairs, ref.rows, strict=True)}
     calls_before = service.batcher.stats.calls
 
     async def run() -> list[httpx.Response]:
