@@ -63,7 +63,8 @@ class ScoreOptions:
         out: dict[str, Any] = {"metrics": list(self.metrics), "model": self.model, "dtype": self.dtype,
                                "device": self.device, "background": self.background}
         if with_render:
-            out["render"] = dict(sorted(self.render.items()))
+            # where the render cache lives (or whether there is one) never changes a score
+            out["render"] = {k: v for k, v in sorted(self.render.items()) if k not in ("cache", "cache_dir")}
         if self.reference_dir is not None:  # other references, other numbers (absent: fingerprint unchanged)
             out["reference_dir"] = str(Path(self.reference_dir).resolve())
         return out
@@ -412,9 +413,14 @@ def score(
     needs_reference = any("reference" in m.info.inputs for m in metrics)
     columns = output_columns(items, metrics, any_text)
 
+    render_opts = dict(opts.render)  # renders are cached beside the embeddings, and not at all with --no-cache
+    render_opts.setdefault("cache", opts.cache_dir is not None)
+    if opts.cache_dir is not None:
+        render_opts.setdefault("cache_dir", str(Path(opts.cache_dir) / "renders"))
+
     def prepare(item: Item) -> PreparedItem:
         try:
-            prepared = prepare_item(item, background, opts.render, decode=False, need_reference=needs_reference)
+            prepared = prepare_item(item, background, render_opts, decode=False, need_reference=needs_reference)
             if prepared.error is None and prepared.views:
                 _warm_views(prepared, backbones, cache, needs_pixels)
         except ItemError as exc:  # decode failure surfaces here when pixels are first needed

@@ -269,11 +269,8 @@ def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOpti
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"--root {root} is not a folder: give the folder holding the Toys4k assets")
+    # the pipeline puts the render cache in CACHE_DIR/renders (none without a cache dir)
     render = {"rig": opts.rig, "resolution": opts.resolution, "up": opts.up, **opts.render}
-    if opts.cache_dir is None:
-        render["cache"] = False
-    else:
-        render["cache_dir"] = str(Path(opts.cache_dir) / "renders")
     parse_render_options(render)  # validate before any work
     rows = read_metadata(Path(metadata))
     if opts.max_assets is not None:
