@@ -121,11 +121,16 @@ def test_cube_face_shows_its_texture_colour_where_geometry_says(tmp_path: Path, 
 def test_yaw_90_views_the_plus_x_side(tmp_path: Path) -> None:
     body = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
     body.visual.face_colors = [200, 200, 200, 255]
-    marker = trimesh.creation.box(extents=(0.2, 0.2, 0.2))
-    marker.apply_translation([0.6, 0.0, 0.0])
+    marker = trimesh.creation.box(extents=(0.2, 0.2, 0.2))  # built at the origin...
     marker.visual.face_colors = [255, 0, 0, 255]
+    scene = trimesh.Scene()
+    scene.add_geometry(body, node_name="body")
+    # ...and placed on the +X side by its scene-graph node (a rotation too, harmless for a cube)
+    node = trimesh.transformations.translation_matrix([0.6, 0.0, 0.0]) @ trimesh.transformations.rotation_matrix(
+        math.pi / 2, [0, 1, 0])
+    scene.add_geometry(marker, node_name="marker", transform=node)
     path = tmp_path / "marker.glb"
-    trimesh.Scene([body, marker]).export(path)
+    scene.export(path)
     res = 128
     views = render_asset(path, {**FLAT, "rig": "orbit4", "pitch": 0.0, "normalize": "none", "resolution": res}).views
     centre = res // 2
