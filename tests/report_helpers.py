@@ -11,6 +11,10 @@ from tests.conftest import make_image
 
 COLORS = [(220, 20, 20), (20, 200, 40), (20, 40, 220), (230, 220, 30), (140, 30, 160), (240, 140, 20),
           (30, 200, 200), (90, 90, 90)]
+CUBE_OBJ = "\n".join(
+    [f"v {x} {y} {z}" for x in (-0.5, 0.5) for y in (-0.4, 0.4) for z in (-0.3, 0.3)]
+    + ["f 1 3 4 2", "f 5 6 8 7", "f 1 2 6 5", "f 3 7 8 4", "f 1 5 7 3", "f 2 4 8 6"]) + "\n"  # a box mesh as OBJ text: no mesh library needed to make it
+
 NAMES = ["red", "green", "blue", "yellow", "purple", "orange", "cyan", "grey"]
 
 

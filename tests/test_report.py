@@ -18,7 +18,7 @@ from gencritic.report.builder import ReportOptions, build_report, markdown_summa
 from gencritic.report.data import group_means, load_results
 from gencritic.report.plots import correlations, histogram, histogram_svg
 from tests.conftest import make_image
-from tests.report_helpers import scored_run
+from tests.report_helpers import CUBE_OBJ, scored_run
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,21 @@ def test_cli_report(run_dir: Path, tmp_path: Path) -> None:
 def test_missing_results_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no results\.csv"):
         load_results(tmp_path)
+
+
+def test_render_meshes_without_views(tmp_path: Path) -> None:
+    """--render: a mesh with no views folder is rendered once and cached in the results folder."""
+    import importlib.util
+
+    if importlib.util.find_spec("gencritic.render.api") is None:
+        pytest.skip("gencritic.render.api is not installed")
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "box.obj").write_text(CUBE_OBJ)
+    (out / "results.csv").write_text("image,item_id,clip_score,success,error,model,settings_id\n"
+                                     "box.obj,box.obj,0.25,true,,m,s\n")
+    opts = ReportOptions(media_root=tmp_path, render=True, render_options={"rig": "toys4k8", "resolution": 64})
+    assert build_report(out, tmp_path / "r.html", options=opts).thumbnails == 8
+    cached = sorted((out / ".gencritic" / "report_views" / "box").glob("*.png"))
+    assert len(cached) == 8
+    assert build_report(out, tmp_path / "r2.html", options=opts).thumbnails == 8  # from the cache
