@@ -455,3 +455,26 @@ def test_cli_profiles_show_and_unknown_profile_error(tmp_path: Path) -> None:
     img = save(product(), tmp_path / "x.png")
     res = runner.invoke(app, ["diagnose", str(img), "--profile", "nope"])
     assert isinstance(res.exception, InputError) and "shipped profiles" in str(res.exception)
+
+
+def test_registered_metrics_as_profile_scores(tmp_path: Path) -> None:
+    a = product()
+    noise = np.random.default_rng(0).integers(-12, 13, a.shape)
+    b = np.clip(a.astype(int) + noise, 0, 255).astype(np.uint8)
+    ref, img = save(a, tmp_path / "ref.png"), save(b, tmp_path / "img.png")
+    prof = tmp_path / "p.yaml"
+    prof.write_text("diagnostics:\n  brightness: {target: [0.1, 0.95]}\n"
+                    "scores:\n  psnr: {target: [30, null], weight: 1, tolerance: 5}\n"
+                    "  fidelity: {metric: ssim, target: [0.9, null], weight: 1}\n"
+                    "  lpips: {metric: 'lpips:net=alex;weights=" + str(tmp_path / "absent.pth") + "', target: [null, 0.2]}\n")
+    out = diagnose(img, profile=str(prof), reference=ref)
+    mse = ((a.astype(float) - b.astype(float)) / 255) ** 2
+    assert out["scores"]["psnr"]["value"] == pytest.approx(10 * np.log10(1 / mse.mean()), abs=1e-4)
+    assert out["scores"]["psnr"]["verdict"] == "good"
+    assert 0 < out["scores"]["fidelity"]["value"] < 1 and out["scores"]["fidelity"]["metric"] == "ssim"
+    assert "lpips" in out["skipped"] and "lpips" in out["unavailable"] and "lpips" not in out["scores"]
+    no_ref = diagnose(img, profile=str(prof))
+    assert no_ref["skipped"]["psnr"] == "needs a reference image (--reference)"
+    prof.write_text("diagnostics:\n  brightness: {target: [0.1, 0.95]}\nscores:\n  sparkle: {target: [0, 1]}\n")
+    with pytest.raises(InputError, match="unknown metric 'sparkle'"):
+        diagnose(img, profile=str(prof))

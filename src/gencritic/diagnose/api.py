@@ -127,6 +127,12 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
     except ValueError as exc:
         raise InputError(f"profile {prof.path}: {exc}") from None
     unavailable: dict[str, str] = {}
+    metric_checks = [c for c in prof.checks if c.kind == "metric"]
+    registry_metrics = {}
+    if metric_checks:
+        from gencritic.diagnose.registry_scores import prepare_metrics
+
+        registry_metrics = prepare_metrics(metric_checks, model)
     backbone = _resolve_backbone(prof, model, pool, unavailable)
 
     # -- media ----------------------------------------------------------------------------
@@ -139,7 +145,8 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
         analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=needs_flow)
         key = int(np.argmax(analysis["curves"]["brightness"]))
         rgb = seq.frames[key]
-        ctx = ImageContext.build(rgb, None if seq.alphas is None else seq.alphas[key], prof.segmentation)
+        alpha = None if seq.alphas is None else seq.alphas[key]
+        ctx = ImageContext.build(rgb, alpha, prof.segmentation)
         temporal = _temporal_values(analysis["summary"], seq.fps)
         unavailable.update(analysis["unavailable"])
         sequence_info = {"frames": len(seq), "fps": seq.fps, "key_frame": key, "key_frame_name": seq.names[key],
@@ -233,6 +240,24 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
                 record(check, cos, entry)
                 scores[check.name] = entry
 
+    if metric_checks:
+        from gencritic.diagnose.registry_scores import run_metric
+        from gencritic.models import ModelPool
+
+        metric_pool = pool or ModelPool()
+        for check in metric_checks:
+            metric, column = registry_metrics[check.name]
+            res = run_metric(metric, column, rgb, alpha, path, prompt, ref_path, background, metric_pool, model)
+            if res.value is None:
+                skipped[check.name] = res.reason or "not computed"
+                if res.unavailable:
+                    unavailable[check.name] = res.reason or ""
+                continue
+            entry = {"metric": metric.name, "column": column, "model": res.model,
+                     "higher_is_better": metric.info.higher_is_better, "description": metric.info.description}
+            record(check, res.value, entry)
+            scores[check.name] = entry
+
     # -- decisions --------------------------------------------------------------------------
     overall = overall_score([(c.weight, component_score(v, c.target)) for c, v in measured])
     verdicts = {c.name: ("unmeasurable" if v is None else verdict(v, c.target)) for c, v in measured}
@@ -267,7 +292,8 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
         "passed": not failed_because, "failed_because": failed_because,
         "overall": overall, "scores": scores, "diagnostics": diagnostics,
         "suggested_parameters": suggestions, "issues": issues, "notes": notes,
-        "skipped": skipped, "unavailable": {k: v for k, v in unavailable.items() if k == "clip"},
+        "skipped": skipped,
+        "unavailable": {k: v for k, v in unavailable.items() if k == "clip" or k in registry_metrics},
         "model": None if backbone is None else backbone.model_id, "prompt": prompt,
         "reference": None if ref_path is None else str(ref_path),
         "segmentation": {"mask_source": ctx.masks.source, "background_rgb": list(ctx.masks.background_rgb),

@@ -47,7 +47,7 @@ class Check:
     """One diagnostic, probe or score the profile asks for."""
 
     name: str
-    kind: str  # "image", "temporal", "probe" or "score"
+    kind: str  # "image", "temporal", "probe", "score" (built-in CLIP) or "metric" (any registered metric)
     target: Target
     weight: float
     options: dict[str, Any] = field(default_factory=dict)  # region, ladder, ...
@@ -188,7 +188,7 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
             else:
                 kind = kind_of
             if kind == "score" and name not in SCORE_NAMES:
-                raise InputError(f"profile {path}: unknown score {name!r}; known: {', '.join(SCORE_NAMES)}")
+                kind = "metric"  # any registered metric (checked against the registry before work)
             options = {k: v for k, v in spec.items() if k not in ("target", "weight", "tolerance")}
             if "region" in options and options["region"] not in REGIONS:
                 raise InputError(f"profile {path}: {where}.region must be one of {', '.join(REGIONS)}")
