@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -66,6 +67,7 @@ def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: st
                            max_upload_bytes=int(max_upload_mb * 1024 * 1024), batch_window_ms=batch_window_ms,
                            max_batch=max_batch, render={"rig": rig, "resolution": resolution})
     service = ScoringService(config)
+    atexit.register(service.close)  # its temp folder of uploads goes with the process
     service.warm_up()
     return service
 
