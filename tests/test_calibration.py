@@ -111,3 +111,24 @@ def test_calibrate_profile_end_to_end_and_cli(tmp_path: Path) -> None:
     cli = json.loads(res.stdout)
     assert cli["weights"] == pytest.approx(out["weights"])
     assert (tmp_path / "cal.yaml").exists()
+
+
+def test_pairs_from_ratings_by_hand_and_ratings_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    pairs = cal.pairs_from_ratings([3.0, 1.0, 2.9, 5.0], margin=0.5)
+    assert sorted(map(tuple, pairs.tolist())) == sorted([(0, 1), (2, 1), (3, 0), (3, 1), (3, 2)])
+    levels = np.linspace(0.3, 1.0, 8)
+    lines = ["image,rating"]
+    for k, lv in enumerate(levels):
+        Image.fromarray(_shot(lv)).save(tmp_path / f"i{k}.png")
+        lines.append(f"i{k}.png,{lv * 5:.3f}")
+    (tmp_path / "mos.csv").write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(app, ["calibrate", str(tmp_path / "mos.csv"), "--profile", "product-shot",
+                                   "--margin", "0.1"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert max(out["weights"], key=out["weights"].get) == "brightness"
+    assert out["pairs"]["train"] + out["pairs"]["held_out"] == len(cal.pairs_from_ratings(levels * 5, 0.1))

@@ -135,43 +135,53 @@ def temporal_command(
     typer.echo(json.dumps(summary, indent=2, allow_nan=False))
 
 
-def _read_pairs(path: Path) -> tuple[list[tuple[str, str]], dict[str, bool] | None]:
+def _read_choices(path: Path) -> tuple[list[tuple[str, str]] | None, dict[str, float] | None]:
+    """(pairs, None) for a winner,loser CSV; (None, ratings) for an image,rating CSV."""
     if not path.is_file():
-        raise InputError(f"pairs file not found: {path}")
+        raise InputError(f"choices file not found: {path}")
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    if not rows or not {"winner", "loser"} <= set(rows[0]):
-        raise InputError(f"{path} needs a CSV header with 'winner' and 'loser' columns (image paths)")
     base = path.parent
 
     def resolve(p: str) -> str:
         q = Path(p.strip())
         return str(q if q.is_absolute() else base / q)
 
-    return [(resolve(r["winner"]), resolve(r["loser"])) for r in rows], None
+    cols = set(rows[0]) if rows else set()
+    if {"winner", "loser"} <= cols:
+        return [(resolve(r["winner"]), resolve(r["loser"])) for r in rows], None
+    if {"image", "rating"} <= cols:
+        try:
+            return None, {resolve(r["image"]): float(r["rating"]) for r in rows}
+        except ValueError as exc:
+            raise InputError(f"{path}: every 'rating' must be a number ({exc})") from None
+    raise InputError(f"{path} needs a CSV header with winner,loser (pairwise choices) or image,rating (scores)")
 
 
 def calibrate_command(
-    pairs: Path = typer.Argument(..., help="CSV with columns winner,loser: image paths (relative to the CSV) where "
-                                           "a person preferred 'winner'."),
+    pairs: Path = typer.Argument(..., help="CSV of human judgements, image paths relative to the CSV: columns "
+                                           "winner,loser (pairwise choices) or image,rating (mean opinion scores)."),
     profile: str = typer.Option("explosion", "--profile", "-P", help="Profile to calibrate (name or .yaml)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the calibrated profile YAML here."),  # noqa: UP045
     labels: Optional[Path] = typer.Option(None, "--labels", help="CSV image,acceptable (1/0) to fit the pass threshold."),  # noqa: UP045
     l2: float = typer.Option(1.0, "--l2", help="L2 regularisation of the Bradley-Terry fit."),
     holdout: float = typer.Option(0.25, "--holdout", help="Share of pairs held out to report accuracy."),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out split."),
+    margin: float = typer.Option(0.0, "--margin", help="With ratings: only pairs whose ratings differ by more."),
 ) -> None:
-    """Fit a profile's weights (and pass threshold) to human pairwise choices.
+    """Fit a profile's weights (and pass threshold) to human pairwise choices or ratings.
 
     Prints held-out pair accuracy of the calibrated weights vs equal and current weights.
 
-    Example:
+    Examples:
 
       gencritic calibrate choices.csv --profile explosion --out explosion_calibrated.yaml
-    """
-    from gencritic.diagnose.calibrate import calibrate_profile
 
-    pair_list, _ = _read_pairs(pairs)
+      gencritic calibrate mos.csv --profile product-shot --margin 0.5 --labels accept.csv
+    """
+    from gencritic.diagnose.calibrate import calibrate_from_ratings, calibrate_profile
+
+    pair_list, ratings = _read_choices(pairs)
     acceptable = None
     if labels is not None:
         if not labels.is_file():
@@ -179,7 +189,11 @@ def calibrate_command(
         with open(labels, newline="", encoding="utf-8") as fh:
             acceptable = {str(labels.parent / r["image"].strip()): r["acceptable"].strip() in ("1", "true", "yes")
                           for r in csv.DictReader(fh)}
-    result = calibrate_profile(profile, pair_list, acceptable, l2=l2, holdout=holdout, seed=seed)
+    if ratings is not None:
+        result = calibrate_from_ratings(profile, ratings, margin, acceptable=acceptable, l2=l2, holdout=holdout,
+                                        seed=seed)
+    else:
+        result = calibrate_profile(profile, pair_list or [], acceptable, l2=l2, holdout=holdout, seed=seed)
     yaml_text = result.pop("yaml")
     if out is not None:
         from gencritic.store import atomic_write_text

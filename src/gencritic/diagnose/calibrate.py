@@ -29,6 +29,16 @@ def pairs_from_ranking(ranking: Sequence[int]) -> np.ndarray:
     return np.array([(r[i], r[j]) for i in range(len(r)) for j in range(i + 1, len(r))], dtype=int).reshape(-1, 2)
 
 
+def pairs_from_ratings(ratings: Sequence[float], margin: float = 0.0) -> np.ndarray:
+    """Every (better, worse) pair whose ratings differ by more than ``margin`` (ties and near-ties dropped)."""
+    r = np.asarray(ratings, dtype=np.float64)
+    i, j = np.triu_indices(r.size, k=1)
+    diff = r[i] - r[j]
+    keep = np.abs(diff) > margin
+    i, j, diff = i[keep], j[keep], diff[keep]
+    return np.stack([np.where(diff > 0, i, j), np.where(diff > 0, j, i)], axis=1).astype(int).reshape(-1, 2)
+
+
 def _loss_grad_hess(beta: np.ndarray, d: np.ndarray, l2: float) -> tuple[float, np.ndarray, np.ndarray]:
     z = d @ beta
     loss = float(np.logaddexp(0.0, -z).sum() + 0.5 * l2 * beta @ beta)
@@ -177,3 +187,13 @@ def calibrate_profile(profile: str, pairs: Sequence[tuple[str | Path, str | Path
     out["images"] = len(images)
     out["yaml"] = profile_to_yaml(prof, out["weights"], out.get("pass_threshold"))
     return out
+
+
+def calibrate_from_ratings(profile: str, ratings: dict[str, float], margin: float = 0.0, **kwargs: Any
+                           ) -> dict[str, Any]:
+    """Mean-opinion ratings (image -> score, higher better) -> implied pairs -> :func:`calibrate_profile`."""
+    images = list(ratings)
+    pairs = pairs_from_ratings([ratings[p] for p in images], margin)
+    if len(pairs) < 4:
+        raise InputError(f"only {len(pairs)} pairs differ by more than margin {margin}; lower --margin or add ratings")
+    return calibrate_profile(profile, [(images[a], images[b]) for a, b in pairs], **kwargs)
