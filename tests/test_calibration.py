@@ -132,3 +132,15 @@ def test_pairs_from_ratings_by_hand_and_ratings_cli(tmp_path: Path) -> None:
     out = json.loads(res.stdout)
     assert max(out["weights"], key=out["weights"].get) == "brightness"
     assert out["pairs"]["train"] + out["pairs"]["held_out"] == len(cal.pairs_from_ratings(levels * 5, 0.1))
+
+
+def test_item_holdout_keeps_renders_apart() -> None:
+    x, pairs, _ = simulate(5)
+    train, test = cal.split_by_items(pairs, x.shape[0], holdout=0.3, seed=1)
+    train_items = set(pairs[train].ravel().tolist())
+    test_items = set(pairs[test].ravel().tolist())
+    assert train_items.isdisjoint(test_items) and len(test) > 0
+    out = cal.calibrate_features(x, pairs, [str(k) for k in range(6)], np.ones(6), holdout=0.3, seed=1,
+                                 holdout_by="items")
+    assert out["pairs"]["held_out"] == len(test)
+    assert out["held_out_accuracy"]["calibrated"] > out["held_out_accuracy"]["equal_weights"]

@@ -168,6 +168,8 @@ def calibrate_command(
     holdout: float = typer.Option(0.25, "--holdout", help="Share of pairs held out to report accuracy."),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out split."),
     margin: float = typer.Option(0.0, "--margin", help="With ratings: only pairs whose ratings differ by more."),
+    holdout_by: str = typer.Option("pairs", "--holdout-by", help="pairs (a share of the choices) or items (a share "
+                                                                 "of the images: none of them seen in training)."),
 ) -> None:
     """Fit a profile's weights (and pass threshold) to human pairwise choices or ratings.
 
@@ -191,9 +193,10 @@ def calibrate_command(
                           for r in csv.DictReader(fh)}
     if ratings is not None:
         result = calibrate_from_ratings(profile, ratings, margin, acceptable=acceptable, l2=l2, holdout=holdout,
-                                        seed=seed)
+                                        seed=seed, holdout_by=holdout_by)
     else:
-        result = calibrate_profile(profile, pair_list or [], acceptable, l2=l2, holdout=holdout, seed=seed)
+        result = calibrate_profile(profile, pair_list or [], acceptable, l2=l2, holdout=holdout, seed=seed,
+                                   holdout_by=holdout_by)
     yaml_text = result.pop("yaml")
     if out is not None:
         from gencritic.store import atomic_write_text

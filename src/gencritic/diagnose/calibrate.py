@@ -93,6 +93,19 @@ def split_pairs(n: int, holdout: float = 0.25, seed: int = 0) -> tuple[np.ndarra
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
+def split_by_items(pairs: np.ndarray, n_items: int, holdout: float = 0.25, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out *renders*, not pairs: test pairs join two held-out items, train pairs two others,
+    pairs that straddle are dropped. The stricter test: no held-out render was seen in training."""
+    p = np.asarray(pairs, dtype=int).reshape(-1, 2)
+    order = np.random.default_rng(seed).permutation(n_items)
+    held = np.zeros(n_items, dtype=bool)
+    held[order[: max(2, round(holdout * n_items))]] = True
+    in_test = held[p[:, 0]] & held[p[:, 1]]
+    in_train = ~held[p[:, 0]] & ~held[p[:, 1]]
+    return np.flatnonzero(in_train), np.flatnonzero(in_test)
+
+
 def weighted_overall(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     total = w.sum()
@@ -120,11 +133,21 @@ def fit_threshold(overall: np.ndarray, acceptable: np.ndarray) -> tuple[float, f
 
 def calibrate_features(features: np.ndarray, pairs: np.ndarray, names: Sequence[str],
                        current_weights: Sequence[float], l2: float = 1.0, holdout: float = 0.25,
-                       seed: int = 0, acceptable: np.ndarray | None = None) -> dict[str, Any]:
-    """The numeric core of calibration (no files): weights, held-out accuracies, threshold."""
+                       seed: int = 0, acceptable: np.ndarray | None = None, holdout_by: str = "pairs"
+                       ) -> dict[str, Any]:
+    """The numeric core of calibration (no files): weights, held-out accuracies, threshold.
+    ``holdout_by``: "pairs" (a share of the choices) or "items" (a share of the renders)."""
     x = np.asarray(features, dtype=np.float64)
     p = np.asarray(pairs, dtype=int).reshape(-1, 2)
-    train, test = split_pairs(len(p), holdout, seed)
+    if holdout_by == "items":
+        train, test = split_by_items(p, x.shape[0], holdout, seed)
+    elif holdout_by == "pairs":
+        train, test = split_pairs(len(p), holdout, seed)
+    else:
+        raise InputError(f"holdout_by must be 'pairs' or 'items', got {holdout_by!r}")
+    if len(train) == 0 or len(test) == 0:
+        raise InputError(f"the {holdout_by} split left {len(train)} training and {len(test)} held-out pairs; "
+                         f"add more judgements or use holdout_by='pairs'")
     beta = fit_pairwise_weights(x, p[train], l2)
     current = np.asarray(current_weights, dtype=np.float64)
     clipped = np.clip(beta, 0.0, None)
@@ -136,7 +159,8 @@ def calibrate_features(features: np.ndarray, pairs: np.ndarray, names: Sequence[
         "weights": dict(zip(names, weights.tolist(), strict=True)),
         "coefficients": dict(zip(names, beta.tolist(), strict=True)),
         "negative": [n for n, b in zip(names, beta.tolist(), strict=True) if b < 0],
-        "pairs": {"train": len(train), "held_out": len(test), "holdout": holdout, "seed": seed, "l2": l2},
+        "pairs": {"train": len(train), "held_out": len(test), "holdout": holdout, "holdout_by": holdout_by,
+                  "seed": seed, "l2": l2},
         "held_out_accuracy": {
             "calibrated": pair_accuracy(weighted_overall(x, weights), test_pairs),
             "equal_weights": pair_accuracy(weighted_overall(x, np.ones(x.shape[1])), test_pairs),
@@ -152,7 +176,8 @@ def calibrate_features(features: np.ndarray, pairs: np.ndarray, names: Sequence[
 
 def calibrate_profile(profile: str, pairs: Sequence[tuple[str | Path, str | Path]],
                       acceptable: dict[str, bool] | None = None, l2: float = 1.0, holdout: float = 0.25,
-                      seed: int = 0, model: str | None = None, prompt: str | None = None) -> dict[str, Any]:
+                      seed: int = 0, model: str | None = None, prompt: str | None = None,
+                      holdout_by: str = "pairs") -> dict[str, Any]:
     """Diagnose every image named in ``pairs`` (winner, loser) and calibrate the profile's weights.
 
     Checks that could not be measured on every image (skipped: no model, single images for
@@ -182,7 +207,8 @@ def calibrate_profile(profile: str, pairs: Sequence[tuple[str | Path, str | Path
         norm = {str(Path(k)): v for k, v in acceptable.items()}
         labels = np.array([bool(norm[p]) for p in images])
     current = [next(c.weight for c in prof.checks if c.name == n) for n in names]
-    out = calibrate_features(feats, pair_idx, names, current, l2=l2, holdout=holdout, seed=seed, acceptable=labels)
+    out = calibrate_features(feats, pair_idx, names, current, l2=l2, holdout=holdout, seed=seed, acceptable=labels,
+                             holdout_by=holdout_by)
     out["profile"] = prof.name
     out["images"] = len(images)
     out["yaml"] = profile_to_yaml(prof, out["weights"], out.get("pass_threshold"))
