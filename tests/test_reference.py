@@ -103,6 +103,18 @@ def test_ms_ssim_matches_torchmetrics() -> None:
     assert ours == pytest.approx(expected, abs=1e-9)
 
 
+def test_torch_path_used_on_accelerators_equals_the_numpy_cpu_path() -> None:
+    """ssim()/ms_ssim() run NumPy on CPU and torch elsewhere; feed the torch path CPU tensors."""
+    a, b = _smooth_pair(170, 180, seed=11)
+    x, y = _t(a), _t(b)
+    mask = torch.rand(1, 1, 170, 180, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    smap_t, cs_t = S.ssim_maps(x, y)
+    smap_n, cs_n = S.ssim_maps(x.numpy(), y.numpy())
+    assert np.allclose(smap_t.numpy(), smap_n, atol=1e-12) and np.allclose(cs_t.numpy(), cs_n, atol=1e-12)
+    assert float(S._weighted_mean(smap_t, mask)[0]) == pytest.approx(float(S.ssim(x, y, mask)[0]), abs=1e-12)
+    assert np.allclose(S._pool2(x).numpy(), S._pool2(x.numpy()), atol=1e-15)
+
+
 def test_ms_ssim_refuses_small_images_with_the_size_it_needs() -> None:
     a, b = _smooth_pair(100, 100)
     with pytest.raises(ValueError, match="161x161"):
