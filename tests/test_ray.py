@@ -105,3 +105,15 @@ def test_cli_engine_ray(runs: dict, manifest: Path, tiny_clip_dir: Path, tmp_pat
     assert json.loads((out / "summary.json").read_text())["engine"]["name"] == "ray"
     bad = CliRunner().invoke(app, [*args, "--engine", "spark"])
     assert bad.exit_code != 0
+
+
+def test_gpus_follow_the_device() -> None:
+    from gencritic.engines.ray_engine import default_gpus_per_actor
+    from gencritic.errors import InputError
+
+    assert default_gpus_per_actor("cpu", 4) == 0.0
+    assert default_gpus_per_actor("auto", 0) == 0.0
+    assert default_gpus_per_actor("auto", 2) == 1.0
+    assert default_gpus_per_actor("cuda:0", 1) == 1.0
+    with pytest.raises(InputError, match="no GPU"):
+        default_gpus_per_actor("cuda", 0)

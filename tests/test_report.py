@@ -114,10 +114,14 @@ def test_views_folder_for_meshes(tmp_path: Path) -> None:
 
 
 def test_cli_report(run_dir: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "rep.html")])
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "rep.html"),
+                                      "--group-by", "prompt"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "rep.html").exists() and (tmp_path / "rep.md").exists()
     assert "11 items" in result.output
+    assert '<option value="prompt">' in (tmp_path / "rep.html").read_text()  # forced leaderboard column
+    bad = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "x.html"), "--group-by", "nope"])
+    assert isinstance(bad.exception, InputError) and "no such column" in str(bad.exception)
 
 
 def test_missing_results_is_one_clear_error(tmp_path: Path) -> None:

@@ -36,6 +36,8 @@ def report_command(
     thumb_size: int = typer.Option(160, "--thumb-size", help="Thumbnail size in pixels (embedded JPEG)."),
     top_n: int = typer.Option(8, "--top-n", help="How many items in the best-N and worst-N galleries."),
     title: Optional[str] = typer.Option(None, "--title", help="Page title (default: the results folder name)."),  # noqa: UP045
+    group_by: list[str] = typer.Option([], "--group-by", help="Column to build a leaderboard on (repeatable; "
+                                                              "low-cardinality columns are offered anyway)."),
     render: bool = typer.Option(False, "--render", help="Render meshes that have no --views folder (cached under "
                                                         "RESULTS/.gencritic/report_views)."),
     rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for --render."),
@@ -50,7 +52,8 @@ def report_command(
     from gencritic.report.builder import ReportOptions, build_report
 
     opts = ReportOptions(views_dir=views, media_root=media_root, embed=not link, thumb_size=thumb_size, top_n=top_n,
-                         title=title, render=render, render_options={"rig": rig, "resolution": resolution})
+                         title=title, render=render, render_options={"rig": rig, "resolution": resolution},
+                         group_by=group_by)
     md_path = markdown or out.with_suffix(".md")
     written = build_report(results, out, markdown=md_path, options=opts)
     typer.echo(f"report: {written.html} ({written.items} items, {written.thumbnails} thumbnails) and {written.markdown}")

@@ -68,6 +68,21 @@ def chunk_items(items: Sequence[Item], size: int) -> list[list[Item]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
+def default_gpus_per_actor(device: str, cluster_gpus: float) -> float:
+    """One GPU per actor when the run asks for CUDA (or ``auto`` on a cluster that has GPUs).
+
+    Ray hides GPUs from actors that did not reserve one, so without this ``--device cuda``
+    would fail on the workers and ``auto`` would quietly run on their CPUs.
+    """
+    if device.startswith("cuda"):
+        if cluster_gpus < 1:
+            raise InputError(f"--device {device} but the Ray cluster has no GPU: use --device cpu or a GPU cluster")
+        return 1.0
+    if device == "auto" and cluster_gpus >= 1:
+        return 1.0
+    return 0.0
+
+
 def read_journal(folder: Path) -> list[dict[str, Any]]:
     path = folder / STATE_DIR / "journal.jsonl"
     if not path.exists():
@@ -160,7 +175,7 @@ def score_with_ray(
     ray_address: str | None = None,
     num_actors: int | None = None,
     cpus_per_actor: float = 1.0,
-    gpus_per_actor: float = 0.0,
+    gpus_per_actor: float | None = None,
     num_cpus: int | None = None,
     torch_threads: int | None = None,
 ) -> ScoreRun:
@@ -170,6 +185,9 @@ def score_with_ray(
     local cluster starts (``num_cpus`` caps it). ``num_actors`` defaults to what the cluster
     can hold at ``cpus_per_actor``/``gpus_per_actor`` each. Writes the same files as a local
     run into ``out`` and returns the same :class:`ScoreRun`.
+
+    ``gpus_per_actor``: default one per actor when ``options.device`` is CUDA, or ``auto`` and the
+    cluster has GPUs; otherwise none.
 
     ``torch_threads``: CPU threads per actor. On a local cluster it defaults to the driver's
     own torch thread count, because CPU kernels partition work by thread count and that moves
@@ -211,6 +229,8 @@ def score_with_ray(
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
         chunks = chunk_items(pending, opts.batch_size)
+        if gpus_per_actor is None:
+            gpus_per_actor = default_gpus_per_actor(opts.device, float(ray.cluster_resources().get("GPU", 0.0)))
         if num_actors is None:
             cpus = float(ray.cluster_resources().get("CPU", 1.0))
             gpus = float(ray.cluster_resources().get("GPU", 0.0))

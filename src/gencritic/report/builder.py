@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gencritic.errors import InputError
 from gencritic.report.data import ResultsData, group_means, load_results, ranked
 from gencritic.report.plots import correlations, histogram_svg, scatter_svg
 from gencritic.report.thumbs import Thumb, thumbnails
@@ -35,6 +36,7 @@ class ReportOptions:
     title: str | None = None
     render: bool = False  # render meshes without views through gencritic.render (cached in the results folder)
     render_options: dict[str, Any] = field(default_factory=dict)
+    group_by: list[str] = field(default_factory=list)  # leaderboard columns besides the detected ones
 
 
 @dataclass
@@ -291,6 +293,10 @@ def build_report(results: str | Path, out: str | Path, markdown: str | Path | No
     """Read ``results`` (a ``gencritic score`` output folder) and write the HTML (and Markdown)."""
     opts = options or ReportOptions()
     data = load_results(results)
+    unknown = [c for c in opts.group_by if c not in data.columns]
+    if unknown:
+        raise InputError(f"--group-by {', '.join(unknown)}: no such column; columns are {', '.join(data.columns)}")
+    data.group_columns = list(dict.fromkeys([*opts.group_by, *data.group_columns]))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     thumbs = thumbnails(data, out.parent.resolve(), views_dir=opts.views_dir, media_root=opts.media_root,
