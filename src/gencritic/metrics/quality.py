@@ -22,6 +22,7 @@ from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.base import Metric, MetricInfo, MetricResult
 from gencritic.metrics.registry import register
 from gencritic.models.clip import ClipBackbone
+from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
 AESTHETIC_DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 DEFAULT_IQA_PAIRS: tuple[tuple[str, str], ...] = (("Good photo.", "Bad photo."),)
@@ -112,7 +113,7 @@ def clip_iqa_scores(img: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, log
 class ClipIQA(Metric):
     info = MetricInfo(
         name="clip_iqa", family="quality", inputs=("image",), columns=("clip_iqa",), range=(0.0, 1.0),
-        higher_is_better=True, default_model=None,
+        higher_is_better=True, default_model=DEFAULT_CLIP_MODEL,
         description=("CLIP-IQA: probability of the positive prompt in softmax(logit_scale * cos) over antonym "
                      "pairs, averaged over pairs; default pair 'Good photo.'/'Bad photo.', extend with "
                      "pairs=pos|neg+pos|neg. Uses the run's CLIP backbone and its learned logit scale (100 for "
