@@ -21,6 +21,17 @@ SHAPE_GRID = np.arange(0.2, 10.0005, 0.001)  # MATLAB 0.2:0.001:10 (9801 values)
 # AGGD: r(a) = Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a)); GGD: its reciprocal.
 _R_AGGD = gamma_fn(2.0 / SHAPE_GRID) ** 2 / (gamma_fn(1.0 / SHAPE_GRID) * gamma_fn(3.0 / SHAPE_GRID))
 _R_GGD = 1.0 / _R_AGGD
+assert np.all(np.diff(_R_AGGD) > 0)  # monotone: a nearest-value lookup is a binary search
+
+
+def nearest_on_grid(table: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of the entry of the increasing ``table`` nearest to each value (first on ties),
+    i.e. MATLAB's ``[~, i] = min((table - v).^2)`` without materialising a (values x 9801) matrix."""
+    hi = np.clip(np.searchsorted(table, values), 1, len(table) - 1)
+    lo = hi - 1
+    pick_hi = np.abs(table[hi] - values) < np.abs(table[lo] - values)
+    idx = np.where(pick_hi, hi, lo)
+    return np.where(np.isnan(values), 0, idx)
 SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))  # MATLAB circshift offsets: horizontal, vertical, two diagonals
 
 
@@ -93,7 +104,7 @@ def aggd_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gam_hat = left / right
     r_hat = np.abs(x).mean(1) ** 2 / (x * x).mean(1)
     r_norm = r_hat * (gam_hat**3 + 1) * (gam_hat + 1) / (gam_hat**2 + 1) ** 2
-    alpha = SHAPE_GRID[np.argmin((_R_AGGD[None, :] - r_norm[:, None]) ** 2, axis=1)]
+    alpha = SHAPE_GRID[nearest_on_grid(_R_AGGD, r_norm)]
     return alpha, left, right
 
 
@@ -101,7 +112,8 @@ def ggd_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric GGD fit per row: (shape, std), MATLAB ``estimateggdparam``."""
     sigma_sq = (x * x).mean(1)
     rho = sigma_sq / np.abs(x).mean(1) ** 2
-    shape = SHAPE_GRID[np.argmin(np.abs(rho[:, None] - _R_GGD[None, :]), axis=1)]
+    # _R_GGD decreases along the grid: search the reversed table and map the index back
+    shape = SHAPE_GRID[len(SHAPE_GRID) - 1 - nearest_on_grid(_R_GGD[::-1], rho)]
     return shape, np.sqrt(sigma_sq)
 
 
