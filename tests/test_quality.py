@@ -498,3 +498,14 @@ def test_real_weights_rank_an_obvious_pair(spec: str, tmp_path: Path, monkeypatc
     col = metric.info.columns[0]
     closer, further = rows[0][col], rows[1][col]
     assert (closer < further) if not metric.info.higher_is_better else (closer > further), (closer, further)
+
+
+def test_shape_lookup_picks_what_matlabs_argmin_picks() -> None:
+    rng = np.random.default_rng(0)
+    r = np.concatenate([rng.uniform(0.0, 0.8, 20000), nss._R_AGGD[::41]])
+    dense = np.argmin((nss._R_AGGD[None, :] - r[:, None]) ** 2, axis=1)
+    assert np.array_equal(nss.nearest_on_grid(nss._R_AGGD, r), dense)
+    rho = rng.uniform(1.0, 5.0, 5000)
+    dense_ggd = np.argmin(np.abs(rho[:, None] - nss._R_GGD[None, :]), axis=1)
+    got = len(nss.SHAPE_GRID) - 1 - nss.nearest_on_grid(nss._R_GGD[::-1], rho)
+    assert np.array_equal(got, dense_ggd)
