@@ -5,7 +5,8 @@ one :class:`RenderedView` per camera of the rig; a view that shows nothing has `
 no image, so it is never scored. Whole-asset problems (missing, corrupt, empty, degenerate
 mesh; no GL context) raise :class:`~gencritic.errors.ItemError`, which fails the item's row.
 
-Thread-safe: each thread renders with its own GL context (see :mod:`gencritic.render.gl`).
+Thread-safe: the GL work runs on gencritic's own render threads, one context each (see
+:func:`gencritic.render.gl.render_views`); loading and compositing run in the caller's thread.
 Renders are cached on disk by (asset sha256, pixel settings) unless ``cache=False``.
 """
 
@@ -66,20 +67,20 @@ def view_sha256(asset_sha: str, settings: RenderSettings, index: int) -> str:
 
 
 def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> tuple[np.ndarray, dict[str, Any]]:
-    from gencritic.render.gl import RenderContextError, thread_renderer
+    from gencritic.render.gl import RenderContextError, render_views
 
     mesh = load_asset(path)
     model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
     try:
-        renderer = thread_renderer()
-        views = renderer.render(mesh, model, cameras, settings.resolution, samples=settings.samples,
-                                lit=settings.lighting == "default", point_size=settings.effective_point_size)
+        views, renderer_name = render_views(mesh, model, cameras, settings.resolution, samples=settings.samples,
+                                            lit=settings.lighting == "default",
+                                            point_size=settings.effective_point_size)
     except RenderContextError as exc:
         raise ItemError(f"cannot render {path.name}: {exc}") from None
     except Exception as exc:  # a GL error on this asset (e.g. texture too large) fails this item only
         raise ItemError(f"rendering {path.name} failed: {' '.join(str(exc).split())[:200]}") from None
     meta = {"faces": mesh.num_faces, "points": mesh.num_points, "primitives": len(mesh.primitives),
-            "renderer": renderer.renderer_name, "model_matrix": model.tolist()}
+            "renderer": renderer_name, "model_matrix": model.tolist()}
     return views, meta
 
 

@@ -11,8 +11,9 @@ Why this shape (measured, see docs/rendering.md):
   black;
 * clear colour is (0, 0, 0, 0) and alpha is coverage, so the resolved colour is premultiplied
   and compositing on any background is exact: pixels with no coverage are the background;
-* one context per thread (EGL allows a context current in each thread), so the scoring
-  pipeline's worker threads render different assets at once without sharing GL state.
+* a small pool of long-lived render threads, one context each (:func:`render_views`), so the
+  scoring pipeline's worker threads render different assets at once without sharing GL state
+  and without creating (and leaking) a context per short-lived thread.
 
 No fallback: a context that cannot be created raises :class:`RenderContextError`, whose text
 says which system packages EGL needs.
@@ -20,8 +21,10 @@ says which system packages EGL needs.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -278,3 +281,31 @@ def thread_renderer() -> GLRenderer:
         renderer = GLRenderer()
         _local.renderer = renderer
     return renderer
+
+
+RENDER_THREADS = max(1, int(os.environ.get("GENCRITIC_RENDER_THREADS", "2")))
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def render_views(mesh: MeshData, model: np.ndarray, cameras: Sequence[Camera], resolution: int,
+                 **kwargs: Any) -> tuple[np.ndarray, str]:
+    """Render on gencritic's long-lived GL threads; returns (premultiplied views, renderer name).
+
+    Why a pool of its own: callers' threads come and go (each scoring run makes new workers),
+    and an EGL context is tied to the thread that made it current. Destroying contexts does
+    not give llvmpipe's memory back (~20 MB per context, measured), so contexts are created
+    once per process, one per render thread (``GENCRITIC_RENDER_THREADS``, default 2), and
+    never move between threads. Callers just wait for the result.
+    """
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="gencritic-gl")
+        executor = _executor
+
+    def job() -> tuple[np.ndarray, str]:
+        renderer = thread_renderer()
+        return renderer.render(mesh, model, cameras, resolution, **kwargs), renderer.renderer_name
+
+    return executor.submit(job).result()
