@@ -324,3 +324,27 @@ def test_real_meshes_render_with_non_empty_silhouettes() -> None:
             covered = (v.image.alpha > 0).mean()
             assert 0.01 < covered < 0.95, (path.name, v.name, covered)
             assert np.asarray(v.image.rgb).std() > 5, (path.name, v.name)  # not a flat grey card
+
+
+def test_mirrored_closed_mesh_keeps_its_faces_when_back_faces_are_culled(tmp_path: Path) -> None:
+    """Culling is only for closed surfaces; a mirroring node flips winding and must be detected."""
+    from gencritic.mesh import load_asset
+
+    sphere = coloured_sphere()
+    scene = trimesh.Scene()
+    scene.add_geometry(sphere, node_name="mirrored", transform=np.diag([-1.0, 1.0, 1.0, 1.0]))
+    mirrored = tmp_path / "mirrored.glb"
+    scene.export(mirrored)
+    plain = tmp_path / "plain.glb"
+    trimesh.Scene([sphere]).export(plain)
+    assert {p.orientation for p in load_asset(plain).primitives} == {1}
+    assert {p.orientation for p in load_asset(mirrored).primitives} == {-1}
+    opts = {**FLAT, "resolution": 96}
+    a = render_asset(plain, opts).premultiplied
+    b = render_asset(mirrored, opts).premultiplied
+    area_a, area_b = (a[..., 3] > 0).sum(), (b[..., 3] > 0).sum()
+    assert area_b == pytest.approx(area_a, rel=0.01)  # a culled-away sphere would be (nearly) empty
+    # the inside of an open hemisphere stays visible (open: nothing is culled)
+    cap = trimesh.Trimesh(sphere.vertices, sphere.faces[sphere.triangles_center[:, 1] > 0])
+    cap.export(tmp_path / "cap.ply")
+    assert {p.orientation for p in load_asset(tmp_path / "cap.ply").primitives} == {0}

@@ -45,7 +45,7 @@ def render_command(
     fov: float = typer.Option(40.0, "--fov", help="Vertical field of view in degrees."),
     pitch: float = typer.Option(30.0, "--pitch", help="Elevation of orbitN views in degrees."),
     seed: int = typer.Option(0, "--seed", help="Seed of randomN rigs."),
-    workers: int = typer.Option(2, "--workers", help="Assets rendered at once (one GL context each)."),
+    workers: int = typer.Option(2, "--workers", help="Assets loaded and composited at once (GL work runs on $GENCRITIC_RENDER_THREADS threads, default 2)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root (renders go in CACHE_DIR/renders)."),  # noqa: UP045
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the render cache."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line."),

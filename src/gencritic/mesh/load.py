@@ -42,6 +42,9 @@ class Primitive:
     normals: np.ndarray | None = None  # float32 (N, 3) unit; None = shade flat (face normals)
     uvs: np.ndarray | None = None  # float32 (N, 2), image space (v=0 at the image's top row)
     texture: np.ndarray | None = None  # uint8 (H, W, 4), row 0 = image top
+    # +1: closed surface(s) wound counter-clockwise seen from outside, -1: clockwise, 0: open,
+    # inconsistent or mixed. Lets the renderer skip back faces, which a camera outside can never see.
+    orientation: int = 0
 
     @property
     def count(self) -> int:
@@ -246,8 +249,49 @@ def _triangles_primitive(mesh: Any, transform: np.ndarray) -> Primitive | None:
         normals = None
     return Primitive("triangles", world.astype(np.float32), np.ascontiguousarray(colors, np.float32),
                      np.ascontiguousarray(faces.reshape(-1), dtype=np.uint32),
-                     None if normals is None else normals.astype(np.float32),
-                     None if uvs is None else np.ascontiguousarray(uvs, np.float32), texture)
+                     normals=None if normals is None else normals.astype(np.float32),
+                     orientation=closed_orientation(world, faces),
+                     uvs=None if uvs is None else np.ascontiguousarray(uvs, np.float32), texture=texture)
+
+
+def closed_orientation(positions: np.ndarray, faces: np.ndarray) -> int:
+    """+1 / -1 when every connected part is a closed, consistently wound surface and all parts
+    are wound the same way seen from outside (+1: counter-clockwise, i.e. positive volume);
+    0 otherwise (open, non-manifold, inconsistent, or parts disagreeing).
+
+    Closed and consistent: every directed edge occurs once and its reverse occurs once. The
+    sign comes from each part's signed volume, so a mirrored node transform (already baked into
+    ``positions``) is accounted for. Meshes split at UV seams are not closed by index: they
+    simply keep back faces, which is always correct.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    n = int(positions.shape[0])
+    a = f.reshape(-1)
+    b = f[:, [1, 2, 0]].reshape(-1)
+    forward = a * n + b
+    backward = b * n + a
+    fwd_sorted = np.sort(forward)
+    if np.any(fwd_sorted[1:] == fwd_sorted[:-1]):
+        return 0  # an edge used twice in one direction: inconsistent or non-manifold
+    idx = np.searchsorted(fwd_sorted, backward)
+    idx[idx == len(fwd_sorted)] = 0
+    if not np.array_equal(fwd_sorted[idx], backward):
+        return 0  # a boundary edge: open surface
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    count, labels = connected_components(graph, directed=False)
+    tri = positions.astype(np.float64)[f]
+    volume = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])) / 6.0
+    per_part = np.bincount(labels[f[:, 0]], weights=volume, minlength=count)
+    used = np.unique(labels[f[:, 0]])
+    signs = np.sign(per_part[used])
+    if np.all(signs > 0):
+        return 1
+    if np.all(signs < 0):
+        return -1
+    return 0
 
 
 def _points_primitive(points: np.ndarray, colors: Any, transform: np.ndarray | None = None) -> Primitive | None:

@@ -71,10 +71,15 @@ def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> t
 
     mesh = load_asset(path)
     model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
+    # back faces may be skipped only if every camera is outside the geometry's bounding sphere
+    lo, hi = mesh.bounds()
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    reach = float(np.linalg.norm(corners @ model[:3, :3].T + model[:3, 3], axis=1).max())
+    cull = min(float(np.linalg.norm(c.eye)) for c in cameras) > reach * 1.001
     try:
         views, renderer_name = render_views(mesh, model, cameras, settings.resolution, samples=settings.samples,
                                             lit=settings.lighting == "default",
-                                            point_size=settings.effective_point_size)
+                                            point_size=settings.effective_point_size, cull_closed=cull)
     except RenderContextError as exc:
         raise ItemError(f"cannot render {path.name}: {exc}") from None
     except Exception as exc:  # a GL error on this asset (e.g. texture too large) fails this item only

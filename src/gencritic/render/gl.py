@@ -177,8 +177,12 @@ class GLRenderer:
 
     # -- drawing ------------------------------------------------------------------------------
     def render(self, mesh: MeshData, model: np.ndarray, cameras: Sequence[Camera], resolution: int,
-               samples: int = 0, lit: bool = True, point_size: float = 4.0) -> np.ndarray:
-        """Premultiplied RGBA uint8 views, shape (V, H, W, 4), row 0 = image top."""
+               samples: int = 0, lit: bool = True, point_size: float = 4.0, cull_closed: bool = False) -> np.ndarray:
+        """Premultiplied RGBA uint8 views, shape (V, H, W, 4), row 0 = image top.
+
+        ``cull_closed``: skip back faces of closed, consistently wound primitives. Only valid when
+        every camera is outside the geometry (the caller checks); halves the triangles rasterised.
+        """
         samples = min(samples, self.max_samples) if samples > 1 else 0
         per_row = max(1, min(len(cameras), self.max_size // resolution))
         out = []
@@ -186,7 +190,8 @@ class GLRenderer:
         try:
             for start in range(0, len(cameras), per_row * max(1, self.max_size // resolution)):
                 chunk = cameras[start:start + per_row * max(1, self.max_size // resolution)]
-                out.append(self._render_chunk(uploads, model, chunk, resolution, samples, lit, point_size, per_row))
+                out.append(self._render_chunk(uploads, model, chunk, resolution, samples, lit, point_size, per_row,
+                                              cull_closed))
         finally:
             for vao, buffers, tex, _ in uploads:
                 vao.release()
@@ -223,12 +228,12 @@ class GLRenderer:
                 tex.repeat_y = True
             mode = self._mgl.POINTS if prim.mode == "points" else self._mgl.TRIANGLES
             flat = prim.mode == "triangles" and prim.normals is None
-            uploads.append((vao, buffers, tex, (mode, flat, prim.mode == "points")))
+            uploads.append((vao, buffers, tex, (mode, flat, prim.mode == "points", prim.orientation)))
         return uploads
 
     def _render_chunk(self, uploads: list[tuple[Any, list[Any], Any, Any]], model: np.ndarray,
                       cameras: Sequence[Camera], res: int, samples: int, lit: bool, point_size: float,
-                      per_row: int) -> np.ndarray:
+                      per_row: int, cull_closed: bool = False) -> np.ndarray:
         ctx = self.ctx
         n = len(cameras)
         cols = min(n, per_row)
@@ -240,6 +245,7 @@ class GLRenderer:
         draw.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         ctx.enable(self._mgl.DEPTH_TEST | self._mgl.PROGRAM_POINT_SIZE)
         ctx.disable(self._mgl.CULL_FACE | self._mgl.BLEND)
+        ctx.cull_face = "back"
         prog = self.program
         normal3 = np.linalg.inv(model[:3, :3]).T
         prog["u_model"].write(model.astype("f4").T.tobytes())
@@ -256,7 +262,12 @@ class GLRenderer:
             ctx.viewport = (col * res, (rows - 1 - row) * res, res, res)  # flipped at readback
             prog["u_view"].write(cam.view_matrix().astype("f4").T.tobytes())
             prog["u_proj"].write(cam.projection_matrix().astype("f4").T.tobytes())
-            for vao, _, tex, (mode, flat, points) in uploads:
+            for vao, _, tex, (mode, flat, points, orientation) in uploads:
+                if cull_closed and orientation != 0:  # back faces of a closed surface are never visible
+                    ctx.enable(self._mgl.CULL_FACE)
+                    ctx.front_face = "ccw" if orientation > 0 else "cw"
+                else:
+                    ctx.disable(self._mgl.CULL_FACE)
                 prog["u_use_tex"].value = tex is not None
                 prog["u_flat"].value = flat
                 prog["u_lit"].value = bool(lit) and not points  # points have no normals: albedo

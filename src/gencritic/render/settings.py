@@ -19,7 +19,7 @@ from gencritic.io.images import RGB, WHITE, parse_background
 from gencritic.mesh.normalize import NORMALIZATIONS, UP_AXES
 from gencritic.render.cameras import RIG_HELP, Camera, make_rig
 
-RENDERER_VERSION = "gl-1"
+RENDERER_VERSION = "gl-2"  # gl-2: back faces of closed meshes culled
 LIGHTINGS = ("default", "flat")
 
 
