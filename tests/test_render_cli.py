@@ -90,3 +90,15 @@ def test_asset_with_no_valid_view_is_a_failed_row(mesh_folder: Path, tiny_clip_d
     assert "no valid rendered view" in row["error"] and "blank view" in row["error"]
     assert math.isnan(row.get("clip_score", math.nan)) or row.get("clip_score") in (None, "")
     assert all(v["metric"] == "" and "blank view" in v["error"] for v in run.view_rows)
+
+
+def test_folder_of_meshes_does_not_score_their_textures(tmp_path: Path) -> None:
+    from gencritic.io.manifest import collect_items
+
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    textured_cube().export(folder / "cube.obj")  # writes the MTL and the texture PNG beside it
+    assert list(folder.glob("*.png"))
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "photo.png")  # an unrelated image stays an item
+    items = collect_items(folder)
+    assert sorted(i.item_id for i in items) == ["cube.obj", "photo.png"]

@@ -157,6 +157,11 @@ def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
                 )
         elif child.suffix.lower() in IMAGE_EXTENSIONS | MESH_EXTENSIONS:
             entries.append(child)
+    # a mesh's texture images (named by its MTL/glTF) are part of the mesh, not items to score
+    from gencritic.mesh.load import asset_files
+
+    textures = {f for p in entries if p.suffix.lower() in MESH_EXTENSIONS for f in asset_files(p)[1:]}
+    entries = [p for p in entries if p not in textures]
     if not entries:
         raise InputError(
             f"no images or meshes found in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS | MESH_EXTENSIONS))})"
