@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from gencritic.errors import InputError, ItemError
@@ -96,13 +98,19 @@ def sphere_ply(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # textures and conventions
 
 
-@pytest.mark.parametrize("fmt", ["glb", "obj"])
+@pytest.mark.parametrize("fmt", ["glb", "obj", "gltf"])
 def test_cube_face_shows_its_texture_colour_where_geometry_says(tmp_path: Path, cube_glb: Path, fmt: str) -> None:
     path = cube_glb
     if fmt == "obj":  # OBJ + MTL + PNG written by trimesh: the other texture path
         path = tmp_path / "cube.obj"
         textured_cube().export(path)
         assert (tmp_path / "material.mtl").exists() or list(tmp_path.glob("*.mtl"))
+    if fmt == "gltf":  # .gltf JSON with external .bin buffer and .png texture files
+        files = trimesh.exchange.gltf.export_gltf(trimesh.Scene([textured_cube()]), embed_buffers=False)
+        for name, data in files.items():
+            (tmp_path / name).write_bytes(data)
+        path = tmp_path / "model.gltf"
+        assert len(files) >= 2 and path.exists()
     res = 128
     views = render_asset(path, {**FLAT, "rig": "six", "normalize": "none", "resolution": res}).views
     f = focal(res)
@@ -348,3 +356,17 @@ def test_mirrored_closed_mesh_keeps_its_faces_when_back_faces_are_culled(tmp_pat
     cap = trimesh.Trimesh(sphere.vertices, sphere.faces[sphere.triangles_center[:, 1] > 0])
     cap.export(tmp_path / "cap.ply")
     assert {p.orientation for p in load_asset(tmp_path / "cap.ply").primitives} == {0}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)),
+       st.booleans())
+def test_composite_fast_path_equals_the_formula(seed: int, background: tuple[int, int, int], binary: bool) -> None:
+    rng = np.random.default_rng(seed)
+    a = (rng.integers(0, 2, (9, 7)) * 255) if binary else rng.integers(0, 256, (9, 7))
+    rgb = np.floor(rng.random((9, 7, 3)) * (a[..., None] + 1)).clip(0, a[..., None])  # premultiplied: rgb <= a
+    px = np.concatenate([rgb, a[..., None]], axis=-1).astype(np.uint8)
+    out, alpha = composite(px, background)
+    expected = np.clip(rgb + (np.array(background) * (255 - a[..., None]) + 127) // 255, 0, 255)
+    assert np.array_equal(out, expected)
+    np.testing.assert_allclose(alpha, a / 255, rtol=1e-6)
