@@ -86,7 +86,7 @@ def render_command(
 def toys4k_command(
     metadata: Path = typer.Argument(..., help="Toys4k metadata.csv (sha256, file_identifier, aesthetic_score, captions)."),
     root: Path = typer.Option(..., "--root", help="Folder holding the assets (the .obj tree or .glb files)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: toys4k_results.csv, toys4k_summary.json, views.csv."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: toys4k_results.csv, toys4k_summary.json, scoring/ (views.csv: per-view scores)."),
     caption: str = typer.Option("longest", "--caption", help="Caption rule: longest (default, most detailed), first, "
                                                              "or mean (mean score over all captions)."),
     max_assets: Optional[int] = typer.Option(None, "--max-assets", "-n", help="Only the first N rows (quick runs)."),  # noqa: UP045
