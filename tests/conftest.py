@@ -3,6 +3,12 @@ loader, small images of every awkward kind, and the path to ../shared/data when 
 
 from __future__ import annotations
 
+import os
+
+# Tests never touch the network: huggingface_hub reads this once at import, so set it first.
+# (Without it, a "weights absent" check waits on connection retries instead of failing fast.)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import json
 from pathlib import Path
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 from gencritic.errors import ModelUnavailableError
 from gencritic.models.device import resolve_device
+from gencritic.models.loader import hub_offline
 
 DEFAULT_DINO_MODEL = "facebook/dinov2-small"
 
@@ -60,8 +61,8 @@ def load_dino(spec: str = DEFAULT_DINO_MODEL, device: str = "auto") -> DinoEncod
 
     dev = resolve_device(device)
     try:
-        model = Dinov2Model.from_pretrained(spec, torch_dtype=torch.float32)
-        processor = AutoImageProcessor.from_pretrained(spec)
+        model = Dinov2Model.from_pretrained(spec, local_files_only=hub_offline())
+        processor = AutoImageProcessor.from_pretrained(spec, local_files_only=hub_offline())
     except (OSError, ValueError) as exc:
         reason = " ".join(str(exc).split("\n")[0].split())[:200]
         raise ModelUnavailableError(

@@ -33,6 +33,7 @@ from PIL import Image
 from gencritic.errors import ModelUnavailableError
 from gencritic.models.device import dtype_name, resolve_device, resolve_dtype
 from gencritic.models.hubfile import WeightsSource, hub_repo_reachable, unavailable
+from gencritic.models.loader import hub_offline
 
 IMAGEREWARD_MEAN = 0.16717362830052426
 IMAGEREWARD_STD = 1.0333394966054072
@@ -149,7 +150,7 @@ def load_tokenizer(source: str) -> Any:
         raise unavailable(IMAGEREWARD_WEIGHTS, f"BERT tokenizer '{source}' is not in the Hugging Face cache and the "
                                                f"hub cannot be reached; pass imagereward:tokenizer=DIR")
     try:
-        tok = BertTokenizer.from_pretrained(source)
+        tok = BertTokenizer.from_pretrained(source, local_files_only=hub_offline())
     except (OSError, ValueError) as exc:
         raise unavailable(IMAGEREWARD_WEIGHTS, f"cannot load the BERT tokenizer '{source}' "
                                                f"({str(exc).splitlines()[0]}); pass imagereward:tokenizer=DIR") from None

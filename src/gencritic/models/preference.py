@@ -27,7 +27,7 @@ from gencritic.errors import ModelUnavailableError
 from gencritic.models.clip import ClipBackbone, HFClipBackbone, OpenClipBackbone
 from gencritic.models.device import resolve_device, resolve_dtype
 from gencritic.models.hubfile import WeightsSource, hub_repo_reachable, unavailable
-from gencritic.models.loader import _open_clip_token_counter, _read_state_dict
+from gencritic.models.loader import _open_clip_token_counter, _read_state_dict, hub_offline
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -57,12 +57,12 @@ def load_pickscore(model_source: str, processor_source: str, device: str = "auto
             raise unavailable(PICKSCORE_WEIGHTS, f"'{src}' is not in the Hugging Face cache and the hub cannot be "
                                                  f"reached")
     try:
-        model = CLIPModel.from_pretrained(model_source)  # float32 weights; HFClipBackbone casts
+        model = CLIPModel.from_pretrained(model_source, local_files_only=hub_offline())  # float32 weights; HFClipBackbone casts
     except (OSError, ValueError) as exc:
         raise unavailable(PICKSCORE_WEIGHTS, f"cannot load model '{model_source}': {str(exc).splitlines()[0]}") from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(processor_source)
-        processor = CLIPImageProcessor.from_pretrained(processor_source)
+        tokenizer = AutoTokenizer.from_pretrained(processor_source, local_files_only=hub_offline())
+        processor = CLIPImageProcessor.from_pretrained(processor_source, local_files_only=hub_offline())
     except (OSError, ValueError) as exc:
         raise unavailable(PICKSCORE_WEIGHTS,
                           f"cannot load processor '{processor_source}': {str(exc).splitlines()[0]}") from None
