@@ -166,10 +166,15 @@ class _Prefetcher:
                  window: int) -> None:
         self.items = items
         self.prepare = prepare
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gencritic-load")
+        self.pool = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gencritic-load")
+                     if workers > 0 else None)
         self.window = max(1, window)
 
     def __iter__(self) -> Iterator[PreparedItem]:
+        if self.pool is None:  # inline: no threads competing with the encoder for the cores
+            for item in self.items:
+                yield self.prepare(item)
+            return
         pending: list[Future[PreparedItem]] = []
         it = iter(self.items)
         try:
