@@ -8,6 +8,7 @@ against the manifest's folder, so a dataset folder can be moved as a whole.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -30,10 +31,16 @@ def read_table(path: Path) -> list[dict[str, Any]]:
         raise InputError(f"manifest not found: {path}")
     try:
         if suffix in (".csv", ".tsv"):
-            import pandas as pd
-
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-            return [{str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")]
+            # the csv module, not pandas: cells stay strings exactly as written, and a CLI run
+            # does not pay pandas' import time
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+                if reader.fieldnames is None:
+                    return []
+                names = [str(n) for n in reader.fieldnames]
+                if len(set(names)) != len(names):
+                    raise InputError(f"manifest {path} has repeated column names: {', '.join(names)}")
+                return [{k: ("" if v is None else v) for k, v in row.items() if k is not None} for row in reader]
         if suffix == ".parquet":
             import pandas as pd
 
