@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=96)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best wall time of each is kept")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp_str:
@@ -137,12 +138,21 @@ def main() -> None:
         enc = encode_only(model_dir, 64, args.batch, "fp32")
         enc8 = encode_only(model_dir, 64, args.batch, "int8")
 
-        tm_wall, tm_scores = run_torchmetrics(model_dir, tmp / "imgs", prompts, args.batch)
-        gc_wall, gc_scores, _ = run_gencritic(model_dir, manifest, tmp / "o32", tmp / "cache", "fp32", args.batch)
-        q_wall, q_scores, _ = run_gencritic(model_dir, manifest, tmp / "o8", None, "int8", args.batch)
-        warm_wall, warm_scores, _ = run_gencritic(model_dir, manifest, tmp / "o32b", tmp / "cache", "fp32", args.batch)
+        # Alternate the contenders and keep each one's best wall time: this VM's speed drifts
+        # by +-20% over a minute, and interleaving keeps the drift from favouring either side.
+        tm_wall = gc_wall = q_wall = float("inf")
+        for rnd in range(args.rounds):
+            t, tm_scores = run_torchmetrics(model_dir, tmp / "imgs", prompts, args.batch)
+            tm_wall = min(tm_wall, t)
+            t, gc_scores, _ = run_gencritic(model_dir, manifest, tmp / f"o32_{rnd}", None, "fp32", args.batch)
+            gc_wall = min(gc_wall, t)
+            t, q_scores, _ = run_gencritic(model_dir, manifest, tmp / f"o8_{rnd}", None, "int8", args.batch)
+            q_wall = min(q_wall, t)
+        run_gencritic(model_dir, manifest, tmp / "cold", tmp / "cache", "fp32", args.batch)  # fills the cache
+        warm_wall, warm_scores, _ = run_gencritic(model_dir, manifest, tmp / "warm", tmp / "cache", "fp32", args.batch)
 
-        print(f"images: {n} x {args.size}^2, batch {args.batch}, threads {torch.get_num_threads()}")
+        print(f"images: {n} x {args.size}^2, batch {args.batch}, threads {torch.get_num_threads()}, "
+              f"best of {args.rounds} alternating rounds")
         print(f"fp32 matmul roofline: {roof:.1f} GFLOP/s; ViT-B/32 image encoder: {flops / 1e9:.2f} GFLOP/image")
         print(f"encoder alone fp32: {enc:.2f} img/s = {enc * flops / 1e9:.1f} GFLOP/s "
               f"= {100 * enc * flops / 1e9 / roof:.0f}% of roofline; int8: {enc8:.2f} img/s")
