@@ -16,7 +16,7 @@ import numpy as np
 
 from gencritic.errors import InputError
 from gencritic.features import RunContext, ViewBatch
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.base import Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
@@ -26,17 +26,9 @@ PAPER = "Radford et al., Learning Transferable Visual Models From Natural Langua
 def text_image_cosines(batch: ViewBatch, metric: Metric) -> tuple[np.ndarray, list[str | None]]:
     """Cosine per view between its image and its item's prompt; missing/empty prompts fail the view."""
     backbone = metric.backbone  # type: ignore[attr-defined]
-    errors: list[str | None] = [None] * len(batch)
-    texts: list[str] = []
-    valid: list[int] = []
-    for i, prompt in enumerate(batch.prompts):
-        if prompt is None:
-            errors[i] = "no prompt for this item (add a 'prompt' column, a sidecar .txt, or --prompt)"
-        elif not prompt.strip():
-            errors[i] = "empty prompt: a text metric needs non-empty text"
-        else:
-            texts.append(prompt)
-            valid.append(i)
+    errors = prompt_errors(batch.prompts)
+    valid = [i for i, err in enumerate(errors) if err is None]
+    texts = [batch.prompts[i] or "" for i in valid]
     cos = np.full(len(batch), np.nan)
     if valid:
         img = batch.image_embeddings(backbone)

@@ -60,6 +60,20 @@ class MetricResult:
         return cls(values=values, errors=[None] * n)
 
 
+def prompt_errors(prompts: Sequence[str | None]) -> list[str | None]:
+    """Why each prompt cannot be scored by a text metric (None when it can): one wording for
+    every text metric, so users see the same fix whichever metric failed."""
+    errors: list[str | None] = []
+    for p in prompts:
+        if p is None:
+            errors.append("no prompt for this item (add a 'prompt' column, a sidecar .txt, or --prompt)")
+        elif not p.strip():
+            errors.append("empty prompt: a text metric needs non-empty text")
+        else:
+            errors.append(None)
+    return errors
+
+
 def parse_options(text: str) -> dict[str, str]:
     """``k=v;k2=v2`` -> dict. Used by metric specs like ``lpips:net=vgg``."""
     out: dict[str, str] = {}

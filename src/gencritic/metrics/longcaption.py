@@ -33,7 +33,7 @@ import numpy as np
 from gencritic.errors import InputError
 from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.alignment import text_image_cosines
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.base import Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.hubfile import WeightsSource, resolve_weights
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
@@ -107,18 +107,6 @@ def aggregate_chunk_cosines(cosines: np.ndarray) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------
 # metrics
-
-
-def _prompt_errors(prompts: list[str | None]) -> list[str | None]:
-    errors: list[str | None] = []
-    for p in prompts:
-        if p is None:
-            errors.append("no prompt for this item (add a 'prompt' column, a sidecar .txt, or --prompt)")
-        elif not p.strip():
-            errors.append("empty prompt: a text metric needs non-empty text")
-        else:
-            errors.append(None)
-    return errors
 
 
 class _LongClipBase(Metric):
@@ -240,7 +228,7 @@ class ClipChunked(Metric):
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         n = len(batch)
-        errors = _prompt_errors(batch.prompts)
+        errors = prompt_errors(batch.prompts)
         mean = np.full(n, np.nan)
         low = np.full(n, np.nan)
         count = np.full(n, np.nan)

@@ -24,7 +24,7 @@ import numpy as np
 from gencritic.errors import InputError
 from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.alignment import text_image_cosines
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.base import Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.hubfile import resolve_weights
 from gencritic.models.imagereward import (
@@ -207,16 +207,9 @@ class ImageReward(Metric):
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         n = len(batch)
-        errors: list[str | None] = [None] * n
+        errors = prompt_errors(batch.prompts)
         values = np.full(n, np.nan)
-        valid: list[int] = []
-        for i, prompt in enumerate(batch.prompts):
-            if prompt is None:
-                errors[i] = "no prompt for this item (add a 'prompt' column, a sidecar .txt, or --prompt)"
-            elif not prompt.strip():
-                errors[i] = "empty prompt: a text metric needs non-empty text"
-            else:
-                valid.append(i)
+        valid = [i for i, err in enumerate(errors) if err is None]
         if valid:
             rewards = self.scorer.score([batch.views[i].image for i in valid],
                                         [batch.prompts[i] or "" for i in valid])

@@ -85,6 +85,13 @@ class ClipBackbone(ABC):
         self.image_encode_count = 0  # images pushed through the vision tower (tests assert on it)
         self.text_encode_count = 0
 
+    def _place(self, model: Any, model_id: str, device: torch.device, dtype: torch.dtype, int8: bool) -> Any:
+        """Record identity and put the model where it runs: eval mode, then int8 (CPU) or device/dtype."""
+        self.model_id = model_id
+        self.device, self.dtype, self.int8 = device, dtype, int8
+        model = model.eval()
+        return _quantise(model.float()) if int8 else model.to(device=device, dtype=dtype)
+
     # -- identity -----------------------------------------------------------------------------
     @property
     @abstractmethod
@@ -152,18 +159,11 @@ class HFClipBackbone(ClipBackbone):
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any, model_id: str,
                  device: torch.device, dtype: torch.dtype, int8: bool) -> None:
         super().__init__()
-        self.model_id = model_id
-        self.device, self.dtype, self.int8 = device, dtype, int8
-        model = model.eval()
-        if int8:
-            model = _quantise(model.float())
-        else:
-            model = model.to(device=device, dtype=dtype)
-        self.model = model
+        self.model = self._place(model, model_id, device, dtype, int8)
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        self.context_length = int(model.config.text_config.max_position_embeddings)
-        self._logit_scale = float(model.logit_scale.detach().float().exp().item())
+        self.context_length = int(self.model.config.text_config.max_position_embeddings)
+        self._logit_scale = float(self.model.logit_scale.detach().float().exp().item())
 
     @property
     def preprocess_config(self) -> dict[str, Any]:
@@ -206,19 +206,12 @@ class OpenClipBackbone(ClipBackbone):
     def __init__(self, model: Any, tokenizer: Callable[..., torch.Tensor], transform: Any, model_id: str,
                  device: torch.device, dtype: torch.dtype, int8: bool, count_tokens: Callable[[str], int]) -> None:
         super().__init__()
-        self.model_id = model_id
-        self.device, self.dtype, self.int8 = device, dtype, int8
-        model = model.eval()
-        if int8:
-            model = _quantise(model.float())
-        else:
-            model = model.to(device=device, dtype=dtype)
-        self.model = model
+        self.model = self._place(model, model_id, device, dtype, int8)
         self.tokenizer = tokenizer
         self.transform = transform
         self._count_tokens = count_tokens
-        self.context_length = int(getattr(model, "context_length", 77))
-        self._logit_scale = float(model.logit_scale.detach().float().exp().item())
+        self.context_length = int(getattr(self.model, "context_length", 77))
+        self._logit_scale = float(self.model.logit_scale.detach().float().exp().item())
 
     @property
     def preprocess_config(self) -> dict[str, Any]:
