@@ -181,3 +181,48 @@ def test_fast_preprocessing_is_identical_to_hf_processor(tiny_clip_dir: Path, si
             assert torch.equal(ours, ref)
         else:
             assert min(size) < processor.crop_size["height"]
+
+
+def test_int8_linear_is_bit_identical_to_torch_quantize_dynamic() -> None:
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    from gencritic.models.int8 import quantise_linears
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 32, bias=False))
+    x = torch.randn(5, 7, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)(x)
+    assert torch.equal(quantise_linears(copy.deepcopy(model))(x), expected)
+
+
+def test_int8_quantises_the_image_tower_only(tiny_clip_dir: Path) -> None:
+    from gencritic.models.int8 import Int8DynamicLinear
+
+    model = load_clip(str(tiny_clip_dir), device="cpu", dtype="int8").model
+    vision = [m for m in model.vision_model.modules() if isinstance(m, Int8DynamicLinear)]
+    text_int8 = [m for m in model.text_model.modules() if isinstance(m, Int8DynamicLinear)]
+    assert vision and isinstance(model.visual_projection, Int8DynamicLinear)
+    assert not text_int8 and isinstance(model.text_projection, torch.nn.Linear)
+
+
+def test_inplace_quick_gelu_is_bit_identical_and_installed(tiny_clip_dir: Path,
+                                                           tiny_open_clip: tuple[str, Path]) -> None:
+    from transformers.activations import QuickGELUActivation
+
+    from gencritic.models.clip import InplaceQuickGELU
+
+    x = torch.randn(4, 50, 3072)
+    with torch.inference_mode():
+        assert torch.equal(InplaceQuickGELU()(x), QuickGELUActivation()(x))
+    grad_x = x.clone().requires_grad_()
+    InplaceQuickGELU()(grad_x).sum().backward()  # the autograd path must still work
+    assert grad_x.grad is not None
+    for spec in (str(tiny_clip_dir), f"open_clip:{tiny_open_clip[0]}@{tiny_open_clip[1]}"):
+        model = load_clip(spec, device="cpu").model
+        names = {type(m).__name__ for m in model.modules()}
+        assert "InplaceQuickGELU" in names and not names & {"QuickGELUActivation", "QuickGELU"}

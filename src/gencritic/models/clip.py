@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 from PIL import Image
 
 from gencritic.models.device import dtype_name
+from gencritic.models.int8 import quantise_linears
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -31,13 +31,38 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _quantise(module: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantisation of every Linear: the CPU fast mode (weights int8, activations fp32)."""
-    from torch.ao.quantization import quantize_dynamic
+CPU_MICRO_BATCH = 16
+"""Images per vision-tower call on CPU. ViT-B/32 activations at 16 images (800 tokens x 3072)
+stay closer to cache than at 32 or 64; measured ~5-8% more images/s than 32 on a 2-core AVX2 CPU."""
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+
+class InplaceQuickGELU(torch.nn.Module):
+    """``x * sigmoid(1.702 x)``, bit-identical to CLIP's QuickGELU, with one allocation instead of three.
+
+    Why: on CPU the eager QuickGELU allocates two temporaries of the MLP's widest activation
+    (batch x tokens x 4*width); fresh large buffers page-fault, and that made the activation
+    ~20% of ViT-B/32's forward time. Under autograd the plain formula is used, because the
+    in-place steps would overwrite a tensor backward needs.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x * torch.sigmoid(1.702 * x)
+        return torch.mul(x, 1.702).sigmoid_().mul_(x)
+
+
+_QUICK_GELU_CLASSES = frozenset({"QuickGELUActivation", "QuickGELU"})  # transformers, open_clip
+
+
+def use_inplace_quick_gelu(model: torch.nn.Module) -> int:
+    """Swap every QuickGELU module in ``model`` for :class:`InplaceQuickGELU`; returns how many."""
+    swapped = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child).__name__ in _QUICK_GELU_CLASSES:
+                setattr(parent, name, InplaceQuickGELU())
+                swapped += 1
+    return swapped
 
 
 def _standard_clip_preprocess(image: Image.Image, processor: Any) -> torch.Tensor | None:
@@ -85,12 +110,24 @@ class ClipBackbone(ABC):
         self.image_encode_count = 0  # images pushed through the vision tower (tests assert on it)
         self.text_encode_count = 0
 
+    #: submodules that make up the image tower (what ``int8`` quantises)
+    vision_modules: tuple[str, ...] = ()
+
     def _place(self, model: Any, model_id: str, device: torch.device, dtype: torch.dtype, int8: bool) -> Any:
-        """Record identity and put the model where it runs: eval mode, then int8 (CPU) or device/dtype."""
+        """Record identity and put the model where it runs: eval mode, the in-place activation,
+        then int8 or device/dtype.
+
+        int8 quantises the image tower only: that is where the compute is (8.7 GFLOP per
+        ViT-B/32 image, every image), while texts are deduplicated and cached, so an fp32 text
+        tower costs little, halves the score error and skips ~0.3 s of weight packing per load.
+        """
         self.model_id = model_id
         self.device, self.dtype, self.int8 = device, dtype, int8
         model = model.eval()
-        return _quantise(model.float()) if int8 else model.to(device=device, dtype=dtype)
+        use_inplace_quick_gelu(model)
+        if int8:
+            return quantise_linears(model.float(), only=self.vision_modules)
+        return model.to(device=device, dtype=dtype)
 
     # -- identity -----------------------------------------------------------------------------
     @property
@@ -137,9 +174,13 @@ class ClipBackbone(ABC):
         """Batch of preprocessed images -> (N, D) unit vectors, float32 CPU."""
         with self.lock:
             self.image_encode_count += int(pixels.shape[0])
-            x = pixels.to(self.device, non_blocking=True)
-            x = x.to(self.dtype) if not self.int8 else x.float()
-            return _normalise(self._encode_pixels(x)).cpu()
+            step = CPU_MICRO_BATCH if self.device.type == "cpu" else max(1, int(pixels.shape[0]))
+            out = []
+            for start in range(0, max(1, int(pixels.shape[0])), step):
+                x = pixels[start:start + step].to(self.device, non_blocking=True)
+                x = x.to(self.dtype) if not self.int8 else x.float()
+                out.append(_normalise(self._encode_pixels(x)).cpu())
+            return torch.cat(out) if len(out) != 1 else out[0]
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
@@ -155,6 +196,8 @@ class ClipBackbone(ABC):
 
 class HFClipBackbone(ClipBackbone):
     """transformers ``CLIPModel`` + its tokenizer and image processor."""
+
+    vision_modules = ("vision_model", "visual_projection")
 
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any, model_id: str,
                  device: torch.device, dtype: torch.dtype, int8: bool) -> None:
@@ -202,6 +245,8 @@ class HFClipBackbone(ClipBackbone):
 
 class OpenClipBackbone(ClipBackbone):
     """An open_clip ``CLIP`` module with its tokenizer and eval transform."""
+
+    vision_modules = ("visual",)
 
     def __init__(self, model: Any, tokenizer: Callable[..., torch.Tensor], transform: Any, model_id: str,
                  device: torch.device, dtype: torch.dtype, int8: bool, count_tokens: Callable[[str], int]) -> None:

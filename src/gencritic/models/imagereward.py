@@ -33,6 +33,7 @@ from PIL import Image
 from gencritic.errors import ModelUnavailableError
 from gencritic.models.device import dtype_name, resolve_device, resolve_dtype
 from gencritic.models.hubfile import WeightsSource, hub_repo_reachable, unavailable
+from gencritic.models.int8 import quantise_linears
 from gencritic.models.loader import hub_offline
 
 IMAGEREWARD_MEAN = 0.16717362830052426
@@ -173,10 +174,8 @@ class ImageRewardScorer:
                  device: torch.device, dtype: torch.dtype, int8: bool = False) -> None:
         model = model.eval()
         if int8:  # CPU fast mode, as for CLIP backbones: int8 weights in both towers, fp32 reward head
-            from gencritic.models.clip import _quantise
-
-            model.vision = _quantise(model.vision.float())  # type: ignore[assignment]
-            model.text = _quantise(model.text.float())  # type: ignore[assignment]
+            quantise_linears(model.vision.float())
+            quantise_linears(model.text.float())
             dtype = torch.float32
         else:
             model = model.to(device=device, dtype=dtype)
