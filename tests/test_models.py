@@ -210,11 +210,13 @@ def test_int8_quantises_the_image_tower_only(tiny_clip_dir: Path) -> None:
     assert not text_int8 and isinstance(model.text_projection, torch.nn.Linear)
 
 
-def test_inplace_quick_gelu_is_bit_identical_and_installed(tiny_clip_dir: Path,
-                                                           tiny_open_clip: tuple[str, Path]) -> None:
+def test_quick_gelu_rewrites_are_equivalent_and_installed(tiny_clip_dir: Path,
+                                                         tiny_open_clip: tuple[str, Path]) -> None:
+    import open_clip
+    from transformers import CLIPModel
     from transformers.activations import QuickGELUActivation
 
-    from gencritic.models.clip import InplaceQuickGELU
+    from gencritic.models.activations import InplaceQuickGELU, speed_up_quick_gelu
 
     x = torch.randn(4, 50, 3072)
     with torch.inference_mode():
@@ -222,7 +224,22 @@ def test_inplace_quick_gelu_is_bit_identical_and_installed(tiny_clip_dir: Path,
     grad_x = x.clone().requires_grad_()
     InplaceQuickGELU()(grad_x).sum().backward()  # the autograd path must still work
     assert grad_x.grad is not None
-    for spec in (str(tiny_clip_dir), f"open_clip:{tiny_open_clip[0]}@{tiny_open_clip[1]}"):
-        model = load_clip(spec, device="cpu").model
-        names = {type(m).__name__ for m in model.modules()}
-        assert "InplaceQuickGELU" in names and not names & {"QuickGELUActivation", "QuickGELU"}
+
+    # The fold changes weights, so check whole towers against untouched copies.
+    pixels = torch.randn(3, 3, 32, 32)
+    hf_ref = CLIPModel.from_pretrained(tiny_clip_dir).eval()
+    hf_fast = CLIPModel.from_pretrained(tiny_clip_dir).eval()
+    counts = speed_up_quick_gelu(hf_fast)
+    assert counts["folded"] == 4 and counts["in_place"] == 0  # 2 vision + 2 text layers
+    with torch.inference_mode():
+        torch.testing.assert_close(hf_fast.get_image_features(pixel_values=pixels),
+                                   hf_ref.get_image_features(pixel_values=pixels), atol=1e-5, rtol=1e-5)
+    name, ckpt = tiny_open_clip
+    oc_ref = open_clip.create_model(name, pretrained=str(ckpt)).eval()
+    oc_fast = open_clip.create_model(name, pretrained=str(ckpt)).eval()
+    assert speed_up_quick_gelu(oc_fast)["folded"] == 4
+    with torch.inference_mode():
+        torch.testing.assert_close(oc_fast.encode_image(pixels), oc_ref.encode_image(pixels), atol=1e-5, rtol=1e-5)
+    for spec in (str(tiny_clip_dir), f"open_clip:{name}@{ckpt}"):
+        names = {type(m).__name__ for m in load_clip(spec, device="cpu").model.modules()}
+        assert "InplaceSiLU" in names and not names & {"QuickGELUActivation", "QuickGELU"}

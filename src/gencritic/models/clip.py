@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gencritic.models.activations import speed_up_quick_gelu
 from gencritic.models.device import dtype_name
 from gencritic.models.int8 import quantise_linears
 
@@ -34,35 +35,6 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 CPU_MICRO_BATCH = 16
 """Images per vision-tower call on CPU. ViT-B/32 activations at 16 images (800 tokens x 3072)
 stay closer to cache than at 32 or 64; measured ~5-8% more images/s than 32 on a 2-core AVX2 CPU."""
-
-
-class InplaceQuickGELU(torch.nn.Module):
-    """``x * sigmoid(1.702 x)``, bit-identical to CLIP's QuickGELU, with one allocation instead of three.
-
-    Why: on CPU the eager QuickGELU allocates two temporaries of the MLP's widest activation
-    (batch x tokens x 4*width); fresh large buffers page-fault, and that made the activation
-    ~20% of ViT-B/32's forward time. Under autograd the plain formula is used, because the
-    in-place steps would overwrite a tensor backward needs.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return x * torch.sigmoid(1.702 * x)
-        return torch.mul(x, 1.702).sigmoid_().mul_(x)
-
-
-_QUICK_GELU_CLASSES = frozenset({"QuickGELUActivation", "QuickGELU"})  # transformers, open_clip
-
-
-def use_inplace_quick_gelu(model: torch.nn.Module) -> int:
-    """Swap every QuickGELU module in ``model`` for :class:`InplaceQuickGELU`; returns how many."""
-    swapped = 0
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if type(child).__name__ in _QUICK_GELU_CLASSES:
-                setattr(parent, name, InplaceQuickGELU())
-                swapped += 1
-    return swapped
 
 
 def _standard_clip_preprocess(image: Image.Image, processor: Any) -> torch.Tensor | None:
@@ -114,8 +86,8 @@ class ClipBackbone(ABC):
     vision_modules: tuple[str, ...] = ()
 
     def _place(self, model: Any, model_id: str, device: torch.device, dtype: torch.dtype, int8: bool) -> Any:
-        """Record identity and put the model where it runs: eval mode, the in-place activation,
-        then int8 or device/dtype.
+        """Record identity and put the model where it runs: eval mode, the faster QuickGELU
+        (``models/activations.py``), then int8 or device/dtype.
 
         int8 quantises the image tower only: that is where the compute is (8.7 GFLOP per
         ViT-B/32 image, every image), while texts are deduplicated and cached, so an fp32 text
@@ -124,7 +96,7 @@ class ClipBackbone(ABC):
         self.model_id = model_id
         self.device, self.dtype, self.int8 = device, dtype, int8
         model = model.eval()
-        use_inplace_quick_gelu(model)
+        speed_up_quick_gelu(model)
         if int8:
             return quantise_linears(model.float(), only=self.vision_modules)
         return model.to(device=device, dtype=dtype)

@@ -5,10 +5,16 @@ Same arithmetic as ``torch.ao.quantization.quantize_dynamic`` with its default q
 ``reduce_range``), checked against it in the tests. Why not call ``quantize_dynamic``: it
 deep-copies the model and packs every weight three times (two of them a zero placeholder),
 which cost ~0.8 s per ViT-B/32 load, a sixth of a 96-image run.
+
+torch 2.14 deprecates quantised tensor creation (the whole eager ``torch.ao`` path, on its
+way to torchao, whose int8 CPU kernels need ``torch.compile`` to be fast). The warning is
+silenced where we create the packed weight; when the ops go, this module is the one place
+to port, and the bit-identity test says whether the port kept the arithmetic.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -25,9 +31,11 @@ class Int8DynamicLinear(torch.nn.Module):
         bias = None if linear.bias is None else linear.bias.detach().float()
         amax = float(torch.maximum(-weight.min(), weight.max()).clamp_min(0.0))
         scale = max(amax / ((_QMAX - _QMIN) / 2), torch.finfo(torch.float32).eps)
-        qweight = torch.quantize_per_tensor(weight, scale, 0, torch.qint8)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation.*deprecated", category=UserWarning)
+            qweight = torch.quantize_per_tensor(weight, scale, 0, torch.qint8)
+            self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.quantized.linear_dynamic(x.float(), self._packed, reduce_range=True)
