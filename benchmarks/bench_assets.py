@@ -107,7 +107,8 @@ def naive_loop(assets: list[Path], backbone, prompt: str) -> float:
     return time.perf_counter() - t0
 
 
-def pipeline_run(assets: list[Path], model_dir: Path, pool, prompt: str, workers: int, batch: int) -> tuple[float, list]:
+def pipeline_run(assets: list[Path], model_dir: Path, pool, prompt: str, workers: int | None,
+                 batch: int) -> tuple[float, list]:
     from gencritic.items import Item
     from gencritic.pipeline import ScoreOptions, score
 
@@ -167,13 +168,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--assets", type=int, default=8)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="Pipeline prefetch threads (default: auto, as the CLI).")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--render-repeats", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2, help="Alternating pipeline/encode-only rounds (best of).")
     args = ap.parse_args()
 
     from gencritic.models.loader import ModelPool
+    from gencritic.pipeline import resolve_workers
 
     prompt = "a small toy on a white background"
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,7 +185,8 @@ def main() -> None:
         backbone = pool.clip(str(model_dir))
         assets = make_assets(tmp_path / "assets", args.assets)
         print(f"device={args.device} torch threads={__import__('torch').get_num_threads()} cpus={os.cpu_count()} "
-              f"assets={len(assets)} views/asset=8 res=512 model=ViT-B/32 (random weights)")
+              f"assets={len(assets)} views/asset=8 res=512 model=ViT-B/32 (random weights) "
+              f"pipeline workers={resolve_workers(args.workers, args.device)}")
 
         ms, best, faces = render_only_100k(args.render_repeats)
         print(f"render only, {faces} faces, 8 views/pass: {ms:.1f} ms/view median, {best:.1f} ms/view best")

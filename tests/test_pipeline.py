@@ -235,3 +235,17 @@ def test_a_crashing_metric_or_loader_fails_items_not_the_run(tiny_clip_dir: Path
     bad = [r for r in run.rows if not r["success"]]
     assert [r["item_id"] for r in bad] == ["im03.png"] and bad[0]["error"] == "OSError: disk on fire"
     assert run.summary["successes"] == N_IMAGES - 1
+
+
+def test_workers_auto_leaves_cpu_cores_to_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from gencritic.pipeline import resolve_workers
+
+    assert resolve_workers(3, "cpu") == 3 and resolve_workers(0, "cpu") == 0
+    with pytest.raises(InputError, match="--workers"):
+        resolve_workers(-1, "cpu")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for cores, expected in ((2, 0), (3, 1), (16, 2)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert resolve_workers(None, "cpu") == expected

@@ -154,7 +154,7 @@ class ScoringService:
         from gencritic.pipeline import ScoreOptions
 
         return ScoreOptions(metrics=list(metrics), model=self.config.model, device=self.config.device,
-                            dtype=self.config.dtype, batch_size=self.config.max_batch, workers=2,
+                            dtype=self.config.dtype, batch_size=self.config.max_batch, workers=None,
                             cache_dir=self.config.cache_dir, progress=False, render=dict(self.config.render))
 
     def parse_metrics(self, metrics: str | Sequence[str] | None) -> tuple[str, ...]:
