@@ -11,6 +11,7 @@ metric is a cosine and keeping one convention avoids a family of subtle bugs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -60,12 +61,22 @@ def _standard_clip_preprocess(image: Image.Image, processor: Any) -> torch.Tenso
         image = image.convert("RGB")
     arr = np.asarray(image.resize((new_w, new_h), resample=Image.Resampling.BICUBIC, reducing_gap=None))
     top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
-    arr = arr[top:top + crop_h, left:left + crop_w]
-    scaled = (arr.astype(np.float64) * float(p.rescale_factor)).astype(np.float32)
-    mean = np.asarray(p.image_mean, dtype=np.float32)
-    std = np.asarray(p.image_std, dtype=np.float32)
-    out = (scaled - mean) / std
-    return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+    chw = arr[top:top + crop_h, left:left + crop_w].transpose(2, 0, 1)
+    table = _normalise_table(float(p.rescale_factor), tuple(p.image_mean), tuple(p.image_std))
+    return torch.from_numpy(np.stack([table[c][chw[c]] for c in range(3)]))
+
+
+@functools.lru_cache(maxsize=8)
+def _normalise_table(rescale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: HF's rescale-then-normalise of every uint8 value, per channel.
+
+    The same float64 -> float32 steps as the processor, done once per value instead of once per
+    pixel, so a lookup gives bit-identical output ~2.5x faster than the arithmetic.
+    """
+    scaled = (np.arange(256, dtype=np.float64) * rescale).astype(np.float32)[None, :]
+    m = np.asarray(mean, dtype=np.float32)[:, None]
+    s = np.asarray(std, dtype=np.float32)[:, None]
+    return np.ascontiguousarray((scaled - m) / s)
 
 
 class ClipBackbone(ABC):
