@@ -243,3 +243,23 @@ def test_quick_gelu_rewrites_are_equivalent_and_installed(tiny_clip_dir: Path,
     for spec in (str(tiny_clip_dir), f"open_clip:{name}@{ckpt}"):
         names = {type(m).__name__ for m in load_clip(spec, device="cpu").model.modules()}
         assert "InplaceSiLU" in names and not names & {"QuickGELUActivation", "QuickGELU"}
+
+
+def test_real_clip_weights_rank_an_obvious_case(tmp_path: Path) -> None:
+    """With real CLIP weights present (HF cache, or GENCRITIC_TEST_CLIP_MODEL naming a local copy),
+    a red square must score higher with "a red square" than with "a blue circle"."""
+    import os
+
+    from gencritic.models.loader import DEFAULT_CLIP_MODEL
+
+    spec = os.environ.get("GENCRITIC_TEST_CLIP_MODEL", DEFAULT_CLIP_MODEL)
+    try:
+        load_clip(spec, device="cpu")
+    except ModelUnavailableError as exc:
+        pytest.skip(f"real CLIP weights unavailable: {str(exc).splitlines()[0][:160]}")
+    arr = np.full((224, 224, 3), 255, np.uint8)
+    arr[56:168, 56:168] = (220, 20, 20)
+    Image.fromarray(arr).save(tmp_path / "red.png")
+    rows = [gencritic.score(tmp_path / "red.png", prompt=p, model=spec, device="cpu", cache_dir=None,
+                            progress=False).rows[0] for p in ("a red square", "a blue circle")]
+    assert rows[0]["clip_score"] > rows[1]["clip_score"], rows
