@@ -6,6 +6,7 @@ Kept apart from the GL code so they can be tested on hand-made arrays.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from gencritic.io.images import RGB
 
@@ -39,7 +40,9 @@ def composite(premultiplied: np.ndarray, background: RGB) -> tuple[np.ndarray, n
     if binary and premultiplied.flags.c_contiguous and premultiplied.dtype == np.uint8:
         packed = premultiplied.view(np.uint32)[..., 0] & np.uint32(0x00FFFFFF)
         packed += np.take(_packed_under_table(background), a)
-        rgb = np.ascontiguousarray(packed[..., None].view(np.uint8)[..., :3])
+        # dropping the 4th byte: Pillow's C unpacker is ~4x faster than numpy's strided copy
+        height, width = a.shape
+        rgb = np.array(Image.frombytes("RGB", (width, height), packed, "raw", "RGBX"))
         return rgb, alpha
     out = premultiplied[..., :3].astype(np.uint16)
     out += np.take(_under_table(background), a, axis=0)
