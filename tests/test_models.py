@@ -263,3 +263,31 @@ def test_real_clip_weights_rank_an_obvious_case(tmp_path: Path) -> None:
     rows = [gencritic.score(tmp_path / "red.png", prompt=p, model=spec, device="cpu", cache_dir=None,
                             progress=False).rows[0] for p in ("a red square", "a blue circle")]
     assert rows[0]["clip_score"] > rows[1]["clip_score"], rows
+
+
+def test_int8_patch_embedding_is_the_convolution_as_an_int8_product(tiny_open_clip: tuple[str, Path]) -> None:
+    from gencritic.models.int8 import Int8DynamicLinear, Int8PatchEmbedding
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 24, kernel_size=8, stride=8, bias=True)
+    x = torch.randn(2, 3, 35, 33)  # not a multiple of 8: the convolution ignores the remainder
+    ours = Int8PatchEmbedding(conv)(x)
+    # independent route: torch's unfold (channel, row, column order) into the same int8 Linear
+    linear = torch.nn.Linear(3 * 64, 24)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.reshape(24, -1))
+        linear.bias.copy_(conv.bias)
+    cols = torch.nn.functional.unfold(x, kernel_size=8, stride=8).transpose(1, 2)  # (B, L, C*k*k)
+    expected = Int8DynamicLinear(linear)(cols.reshape(-1, 3 * 64)).reshape(2, 4, 4, 24).permute(0, 3, 1, 2)
+    assert torch.equal(ours, expected)
+    with torch.no_grad():
+        fp32 = conv(x)
+    assert (ours - fp32).abs().max() < 0.02 * fp32.abs().max()
+    assert not Int8PatchEmbedding.applies_to(torch.nn.Conv2d(3, 8, kernel_size=3, padding=1))
+
+    name, ckpt = tiny_open_clip
+    spec = f"open_clip:{name}@{ckpt}"
+    int8, fp32_bb = load_clip(spec, device="cpu", dtype="int8"), load_clip(spec, device="cpu")
+    assert isinstance(int8.model.visual.conv1, Int8PatchEmbedding)
+    pixels = torch.randn(2, 3, 32, 32)
+    assert (int8.encode_images(pixels) * fp32_bb.encode_images(pixels)).sum(-1).min() > 0.95

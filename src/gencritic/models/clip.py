@@ -25,7 +25,7 @@ from PIL import Image
 
 from gencritic.models.activations import speed_up_quick_gelu
 from gencritic.models.device import dtype_name
-from gencritic.models.int8 import quantise_linears
+from gencritic.models.int8 import quantise_linears, quantise_patch_embedding
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +95,8 @@ class ClipBackbone(ABC):
 
     #: submodules that make up the image tower (what ``int8`` quantises)
     vision_modules: tuple[str, ...] = ()
+    #: the image tower's patchify convolution (int8 also turns it into an int8 matrix product)
+    patch_embedding: str = ""
 
     def _place(self, model: Any, model_id: str, device: torch.device, dtype: torch.dtype, int8: bool) -> Any:
         """Record identity and put the model where it runs: eval mode, the faster QuickGELU
@@ -109,7 +111,10 @@ class ClipBackbone(ABC):
         model = model.eval()
         speed_up_quick_gelu(model)
         if int8:
-            return quantise_linears(model.float(), only=self.vision_modules)
+            model = quantise_linears(model.float(), only=self.vision_modules)
+            if self.patch_embedding:
+                quantise_patch_embedding(model, self.patch_embedding)
+            return model
         return model.to(device=device, dtype=dtype)
 
     # -- identity -----------------------------------------------------------------------------
@@ -181,6 +186,7 @@ class HFClipBackbone(ClipBackbone):
     """transformers ``CLIPModel`` + its tokenizer and image processor."""
 
     vision_modules = ("vision_model", "visual_projection")
+    patch_embedding = "vision_model.embeddings.patch_embedding"
 
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any, model_id: str,
                  device: torch.device, dtype: torch.dtype, int8: bool) -> None:
@@ -230,6 +236,7 @@ class OpenClipBackbone(ClipBackbone):
     """An open_clip ``CLIP`` module with its tokenizer and eval transform."""
 
     vision_modules = ("visual",)
+    patch_embedding = "visual.conv1"
 
     def __init__(self, model: Any, tokenizer: Callable[..., torch.Tensor], transform: Any, model_id: str,
                  device: torch.device, dtype: torch.dtype, int8: bool, count_tokens: Callable[[str], int]) -> None:
