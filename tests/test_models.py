@@ -212,11 +212,10 @@ def test_int8_quantises_the_image_tower_only(tiny_clip_dir: Path) -> None:
 
 def test_quick_gelu_rewrites_are_equivalent_and_installed(tiny_clip_dir: Path,
                                                          tiny_open_clip: tuple[str, Path]) -> None:
-    import open_clip
     from transformers import CLIPModel
     from transformers.activations import QuickGELUActivation
 
-    from gencritic.models.activations import InplaceQuickGELU, speed_up_quick_gelu
+    from gencritic.models.activations import InplaceQuickGELU
 
     x = torch.randn(4, 50, 3072)
     with torch.inference_mode():
@@ -225,24 +224,58 @@ def test_quick_gelu_rewrites_are_equivalent_and_installed(tiny_clip_dir: Path,
     InplaceQuickGELU()(grad_x).sum().backward()  # the autograd path must still work
     assert grad_x.grad is not None
 
-    # The fold changes weights, so check whole towers against untouched copies.
+    # fp32: bit-identical to the untouched transformers model
     pixels = torch.randn(3, 3, 32, 32)
-    hf_ref = CLIPModel.from_pretrained(tiny_clip_dir).eval()
-    hf_fast = CLIPModel.from_pretrained(tiny_clip_dir).eval()
-    counts = speed_up_quick_gelu(hf_fast)
-    assert counts["folded"] == 4 and counts["in_place"] == 0  # 2 vision + 2 text layers
+    ours = load_clip(str(tiny_clip_dir), device="cpu").model
+    raw = CLIPModel.from_pretrained(tiny_clip_dir).eval()
     with torch.inference_mode():
-        torch.testing.assert_close(hf_fast.get_image_features(pixel_values=pixels),
-                                   hf_ref.get_image_features(pixel_values=pixels), atol=1e-5, rtol=1e-5)
+        assert torch.equal(ours.get_image_features(pixel_values=pixels), raw.get_image_features(pixel_values=pixels))
     name, ckpt = tiny_open_clip
-    oc_ref = open_clip.create_model(name, pretrained=str(ckpt)).eval()
-    oc_fast = open_clip.create_model(name, pretrained=str(ckpt)).eval()
-    assert speed_up_quick_gelu(oc_fast)["folded"] == 4
-    with torch.inference_mode():
-        torch.testing.assert_close(oc_fast.encode_image(pixels), oc_ref.encode_image(pixels), atol=1e-5, rtol=1e-5)
     for spec in (str(tiny_clip_dir), f"open_clip:{name}@{ckpt}"):
         names = {type(m).__name__ for m in load_clip(spec, device="cpu").model.modules()}
-        assert "InplaceSiLU" in names and not names & {"QuickGELUActivation", "QuickGELU"}
+        assert "InplaceQuickGELU" in names and not names & {"QuickGELUActivation", "QuickGELU", "InplaceSiLU"}
+    # int8: the image tower's MLPs are folded into SiLU, the fp32 text tower keeps QuickGELU
+    int8 = load_clip(str(tiny_clip_dir), device="cpu", dtype="int8").model
+    assert {type(m).__name__ for m in int8.vision_model.modules()} >= {"InplaceSiLU"}
+    assert "InplaceSiLU" not in {type(m).__name__ for m in int8.text_model.modules()}
+
+
+def test_int8_quick_gelu_fold_equals_quantising_the_folded_float_mlp() -> None:
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+    from transformers.activations import QuickGELUActivation
+
+    from gencritic.models.activations import QUICK_GELU_ALPHA, speed_up_quick_gelu
+    from gencritic.models.int8 import Int8DynamicLinear
+
+    class Mlp(torch.nn.Module):  # transformers' CLIPMLP layout
+        def __init__(self) -> None:
+            super().__init__()
+            self.activation_fn = QuickGELUActivation()
+            self.fc1, self.fc2 = torch.nn.Linear(32, 128), torch.nn.Linear(128, 32)
+
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            return self.fc2(self.activation_fn(self.fc1(h)))
+
+    torch.manual_seed(0)
+    mlp, h = Mlp().eval(), torch.randn(6, 5, 32)
+    ours = copy.deepcopy(mlp)
+    assert speed_up_quick_gelu(ours, make_linear=Int8DynamicLinear)["folded"] == 1
+    folded = copy.deepcopy(mlp)  # the fold done in float, then torch's own quantisation
+    with torch.no_grad():
+        folded.fc1.weight.mul_(QUICK_GELU_ALPHA)
+        folded.fc1.bias.mul_(QUICK_GELU_ALPHA)
+        folded.fc2.weight.div_(QUICK_GELU_ALPHA)
+    folded.activation_fn = torch.nn.SiLU()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = quantize_dynamic(folded, {torch.nn.Linear}, dtype=torch.qint8)
+    with torch.inference_mode():
+        got, expected, exact = ours(h), reference(h), mlp(h)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got - exact).abs().max() < 0.05 * exact.abs().max()  # and it is still the MLP
 
 
 def test_real_clip_weights_rank_an_obvious_case(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from PIL import Image
 
 from gencritic.models.activations import speed_up_quick_gelu
 from gencritic.models.device import dtype_name
-from gencritic.models.int8 import quantise_linears, quantise_patch_embedding
+from gencritic.models.int8 import Int8DynamicLinear, quantise_linears, quantise_patch_embedding
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -99,8 +99,9 @@ class ClipBackbone(ABC):
     patch_embedding: str = ""
 
     def _place(self, model: Any, model_id: str, device: torch.device, dtype: torch.dtype, int8: bool) -> Any:
-        """Record identity and put the model where it runs: eval mode, the faster QuickGELU
-        (``models/activations.py``), then int8 or device/dtype.
+        """Record identity and put the model where it runs: eval mode, int8 (with QuickGELU folded
+        into the int8 MLPs) or device/dtype, and the bit-identical in-place QuickGELU elsewhere
+        (``models/activations.py``).
 
         int8 quantises the image tower only: that is where the compute is (8.7 GFLOP per
         ViT-B/32 image, every image), while texts are deduplicated and cached, so an fp32 text
@@ -109,13 +110,15 @@ class ClipBackbone(ABC):
         self.model_id = model_id
         self.device, self.dtype, self.int8 = device, dtype, int8
         model = model.eval()
-        speed_up_quick_gelu(model)
         if int8:
-            model = quantise_linears(model.float(), only=self.vision_modules)
+            model = model.float()
+            for name in self.vision_modules:
+                speed_up_quick_gelu(model.get_submodule(name), make_linear=Int8DynamicLinear)
+            model = quantise_linears(model, only=self.vision_modules)
             if self.patch_embedding:
                 quantise_patch_embedding(model, self.patch_embedding)
-            return model
-        return model.to(device=device, dtype=dtype)
+        speed_up_quick_gelu(model)  # whatever QuickGELU is left (all of them outside int8 towers)
+        return model if int8 else model.to(device=device, dtype=dtype)
 
     # -- identity -----------------------------------------------------------------------------
     @property

@@ -30,16 +30,23 @@ class Int8DynamicLinear(torch.nn.Module):
     embedding), and float32 is the right answer for these layers.
     """
 
-    def __init__(self, linear: torch.nn.Linear) -> None:
+    def __init__(self, linear: torch.nn.Linear, weight_scale: float = 1.0, bias_scale: float = 1.0) -> None:
+        """``weight_scale``/``bias_scale`` > 0 make this the int8 form of ``W * weight_scale`` and
+        ``b * bias_scale`` without computing the product: per-tensor symmetric quantisation of a
+        scaled tensor has the same integers, with the scale multiplied."""
         super().__init__()
+        if weight_scale <= 0:
+            raise ValueError("weight_scale must be positive")
         weight = linear.weight.detach().float()
-        bias = None if linear.bias is None else linear.bias.detach().float()
+        bias = None if linear.bias is None else linear.bias.detach().float() * bias_scale
         amax = float(torch.maximum(-weight.min(), weight.max()).clamp_min(0.0))
         scale = max(amax / ((_QMAX - _QMIN) / 2), torch.finfo(torch.float32).eps)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*quantized tensor creation.*deprecated", category=UserWarning)
             qweight = torch.quantize_per_tensor(weight, scale, 0, torch.qint8)
+            if weight_scale != 1.0:
+                qweight = torch._make_per_tensor_quantized_tensor(qweight.int_repr(), scale * weight_scale, 0)
             self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
         self.register_buffer("weight", torch.empty(0), persistent=False)
 
