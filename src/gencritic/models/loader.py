@@ -52,7 +52,7 @@ def _how_to_provide(spec: str) -> str:
 
 
 def _unavailable(spec: str, reason: str) -> ModelUnavailableError:
-    reason = " ".join(str(reason).split())[:300]
+    reason = " ".join(str(reason).split())[:300].rstrip(". ")
     return ModelUnavailableError(f"cannot load model '{spec}': {reason}. {_how_to_provide(spec)}")
 
 
