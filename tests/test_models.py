@@ -262,7 +262,7 @@ def test_int8_quick_gelu_fold_equals_quantising_the_folded_float_mlp() -> None:
     torch.manual_seed(0)
     mlp, h = Mlp().eval(), torch.randn(6, 5, 32)
     ours = copy.deepcopy(mlp)
-    assert speed_up_quick_gelu(ours, make_linear=Int8DynamicLinear)["folded"] == 1
+    assert speed_up_quick_gelu(ours, make_linear=Int8DynamicLinear.from_linear)["folded"] == 1
     folded = copy.deepcopy(mlp)  # the fold done in float, then torch's own quantisation
     with torch.no_grad():
         folded.fc1.weight.mul_(QUICK_GELU_ALPHA)
@@ -311,7 +311,7 @@ def test_int8_patch_embedding_is_the_convolution_as_an_int8_product(tiny_open_cl
         linear.weight.copy_(conv.weight.reshape(24, -1))
         linear.bias.copy_(conv.bias)
     cols = torch.nn.functional.unfold(x, kernel_size=8, stride=8).transpose(1, 2)  # (B, L, C*k*k)
-    expected = Int8DynamicLinear(linear)(cols.reshape(-1, 3 * 64)).reshape(2, 4, 4, 24).permute(0, 3, 1, 2)
+    expected = Int8DynamicLinear.from_linear(linear)(cols.reshape(-1, 3 * 64)).reshape(2, 4, 4, 24).permute(0, 3, 1, 2)
     assert torch.equal(ours, expected)
     with torch.no_grad():
         fp32 = conv(x)

@@ -113,7 +113,7 @@ class ClipBackbone(ABC):
         if int8:
             model = model.float()
             for name in self.vision_modules:
-                speed_up_quick_gelu(model.get_submodule(name), make_linear=Int8DynamicLinear)
+                speed_up_quick_gelu(model.get_submodule(name), make_linear=Int8DynamicLinear.from_linear)
             model = quantise_linears(model, only=self.vision_modules)
             if self.patch_embedding:
                 quantise_patch_embedding(model, self.patch_embedding)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import torch
 
@@ -30,18 +31,20 @@ class Int8DynamicLinear(torch.nn.Module):
     embedding), and float32 is the right answer for these layers.
     """
 
-    def __init__(self, linear: torch.nn.Linear, weight_scale: float = 1.0, bias_scale: float = 1.0) -> None:
-        """``weight_scale``/``bias_scale`` > 0 make this the int8 form of ``W * weight_scale`` and
-        ``b * bias_scale`` without computing the product: per-tensor symmetric quantisation of a
-        scaled tensor has the same integers, with the scale multiplied."""
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, weight_scale: float = 1.0,
+                 bias_scale: float = 1.0) -> None:
+        """``weight`` (out, in) and ``bias`` as a Linear holds them. ``weight_scale``/``bias_scale``
+        > 0 make this the int8 form of ``W * weight_scale`` and ``b * bias_scale`` without
+        computing the product: per-tensor symmetric quantisation of a scaled tensor has the same
+        integers, with the scale multiplied."""
         super().__init__()
         if weight_scale <= 0:
             raise ValueError("weight_scale must be positive")
-        weight = linear.weight.detach().float()
-        bias = None if linear.bias is None else linear.bias.detach().float() * bias_scale
+        weight = weight.detach().float()
+        bias = None if bias is None else bias.detach().float() * bias_scale
         amax = float(torch.maximum(-weight.min(), weight.max()).clamp_min(0.0))
         scale = max(amax / ((_QMAX - _QMIN) / 2), torch.finfo(torch.float32).eps)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.out_features, self.in_features = weight.shape
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*quantized tensor creation.*deprecated", category=UserWarning)
             qweight = torch.quantize_per_tensor(weight, scale, 0, torch.qint8)
@@ -49,6 +52,11 @@ class Int8DynamicLinear(torch.nn.Module):
                 qweight = torch._make_per_tensor_quantized_tensor(qweight.int_repr(), scale * weight_scale, 0)
             self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
         self.register_buffer("weight", torch.empty(0), persistent=False)
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Linear, weight_scale: float = 1.0,
+                    bias_scale: float = 1.0) -> Int8DynamicLinear:
+        return cls(linear.weight, linear.bias, weight_scale, bias_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.quantized.linear_dynamic(x.float(), self._packed, reduce_range=True)
@@ -66,18 +74,22 @@ def quantise_linears(model: torch.nn.Module, only: Sequence[str] | None = None) 
     forward, so they must stay float modules.
     """
     if type(model) is torch.nn.Linear:
-        return Int8DynamicLinear(model)
-    roots = [model] if only is None else [model.get_submodule(name) for name in only]
-    for root in roots:
+        return Int8DynamicLinear.from_linear(model)
+    for path in only if only is not None else [""]:
+        root = model.get_submodule(path)
         if type(root) is torch.nn.Linear:
-            parent_name, _, child = next(n for n, m in model.named_modules() if m is root).rpartition(".")
-            setattr(model.get_submodule(parent_name), child, Int8DynamicLinear(root))
+            _set_submodule(model, path, Int8DynamicLinear.from_linear(root))
             continue
         for parent in list(root.modules()):
-            for name, child_module in list(parent.named_children()):
-                if type(child_module) is torch.nn.Linear:
-                    setattr(parent, name, Int8DynamicLinear(child_module))
+            for name, child in list(parent.named_children()):
+                if type(child) is torch.nn.Linear:
+                    setattr(parent, name, Int8DynamicLinear.from_linear(child))
     return model
+
+
+def _set_submodule(model: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent), name, module)
 
 
 class Int8PatchEmbedding(torch.nn.Module):
@@ -90,18 +102,14 @@ class Int8PatchEmbedding(torch.nn.Module):
 
     def __init__(self, conv: torch.nn.Conv2d) -> None:
         super().__init__()
-        out_channels, in_channels, k, _ = conv.weight.shape
-        linear = torch.nn.Linear(in_channels * k * k, out_channels, bias=conv.bias is not None)
-        with torch.no_grad():
-            linear.weight.copy_(conv.weight.detach().float().reshape(out_channels, -1))
-            if conv.bias is not None:
-                linear.bias.copy_(conv.bias.detach().float())
+        out_channels, _, k, _ = conv.weight.shape
         self.patch, self.out_channels = k, out_channels
-        self.linear = Int8DynamicLinear(linear)
+        # (out, in, k, k) flattens in the (channel, row, column) order the patches are laid out in
+        self.linear = Int8DynamicLinear(conv.weight.reshape(out_channels, -1), conv.bias)
         self.register_buffer("weight", torch.empty(0), persistent=False)
 
     @staticmethod
-    def applies_to(module: torch.nn.Module) -> bool:
+    def applies_to(module: torch.nn.Module) -> TypeGuard[torch.nn.Conv2d]:
         return (isinstance(module, torch.nn.Conv2d) and module.kernel_size[0] == module.kernel_size[1]
                 and tuple(module.stride) == tuple(module.kernel_size) and tuple(module.padding) == (0, 0)
                 and tuple(module.dilation) == (1, 1) and module.groups == 1)
@@ -118,10 +126,8 @@ class Int8PatchEmbedding(torch.nn.Module):
 def quantise_patch_embedding(model: torch.nn.Module, path: str) -> bool:
     """Swap the convolution at ``path`` for :class:`Int8PatchEmbedding` when it is a plain
     patchify convolution; returns whether it did."""
-    parent_name, _, name = path.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    conv = getattr(parent, name, None)
-    if conv is None or not Int8PatchEmbedding.applies_to(conv):
+    conv = model.get_submodule(path)
+    if not Int8PatchEmbedding.applies_to(conv):
         return False
-    setattr(parent, name, Int8PatchEmbedding(conv))
+    _set_submodule(model, path, Int8PatchEmbedding(conv))
     return True
