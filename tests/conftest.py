@@ -10,11 +10,16 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if TYPE_CHECKING:
+    from tests.fake_csm import FakeCsm
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -148,3 +153,13 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture()
 def no_cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+@pytest.fixture()
+def fake() -> Iterator[FakeCsm]:
+    """A fake CSM.ai server on 127.0.0.1 for the generate tests (tests/fake_csm.py)."""
+    from tests.fake_csm import FakeCsm
+
+    server = FakeCsm().start()
+    yield server
+    server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from gencritic.cli.main import app
 from gencritic.errors import InputError
 from tests.conftest import make_image
 from tests.fake_csm import FakeCsm
-
-
-@pytest.fixture()
-def fake() -> Iterator[FakeCsm]:
-    server = FakeCsm().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture()

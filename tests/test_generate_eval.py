@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +26,6 @@ def _eval_ready() -> None:
 
     if "clip_i2i" not in all_metrics():
         pytest.skip("metric clip_i2i is not registered")
-
-
-@pytest.fixture()
-def fake() -> Iterator[FakeCsm]:
-    server = FakeCsm().start()
-    yield server
-    server.stop()
 
 
 def reference_clip_i2i(model_dir: Path, mesh: Path, image: Path, render: dict[str, object]) -> float:

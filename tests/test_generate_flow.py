@@ -23,13 +23,6 @@ COLORS = [(220, 30, 30), (30, 200, 40), (30, 40, 220)]
 
 
 @pytest.fixture()
-def fake() -> Iterator[FakeCsm]:
-    server = FakeCsm().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture()
 def images(tmp_path: Path) -> Path:
     folder = tmp_path / "images"
     for i, color in enumerate(COLORS):
