@@ -81,8 +81,10 @@ def make_assets(folder: Path, count: int) -> list[Path]:
     return assets[:count]
 
 
-def naive_loop(assets: list[Path], backbone, prompt: str) -> float:
-    """Seconds for the seed-style loop: one view rendered, preprocessed and encoded at a time."""
+def one_view_at_a_time(assets: list[Path], prompt: str, encode_text, encode_view) -> float:
+    """Seconds for the seed's loop shape: per asset, per view, render that one view (own draw and
+    readback), composite it and encode it alone. ``encode_text(prompt)`` and ``encode_view(PIL
+    image)`` return unit vectors (1, D)."""
     import torch
     from PIL import Image
 
@@ -94,54 +96,42 @@ def naive_loop(assets: list[Path], backbone, prompt: str) -> float:
     renderer = thread_renderer()
     cams = make_rig("toys4k8")
     t0 = time.perf_counter()
-    for path in assets:
-        mesh = load_asset(path)
-        model = normalization_transform(mesh.all_positions())
-        text = backbone.encode_texts([prompt])
-        scores = []
-        for cam in cams:
-            premult = renderer.render(mesh, model, [cam], 512)[0]
-            rgb, _ = composite(premult, (255, 255, 255))
-            pixels = backbone.preprocess(Image.fromarray(rgb)).unsqueeze(0)
-            emb = backbone.encode_images(pixels)
-            scores.append(float((emb @ text.T)[0, 0]))
-        _ = torch.tensor(scores).mean()
-    return time.perf_counter() - t0
-
-
-def seed_loop(assets: list[Path], model_dir: Path, prompt: str) -> float:
-    """Seconds for the loop as the seed's script writes it: plain transformers ``CLIPModel`` and
-    ``CLIPProcessor`` (its per-call preprocessing), one rendered view at a time. Same renderer
-    as gencritic's (the seed's own pyrender path measured ~9x slower per view, docs/rendering.md)."""
-    import torch
-    from PIL import Image
-    from transformers import CLIPModel, CLIPProcessor
-
-    from gencritic.mesh import load_asset, normalization_transform
-    from gencritic.render.cameras import make_rig
-    from gencritic.render.compose import composite
-    from gencritic.render.gl import thread_renderer
-
-    model = CLIPModel.from_pretrained(model_dir).eval()
-    processor = CLIPProcessor.from_pretrained(model_dir)
-    renderer = thread_renderer()
-    cams = make_rig("toys4k8")
-    t0 = time.perf_counter()
-    with torch.no_grad():
+    with torch.inference_mode():
         for path in assets:
             mesh = load_asset(path)
             transform = normalization_transform(mesh.all_positions())
-            text = model.get_text_features(**processor(text=[prompt], return_tensors="pt", padding=True))
-            text = text / text.norm(dim=-1, keepdim=True)
+            text = encode_text(prompt)
             scores = []
             for cam in cams:
                 premult = renderer.render(mesh, transform, [cam], 512)[0]
                 rgb, _ = composite(premult, (255, 255, 255))
-                image = model.get_image_features(**processor(images=Image.fromarray(rgb), return_tensors="pt"))
-                image = image / image.norm(dim=-1, keepdim=True)
-                scores.append(float((image @ text.T)[0, 0]))
+                scores.append(float((encode_view(Image.fromarray(rgb)) @ text.T)[0, 0]))
             _ = sum(scores) / len(scores)
     return time.perf_counter() - t0
+
+
+def naive_loop(assets: list[Path], backbone, prompt: str) -> float:
+    """The seed's loop shape with gencritic's encoder and preprocessing."""
+    return one_view_at_a_time(assets, prompt, lambda t: backbone.encode_texts([t]),
+                              lambda im: backbone.encode_images(backbone.preprocess(im).unsqueeze(0)))
+
+
+def seed_loop(assets: list[Path], model_dir: Path, prompt: str) -> float:
+    """The seed's loop as its script writes it: plain transformers ``CLIPModel`` and
+    ``CLIPProcessor`` (its per-call preprocessing). Same renderer as gencritic's (the seed's own
+    pyrender path measured ~9x slower per view, docs/rendering.md)."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(model_dir).eval()
+    processor = CLIPProcessor.from_pretrained(model_dir)
+
+    def unit(v):
+        return v / v.norm(dim=-1, keepdim=True)
+
+    return one_view_at_a_time(
+        assets, prompt,
+        lambda t: unit(model.get_text_features(**processor(text=[t], return_tensors="pt", padding=True))),
+        lambda im: unit(model.get_image_features(**processor(images=im, return_tensors="pt"))))
 
 
 def pipeline_run(assets: list[Path], model_dir: Path, pool, prompt: str, workers: int | None,
