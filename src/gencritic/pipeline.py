@@ -411,6 +411,7 @@ def score(
         items = pair_references(items, Path(opts.reference_dir))
     metrics = build_metrics(opts.metrics, opts.model)
     pool = pool or ModelPool(opts.device, opts.dtype)
+    workers = resolve_workers(opts.workers, pool.device)  # before any model loads: bad values fail fast
     cache = EmbeddingCache.in_dir(opts.cache_dir)
     ctx = RunContext(pool=pool, cache=cache, default_model=opts.model, background=background)
     metrics, unavailable = setup_metrics(metrics, ctx)
@@ -461,7 +462,6 @@ def score(
     try:
         with progress as bar:
             task = bar.add_task("scoring", total=len(items), completed=len(done))
-            workers = resolve_workers(opts.workers, pool.device)
             for batch in _batches(iter(_Prefetcher(pending, prepare, workers, 4 * opts.batch_size)),
                                   opts.batch_size):
                 records = _score_batch(batch, metrics, ctx, fingerprint, model_label, token_cuts)
