@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gencritic.sqlite_wal import connect_wal
+
 
 def default_cache_dir() -> Path:
     env = os.environ.get("GENCRITIC_CACHE_DIR")
@@ -36,8 +38,8 @@ class EmbeddingCache:
         self.misses = 0
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_wal(path, check_same_thread=False,
+                               what_to_do="stop the other run, or set GENCRITIC_CACHE_DIR / --cache-dir elsewhere")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)")
             self._conn = conn

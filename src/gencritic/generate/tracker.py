@@ -34,6 +34,7 @@ from typing import Any
 
 from gencritic.errors import InputError
 from gencritic.generate.clock import Clock, iso
+from gencritic.sqlite_wal import connect_wal
 
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "submitting", "running", "downloading", "complete", "failed")
@@ -160,11 +161,9 @@ class Tracker:
         self.clock = clock
         self.run_id = uuid.uuid4().hex
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        self._conn = connect_wal(path, what_to_do="stop it or use another --workdir")
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=60000")
         with self.transaction() as c:
             # executescript would COMMIT on its own; run the statements inside our transaction
             for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
