@@ -15,6 +15,7 @@ weights (seed 0), saved with the real CLIP tokenizer from ../shared/data when pr
 loaded back through gencritic's loader, as a user's local model would be.
 
     python benchmarks/bench_assets.py                 # ~2-4 min on a 2-core CPU
+    python benchmarks/bench_assets.py --rounds 3 --int8
     python benchmarks/bench_assets.py --assets 12 --device cuda
 """
 
@@ -198,11 +199,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="Pipeline prefetch threads (default: auto, as the CLI).")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--render-repeats", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=2, help="Alternating pipeline/encode-only rounds (best of).")
+    ap.add_argument("--rounds", type=int, default=2, help="Interleaved rounds of every path (best of each).")
+    ap.add_argument("--int8", action="store_true", help="Also time the pipeline with the int8 image tower.")
     args = ap.parse_args()
 
     from gencritic.models.loader import ModelPool
-    from gencritic.pipeline import resolve_workers
+    from gencritic.pipeline import resolve_prefetch
 
     prompt = "a small toy on a white background"
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,37 +215,54 @@ def main() -> None:
         assets = make_assets(tmp_path / "assets", args.assets)
         print(f"device={args.device} torch threads={__import__('torch').get_num_threads()} cpus={os.cpu_count()} "
               f"assets={len(assets)} views/asset=8 res=512 model=ViT-B/32 (random weights) "
-              f"pipeline workers={resolve_workers(args.workers, args.device)}")
+              f"pipeline prefetch={resolve_prefetch(args.workers, args.device)}")
 
         ms, best, faces = render_only_100k(args.render_repeats)
         print(f"render only, {faces} faces, 8 views/pass: {ms:.1f} ms/view median, {best:.1f} ms/view best")
 
-        # warm-up both paths once on one asset (JIT, allocator), then measure
+        # warm-up every path once on one asset (JIT, allocator), then measure
         naive_loop(assets[:1], backbone, prompt)
         pipeline_run(assets[:1], model_dir, pool, prompt, args.workers, args.batch_size)
-
         seed_loop(assets[:1], model_dir, prompt)
-        t_seed = seed_loop(assets, model_dir, prompt)
-        t_naive = naive_loop(assets, backbone, prompt)
-        # pipeline and encode-only alternate, best of --rounds each: on a shared machine the load
-        # changes minute to minute, and the ratio of two runs minutes apart would measure the load
-        pipe_times, enc_times, rows = [], [], []
+        pool8 = ModelPool(args.device, "int8") if args.int8 else None
+        if pool8 is not None:
+            pipeline_run(assets[:1], model_dir, pool8, prompt, args.workers, args.batch_size)
+        # every path runs once per round, interleaved, best of --rounds each: on a shared machine
+        # the load changes minute to minute, and the ratio of two runs minutes apart would
+        # measure the load, not the code
+        times: dict[str, list[float]] = {}
+        rows: list = []
         for _ in range(args.rounds):
+            times.setdefault("seed", []).append(seed_loop(assets, model_dir, prompt))
+            times.setdefault("naive", []).append(naive_loop(assets, backbone, prompt))
             t, rows = pipeline_run(assets, model_dir, pool, prompt, args.workers, args.batch_size)
-            pipe_times.append(t)
-            enc_times.append(encode_only(assets, backbone, args.batch_size))
-        t_pipe, t_enc = min(pipe_times), min(enc_times)
+            times.setdefault("pipe", []).append(t)
+            times.setdefault("enc", []).append(encode_only(assets, backbone, args.batch_size))
+            if pool8 is not None:
+                t, _ = pipeline_run(assets, model_dir, pool8, prompt, args.workers, args.batch_size)
+                times.setdefault("pipe8", []).append(t)
+                times.setdefault("enc8", []).append(encode_only(assets, pool8.clip(str(model_dir)), args.batch_size))
+        best = {k: min(v) for k, v in times.items()}
         failed = [r for r in rows if not r["success"]]
         n = len(assets)
-        print(f"seed-style loop (transformers):  {1000 * t_seed / n:8.1f} ms/asset  {n / t_seed:6.2f} assets/s")
-        print(f"naive loop (1 view at a time):   {1000 * t_naive / n:8.1f} ms/asset  {n / t_naive:6.2f} assets/s")
-        print(f"gencritic pipeline:              {1000 * t_pipe / n:8.1f} ms/asset  {n / t_pipe:6.2f} assets/s")
-        print(f"encode only (model forward only): {1000 * t_enc / n:7.1f} ms/asset  {n / t_enc:6.2f} assets/s")
-        print(f"speed-up vs seed-style loop: {t_seed / t_pipe:.2f}x;  vs naive loop with gencritic's encoder: "
-              f"{t_naive / t_pipe:.2f}x;  pipeline / encode-only throughput: {100 * t_enc / t_pipe:.0f}%")
+
+        def line(label: str, key: str) -> None:
+            print(f"{label:34s}{1000 * best[key] / n:8.1f} ms/asset  {n / best[key]:6.2f} assets/s")
+
+        line("seed-style loop (transformers):", "seed")
+        line("naive loop (1 view at a time):", "naive")
+        line("gencritic pipeline:", "pipe")
+        line("encode only (model forward only):", "enc")
+        print(f"speed-up vs seed-style loop: {best['seed'] / best['pipe']:.2f}x;  vs naive loop with gencritic's "
+              f"encoder: {best['naive'] / best['pipe']:.2f}x;  pipeline / encode-only throughput: "
+              f"{100 * best['enc'] / best['pipe']:.0f}%")
+        if pool8 is not None:
+            line("gencritic pipeline, --dtype int8:", "pipe8")
+            line("encode only, int8:", "enc8")
+            print(f"int8: speed-up vs seed-style loop {best['seed'] / best['pipe8']:.2f}x;  pipeline / encode-only "
+                  f"throughput {100 * best['enc8'] / best['pipe8']:.0f}%")
         if failed:
             print(f"WARNING: {len(failed)} asset(s) failed: {[r['error'] for r in failed]}")
-
 
 if __name__ == "__main__":
     main()

@@ -237,15 +237,52 @@ def test_a_crashing_metric_or_loader_fails_items_not_the_run(tiny_clip_dir: Path
     assert run.summary["successes"] == N_IMAGES - 1
 
 
-def test_workers_auto_leaves_cpu_cores_to_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_auto_never_run_beside_an_encoder_that_uses_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from gencritic.pipeline import resolve_workers
+    from gencritic.pipeline import Prefetch, resolve_prefetch
 
-    assert resolve_workers(3, "cpu") == 3 and resolve_workers(0, "cpu") == 0
     with pytest.raises(InputError, match="--workers"):
-        resolve_workers(-1, "cpu")
+        resolve_prefetch(-1, "cpu")
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    for cores, expected in ((2, 0), (3, 1), (16, 2)):
+    for cores, auto, three in ((2, Prefetch(2, False), Prefetch(3, False)), (3, Prefetch(1, True), Prefetch(3, True)),
+                               (16, Prefetch(2, True), Prefetch(3, True))):
         monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
-        assert resolve_workers(None, "cpu") == expected
+        assert resolve_prefetch(None, "cpu") == auto
+        assert resolve_prefetch(3, "cpu") == three
+        assert resolve_prefetch(0, "cpu").workers == 0
+
+
+@pytest.mark.parametrize("workers,overlap", [(0, False), (2, False), (3, True)], ids=["inline", "bursts", "overlap"])
+def test_prefetch_keeps_item_order_and_bursts_never_run_while_the_scorer_works(workers: int, overlap: bool) -> None:
+    import random
+    import threading
+
+    from gencritic.items import Item
+    from gencritic.media import PreparedItem
+    from gencritic.pipeline import Prefetch, _Prefetcher
+
+    items = [Item(item_id=f"i{k}", kind="image", path=Path(f"i{k}.png")) for k in range(23)]
+    scorer_busy = threading.Event()
+    overlapped = []
+    rng = random.Random(0)
+    delays = [rng.uniform(0, 0.004) for _ in items]
+
+    def prepare(item: Item) -> PreparedItem:
+        busy_at_start = scorer_busy.is_set()
+        time.sleep(delays[int(item.item_id[1:])])
+        if busy_at_start or scorer_busy.is_set():
+            overlapped.append(item.item_id)
+        return PreparedItem(item)
+
+    got = []
+    for prepared in _Prefetcher(items, prepare, Prefetch(workers, overlap), window=8):
+        got.append(prepared.item.item_id)
+        scorer_busy.set()  # the scorer "encodes" between pulls
+        time.sleep(0.002)
+        scorer_busy.clear()
+    assert got == [i.item_id for i in items]
+    if not overlap:
+        assert overlapped == []  # inline and bursts: nothing is prepared while the scorer works
+    else:
+        assert overlapped  # the overlapping mode does prepare ahead (it is what it is for)

@@ -42,21 +42,36 @@ log = logging.getLogger("gencritic")
 FORMATS = ("csv", "parquet", "jsonl")
 
 
-def resolve_workers(requested: int | None, device: str) -> int:
-    """Threads that decode/render ahead of the model; ``None`` picks by hardware.
+@dataclass(frozen=True)
+class Prefetch:
+    """How items are prepared (decoded, rendered, preprocessed) for the model.
 
-    With the model on a GPU two threads keep it fed. With the model on the CPU they only help
-    when there are cores torch's threads do not use: otherwise they take those cores from the
-    encoder, and on a 2-core machine the inline loop measured 8% faster per asset
-    (benchmarks/bench_assets.py: 597 vs 649 ms).
+    ``workers`` threads prepare items; ``overlap`` says whether they run *while* the model
+    encodes (a GPU, or CPU cores torch does not use) or in bursts *between* encoder calls
+    (a CPU whose cores torch already uses: running beside the encoder would take its cores).
     """
-    if requested is not None:
-        if requested < 0:
-            raise InputError("--workers must be 0 (prepare inline) or more")
-        return requested
+
+    workers: int
+    overlap: bool
+
+
+def resolve_prefetch(requested: int | None, device: str) -> Prefetch:
+    """Pick the preparation threads by hardware; ``requested`` overrides the count.
+
+    Measured on a 2-core CPU (benchmarks/bench_assets.py, ViT-B/32, 8 views/asset): threads
+    preparing beside the encoder cost 8% per asset against preparing inline (649 vs 597 ms),
+    because torch's threads lose their cores; two threads preparing in bursts while the encoder
+    waits gained ~7% against inline, since loading, compositing and resizing are mostly
+    single-threaded and otherwise leave a core idle.
+    """
+    if requested is not None and requested < 0:
+        raise InputError("--workers must be 0 (prepare inline) or more")
     if resolve_device(device).type != "cpu":
-        return 2
-    return max(0, min(2, (os.cpu_count() or 1) - torch.get_num_threads()))
+        return Prefetch(2 if requested is None else requested, overlap=True)
+    spare = (os.cpu_count() or 1) - torch.get_num_threads()
+    if spare > 0:
+        return Prefetch(min(2, spare) if requested is None else requested, overlap=True)
+    return Prefetch(torch.get_num_threads() if requested is None else requested, overlap=False)
 
 
 @dataclass
@@ -68,7 +83,7 @@ class ScoreOptions:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 32
-    workers: int | None = None  # None: auto (see resolve_workers)
+    workers: int | None = None  # None: auto (see resolve_prefetch)
     background: str = "white"
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     formats: Sequence[str] = ("csv",)
@@ -180,20 +195,38 @@ def output_columns(items: Sequence[Item], metrics: Sequence[Metric], any_text: b
 
 
 class _Prefetcher:
-    """Prepare items in worker threads, in order, a bounded window ahead of the scorer."""
+    """Prepare items in worker threads, in order.
 
-    def __init__(self, items: Sequence[Item], prepare: Callable[[Item], PreparedItem], workers: int,
+    Overlapping: a bounded window ahead of the scorer, while it encodes. Bursts: a group of
+    items at once, all finished before the scorer gets any, so no preparation runs while the
+    scorer encodes (the scorer only pulls items between encoder calls).
+    """
+
+    def __init__(self, items: Sequence[Item], prepare: Callable[[Item], PreparedItem], prefetch: Prefetch,
                  window: int) -> None:
         self.items = items
         self.prepare = prepare
-        self.pool = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gencritic-load")
-                     if workers > 0 else None)
+        self.pool = (ThreadPoolExecutor(max_workers=prefetch.workers, thread_name_prefix="gencritic-load")
+                     if prefetch.workers > 0 else None)
+        self.overlap = prefetch.overlap
+        self.burst = max(1, 2 * prefetch.workers)
         self.window = max(1, window)
 
+    def _bursts(self, pool: ThreadPoolExecutor) -> Iterator[PreparedItem]:
+        try:
+            for start in range(0, len(self.items), self.burst):
+                group = [pool.submit(self.prepare, item) for item in self.items[start:start + self.burst]]
+                yield from [f.result() for f in group]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def __iter__(self) -> Iterator[PreparedItem]:
-        if self.pool is None:  # inline: no threads competing with the encoder for the cores
+        if self.pool is None:  # inline
             for item in self.items:
                 yield self.prepare(item)
+            return
+        if not self.overlap:
+            yield from self._bursts(self.pool)
             return
         pending: list[Future[PreparedItem]] = []
         it = iter(self.items)
@@ -411,7 +444,7 @@ def score(
         items = pair_references(items, Path(opts.reference_dir))
     metrics = build_metrics(opts.metrics, opts.model)
     pool = pool or ModelPool(opts.device, opts.dtype)
-    workers = resolve_workers(opts.workers, pool.device)  # before any model loads: bad values fail fast
+    prefetch = resolve_prefetch(opts.workers, pool.device)  # before any model loads: bad values fail fast
     cache = EmbeddingCache.in_dir(opts.cache_dir)
     ctx = RunContext(pool=pool, cache=cache, default_model=opts.model, background=background)
     metrics, unavailable = setup_metrics(metrics, ctx)
@@ -462,7 +495,7 @@ def score(
     try:
         with progress as bar:
             task = bar.add_task("scoring", total=len(items), completed=len(done))
-            for batch in _batches(iter(_Prefetcher(pending, prepare, workers, 4 * opts.batch_size)),
+            for batch in _batches(iter(_Prefetcher(pending, prepare, prefetch, 4 * opts.batch_size)),
                                   opts.batch_size):
                 records = _score_batch(batch, metrics, ctx, fingerprint, model_label, token_cuts)
                 if store is not None:

@@ -174,7 +174,7 @@ class Toys4kOptions:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 32
-    workers: int | None = None  # None: auto (pipeline.resolve_workers)
+    workers: int | None = None  # None: auto (pipeline.resolve_prefetch)
     rig: str = "toys4k8"
     resolution: int = 512
     up: str = "y"

@@ -126,8 +126,9 @@ class ClipBackbone(ABC):
     def preprocess_config(self) -> dict[str, Any]:
         """What preprocessing does, as plain data; hashed into cache keys."""
 
-    @property
+    @functools.cached_property
     def preprocess_id(self) -> str:
+        """Hashed once: the preprocessing is fixed at load, and this is asked for every image."""
         blob = json.dumps(self.preprocess_config, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -8,6 +8,7 @@ compositing changes pixels, which invalidates old cache entries.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,10 @@ class RenderSettings:
         return d
 
     def key(self) -> str:
+        return self._key
+
+    @functools.cached_property
+    def _key(self) -> str:  # hashed once per settings object: it is asked for every view
         return hashlib.sha256(json.dumps(self.pixel_settings(), sort_keys=True).encode()).hexdigest()
 
 
