@@ -282,6 +282,23 @@ def test_render_cache_hits_with_identical_pixels_and_misses_on_new_settings(tmp_
     assert not e.from_cache
 
 
+def test_damaged_render_cache_entries_are_misses_and_get_rewritten(tmp_path: Path, cube_glb: Path) -> None:
+    from gencritic.render.cache import RenderCache
+
+    opts = {"resolution": 64, "cache_dir": tmp_path / "renders"}
+    fresh = render_asset(cube_glb, opts)
+    (entry,) = (tmp_path / "renders").rglob("*.gcr")
+    good = entry.read_bytes()
+    for damage in (good[: len(good) // 2], b"not a render" + good, good[:-40] + bytes(40), b""):
+        entry.write_bytes(damage)
+        again = render_asset(cube_glb, opts)
+        assert not again.from_cache and np.array_equal(again.premultiplied, fresh.premultiplied)
+        assert entry.read_bytes() == good  # rewritten, byte for byte (zstd is deterministic)
+    views, meta = RenderCache(tmp_path / "renders").get(entry.stem) or (None, None)
+    assert views is not None and np.array_equal(views, fresh.premultiplied) and meta == fresh.meta
+    assert not list((tmp_path / "renders").rglob(".tmp-*"))  # no temporary files left behind
+
+
 def test_point_cloud_renders_as_points(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     pts = rng.normal(size=(2000, 3))

@@ -66,7 +66,7 @@ def test_score_meshes_end_to_end(mesh_folder: Path, tiny_clip_dir: Path, tmp_pat
     res = CliRunner().invoke(app, ["score", str(mesh_folder), "--out", str(out), "--model", str(tiny_clip_dir),
                                    "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "-q", *lost_only])
     assert res.exit_code == 0, res.output
-    assert list((tmp_path / "cache" / "renders").rglob("meta.json"))  # renders cached beside the embeddings
+    assert list((tmp_path / "cache" / "renders").rglob("*.gcr"))  # renders cached beside the embeddings
     rows = {r["item_id"]: r for r in csv.DictReader((out / "results.csv").open())}
     views = list(csv.DictReader((out / "views.csv").open()))
     # default normalisation recentres 'lost', so it is scored; card loses its edge-on views
