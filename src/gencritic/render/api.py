@@ -23,8 +23,9 @@ from PIL import Image
 
 from gencritic.errors import ItemError
 from gencritic.io.images import LoadedImage
-from gencritic.mesh.load import asset_sha256, load_asset
+from gencritic.mesh.load import asset_sha256
 from gencritic.mesh.normalize import normalization_transform
+from gencritic.mesh.parallel import load_asset_in_worker
 from gencritic.render.cache import RenderCache
 from gencritic.render.cameras import Camera
 from gencritic.render.compose import composite, unpremultiply, view_problem
@@ -69,7 +70,7 @@ def view_sha256(asset_sha: str, settings: RenderSettings, index: int) -> str:
 def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> tuple[np.ndarray, dict[str, Any]]:
     from gencritic.render.gl import RenderContextError, render_views
 
-    mesh = load_asset(path)
+    mesh = load_asset_in_worker(path)
     model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
     # back faces may be skipped only if every camera is outside the geometry's bounding sphere
     lo, hi = mesh.bounds()

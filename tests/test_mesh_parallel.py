@@ -1,0 +1,87 @@
+"""Meshes loaded in worker processes are the same meshes, and a dying worker fails one file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from gencritic.errors import ItemError
+from gencritic.mesh import load_asset, parallel
+from gencritic.mesh.load import MeshData
+from tests.conftest import shared_data
+
+
+@pytest.fixture
+def two_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    parallel.shutdown()
+    monkeypatch.setenv("GENCRITIC_LOAD_PROCESSES", "2")
+    yield
+    parallel.shutdown()
+
+
+def _assert_same(a: MeshData, b: MeshData) -> None:
+    assert len(a.primitives) == len(b.primitives)
+    for pa, pb in zip(a.primitives, b.primitives, strict=True):
+        for f in fields(pa):
+            va, vb = getattr(pa, f.name), getattr(pb, f.name)
+            if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
+                assert va is not None and vb is not None and va.dtype == vb.dtype, f.name
+                assert np.array_equal(va, vb), f.name
+            else:
+                assert va == vb, f.name
+
+
+def test_worker_processes_load_the_same_arrays(tmp_path: Path, two_processes: None) -> None:
+    folder = shared_data("meshes-small")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".glb", ".obj", ".ply", ".stl"})
+    box = trimesh.creation.box()
+    box.visual.vertex_colors = np.tile([200, 30, 30, 255], (len(box.vertices), 1)).astype(np.uint8)
+    box.export(tmp_path / "box.ply")
+    for path in [tmp_path / "box.ply", *paths]:
+        _assert_same(parallel.load_asset_in_worker(path), load_asset(path))
+    assert parallel._pool is not None  # the work did go to the worker processes
+
+
+@pytest.mark.parametrize(("content", "reason"), [(b"not a gltf file at all" * 10, "cannot read mesh"),
+                                                 (b"v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n", "zero area")])
+def test_errors_cross_the_process_boundary_with_their_text(tmp_path: Path, two_processes: None,
+                                                           content: bytes, reason: str) -> None:
+    path = tmp_path / ("bad.glb" if content.startswith(b"not") else "flat.obj")
+    path.write_bytes(content)
+    with pytest.raises(ItemError, match=reason):
+        parallel.load_asset_in_worker(path)
+
+
+def _die_on_poison(path: Path) -> MeshData:
+    if path.name == "poison.obj":
+        os._exit(3)  # what a segfault in a native reader or the OOM killer looks like to the pool
+    return load_asset(path)
+
+
+def test_a_file_that_kills_its_worker_fails_alone(tmp_path: Path, two_processes: None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "load_asset", _die_on_poison)  # forked children inherit it
+    good = tmp_path / "good.ply"
+    trimesh.creation.box().export(good)
+    poison = tmp_path / "poison.obj"
+    poison.write_bytes(b"v 0 0 0\n")
+    with pytest.raises(ItemError, match="crashed its worker process twice"):
+        parallel.load_asset_in_worker(poison)
+    assert parallel.load_asset_in_worker(good).num_faces == 12  # a fresh pool serves the next file
+
+
+def test_zero_processes_loads_in_the_calling_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parallel.shutdown()
+    monkeypatch.setenv("GENCRITIC_LOAD_PROCESSES", "0")
+    trimesh.creation.box().export(tmp_path / "b.ply")
+    assert parallel.load_asset_in_worker(tmp_path / "b.ply").num_faces == 12
+    assert parallel._pool is None
+    monkeypatch.setenv("GENCRITIC_LOAD_PROCESSES", "many")
+    with pytest.raises(Exception, match="GENCRITIC_LOAD_PROCESSES must be a whole number"):
+        parallel.load_asset_in_worker(tmp_path / "b.ply")
