@@ -85,3 +85,28 @@ def test_zero_processes_loads_in_the_calling_thread(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("GENCRITIC_LOAD_PROCESSES", "many")
     with pytest.raises(Exception, match="GENCRITIC_LOAD_PROCESSES must be a whole number"):
         parallel.load_asset_in_worker(tmp_path / "b.ply")
+
+
+def _hang_on_slow(path: Path) -> MeshData:
+    if path.name == "slow.obj":
+        import time
+
+        time.sleep(3600)  # a reader stuck on a pathological file
+    return load_asset(path)
+
+
+def test_a_stuck_worker_is_stopped_and_fails_its_file(tmp_path: Path, two_processes: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setattr(parallel, "load_asset", _hang_on_slow)
+    monkeypatch.setenv("GENCRITIC_LOAD_TIMEOUT_S", "1")
+    good = tmp_path / "good.ply"
+    trimesh.creation.box().export(good)
+    slow = tmp_path / "slow.obj"
+    slow.write_bytes(b"v 0 0 0\n")
+    started = time.monotonic()
+    with pytest.raises(ItemError, match="took over 1 s in its worker process"):
+        parallel.load_asset_in_worker(slow)
+    assert time.monotonic() - started < 20
+    assert parallel.load_asset_in_worker(good).num_faces == 12

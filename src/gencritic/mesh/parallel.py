@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout  # a builtin alias only from 3.11
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -31,6 +32,23 @@ from gencritic.mesh.load import MeshData, load_asset
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
+
+
+def load_timeout_s() -> float:
+    """Seconds one file may take in a worker (``GENCRITIC_LOAD_TIMEOUT_S``, default 600).
+
+    Why a limit: a worker that never answers (a reader stuck on a pathological file) would
+    otherwise stall an unattended run forever. Minutes are generous: a 100k-face OBJ parses in
+    about a third of a second.
+    """
+    env = os.environ.get("GENCRITIC_LOAD_TIMEOUT_S", "600")
+    try:
+        value = float(env)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InputError(f"GENCRITIC_LOAD_TIMEOUT_S must be a positive number of seconds, got {env!r}")
+    return value
 
 
 def load_processes() -> int:
@@ -66,23 +84,32 @@ def _get_pool() -> ProcessPoolExecutor | None:
         return _pool
 
 
-def shutdown() -> None:
-    """Stop the worker processes (at exit, or to free their memory)."""
+def shutdown(kill: bool = False) -> None:
+    """Stop the worker processes (at exit, to free their memory, or ``kill`` a stuck one)."""
     global _pool
     with _lock:
         pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+    if pool is None:
+        return
+    if kill:  # shutdown() alone would wait for the stuck worker forever
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+    pool.shutdown(wait=not kill, cancel_futures=True)
 
 
 def load_asset_in_worker(path: Path) -> MeshData:
     """:func:`~gencritic.mesh.load.load_asset` in a worker process (or here when there is none)."""
+    timeout = load_timeout_s()
     for _attempt in range(2):
         pool = _get_pool()
         if pool is None:
             return load_asset(path)
         try:
-            return pool.submit(load_asset, Path(path)).result()
+            return pool.submit(load_asset, Path(path)).result(timeout=timeout)
+        except FutureTimeout:
+            shutdown(kill=True)  # files in flight beside this one are retried in a fresh pool
+            raise ItemError(f"loading {Path(path).name} took over {timeout:g} s in its worker process and was "
+                            f"stopped (set GENCRITIC_LOAD_TIMEOUT_S to allow longer)") from None
         except BrokenProcessPool:
             # A worker died (the OOM killer, or a crash in a native reader). Every file in
             # flight sees this, not only the culprit: each is tried once more in a fresh pool,
