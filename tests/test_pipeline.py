@@ -251,6 +251,12 @@ def test_workers_auto_never_run_beside_an_encoder_that_uses_every_core(monkeypat
         assert resolve_prefetch(None, "cpu") == auto
         assert resolve_prefetch(3, "cpu") == three
         assert resolve_prefetch(0, "cpu").workers == 0
+    # beside a GPU: one preparing thread per mesh-loader process, at least two, all overlapping
+    monkeypatch.setattr("gencritic.pipeline.resolve_device", lambda name: torch.device("cuda"))
+    for processes, threads in (("0", 2), ("4", 4)):
+        monkeypatch.setenv("GENCRITIC_LOAD_PROCESSES", processes)
+        assert resolve_prefetch(None, "cuda") == Prefetch(threads, True)
+        assert resolve_prefetch(1, "cuda") == Prefetch(1, True)
 
 
 @pytest.mark.parametrize("workers,overlap", [(0, False), (2, False), (3, True)], ids=["inline", "bursts", "overlap"])

@@ -67,7 +67,11 @@ def resolve_prefetch(requested: int | None, device: str) -> Prefetch:
     if requested is not None and requested < 0:
         raise InputError("--workers must be 0 (prepare inline) or more")
     if resolve_device(device).type != "cpu":
-        return Prefetch(2 if requested is None else requested, overlap=True)
+        # each preparing thread waits on one mesh-loader process, so as many threads as
+        # processes keep them all busy (not measured on a GPU machine yet: none was lent)
+        from gencritic.mesh.parallel import load_processes
+
+        return Prefetch(max(2, load_processes()) if requested is None else requested, overlap=True)
     spare = (os.cpu_count() or 1) - torch.get_num_threads()
     if spare > 0:
         return Prefetch(min(2, spare) if requested is None else requested, overlap=True)

@@ -94,7 +94,7 @@ def toys4k_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, fp32, fp16, bf16, int8."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Views per model batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Threads that load/render/preprocess items (default: 2 beside a GPU; on a CPU whose cores torch uses, one per core in bursts between encoder calls; 0 = inline)."),  # noqa: UP045
+    workers: Optional[int] = typer.Option(None, "--workers", help="Threads that load/render/preprocess items (default: beside a GPU one per mesh-loader process, at least 2; on a CPU whose cores torch uses, one per core in bursts between encoder calls; 0 = inline)."),  # noqa: UP045
     rig: str = typer.Option("toys4k8", "--rig", help="Camera rig (the protocol's is toys4k8)."),
     resolution: int = typer.Option(512, "--resolution", help="View size (the protocol's is 512)."),
     up: str = typer.Option("y", "--up", help="Asset up axis: y or z."),

@@ -30,7 +30,7 @@ def score_command(
     dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, "
                                                       "int8 (CPU fast mode: dynamic quantisation)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Views per model batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Threads that decode/render/preprocess items (default: 2 beside a GPU; on a CPU whose cores torch uses, one per core in bursts between encoder calls; 0 = inline)."),  # noqa: UP045
+    workers: Optional[int] = typer.Option(None, "--workers", help="Threads that decode/render/preprocess items (default: beside a GPU one per mesh-loader process, at least 2; on a CPU whose cores torch uses, one per core in bursts between encoder calls; 0 = inline)."),  # noqa: UP045
     background: str = typer.Option("white", "--background", help="Colour under transparent pixels: white, black, grey, #rrggbb."),
     formats: str = typer.Option("csv", "--format", help="Extra result formats besides CSV: parquet, jsonl (comma-separated)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding/render cache (default ~/.cache/gencritic or $GENCRITIC_CACHE_DIR)."),  # noqa: UP045
