@@ -17,6 +17,7 @@ Errors cross the process boundary as :class:`~gencritic.errors.ItemError` with t
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import os
 import signal
@@ -71,6 +72,11 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@functools.cache
+def _register_exit_once() -> None:
+    atexit.register(shutdown)
+
+
 def _get_pool() -> ProcessPoolExecutor | None:
     global _pool
     with _lock:
@@ -80,7 +86,7 @@ def _get_pool() -> ProcessPoolExecutor | None:
                 return None
             _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
                                         initializer=_ignore_sigint)
-            atexit.register(shutdown)
+            _register_exit_once()
         return _pool
 
 
