@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from gencritic.errors import ItemError
+from gencritic.errors import InputError, ItemError
 from gencritic.mesh import load_asset, parallel
 from gencritic.mesh.load import MeshData
 from tests.conftest import shared_data
@@ -83,8 +83,23 @@ def test_zero_processes_loads_in_the_calling_thread(tmp_path: Path, monkeypatch:
     assert parallel.load_asset_in_worker(tmp_path / "b.ply").num_faces == 12
     assert parallel._pool is None
     monkeypatch.setenv("GENCRITIC_LOAD_PROCESSES", "many")
-    with pytest.raises(Exception, match="GENCRITIC_LOAD_PROCESSES must be a whole number"):
+    with pytest.raises(InputError, match="GENCRITIC_LOAD_PROCESSES must be a whole number"):
         parallel.load_asset_in_worker(tmp_path / "b.ply")
+
+
+@pytest.mark.parametrize(("name", "value"), [("GENCRITIC_LOAD_PROCESSES", "many"), ("GENCRITIC_LOAD_TIMEOUT_S", "-5")])
+def test_a_bad_loader_variable_stops_a_run_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           name: str, value: str) -> None:
+    from gencritic.pipeline import resolve_prefetch
+    from gencritic.render.api import render_to_folder
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InputError, match=name):
+        resolve_prefetch(None, "cpu")  # what `score` and `toys4k` call before loading models
+    trimesh.creation.box().export(tmp_path / "b.ply")
+    with pytest.raises(InputError, match=name):
+        render_to_folder(tmp_path / "b.ply", tmp_path / "views")
+    assert not (tmp_path / "views").exists()
 
 
 def _hang_on_slow(path: Path) -> MeshData:

@@ -66,16 +66,19 @@ def resolve_prefetch(requested: int | None, device: str) -> Prefetch:
     """
     if requested is not None and requested < 0:
         raise InputError("--workers must be 0 (prepare inline) or more")
+    from gencritic.mesh.parallel import check_environment, load_processes
+
+    check_environment()  # a typo in the loader's variables is one line now, not a failed row per asset
+    spare = (os.cpu_count() or 1) - torch.get_num_threads()
     if resolve_device(device).type != "cpu":
         # each preparing thread waits on one mesh-loader process, so as many threads as
         # processes keep them all busy (not measured on a GPU machine yet: none was lent)
-        from gencritic.mesh.parallel import load_processes
-
-        return Prefetch(max(2, load_processes()) if requested is None else requested, overlap=True)
-    spare = (os.cpu_count() or 1) - torch.get_num_threads()
-    if spare > 0:
-        return Prefetch(min(2, spare) if requested is None else requested, overlap=True)
-    return Prefetch(torch.get_num_threads() if requested is None else requested, overlap=False)
+        auto, overlap = max(2, load_processes()), True
+    elif spare > 0:
+        auto, overlap = min(2, spare), True
+    else:
+        auto, overlap = torch.get_num_threads(), False
+    return Prefetch(auto if requested is None else requested, overlap)
 
 
 @dataclass

@@ -61,9 +61,17 @@ def load_processes() -> int:
         except ValueError:
             raise InputError(f"GENCRITIC_LOAD_PROCESSES must be a whole number (0 = load in the calling "
                              f"thread), got {env!r}") from None
-    if not sys.platform.startswith("linux"):
+    cores = os.cpu_count() or 1
+    if not sys.platform.startswith("linux") or cores == 1:
         return 0
-    return min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+    return min(4, cores)
+
+
+def check_environment() -> None:
+    """Parse the loader's environment variables now: callers do this before any work, so a
+    typo is one clear line instead of a failed row for every asset."""
+    load_processes()
+    load_timeout_s()
 
 
 def _ignore_sigint() -> None:

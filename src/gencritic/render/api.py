@@ -198,7 +198,10 @@ def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = N
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from gencritic.mesh.parallel import check_environment
+
     settings = parse_render_options(options)
+    check_environment()
     assets = find_assets(Path(source))
 
     def one(asset: Path) -> RenderReport:
