@@ -67,8 +67,10 @@ def resolve_prefetch(requested: int | None, device: str) -> Prefetch:
     if requested is not None and requested < 0:
         raise InputError("--workers must be 0 (prepare inline) or more")
     from gencritic.mesh.parallel import check_environment, load_processes
+    from gencritic.models.streams import cpu_streams
 
     check_environment()  # a typo in the loader's variables is one line now, not a failed row per asset
+    cpu_streams()  # the same for the encoder's
     spare = (os.cpu_count() or 1) - torch.get_num_threads()
     if resolve_device(device).type != "cpu":
         # each preparing thread waits on one mesh-loader process, so as many threads as

@@ -26,6 +26,7 @@ from PIL import Image
 from gencritic.models.activations import speed_up_quick_gelu
 from gencritic.models.device import dtype_name
 from gencritic.models.int8 import Int8DynamicLinear, quantise_linears, quantise_patch_embedding
+from gencritic.models.streams import cpu_streams, map_in_streams, split_evenly
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -166,12 +167,19 @@ class ClipBackbone(ABC):
         """Batch of preprocessed images -> (N, D) unit vectors, float32 CPU."""
         with self.lock:
             self.image_encode_count += int(pixels.shape[0])
-            step = CPU_MICRO_BATCH if self.device.type == "cpu" else max(1, int(pixels.shape[0]))
-            out = []
-            for start in range(0, max(1, int(pixels.shape[0])), step):
-                x = pixels[start:start + step].to(self.device, non_blocking=True)
+            n = int(pixels.shape[0])
+            if self.device.type == "cpu":
+                streams = cpu_streams()
+                chunks = split_evenly(n, CPU_MICRO_BATCH, streams)
+            else:
+                streams, chunks = 1, [slice(0, n)]
+
+            def encode(part: slice) -> torch.Tensor:
+                x = pixels[part].to(self.device, non_blocking=True)
                 x = x.to(self.dtype) if not self.int8 else x.float()
-                out.append(_normalise(self._encode_pixels(x)).cpu())
+                return _normalise(self._encode_pixels(x)).cpu()
+
+            out = map_in_streams(encode, chunks, streams)
             return torch.cat(out) if len(out) != 1 else out[0]
 
     @torch.inference_mode()
