@@ -65,3 +65,21 @@ def test_int8_tower_still_agrees_with_fp32(tiny_clip_dir: Path, dtype: str) -> N
     pixels = _pixels(6, int(fp32.model.config.vision_config.image_size))
     cos = (fp32.encode_images(pixels) * quantised.encode_images(pixels)).sum(-1)
     assert float(cos.min()) > 0.99
+
+
+def test_open_clip_class_token_block_matches_the_unmodified_model(tiny_open_clip: tuple[str, Path]) -> None:
+    import open_clip
+
+    from gencritic.models.cls_only import ClassTokenLastBlock, skip_unread_tokens_open_clip
+
+    name, ckpt = tiny_open_clip
+    reference = open_clip.create_model(name, pretrained=str(ckpt)).eval()
+    backbone = ModelPool("cpu", "fp32").clip(f"open_clip:{name}@{ckpt}")
+    assert isinstance(backbone.model.visual.transformer.resblocks[-1], ClassTokenLastBlock)
+    pixels = _pixels(5, int(reference.visual.image_size[0]))
+    with torch.inference_mode():
+        expected = reference.encode_image(pixels)
+        expected = expected / expected.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(backbone.encode_images(pixels), expected, rtol=0, atol=1e-6)
+    reference.visual.pool_type = "avg"  # a mean over tokens needs every token: left alone
+    assert not skip_unread_tokens_open_clip(reference.visual)

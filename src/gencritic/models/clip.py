@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from gencritic.models.activations import speed_up_quick_gelu
-from gencritic.models.cls_only import skip_unread_tokens
+from gencritic.models.cls_only import skip_unread_tokens, skip_unread_tokens_open_clip
 from gencritic.models.device import dtype_name
 from gencritic.models.int8 import Int8DynamicLinear, quantise_linears, quantise_patch_embedding
 from gencritic.models.streams import cpu_streams, map_in_streams, split_evenly
@@ -256,6 +256,7 @@ class OpenClipBackbone(ClipBackbone):
                  device: torch.device, dtype: torch.dtype, int8: bool, count_tokens: Callable[[str], int]) -> None:
         super().__init__()
         self.model = self._place(model, model_id, device, dtype, int8)
+        skip_unread_tokens_open_clip(self.model.visual)  # see models/cls_only.py
         self.tokenizer = tokenizer
         self.transform = transform
         self._count_tokens = count_tokens

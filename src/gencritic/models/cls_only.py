@@ -7,9 +7,10 @@ the keys and values still come from every token, so the class token sees exactly
 before; only the rows nobody reads are skipped. The result equals the full layer's class row
 to float32 rounding (``tests/test_cls_only.py`` compares it with the unmodified model).
 
-Only the image tower of transformers' ``CLIPModel`` (whose embedding is the class token, never
-a mean over tokens) is changed, and only when the layer is the standard ``CLIPEncoderLayer``
-shape; anything else (masks, attention weights asked for) runs the original layer.
+Changed only where the embedding is the class token: transformers' ``CLIPModel`` image tower,
+and open_clip ``VisionTransformer`` towers with ``pool_type='tok'`` and no attentional pooler
+(not mean-pooled towers, not CoCa), and only when the last layer has the standard shape.
+A call with masks or asking for attention weights runs the original layer.
 """
 
 from __future__ import annotations
@@ -66,4 +67,43 @@ def skip_unread_tokens(vision_model: torch.nn.Module) -> bool:
     if isinstance(last, ClassTokenLastLayer) or not ClassTokenLastLayer.applies_to(last):
         return isinstance(last, ClassTokenLastLayer)
     layers[-1] = ClassTokenLastLayer(last)
+    return True
+
+
+class ClassTokenLastBlock(torch.nn.Module):
+    """Wraps an open_clip ``ResidualAttentionBlock`` (self-attention, pre-norm); returns the
+    class token only, as a 1-token sequence in the block's own layout (batch-first or not)."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    @staticmethod
+    def applies_to(block: torch.nn.Module) -> bool:
+        return (all(hasattr(block, n) for n in ("ln_1", "ln_2", "mlp", "ls_1", "ls_2"))
+                and isinstance(getattr(block, "attn", None), torch.nn.MultiheadAttention)
+                and not hasattr(block, "ln_1_kv"))  # a cross-attention block attends to something else
+
+    def forward(self, q_x: torch.Tensor, k_x: Any = None, v_x: Any = None, attn_mask: Any = None) -> torch.Tensor:
+        block: Any = self.block
+        if k_x is not None or v_x is not None or attn_mask is not None:
+            return block(q_x, k_x, v_x, attn_mask=attn_mask)  # type: ignore[no-any-return]
+        cls = q_x[:, :1] if block.attn.batch_first else q_x[:1]
+        normed = block.ln_1(q_x)
+        query = normed[:, :1] if block.attn.batch_first else normed[:1]
+        attended = block.attn(query, normed, normed, need_weights=False)[0]
+        x = cls + block.ls_1(attended)
+        return x + block.ls_2(block.mlp(block.ln_2(x)))  # type: ignore[no-any-return]
+
+
+def skip_unread_tokens_open_clip(visual: torch.nn.Module) -> bool:
+    """The same for an open_clip ``VisionTransformer`` whose embedding is its class token."""
+    blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+    if (getattr(visual, "pool_type", None) != "tok" or getattr(visual, "attn_pool", None) is not None
+            or not isinstance(blocks, torch.nn.ModuleList) or not len(blocks)):
+        return False
+    last = blocks[-1]
+    if isinstance(last, ClassTokenLastBlock) or not ClassTokenLastBlock.applies_to(last):
+        return isinstance(last, ClassTokenLastBlock)
+    blocks[-1] = ClassTokenLastBlock(last)
     return True
