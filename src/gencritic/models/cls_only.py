@@ -21,6 +21,14 @@ import torch
 import torch.nn.functional as F
 
 
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(q kᵀ · scale) v for (B, H, 1, d) queries, written out rather than through
+    ``scaled_dot_product_attention``: for a single query, torch's CPU kernel splits the keys
+    across threads, so its result depended on the thread count (by 1e-7, but a stream must give
+    the same bits as torch's threads). Here every row is one thread's work, whatever the count."""
+    return torch.softmax((query @ key.transpose(-1, -2)) * scale, dim=-1) @ value
+
+
 class ClassTokenLastLayer(torch.nn.Module):
     """Wraps a transformers ``CLIPEncoderLayer``; returns a 1-token sequence (the class token)."""
 
@@ -48,7 +56,7 @@ class ClassTokenLastLayer(torch.nn.Module):
         query = attn.q_proj(normed[:, :1]).view(batch, 1, heads, head_dim).transpose(1, 2)
         key = attn.k_proj(normed).view(batch, tokens, heads, head_dim).transpose(1, 2)
         value = attn.v_proj(normed).view(batch, tokens, heads, head_dim).transpose(1, 2)
-        attended = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
+        attended = attend(query, key, value, float(attn.scale))
         attended = attn.out_proj(attended.transpose(1, 2).reshape(batch, 1, width))
         cls = hidden_states[:, :1] + attended
         return (cls + layer.mlp(layer.layer_norm2(cls)),)
@@ -82,18 +90,31 @@ class ClassTokenLastBlock(torch.nn.Module):
     def applies_to(block: torch.nn.Module) -> bool:
         return (all(hasattr(block, n) for n in ("ln_1", "ln_2", "mlp", "ls_1", "ls_2"))
                 and isinstance(getattr(block, "attn", None), torch.nn.MultiheadAttention)
+                and getattr(block.attn, "in_proj_weight", None) is not None  # one packed q/k/v projection
                 and not hasattr(block, "ln_1_kv"))  # a cross-attention block attends to something else
 
     def forward(self, q_x: torch.Tensor, k_x: Any = None, v_x: Any = None, attn_mask: Any = None) -> torch.Tensor:
         block: Any = self.block
         if k_x is not None or v_x is not None or attn_mask is not None:
             return block(q_x, k_x, v_x, attn_mask=attn_mask)  # type: ignore[no-any-return]
-        cls = q_x[:, :1] if block.attn.batch_first else q_x[:1]
-        normed = block.ln_1(q_x)
-        query = normed[:, :1] if block.attn.batch_first else normed[:1]
-        attended = block.attn(query, normed, normed, need_weights=False)[0]
-        x = cls + block.ls_1(attended)
-        return x + block.ls_2(block.mlp(block.ln_2(x)))  # type: ignore[no-any-return]
+        attn = block.attn
+        tokens = q_x if attn.batch_first else q_x.transpose(0, 1)  # (batch, tokens, width) from here
+        batch, count, width = tokens.shape
+        heads = int(attn.num_heads)
+        head_dim = width // heads
+        normed = block.ln_1(tokens)
+        weight, bias = attn.in_proj_weight, attn.in_proj_bias
+
+        def project(x: torch.Tensor, part: int, length: int) -> torch.Tensor:
+            rows = slice(part * width, (part + 1) * width)
+            out = F.linear(x, weight[rows], None if bias is None else bias[rows])
+            return out.view(batch, length, heads, head_dim).transpose(1, 2)
+
+        attended = attend(project(normed[:, :1], 0, 1), project(normed, 1, count), project(normed, 2, count),
+                          head_dim ** -0.5)
+        x = tokens[:, :1] + block.ls_1(attn.out_proj(attended.transpose(1, 2).reshape(batch, 1, width)))
+        x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        return x if attn.batch_first else x.transpose(0, 1)  # type: ignore[no-any-return]
 
 
 def skip_unread_tokens_open_clip(visual: torch.nn.Module) -> bool:
