@@ -451,6 +451,10 @@ def score(
         from gencritic.io.manifest import pair_references
 
         items = pair_references(items, Path(opts.reference_dir))
+    if any(i.kind == "mesh" for i in items):  # a bad render option (or no Blender for cycles): one line, up front
+        from gencritic.render.settings import parse_render_options
+
+        parse_render_options(dict(opts.render))
     metrics = build_metrics(opts.metrics, opts.model)
     pool = pool or ModelPool(opts.device, opts.dtype)
     prefetch = resolve_prefetch(opts.workers, pool.device)  # before any model loads: bad values fail fast

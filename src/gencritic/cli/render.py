@@ -18,10 +18,11 @@ def register(app: typer.Typer) -> None:
 
 def _render_options(rig: str, resolution: int, background: str, normalize: str, up: str, lighting: str,
                     samples: int, radius: float, fov: float, pitch: float, seed: int, no_cache: bool,
-                    cache_dir: Optional[Path]) -> dict[str, object]:  # noqa: UP045
+                    cache_dir: Optional[Path], renderer: str = "gl", spp: int = 16) -> dict[str, object]:  # noqa: UP045
     opts: dict[str, object] = {"rig": rig, "resolution": resolution, "normalize": normalize, "up": up,
                                "lighting": lighting, "samples": samples, "radius": radius, "fov": fov,
-                               "pitch": pitch, "seed": seed, "cache": not no_cache}
+                               "pitch": pitch, "seed": seed, "cache": not no_cache, "renderer": renderer,
+                               "spp": spp}
     if background.strip().lower() != "transparent":
         opts["background"] = background
     if cache_dir is not None:
@@ -41,6 +42,9 @@ def render_command(
     up: str = typer.Option("y", "--up", help="The asset's up axis: y (glTF, most OBJ) or z (Blender/CAD exports)."),
     lighting: str = typer.Option("default", "--lighting", help="default (soft ambient + 2 directional) or flat (unlit colours)."),
     samples: int = typer.Option(0, "--samples", help="MSAA samples (0, 2, 4, 8): smoother edges, ~6x slower on CPU."),
+    renderer: str = typer.Option("gl", "--renderer", help="gl (rasteriser, default, fast) or cycles (Blender's path tracer: "
+                                                          "shadows, seconds per view; needs GENCRITIC_BLENDER, see docs/rendering.md)."),
+    spp: int = typer.Option(16, "--spp", help="Cycles samples per pixel (with --renderer cycles)."),
     radius: float = typer.Option(2.0, "--radius", help="Camera distance from the origin."),
     fov: float = typer.Option(40.0, "--fov", help="Vertical field of view in degrees."),
     pitch: float = typer.Option(30.0, "--pitch", help="Elevation of orbitN views in degrees."),
@@ -60,13 +64,15 @@ def render_command(
 
       gencritic render chair.obj --up z --background transparent --samples 4 --out views/
 
+      GENCRITIC_BLENDER=~/.gencritic-blender/bin/python gencritic render model.glb --renderer cycles --spp 64 --out views/
+
     World frame: Y-up, the asset's front (+Z) faces yaw 0, yaw 90° looks at its +X side.
     Blank views (nothing in frame) are written but flagged in cameras.json and never scored.
     """
     from gencritic.render.api import render_to_folder
 
     opts = _render_options(rig, resolution, background, normalize, up, lighting, samples, radius, fov, pitch, seed,
-                           no_cache, cache_dir)
+                           no_cache, cache_dir, renderer, spp)
     transparent = background.strip().lower() == "transparent"
 
     def show(report: object) -> None:

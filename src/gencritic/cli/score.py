@@ -38,6 +38,8 @@ def score_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results in --out instead of resuming."),
     rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes (see `gencritic render --help`)."),
     resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels for meshes."),
+    renderer: str = typer.Option("gl", "--renderer", help="Meshes: gl (rasteriser, default) or cycles (Blender's path tracer, see `gencritic render --help`)."),
+    spp: int = typer.Option(16, "--spp", help="Cycles samples per pixel (with --renderer cycles)."),
     reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Folder of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the summary line."),
     engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data actors; same files, same numbers)."),
@@ -61,7 +63,9 @@ def score_command(
         model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers, background=background,
         cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         formats=[f.strip() for f in formats.split(",") if f.strip()], overwrite=overwrite, progress=not quiet,
-        render={"rig": rig, "resolution": resolution}, reference_dir=reference_dir,
+        render={"rig": rig, "resolution": resolution,
+                **({"renderer": renderer, "spp": spp} if renderer != "gl" else {})},  # gl runs keep their fingerprint
+        reference_dir=reference_dir,
     )
     if engine == "ray":
         from gencritic.engines.ray_engine import score_with_ray

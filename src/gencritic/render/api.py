@@ -78,9 +78,18 @@ def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> t
     reach = float(np.linalg.norm(corners @ model[:3, :3].T + model[:3, 3], axis=1).max())
     cull = min(float(np.linalg.norm(c.eye)) for c in cameras) > reach * 1.001
     try:
-        views, renderer_name = render_views(mesh, model, cameras, settings.resolution, samples=settings.samples,
-                                            lit=settings.lighting == "default",
-                                            point_size=settings.effective_point_size, cull_closed=cull)
+        if settings.renderer == "cycles":
+            from gencritic.render.pathtrace import blender_version, render_views_cycles
+
+            views = render_views_cycles(mesh, model, cameras, settings.resolution, settings.spp, settings.seed,
+                                        lit=settings.lighting == "default")
+            renderer_name = f"Cycles (Blender {blender_version()}), {settings.spp} spp"
+        else:
+            views, renderer_name = render_views(mesh, model, cameras, settings.resolution, samples=settings.samples,
+                                                lit=settings.lighting == "default",
+                                                point_size=settings.effective_point_size, cull_closed=cull)
+    except ItemError:
+        raise
     except RenderContextError as exc:
         raise ItemError(f"cannot render {path.name}: {exc}") from None
     except Exception as exc:  # a GL error on this asset (e.g. texture too large) fails this item only

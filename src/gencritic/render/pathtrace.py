@@ -1,0 +1,141 @@
+"""The optional path-traced renderer: Blender's Cycles, run in Blender's own Python.
+
+Why a separate process and environment: ``bpy`` (the PyPI build of Blender) pins numpy 1.26 and
+ships its own libraries, so installing it beside gencritic downgrades numpy under pandas and
+torch (tried). It lives in its own virtual environment, or is a ``blender`` binary, and
+gencritic talks to it through files: the normalised asset and cameras go in as one ``.npz``,
+the views come back as PNGs (``render/blender_worker.py``).
+
+Set-up (once)::
+
+    python3.11 -m venv ~/.gencritic-blender && ~/.gencritic-blender/bin/pip install bpy
+    export GENCRITIC_BLENDER=~/.gencritic-blender/bin/python    # or a blender binary
+
+Then ``--renderer cycles`` (``--spp`` samples per pixel, default 16). Nothing falls back: without
+Blender, rendering fails with the line above; a crash of Blender fails that asset with Blender's
+last message. It is slow on a CPU (seconds per view) and meant for users who want path-traced
+views; the default rasteriser is what the benchmarks and the Toys4k protocol use.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gencritic.errors import ItemError
+from gencritic.mesh.load import MeshData
+from gencritic.render.cameras import Camera
+
+WORKER = Path(__file__).with_name("blender_worker.py")
+CYCLES_VERSION = "cycles-1"  # bump when the scene set-up in blender_worker.py changes pixels
+SETUP_HINT = ("the cycles renderer needs Blender in its own environment: python3.11 -m venv ~/.gencritic-blender "
+              "&& ~/.gencritic-blender/bin/pip install bpy, then export GENCRITIC_BLENDER=~/.gencritic-blender/bin/python "
+              "(or a blender binary)")
+
+
+class BlenderMissing(RuntimeError):
+    """No usable Blender: what the user must install, in one line."""
+
+
+def blender_command() -> list[str]:
+    """The command that runs the worker: ``GENCRITIC_BLENDER`` (a Python with bpy, or a blender
+    binary), else a ``blender`` binary on PATH."""
+    configured = os.environ.get("GENCRITIC_BLENDER")
+    exe = os.path.expanduser(configured) if configured else shutil.which("blender")
+    if not exe:
+        raise BlenderMissing(SETUP_HINT)
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        raise BlenderMissing(f"GENCRITIC_BLENDER={configured!r} is not an executable file; {SETUP_HINT}")
+    if Path(exe).name.startswith("blender"):
+        return [exe, "-b", "--factory-startup", "--python", str(WORKER), "--"]
+    return [exe, str(WORKER)]
+
+
+@functools.lru_cache(maxsize=4)
+def _version_of(command: tuple[str, ...]) -> str:
+    exe = command[0]
+    probe = ([exe, "--version"] if Path(exe).name.startswith("blender")
+             else [exe, "-c", "import bpy; print('Blender', bpy.app.version_string)"])
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BlenderMissing(f"cannot run {exe}: {exc}; {SETUP_HINT}") from None
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("Blender")]
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BlenderMissing(f"{exe} has no working bpy ({last}); {SETUP_HINT}")
+    return lines[0].split()[1]
+
+
+def blender_version() -> str:
+    """Blender's version (part of the cache key: Cycles' pixels change between versions)."""
+    return _version_of(tuple(blender_command()))
+
+
+def _scene_arrays(mesh: MeshData, model: np.ndarray, cameras: Sequence[Camera]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    linear, offset = model[:3, :3], model[:3, 3]
+    normal_matrix = np.linalg.inv(linear).T
+    for i, prim in enumerate(mesh.primitives):
+        if prim.mode != "triangles" or prim.indices is None:
+            raise ItemError("the cycles renderer draws surfaces only: render point clouds with --renderer gl")
+        arrays[f"pos{i}"] = (prim.positions.astype(np.float64) @ linear.T + offset).astype(np.float32)
+        arrays[f"idx{i}"] = prim.indices.astype(np.int32)
+        arrays[f"col{i}"] = prim.colors.astype(np.float32)
+        if prim.normals is not None:
+            n = prim.normals.astype(np.float64) @ normal_matrix.T
+            arrays[f"nrm{i}"] = (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        if prim.uvs is not None and prim.texture is not None:
+            arrays[f"uv{i}"] = prim.uvs.astype(np.float32)
+            arrays[f"tex{i}"] = prim.texture
+    arrays["cam_to_world"] = np.stack([c.camera_to_world() for c in cameras])
+    arrays["fov_y_deg"] = np.array([c.fov_y_deg for c in cameras], dtype=np.float64)
+    arrays["near"] = np.array([c.radius / 100.0 for c in cameras])
+    arrays["far"] = np.array([c.radius * 100.0 for c in cameras])
+    return arrays
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """Straight RGBA uint8 (what PNG holds) -> premultiplied, rounded: what the pipeline composites."""
+    x = rgba.astype(np.uint32)
+    out = (x[..., :3] * x[..., 3:4] + 127) // 255
+    return np.concatenate([out, x[..., 3:4]], axis=-1).astype(np.uint8)
+
+
+def render_views_cycles(mesh: MeshData, model: np.ndarray, cameras: Sequence[Camera], resolution: int, spp: int,
+                        seed: int, lit: bool, timeout_s: float = 3600.0) -> np.ndarray:
+    """Premultiplied RGBA uint8 views (V, H, W, 4), row 0 = image top, path-traced by Cycles."""
+    from gencritic.render.gl import AMBIENT, FILL, FILL_DIR, KEY, KEY_DIR
+
+    arrays = _scene_arrays(mesh, model, cameras)  # a point cloud is refused before Blender is looked for
+    command = blender_command()
+    settings = {"resolution": resolution, "spp": spp, "seed": seed, "threads": os.cpu_count() or 1, "lit": lit,
+                "ambient": AMBIENT, "key": KEY, "fill": FILL, "key_dir": KEY_DIR.tolist(),
+                "fill_dir": FILL_DIR.tolist()}
+    with tempfile.TemporaryDirectory(prefix="gencritic-cycles-") as tmp:
+        scene = Path(tmp) / "scene.npz"
+        arrays["settings"] = np.array(json.dumps(settings))
+        np.savez(scene, **arrays)  # type: ignore[arg-type]  # numpy's stub types the first keyword only
+        try:
+            done = subprocess.run([*command, str(scene), tmp], capture_output=True, text=True, timeout=timeout_s,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise ItemError(f"Cycles did not finish within {timeout_s:.0f} s") from None
+        if done.returncode != 0 or not (Path(tmp) / "done.json").exists():
+            tail = [ln for ln in (done.stderr + done.stdout).strip().splitlines() if ln.strip()][-1:] or ["no output"]
+            raise ItemError(f"Blender failed (exit {done.returncode}): {tail[0][:200]}")
+        from PIL import Image
+
+        views = []
+        for k in range(len(cameras)):
+            with Image.open(Path(tmp) / f"view_{k}.png") as im:
+                views.append(premultiply(np.asarray(im.convert("RGBA"))))
+    return np.stack(views)
