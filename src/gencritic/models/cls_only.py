@@ -68,14 +68,7 @@ def skip_unread_tokens(vision_model: torch.nn.Module) -> bool:
     Returns whether it did. The tower's ``last_hidden_state`` then has one token; its pooled
     output (what ``get_image_features`` projects) is unchanged.
     """
-    layers = getattr(getattr(vision_model, "encoder", None), "layers", None)
-    if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
-        return False
-    last = layers[-1]
-    if isinstance(last, ClassTokenLastLayer) or not ClassTokenLastLayer.applies_to(last):
-        return isinstance(last, ClassTokenLastLayer)
-    layers[-1] = ClassTokenLastLayer(last)
-    return True
+    return _wrap_last(getattr(getattr(vision_model, "encoder", None), "layers", None), ClassTokenLastLayer)
 
 
 class ClassTokenLastBlock(torch.nn.Module):
@@ -119,12 +112,19 @@ class ClassTokenLastBlock(torch.nn.Module):
 
 def skip_unread_tokens_open_clip(visual: torch.nn.Module) -> bool:
     """The same for an open_clip ``VisionTransformer`` whose embedding is its class token."""
-    blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
-    if (getattr(visual, "pool_type", None) != "tok" or getattr(visual, "attn_pool", None) is not None
-            or not isinstance(blocks, torch.nn.ModuleList) or not len(blocks)):
+    if getattr(visual, "pool_type", None) != "tok" or getattr(visual, "attn_pool", None) is not None:
         return False
-    last = blocks[-1]
-    if isinstance(last, ClassTokenLastBlock) or not ClassTokenLastBlock.applies_to(last):
-        return isinstance(last, ClassTokenLastBlock)
-    blocks[-1] = ClassTokenLastBlock(last)
+    return _wrap_last(getattr(getattr(visual, "transformer", None), "resblocks", None), ClassTokenLastBlock)
+
+
+def _wrap_last(layers: Any, wrapper: type[ClassTokenLastLayer] | type[ClassTokenLastBlock]) -> bool:
+    """Wrap the last of ``layers`` (once: calling again finds it wrapped) when it has the shape."""
+    if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
+        return False
+    last = layers[-1]
+    if isinstance(last, wrapper):
+        return True
+    if not wrapper.applies_to(last):
+        return False
+    layers[-1] = wrapper(last)
     return True
