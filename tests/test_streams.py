@@ -88,3 +88,20 @@ def test_a_bad_streams_variable_stops_a_run_before_any_work(monkeypatch: pytest.
         monkeypatch.setenv("GENCRITIC_CPU_STREAMS", bad)
         with pytest.raises(InputError, match="GENCRITIC_CPU_STREAMS"):
             resolve_prefetch(None, "cpu")  # what `score` and `toys4k` call before loading models
+
+
+def test_texts_in_streams_and_sorted_batches_match_one_at_a_time(tiny_clip_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from gencritic.cache import EmbeddingCache
+    from gencritic.features import RunContext, encode_texts_cached
+
+    pool = ModelPool("cpu", "auto")
+    backbone = pool.clip(str(tiny_clip_dir))
+    texts = ["a cat", "a small red wooden toy car with four wheels", "a dog on grass", "x", "a blue cube on a table"]
+    monkeypatch.setenv("GENCRITIC_CPU_STREAMS", "1")
+    alone = torch.cat([backbone.encode_texts([t]) for t in texts])
+    monkeypatch.setenv("GENCRITIC_CPU_STREAMS", "3")
+    torch.testing.assert_close(backbone.encode_texts(texts), alone, rtol=0, atol=1e-6)
+    ctx = RunContext(pool=pool, cache=EmbeddingCache.in_dir(None), default_model=str(tiny_clip_dir))
+    got = encode_texts_cached(backbone, ctx, [*texts, texts[1]], batch_size=2)  # sorted, in batches of 2
+    torch.testing.assert_close(got, torch.cat([alone, alone[1:2]]), rtol=0, atol=1e-6)  # the caller's order

@@ -188,7 +188,15 @@ class ClipBackbone(ABC):
         """Texts -> (N, D) unit vectors. Over-long texts are truncated (see ``truncation_report``)."""
         with self.lock:
             self.text_encode_count += len(texts)
-            return _normalise(self._encode_tokens(list(texts))).cpu()
+            items = list(texts)
+            streams = cpu_streams() if self.device.type == "cpu" else 1
+            chunks = split_evenly(len(items), len(items) or 1, streams) if items else [slice(0, 0)]
+
+            def encode(part: slice) -> torch.Tensor:
+                return _normalise(self._encode_tokens(items[part])).cpu()
+
+            out = map_in_streams(encode, chunks, streams) if items else [encode(chunks[0])]
+            return torch.cat(out) if len(out) != 1 else out[0]
 
     def truncation_report(self, text: str) -> int:
         """How many tokens of ``text`` do not fit the context and will be cut (0 when it fits)."""

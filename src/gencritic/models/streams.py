@@ -15,6 +15,9 @@ the images are split into micro-batches is fixed by their count and the number o
 bit, as any change of batch size may (for full-size ViT-B/32 it did not: 8 vs 16 images gave
 identical rows).
 
+Texts go the same way: a batch of texts is split evenly over the streams (+9% texts/s on 512
+captions with ViT-B/32's text tower), each part padded to its own longest text.
+
 ``GENCRITIC_CPU_STREAMS``: ``auto`` (default: one stream per torch thread), or a whole number
 (``1`` turns streams off: every call uses all of torch's threads).
 """
