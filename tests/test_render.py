@@ -387,3 +387,30 @@ def test_composite_fast_path_equals_the_formula(seed: int, background: tuple[int
     expected = np.clip(rgb + (np.array(background) * (255 - a[..., None]) + 127) // 255, 0, 255)
     assert np.array_equal(out, expected)
     np.testing.assert_allclose(alpha, a / 255, rtol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)),
+       st.sampled_from(["binary", "soft", "blank", "uniform", "uniform-soft"]))
+def test_composite_view_equals_composite_then_view_problem(seed: int, background: tuple[int, int, int],
+                                                          kind: str) -> None:
+    from gencritic.render.compose import composite_view
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, (9, 7)) * 255 if kind in ("binary", "uniform") else rng.integers(0, 256, (9, 7))
+    if kind == "blank":
+        a = np.zeros((9, 7), int)
+    if kind.startswith("uniform"):
+        a = np.full((9, 7), 255 if kind == "uniform" else 200)
+        rgb = np.broadcast_to(rng.integers(0, 201, 3), (9, 7, 3))
+    else:
+        rgb = np.floor(rng.random((9, 7, 3)) * (a[..., None] + 1)).clip(0, a[..., None])
+    px = np.ascontiguousarray(np.concatenate([rgb, a[..., None]], axis=-1).astype(np.uint8))
+    image, alpha, problem = composite_view(px, background)
+    expected_rgb, expected_alpha = composite(px, background)
+    assert problem == view_problem(expected_rgb, expected_alpha)
+    assert np.array_equal(alpha, expected_alpha)
+    assert (image is None) == (problem is not None)
+    if image is not None:
+        assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected_rgb)
+

@@ -28,7 +28,7 @@ from gencritic.mesh.normalize import normalization_transform
 from gencritic.mesh.parallel import load_asset_in_worker
 from gencritic.render.cache import RenderCache
 from gencritic.render.cameras import Camera
-from gencritic.render.compose import composite, unpremultiply, view_problem
+from gencritic.render.compose import composite, composite_view, unpremultiply
 from gencritic.render.settings import RenderSettings, parse_render_options
 
 
@@ -118,12 +118,11 @@ def render_asset(path: Path, options: dict[str, Any] | RenderSettings | None = N
             cache.put(key, premult, meta)
     result = AssetRender(path, sha, settings, cameras, premult, from_cache=from_cache, meta=meta)
     for i, cam in enumerate(cameras):
-        rgb, alpha = composite(premult[i], settings.background)
-        problem = view_problem(rgb, alpha)
-        if problem is not None:
+        rgb_image, alpha, problem = composite_view(premult[i], settings.background)
+        if rgb_image is None:
             result.views.append(RenderedView(cam.name, None, problem))
             continue
-        image = LoadedImage(rgb=Image.fromarray(rgb, "RGB"), sha256=view_sha256(sha, settings, i), alpha=alpha)
+        image = LoadedImage(rgb=rgb_image, sha256=view_sha256(sha, settings, i), alpha=alpha)
         result.views.append(RenderedView(cam.name, image, None))
     return result
 
