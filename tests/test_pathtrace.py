@@ -17,7 +17,8 @@ from gencritic.errors import InputError, ItemError
 from gencritic.mesh.load import MeshData, Primitive
 from gencritic.render.api import render_asset
 from gencritic.render.cameras import make_rig
-from gencritic.render.pathtrace import premultiply, render_views_cycles
+from gencritic.render.compose import premultiply
+from gencritic.render.pathtrace import render_views_cycles
 from gencritic.render.settings import RENDERER_VERSION, parse_render_options
 from tests.test_render import FACE_COLOURS, coloured_sphere, focal, textured_cube
 

@@ -68,11 +68,16 @@ class Camera:
         """4x4 world-to-camera (OpenGL)."""
         return np.linalg.inv(self.camera_to_world())
 
-    def projection_matrix(self, aspect: float = 1.0, near: float | None = None, far: float | None = None) -> np.ndarray:
-        """OpenGL perspective matrix; near/far default to radius/100 and radius·100."""
+    def clip_planes(self) -> tuple[float, float]:
+        """Default (near, far): radius/100 and radius·100, for every renderer alike."""
         r = max(self.radius, 1e-6)
-        n = near if near is not None else r / 100.0
-        f = far if far is not None else r * 100.0
+        return r / 100.0, r * 100.0
+
+    def projection_matrix(self, aspect: float = 1.0, near: float | None = None, far: float | None = None) -> np.ndarray:
+        """OpenGL perspective matrix; near/far default to :meth:`clip_planes`."""
+        default_near, default_far = self.clip_planes()
+        n = near if near is not None else default_near
+        f = far if far is not None else default_far
         t = 1.0 / math.tan(math.radians(self.fov_y_deg) / 2.0)
         p = np.zeros((4, 4))
         p[0, 0] = t / aspect

@@ -50,6 +50,13 @@ def composite(premultiplied: np.ndarray, background: RGB) -> tuple[np.ndarray, n
     return out.astype(np.uint8), alpha
 
 
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """Straight RGBA uint8 (what PNG holds) -> premultiplied, rounded: what the pipeline composites."""
+    x = rgba.astype(np.uint32)
+    out = (x[..., :3] * x[..., 3:4] + 127) // 255
+    return np.concatenate([out, x[..., 3:4]], axis=-1).astype(np.uint8)
+
+
 def unpremultiply(premultiplied: np.ndarray) -> np.ndarray:
     """Premultiplied RGBA uint8 -> straight RGBA uint8 (what PNG viewers expect)."""
     rgba = premultiplied.astype(np.int32)

@@ -94,6 +94,7 @@ void main() {
 }
 """
 
+
 def fragment_shader(use_tex: bool, lit: bool, flat: bool) -> str:
     """The fragment shader with its three switches fixed at compile time.
 
@@ -200,7 +201,6 @@ class GLRenderer:
             raise RenderContextError(f"cannot create a headless EGL context ({exc}); {EGL_HINT}") from None
         self._mgl = moderngl
         self._programs: dict[tuple[bool, bool, bool], Any] = {}
-        self.white = self.ctx.texture((1, 1), 4, bytes([255, 255, 255, 255]))
         self.max_size = int(self.ctx.info.get("GL_MAX_RENDERBUFFER_SIZE", 8192))
         self.max_samples = int(self.ctx.max_samples)
         self._fbos: dict[tuple[int, int, int], tuple[Any, Any]] = {}
@@ -243,7 +243,7 @@ class GLRenderer:
         try:
             for start in range(0, len(cameras), per_row * max(1, self.max_size // resolution)):
                 chunk = cameras[start:start + per_row * max(1, self.max_size // resolution)]
-                out.append(self._render_chunk(uploads, model, chunk, resolution, samples, lit, point_size, per_row,
+                out.append(self._render_chunk(uploads, model, chunk, resolution, samples, point_size, per_row,
                                               cull_closed))
         finally:
             for vao, buffers, tex, _ in uploads:
@@ -295,7 +295,7 @@ class GLRenderer:
         return uploads
 
     def _render_chunk(self, uploads: list[tuple[Any, list[Any], Any, Any]], model: np.ndarray,
-                      cameras: Sequence[Camera], res: int, samples: int, lit: bool, point_size: float,
+                      cameras: Sequence[Camera], res: int, samples: int, point_size: float,
                       per_row: int, cull_closed: bool = False) -> np.ndarray:
         ctx = self.ctx
         n = len(cameras)
@@ -335,7 +335,8 @@ class GLRenderer:
                     ctx.front_face = "ccw" if orientation > 0 else "cw"
                 else:
                     ctx.disable(self._mgl.CULL_FACE)
-                (tex or self.white).use(0)
+                if tex is not None:  # untextured variants never sample
+                    tex.use(0)
                 vao.render(mode)
         if resolve is not draw:
             ctx.copy_framebuffer(resolve, draw)

@@ -33,6 +33,7 @@ import numpy as np
 from gencritic.errors import ItemError
 from gencritic.mesh.load import MeshData
 from gencritic.render.cameras import Camera
+from gencritic.render.compose import premultiply
 
 WORKER = Path(__file__).with_name("blender_worker.py")
 CYCLES_VERSION = "cycles-1"  # bump when the scene set-up in blender_worker.py changes pixels
@@ -98,16 +99,8 @@ def _scene_arrays(mesh: MeshData, model: np.ndarray, cameras: Sequence[Camera]) 
             arrays[f"tex{i}"] = prim.texture
     arrays["cam_to_world"] = np.stack([c.camera_to_world() for c in cameras])
     arrays["fov_y_deg"] = np.array([c.fov_y_deg for c in cameras], dtype=np.float64)
-    arrays["near"] = np.array([c.radius / 100.0 for c in cameras])
-    arrays["far"] = np.array([c.radius * 100.0 for c in cameras])
+    arrays["near"], arrays["far"] = np.array([c.clip_planes() for c in cameras], dtype=np.float64).T
     return arrays
-
-
-def premultiply(rgba: np.ndarray) -> np.ndarray:
-    """Straight RGBA uint8 (what PNG holds) -> premultiplied, rounded: what the pipeline composites."""
-    x = rgba.astype(np.uint32)
-    out = (x[..., :3] * x[..., 3:4] + 127) // 255
-    return np.concatenate([out, x[..., 3:4]], axis=-1).astype(np.uint8)
 
 
 def render_views_cycles(mesh: MeshData, model: np.ndarray, cameras: Sequence[Camera], resolution: int, spp: int,
