@@ -168,20 +168,13 @@ class ClipBackbone(ABC):
         """Batch of preprocessed images -> (N, D) unit vectors, float32 CPU."""
         with self.lock:
             self.image_encode_count += int(pixels.shape[0])
-            n = int(pixels.shape[0])
-            if self.device.type == "cpu":
-                streams = cpu_streams()
-                chunks = split_evenly(n, CPU_MICRO_BATCH, streams)
-            else:
-                streams, chunks = 1, [slice(0, n)]
 
             def encode(part: slice) -> torch.Tensor:
                 x = pixels[part].to(self.device, non_blocking=True)
                 x = x.to(self.dtype) if not self.int8 else x.float()
                 return _normalise(self._encode_pixels(x)).cpu()
 
-            out = map_in_streams(encode, chunks, streams)
-            return torch.cat(out) if len(out) != 1 else out[0]
+            return self._in_parts(int(pixels.shape[0]), CPU_MICRO_BATCH, encode)
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
@@ -189,14 +182,21 @@ class ClipBackbone(ABC):
         with self.lock:
             self.text_encode_count += len(texts)
             items = list(texts)
-            streams = cpu_streams() if self.device.type == "cpu" else 1
-            chunks = split_evenly(len(items), len(items) or 1, streams) if items else [slice(0, 0)]
 
             def encode(part: slice) -> torch.Tensor:
                 return _normalise(self._encode_tokens(items[part])).cpu()
 
-            out = map_in_streams(encode, chunks, streams) if items else [encode(chunks[0])]
-            return torch.cat(out) if len(out) != 1 else out[0]
+            return self._in_parts(len(items), max(1, len(items)), encode)
+
+    def _in_parts(self, n: int, cpu_part_size: int, encode: Callable[[slice], torch.Tensor]) -> torch.Tensor:
+        """``encode`` over slices of ``n`` items, concatenated: on CPU parts of at most
+        ``cpu_part_size`` split evenly over the encoder streams (``models/streams.py``), on a GPU
+        one call for all."""
+        on_cpu = self.device.type == "cpu"
+        streams = cpu_streams() if on_cpu else 1
+        parts = split_evenly(n, cpu_part_size if on_cpu else max(1, n), streams)
+        out = map_in_streams(encode, parts, streams)
+        return torch.cat(out) if len(out) != 1 else out[0]
 
     def truncation_report(self, text: str) -> int:
         """How many tokens of ``text`` do not fit the context and will be cut (0 when it fits)."""
