@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gencritic.errors import InputError, ItemError
+from gencritic.io.resize import MARGIN_KEY
 from gencritic.render.api import render_asset, render_asset_views, write_views
 from gencritic.render.cameras import make_rig
 from gencritic.render.compose import composite, unpremultiply, view_problem
@@ -413,4 +414,10 @@ def test_composite_view_equals_composite_then_view_problem(seed: int, background
     assert (image is None) == (problem is not None)
     if image is not None:
         assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected_rgb)
+        if MARGIN_KEY in image.info:  # the box outside which the view is all background
+            (x0, y0, x1, y1), colour = image.info[MARGIN_KEY]
+            outside = expected_rgb.copy()
+            outside[y0:y1, x0:x1] = background
+            assert colour == background and (outside == np.array(background)).all()
+            assert a[y0].any() and a[y1 - 1].any() and a[:, x0].any() and a[:, x1 - 1].any()  # and tight
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gencritic.io.resize import bicubic_resize
 from gencritic.models.activations import speed_up_quick_gelu
 from gencritic.models.cls_only import skip_unread_tokens, skip_unread_tokens_open_clip
 from gencritic.models.device import dtype_name
@@ -61,7 +62,7 @@ def _standard_clip_preprocess(image: Image.Image, processor: Any) -> torch.Tenso
         return None  # HF pads (or mis-infers channels) here; let it do its own thing
     if image.mode != "RGB":
         image = image.convert("RGB")
-    arr = np.asarray(image.resize((new_w, new_h), resample=Image.Resampling.BICUBIC, reducing_gap=None))
+    arr = bicubic_resize(image, (new_w, new_h))  # Pillow's, bit for bit; skips a marked uniform margin
     top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
     chw = arr[top:top + crop_h, left:left + crop_w].transpose(2, 0, 1)
     table = _normalise_table(float(p.rescale_factor), tuple(p.image_mean), tuple(p.image_std))
