@@ -256,6 +256,12 @@ def main() -> None:
         print(f"speed-up vs seed-style loop: {best['seed'] / best['pipe']:.2f}x;  vs naive loop with gencritic's "
               f"encoder: {best['naive'] / best['pipe']:.2f}x;  pipeline / encode-only throughput: "
               f"{100 * best['enc'] / best['pipe']:.0f}%")
+        # the same ratios within each round (paths minutes apart in a round, not tens of minutes):
+        # on a VM whose speed drifts, their spread says how much of a best-of ratio is the load
+        speedups = [s / p for s, p in zip(times["seed"], times["pipe"], strict=True)]
+        shares = [e / p for e, p in zip(times["enc"], times["pipe"], strict=True)]
+        print("per round: vs seed-style loop " + ", ".join(f"{x:.2f}x" for x in speedups)
+              + ";  pipeline / encode-only " + ", ".join(f"{100 * x:.0f}%" for x in shares))
         if pool8 is not None:
             line("gencritic pipeline, --dtype int8:", "pipe8")
             line("encode only, int8:", "enc8")
