@@ -106,6 +106,20 @@ def test_aigciqa2023_layout(tmp_path: Path) -> None:
     assert ds.groups[[i.item_id for i in ds.items].index("407.png")] == "prompt001"
 
 
+def test_aigciqa2023_prompts_from_xlsx(tmp_path: Path) -> None:
+    """The dataset ships its prompt table as Excel; it is read as it comes, no conversion."""
+    pytest.importorskip("openpyxl")
+    import pandas as pd
+
+    root = _aigciqa_layout(tmp_path / "A")
+    (root / "DATA" / "AIGCIQA2023_Prompts.csv").unlink()
+    pd.DataFrame({"id": range(100), "prompt": [f"excel prompt {i}" for i in range(100)]}).to_excel(
+        root / "DATA" / "AIGCIQA2023_Prompts.xlsx", index=False)
+    ds = load_human_dataset(root, "aigciqa2023")
+    item = next(i for i in ds.items if i.item_id == "407.png")
+    assert item.prompt == "excel prompt 1"
+
+
 def test_aigciqa2023_missing_mat_file(tmp_path: Path) -> None:
     root = _aigciqa_layout(tmp_path / "A")
     (root / "DATA" / "MOS" / "mosz3.mat").unlink()

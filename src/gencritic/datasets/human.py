@@ -203,7 +203,8 @@ def _aigciqa_prompts(root: Path) -> tuple[list[str] | None, list[Path]]:
             rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()}
                                           for r in pd.read_excel(path).to_dict(orient="records")]
         except ImportError:
-            raise InputError(f"{path} is an Excel file: `pip install openpyxl` or save it as CSV beside it") from None
+            raise InputError(f"{path} is an Excel file: `pip install 'gencritic[validate]'` (openpyxl) "
+                             f"or save it as CSV beside it") from None
     else:
         rows = read_table(path)
     if not rows:
