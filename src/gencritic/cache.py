@@ -78,6 +78,23 @@ class EmbeddingCache:
             self._conn.executemany("INSERT OR REPLACE INTO emb (key, dim, vec) VALUES (?, ?, ?)", rows)
             self._conn.execute("COMMIT")
 
+    def row_count(self) -> int:
+        """Embeddings stored (0 for a disabled cache)."""
+        if self._conn is None:
+            return 0
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM emb").fetchone()[0])
+
+    def clear(self) -> None:
+        """Delete every embedding and give the space back to the disk. Safe while other
+        processes have the file open (SQLite locks); deleting the file itself would not be."""
+        if self._conn is None:
+            return
+        with self._lock:
+            self._conn.execute("DELETE FROM emb")
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -16,6 +16,7 @@ the entry rewritten. ``gencritic render`` still writes PNGs for people; this cac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -71,6 +72,10 @@ class RenderCache:
             views = np.frombuffer(raw, dtype=np.uint8).reshape(shape)
         except (OSError, ValueError, KeyError, TypeError, struct.error, zstd.ZstdError):
             return None  # absent or damaged entry: render again (and overwrite it)
+        # a hit marks the entry used (`gencritic cache prune --unused-days N` goes by this time);
+        # a read-only cache still serves hits
+        with contextlib.suppress(OSError):
+            os.utime(self.path(key))
         return views, header["meta"]
 
     def put(self, key: str, views: np.ndarray, meta: dict[str, Any]) -> None:

@@ -1,0 +1,95 @@
+"""``gencritic cache``: see what the render and embedding caches hold, prune or clear them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+cache_app = typer.Typer(
+    name="cache",
+    help=(
+        "See and tidy the caches that make re-runs fast: rendered views (one file per asset and render "
+        "settings) and embeddings (one row per image and model).\n\n"
+        "gencritic cache info  (location, entries, sizes)\n\n"
+        "gencritic cache prune --unused-days 30  (leftovers, and renders unused for 30 days)\n\n"
+        "gencritic cache clear --renders --embeddings  (empty both; the next run recomputes)\n\n"
+        "The location is --cache-dir, else $GENCRITIC_CACHE_DIR, else ~/.cache/gencritic. Safe beside a "
+        "running job: it re-renders or re-encodes what it no longer finds."
+    ),
+    no_args_is_help=True,
+)
+
+CACHE_DIR_HELP = "Cache folder (default $GENCRITIC_CACHE_DIR or ~/.cache/gencritic), as given to `score --cache-dir`."
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the main app."""
+    app.add_typer(cache_app, name="cache")
+
+
+def _root(cache_dir: Optional[Path]) -> Path:  # noqa: UP045
+    from gencritic.cache import default_cache_dir
+
+    return cache_dir if cache_dir is not None else default_cache_dir()
+
+
+def _print(report: object, as_json: bool, verb: str) -> None:
+    from gencritic.cache_maintenance import CacheReport, human_bytes
+
+    assert isinstance(report, CacheReport)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(f"{verb} {report.root}")
+    lines = [("renders", report.renders, "entries"),
+             ("old-format render folders", report.legacy_render_folders, "folders"),
+             ("temporary files", report.temporaries, "files"),
+             ("embeddings", report.embeddings, "rows")]
+    for label, tally, unit in lines:
+        typer.echo(f"  {label:<27} {tally.count:>8} {unit:<8} {human_bytes(tally.bytes):>10}")
+
+
+@cache_app.command("info")
+def info_command(
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),  # noqa: UP045
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Show where the caches are and how much they hold (changes nothing)."""
+    from gencritic.cache_maintenance import inspect_cache
+
+    report = inspect_cache(_root(cache_dir))
+    _print(report, as_json, "cache at")
+    if not as_json and (report.legacy_render_folders.count or report.temporaries.count):
+        typer.echo("  (old-format folders and leftovers are never read: `gencritic cache prune` removes them)")
+
+
+@cache_app.command("prune")
+def prune_command(
+    unused_days: Optional[float] = typer.Option(  # noqa: UP045
+        None, "--unused-days", help="Also remove renders not read or written for this many days."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the counts that would go."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),  # noqa: UP045
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Remove what is never read again (old-format PNG render folders, temporary files of dead processes) and, with --unused-days, renders not used lately."""
+    from gencritic.cache_maintenance import prune_cache
+
+    _print(prune_cache(_root(cache_dir), unused_days, dry_run), as_json, "would remove from" if dry_run else "removed from")
+
+
+@cache_app.command("clear")
+def clear_command(
+    renders: bool = typer.Option(False, "--renders", help="Empty the render cache."),
+    embeddings: bool = typer.Option(False, "--embeddings", help="Empty the embedding cache."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the counts that would go."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),  # noqa: UP045
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Empty the render cache, the embedding cache, or both (the next run recomputes them)."""
+    from gencritic.cache_maintenance import clear_cache
+
+    _print(clear_cache(_root(cache_dir), renders, embeddings, dry_run), as_json,
+           "would remove from" if dry_run else "removed from")
