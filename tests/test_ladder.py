@@ -92,15 +92,35 @@ def test_bad_ladders_are_refused_before_work() -> None:
         create_metric("ladder:prompts=a|b;temperature=3")
 
 
+def test_bad_ladder_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        create_metric(f"ladder:prompts_file={tmp_path / 'absent.txt'}")
+    one = tmp_path / "one.txt"
+    one.write_text("# a comment\nonly rung\n\n")
+    with pytest.raises(InputError, match="1 rung"):
+        create_metric(f"ladder:prompts_file={one}")
+    with pytest.raises(InputError, match="not both"):
+        create_metric(f"ladder:prompts=a|b;prompts_file={one}")
+
+
 @torch.no_grad()
-def test_end_to_end_against_raw_transformers(tiny_clip_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["spec", "file"])
+def test_end_to_end_against_raw_transformers(tiny_clip_dir: Path, tmp_path: Path, source: str) -> None:
+    """The rungs from a --metrics spec, or from a file where they may hold ``, ; |``."""
     from PIL import Image
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
 
-    rungs = ["faint smoke", "some smoke", "thick smoke", "a dramatic fireball"]
+    if source == "spec":
+        rungs = ["faint smoke", "some smoke", "thick smoke", "a dramatic fireball"]
+        spec = "ladder:prompts=" + "|".join(rungs)
+    else:
+        rungs = ["faint smoke, barely there", "some smoke; grey", "thick smoke | billowing", "a dramatic fireball"]
+        path = tmp_path / "rungs.txt"
+        path.write_text("# bottom first\n" + "\n".join(rungs) + "\n\n", encoding="utf-8")
+        spec = f"ladder:prompts_file={path}"
     items = [Item(f"i{k}", "image", make_image(tmp_path / f"{k}.png", c))
              for k, c in enumerate([(220, 20, 20), (20, 200, 40), (20, 40, 220)])]
-    run = score(items, metrics="ladder:prompts=" + "|".join(rungs), model=str(tiny_clip_dir), cache_dir=None,
+    run = score(items, metrics=[spec], model=str(tiny_clip_dir), cache_dir=None,
                 pool=ModelPool("cpu"), progress=False, device="cpu")
     assert all(r["success"] for r in run.rows), [r["error"] for r in run.rows]
 

@@ -16,7 +16,9 @@ The maths is :func:`ladder_scores`, a pure function on unit embeddings, so other
 
 Spec: ``ladder:prompts=faint smoke|some smoke|dramatic fireball`` (at least two distinct
 rungs, bottom first; ``|`` separates rungs, so rungs cannot contain ``|``, and because
-``--metrics`` is comma-separated they cannot contain ``,`` or ``;`` either). Optional
+``--metrics`` is comma-separated they cannot contain ``,`` or ``;`` either). Rungs that need
+those characters ("a red, glossy apple") go in a file instead: ``ladder:prompts_file=rungs.txt``,
+one rung per line, bottom first (blank lines and lines starting with ``#`` are skipped). Optional
 ``model=`` picks the CLIP backbone (default: the run's ``--model``) and ``scale=`` overrides the
 softmax temperature (default: the model's learned ``logit_scale``).
 """
@@ -24,6 +26,7 @@ softmax temperature (default: the model's learned ``logit_scale``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -73,10 +76,28 @@ def parse_ladder(text: str) -> list[str]:
     rungs = [r.strip() for r in text.split("|")]
     if any(not r for r in rungs):
         raise InputError(f"ladder prompts {text!r} contain an empty rung: give prompts=low|middle|high")
+    return _checked_rungs(rungs, text)
+
+
+def read_ladder_file(path: Path) -> list[str]:
+    """One rung per line, bottom first; blank lines and ``#`` comments skipped. Why a file: rungs
+    written in a ``--metrics`` spec cannot contain ``, ; |``, and natural prompts often do."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"ladder: prompts_file {path} does not exist (one rung per line, bottom first)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"ladder: cannot read prompts_file {path} as UTF-8 text ({exc})") from None
+    rungs = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return _checked_rungs(rungs, str(path))
+
+
+def _checked_rungs(rungs: list[str], source: str) -> list[str]:
     if len(rungs) < 2:
-        raise InputError("a ladder needs at least two rungs: ladder:prompts=faint smoke|some smoke|dramatic fireball")
+        raise InputError(f"ladder {source!r} has {len(rungs)} rung(s); a ladder needs at least two: "
+                         f"ladder:prompts=faint smoke|some smoke|dramatic fireball")
     if len(set(rungs)) != len(rungs):
-        raise InputError(f"ladder prompts {text!r} repeat a rung: each rung must be a different prompt")
+        raise InputError(f"ladder prompts {source!r} repeat a rung: each rung must be a different prompt")
     return rungs
 
 
@@ -103,12 +124,17 @@ class Ladder(Metric):
 
     def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
         super().__init__(options, default_model)
-        unknown = set(self.options) - {"prompts", "model", "scale"}
+        unknown = set(self.options) - {"prompts", "prompts_file", "model", "scale"}
         if unknown:
-            raise InputError(f"ladder: unknown option(s) {', '.join(sorted(unknown))}; use prompts=, model=, scale=")
-        if "prompts" not in self.options:
-            raise InputError("ladder needs its rungs: --metrics 'ladder:prompts=faint smoke|some smoke|dramatic fireball'")
-        self.rungs = parse_ladder(self.options["prompts"])
+            raise InputError(f"ladder: unknown option(s) {', '.join(sorted(unknown))}; "
+                             f"use prompts= (or prompts_file=), model=, scale=")
+        if ("prompts" in self.options) == ("prompts_file" in self.options):
+            raise InputError("ladder needs its rungs, once: --metrics 'ladder:prompts=faint smoke|some smoke|dramatic "
+                             "fireball' or 'ladder:prompts_file=rungs.txt' (one rung per line), not both")
+        if "prompts" in self.options:
+            self.rungs = parse_ladder(self.options["prompts"])
+        else:  # the rungs themselves (not the file name) are the setting: editing the file re-scores
+            self.rungs = read_ladder_file(Path(self.options["prompts_file"]).expanduser())
         self.scale: float | None = None
         if "scale" in self.options:
             try:
