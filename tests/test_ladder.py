@@ -133,3 +133,18 @@ def test_end_to_end_against_raw_transformers(tiny_clip_dir: Path, tmp_path: Path
     expected = p @ (np.arange(len(rungs)) / (len(rungs) - 1))
     np.testing.assert_allclose([r["ladder_rung"] for r in run.rows], expected, atol=1e-5)
     np.testing.assert_array_equal([r["ladder_best"] for r in run.rows], out.logits_per_image.argmax(-1).numpy())
+
+
+def test_editing_the_rungs_file_is_a_settings_change(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    """A resumed run must not keep rows scored against the file's old rungs."""
+    path = tmp_path / "rungs.txt"
+    path.write_text("low, dim\nhigh, bright\n")
+    items = [Item("i0", "image", make_image(tmp_path / "0.png", (200, 20, 20)))]
+    spec = [f"ladder:prompts_file={path}"]
+    kwargs = {"model": str(tiny_clip_dir), "cache_dir": None, "pool": ModelPool("cpu"), "progress": False,
+              "device": "cpu"}
+    score(items, tmp_path / "out", metrics=spec, **kwargs)
+    score(items, tmp_path / "out", metrics=spec, **kwargs)  # unchanged file: resumes
+    path.write_text("low, dim\nmiddle\nhigh, bright\n")
+    with pytest.raises(InputError, match="other settings"):
+        score(items, tmp_path / "out", metrics=spec, **kwargs)

@@ -456,6 +456,7 @@ def score(
 
         parse_render_options(dict(opts.render))
     metrics = build_metrics(opts.metrics, opts.model)
+    file_inputs = {m.name: m.external_inputs() for m in metrics if m.external_inputs() is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)
     prefetch = resolve_prefetch(opts.workers, pool.device)  # before any model loads: bad values fail fast
     cache = EmbeddingCache.in_dir(opts.cache_dir)
@@ -463,7 +464,10 @@ def score(
     metrics, unavailable = setup_metrics(metrics, ctx)
 
     has_meshes = any(i.kind == "mesh" for i in items)
-    fingerprint = describe_settings(opts.numeric_settings(has_meshes))
+    numeric = opts.numeric_settings(has_meshes)
+    if file_inputs:  # absent otherwise, so runs without such files keep their fingerprints
+        numeric["metric_files"] = file_inputs
+    fingerprint = describe_settings(numeric)
     model_label = ",".join(dict.fromkeys(str(m.model_id()) for m in metrics if m.model_id()))
     out_dir = Path(out) if out is not None else None
     store = ResultsStore(out_dir, fingerprint, opts.overwrite) if out_dir is not None else None

@@ -106,6 +106,12 @@ class Metric(ABC):
         """Everything besides the model that changes the numbers (recorded per row)."""
         return {k: v for k, v in sorted(self.options.items()) if k != "model"}
 
+    def external_inputs(self) -> Any:
+        """What the metric read from files its spec names (None when none). It enters the run's
+        fingerprint, so editing such a file makes a resumed run score again instead of keeping
+        rows computed from the old contents."""
+        return None
+
     @abstractmethod
     def setup(self, ctx: RunContext) -> None:
         """Load models through ``ctx.pool``. Raise ModelUnavailableError when weights are absent."""

@@ -154,6 +154,9 @@ class Ladder(Metric):
     def settings(self) -> dict[str, object]:
         return {"prompts": self.rungs, "scale": self.scale}
 
+    def external_inputs(self) -> list[str] | None:
+        return self.rungs if "prompts_file" in self.options else None
+
     def setup(self, ctx: RunContext) -> None:
         model = self.model_id()
         if model is None:
