@@ -31,8 +31,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKENIZER_DIR = ROOT.parent / "shared" / "data" / "clip-vit-b32-tokenizer"
-MESHES_DIR = ROOT.parent / "shared" / "data" / "meshes-small"
+# ../shared/data beside the checkout; GENCRITIC_SHARED_DATA points elsewhere (the device kit
+# carries a copy, since ../shared does not travel to a lent GPU machine)
+SHARED_DATA = Path(os.environ.get("GENCRITIC_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
+TOKENIZER_DIR = SHARED_DATA / "clip-vit-b32-tokenizer"
+MESHES_DIR = SHARED_DATA / "meshes-small"
 
 
 def build_vit_b32(folder: Path) -> Path:

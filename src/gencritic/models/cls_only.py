@@ -15,6 +15,7 @@ A call with masks or asking for attention weights runs the original layer.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -30,11 +31,17 @@ def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: f
 
 
 class ClassTokenLastLayer(torch.nn.Module):
-    """Wraps a transformers ``CLIPEncoderLayer``; returns a 1-token sequence (the class token)."""
+    """Wraps a transformers ``CLIPEncoderLayer``; returns a 1-token sequence (the class token).
+
+    In the layer's own calling convention, which changed in transformers 5: 4.x layers take
+    ``(hidden, attention_mask, causal_attention_mask, output_attentions)`` and return a tuple,
+    5.x layers take ``(hidden, attention_mask, **kwargs)`` and return the tensor itself.
+    """
 
     def __init__(self, layer: torch.nn.Module) -> None:
         super().__init__()
         self.layer = layer
+        self.returns_tuple = "causal_attention_mask" in inspect.signature(layer.forward).parameters
 
     @staticmethod
     def applies_to(layer: torch.nn.Module) -> bool:
@@ -44,10 +51,12 @@ class ClassTokenLastLayer(torch.nn.Module):
                                                    "head_dim", "scale")))
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: Any = None, causal_attention_mask: Any = None,
-                output_attentions: bool | None = False, **kwargs: Any) -> tuple[torch.Tensor, ...]:
+                output_attentions: bool | None = False, **kwargs: Any) -> tuple[torch.Tensor, ...] | torch.Tensor:
         if attention_mask is not None or causal_attention_mask is not None or output_attentions or kwargs:
-            return self.layer(hidden_states, attention_mask, causal_attention_mask,  # type: ignore[no-any-return]
-                              output_attentions=output_attentions, **kwargs)
+            if self.returns_tuple:
+                return self.layer(hidden_states, attention_mask, causal_attention_mask,  # type: ignore[no-any-return]
+                                  output_attentions=output_attentions, **kwargs)
+            return self.layer(hidden_states, attention_mask, **kwargs)  # type: ignore[no-any-return]
         layer: Any = self.layer
         attn: Any = layer.self_attn
         batch, tokens, width = hidden_states.shape
@@ -59,7 +68,8 @@ class ClassTokenLastLayer(torch.nn.Module):
         attended = attend(query, key, value, float(attn.scale))
         attended = attn.out_proj(attended.transpose(1, 2).reshape(batch, 1, width))
         cls = hidden_states[:, :1] + attended
-        return (cls + layer.mlp(layer.layer_norm2(cls)),)
+        out = cls + layer.mlp(layer.layer_norm2(cls))
+        return (out,) if self.returns_tuple else out
 
 
 def skip_unread_tokens(vision_model: torch.nn.Module) -> bool:
