@@ -130,6 +130,9 @@ def seed_loop(assets: list[Path], model_dir: Path, prompt: str) -> float:
     processor = CLIPProcessor.from_pretrained(model_dir)
 
     def unit(v):
+        import torch
+
+        v = v if isinstance(v, torch.Tensor) else v.pooler_output  # transformers 5 returns a model output
         return v / v.norm(dim=-1, keepdim=True)
 
     return one_view_at_a_time(

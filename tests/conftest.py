@@ -19,6 +19,8 @@ import pytest
 from PIL import Image
 
 if TYPE_CHECKING:
+    import torch
+
     from tests.fake_csm import FakeCsm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +34,16 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"../shared/data/{name} not present")
     return path
+
+
+def hf_features(output: object) -> torch.Tensor:
+    """The projected embeddings from ``CLIPModel.get_image_features``/``get_text_features``:
+    a tensor in transformers 4.x, a model output whose ``pooler_output`` holds them in 5.x."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.pooler_output  # type: ignore[attr-defined, no-any-return]
 
 
 def _write_char_tokenizer(folder: Path) -> int:
@@ -158,6 +170,7 @@ def no_cache(tmp_path: Path) -> Path:
 @pytest.fixture()
 def fake() -> Iterator[FakeCsm]:
     """A fake CSM.ai server on 127.0.0.1 for the generate tests (tests/fake_csm.py)."""
+
     from tests.fake_csm import FakeCsm
 
     server = FakeCsm().start()

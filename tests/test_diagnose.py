@@ -17,6 +17,7 @@ from gencritic.diagnose.api import diagnose
 from gencritic.diagnose.profiles import list_profiles, load_profile
 from gencritic.diagnose.rules import component_score, suggest, verdict
 from gencritic.errors import InputError, ModelUnavailableError
+from tests.conftest import hf_features
 
 SIZE = 128
 
@@ -311,10 +312,10 @@ def test_clip_score_and_probe_match_independent_computation(tmp_path: Path, tiny
     proc = CLIPImageProcessor.from_pretrained(tiny_clip_dir)
     with torch.no_grad():
         pix = proc(images=Image.open(img_path).convert("RGB"), return_tensors="pt")["pixel_values"]
-        ie = model.get_image_features(pixel_values=pix)
+        ie = hf_features(model.get_image_features(pixel_values=pix))
         ladder = load_profile("explosion").check("intensity").options["ladder"]  # type: ignore[union-attr]
         t = tok([prompt, *ladder], padding=True, return_tensors="pt")
-        te = model.get_text_features(**t)
+        te = hf_features(model.get_text_features(**t))
     ie = ie / ie.norm(dim=-1, keepdim=True)
     te = te / te.norm(dim=-1, keepdim=True)
     cos = (te @ ie[0]).double().numpy()

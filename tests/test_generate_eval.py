@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gencritic.generate.matrix import load_matrix
-from tests.conftest import make_image
+from tests.conftest import hf_features, make_image
 from tests.fake_csm import FakeClock, FakeCsm, make_runner
 
 
@@ -40,7 +40,7 @@ def reference_clip_i2i(model_dir: Path, mesh: Path, image: Path, render: dict[st
     model = CLIPModel.from_pretrained(model_dir).eval()
     proc = CLIPImageProcessor.from_pretrained(model_dir)
     with torch.no_grad():
-        emb = model.get_image_features(**proc(images=[*views, Image.open(image).convert("RGB")], return_tensors="pt"))
+        emb = hf_features(model.get_image_features(**proc(images=[*views, Image.open(image).convert("RGB")], return_tensors="pt")))
     emb = torch.nn.functional.normalize(emb.float(), dim=-1).numpy().astype(np.float64)
     return float((emb[:-1] @ emb[-1]).mean())
 

@@ -23,6 +23,7 @@ from gencritic.items import Item
 from gencritic.metrics.registry import create_metric
 from gencritic.models.loader import ModelPool
 from gencritic.pipeline import score
+from tests.conftest import hf_features
 
 OPENAI_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None]
 OPENAI_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711])[:, None, None]
@@ -58,8 +59,8 @@ def test_pickscore_is_logit_scale_times_cosine(tiny_clip_dir: Path, tmp_path: Pa
     for item, row in zip(items, run.rows, strict=True):
         image_inputs = processor(images=[Image.open(item.path).convert("RGB")], return_tensors="pt")
         text_inputs = processor(text=[item.prompt], padding=True, truncation=True, max_length=77, return_tensors="pt")
-        image_embs = _unit(model.get_image_features(**image_inputs))
-        text_embs = _unit(model.get_text_features(**text_inputs))
+        image_embs = _unit(hf_features(model.get_image_features(**image_inputs)))
+        text_embs = _unit(hf_features(model.get_text_features(**text_inputs)))
         expected = float(model.logit_scale.exp() * (text_embs @ image_embs.T)[0, 0])
         assert row["pickscore"] == pytest.approx(expected, abs=1e-4)
     assert run.summary["metrics"]["pickscore"]["settings"] == {"processor": str(tiny_clip_dir)}

@@ -23,7 +23,7 @@ from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.metrics._iqa import brisque as B
 from gencritic.metrics._iqa import niqe as N
 from gencritic.metrics._iqa import nss
-from tests.conftest import make_image, shared_data
+from tests.conftest import hf_features, make_image, shared_data
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -48,7 +48,7 @@ def _raw_clip_embeddings(model_dir: Path, images: list[Image.Image]) -> torch.Te
     model = CLIPModel.from_pretrained(model_dir).eval()
     proc = CLIPImageProcessor.from_pretrained(model_dir)
     with torch.no_grad():
-        e = model.get_image_features(**proc(images=images, return_tensors="pt"))
+        e = hf_features(model.get_image_features(**proc(images=images, return_tensors="pt")))
     return e / e.norm(dim=-1, keepdim=True)
 
 
@@ -74,7 +74,7 @@ def test_clip_iqa_equals_hand_computed_softmax(tmp_path: Path, tiny_clip_dir: Pa
     tok = AutoTokenizer.from_pretrained(tiny_clip_dir)
     img = _raw_clip_embeddings(tiny_clip_dir, [Image.open(p).convert("RGB") for p in paths]).double()
     with torch.no_grad():
-        t = model.get_text_features(**tok([w for pair in pairs for w in pair], padding=True, return_tensors="pt"))
+        t = hf_features(model.get_text_features(**tok([w for pair in pairs for w in pair], padding=True, return_tensors="pt")))
     t = (t / t.norm(dim=-1, keepdim=True)).double()
     scale = math.exp(float(model.logit_scale))
     for i in range(len(paths)):

@@ -16,6 +16,7 @@ from PIL import Image
 
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.metrics._iqa import ssim as S
+from tests.conftest import hf_features
 
 
 def _smooth_pair(h: int, w: int, seed: int = 0, noise: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +207,7 @@ def _hf_image_embedding(model_dir, image: Image.Image) -> torch.Tensor:  # type:
     model = CLIPModel.from_pretrained(model_dir).eval()
     proc = CLIPImageProcessor.from_pretrained(model_dir)
     with torch.no_grad():
-        e = model.get_image_features(**proc(images=image, return_tensors="pt"))
+        e = hf_features(model.get_image_features(**proc(images=image, return_tensors="pt")))
     return (e / e.norm(dim=-1, keepdim=True))[0]
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gencritic.metrics import sets
+from tests.conftest import hf_features
 
 
 def test_fid_matches_eigenvalue_formula_and_1d_closed_form() -> None:
@@ -112,7 +113,7 @@ def test_set_report_matches_independent_embeddings_and_cli(tmp_path, tiny_clip_d
     def embed(folder):  # type: ignore[no-untyped-def]
         imgs = [Image.open(p).convert("RGB") for p in sorted(folder.glob("*.png"))]
         with torch.no_grad():
-            e = model.get_image_features(pixel_values=proc(images=imgs, return_tensors="pt")["pixel_values"])
+            e = hf_features(model.get_image_features(pixel_values=proc(images=imgs, return_tensors="pt")["pixel_values"]))
         return (e / e.norm(dim=-1, keepdim=True)).double().numpy()
 
     a, b = embed(new), embed(ref)

@@ -30,6 +30,7 @@ from gencritic.datasets.toys4k import (
 )
 from gencritic.errors import InputError
 from gencritic.render.api import render_asset
+from tests.conftest import hf_features
 from tests.test_render import coloured_sphere, textured_cube
 
 RES = 64  # small views keep the test fast; the protocol's 512 is the default
@@ -44,8 +45,8 @@ def reference_clip_score(model_dir: Path, mesh: Path, caption: str, render: dict
     proc = CLIPImageProcessor.from_pretrained(model_dir)
     views = [v.image.rgb for v in render_asset(mesh, {**render, "cache": False}).views if v.image is not None]
     with torch.no_grad():
-        img = model.get_image_features(**proc(images=views, return_tensors="pt"))
-        txt = model.get_text_features(**tok([caption], padding=True, return_tensors="pt"))
+        img = hf_features(model.get_image_features(**proc(images=views, return_tensors="pt")))
+        txt = hf_features(model.get_text_features(**tok([caption], padding=True, return_tensors="pt")))
     img = img / img.norm(dim=-1, keepdim=True)
     txt = txt / txt.norm(dim=-1, keepdim=True)
     return float((img @ txt.T).mean())

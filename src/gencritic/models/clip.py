@@ -46,6 +46,8 @@ def _standard_clip_preprocess(image: Image.Image, processor: Any) -> torch.Tenso
     normalise), step for step, without its per-call overhead: ~4x faster, and the tests
     assert identical output. Returns None for configurations it does not cover."""
     p = processor
+    if _tensor_backend(p):
+        return None  # its resize is torchvision's, not Pillow's: only HF's own call gives its pixels
     size = getattr(p, "size", None) or {}
     crop = getattr(p, "crop_size", None) or {}
     if not (getattr(p, "do_resize", False) and getattr(p, "do_center_crop", False) and getattr(p, "do_rescale", False)
@@ -67,6 +69,13 @@ def _standard_clip_preprocess(image: Image.Image, processor: Any) -> torch.Tenso
     chw = arr[top:top + crop_h, left:left + crop_w].transpose(2, 0, 1)
     table = _normalise_table(float(p.rescale_factor), tuple(p.image_mean), tuple(p.image_std))
     return torch.from_numpy(np.stack([table[c][chw[c]] for c in range(3)]))
+
+
+def _tensor_backend(processor: Any) -> bool:
+    """Whether the image processor resizes tensors with torchvision (transformers 4.x's ``...Fast``
+    classes, and every processor of transformers 5) rather than PIL images with Pillow."""
+    return type(processor).__name__.endswith("Fast") or any(
+        "Torchvision" in cls.__name__ for cls in type(processor).__mro__)
 
 
 @functools.lru_cache(maxsize=8)
@@ -223,9 +232,12 @@ class HFClipBackbone(ClipBackbone):
     @property
     def preprocess_config(self) -> dict[str, Any]:
         cfg = self.image_processor.to_dict()
-        return {k: cfg.get(k) for k in ("size", "crop_size", "do_center_crop", "image_mean", "image_std",
-                                        "resample", "do_resize", "do_rescale", "rescale_factor", "do_normalize",
-                                        "do_convert_rgb")}
+        out = {k: cfg.get(k) for k in ("size", "crop_size", "do_center_crop", "image_mean", "image_std",
+                                       "resample", "do_resize", "do_rescale", "rescale_factor", "do_normalize",
+                                       "do_convert_rgb")}
+        if _tensor_backend(self.image_processor):  # other resize, other pixels: other cache entries
+            out["backend"] = "torchvision"
+        return out
 
     @property
     def logit_scale(self) -> float:
