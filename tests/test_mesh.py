@@ -142,3 +142,94 @@ def test_real_meshes_load(tmp_path: Path) -> None:
     textured = {p.name: load_asset(p) for p in meshes if p.name in ("Duck.glb", "fuze.obj", "BoxTextured.glb")}
     for name, data in textured.items():
         assert any(p.texture is not None and p.uvs is not None for p in data.primitives), name
+
+
+# ------------------------------------------------------------------------------------------------
+# glTF extensions: decoded right, or refused with the fix; never drawn wrongly
+
+
+def _glb_with(tmp_path: Path, name: str, edit) -> Path:
+    """A vertex-coloured box GLB (trimesh's export) whose JSON ``edit(doc)`` changes."""
+    from tests.test_render import join_glb, split_glb
+
+    box = trimesh.creation.box()
+    box.visual.vertex_colors = np.tile([200, 100, 50, 255], (len(box.vertices), 1)).astype(np.uint8)
+    doc, binary = split_glb(trimesh.exchange.gltf.export_glb(trimesh.Scene([box])))
+    edit(doc)
+    path = tmp_path / name
+    path.write_bytes(join_glb(doc, binary))
+    return path
+
+
+@pytest.mark.parametrize(("extension", "reason"), [
+    ("EXT_meshopt_compression", r"meshopt-compressed.*gltf-transform/cli copy"),
+    ("KHR_texture_basisu", r"KTX2/Basis.*PNG or JPEG"),
+])
+def test_undecodable_gltf_extensions_fail_with_the_fix(tmp_path: Path, extension: str, reason: str) -> None:
+    def edit(doc: dict) -> None:
+        doc["extensionsUsed"] = [extension]
+        doc["extensionsRequired"] = [extension]
+
+    with pytest.raises(ItemError, match=f"uses {extension}: .*{reason}"):
+        load_asset(_glb_with(tmp_path, "m.glb", edit))
+
+
+def test_texture_transform_fails_only_when_it_moves_coordinates(tmp_path: Path) -> None:
+    def with_transform(transform: dict):
+        def edit(doc: dict) -> None:
+            doc["extensionsUsed"] = ["KHR_texture_transform"]
+            doc["materials"] = [{"pbrMetallicRoughness": {"baseColorTexture": {
+                "index": 0, "extensions": {"KHR_texture_transform": transform}}}}]
+        return edit
+
+    load_asset(_glb_with(tmp_path, "identity.glb", with_transform({"offset": [0, 0], "scale": [1, 1]})))
+    with pytest.raises(ItemError, match=r"KHR_texture_transform.*bake"):
+        load_asset(_glb_with(tmp_path, "scaled.glb", with_transform({"scale": [2, 2]})))
+
+
+def test_draco_without_its_decoder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    def edit(doc: dict) -> None:
+        doc["extensionsUsed"] = ["KHR_draco_mesh_compression"]
+
+    path = _glb_with(tmp_path, "d.glb", edit)
+    monkeypatch.setitem(sys.modules, "DracoPy", None)  # as if it were not installed
+    with pytest.raises(ItemError, match=r"Draco-compressed.*gencritic\[render\]"):
+        load_asset(path)
+
+
+def test_normalized_colours_are_left_to_trimesh_and_stay_exact(tmp_path: Path) -> None:
+    """COLOR_0 as normalized bytes is core glTF that trimesh reads right: not rewritten."""
+    from gencritic.mesh.gltf_prepare import needs_rewrite
+
+    path = _glb_with(tmp_path, "c.glb", lambda doc: None)
+    from tests.test_render import split_glb
+
+    doc, _ = split_glb(path.read_bytes())
+    colour_accessor = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["COLOR_0"]]
+    assert colour_accessor.get("normalized") and not needs_rewrite(doc)
+    np.testing.assert_allclose(load_asset(path).primitives[0].colors[0], [200 / 255, 100 / 255, 50 / 255, 1.0])
+
+
+def test_quantized_positions_decode_to_the_float_originals(tmp_path: Path) -> None:
+    from tests.test_render import quantize_glb, textured_cube
+
+    float_path = tmp_path / "f.glb"
+    textured_cube().export(float_path)
+    quant_path = tmp_path / "q.glb"
+    quant_path.write_bytes(quantize_glb(float_path.read_bytes()))
+    ref, got = load_asset(float_path).primitives[0], load_asset(quant_path).primitives[0]
+    np.testing.assert_allclose(got.positions, ref.positions, atol=1 / 32767)
+    np.testing.assert_allclose(got.uvs, ref.uvs, atol=1 / 65535)
+    assert got.normals is None and ref.normals is None  # trimesh writes no normals for this cube
+    # normals as normalized int8 (4-byte stride), on a sphere exported with them
+    sphere = tmp_path / "s.glb"
+    sphere.write_bytes(trimesh.exchange.gltf.export_glb(
+        trimesh.Scene([trimesh.creation.icosphere(subdivisions=2, radius=0.5)]), include_normals=True))
+    quant_sphere = tmp_path / "qs.glb"
+    quant_sphere.write_bytes(quantize_glb(sphere.read_bytes()))
+    ref, got = load_asset(sphere).primitives[0], load_asset(quant_sphere).primitives[0]
+    assert ref.normals is not None and got.normals is not None
+    np.testing.assert_allclose(got.positions, ref.positions, atol=1 / 32767)
+    np.testing.assert_allclose(got.normals, ref.normals, atol=2 / 127)  # renormalised after decoding

@@ -6,7 +6,9 @@ pinhole model (f = (res/2) / tan(fov/2)), not from the renderer.
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 import threading
 from pathlib import Path
 
@@ -74,6 +76,54 @@ def coloured_sphere(radius: float = 0.5, center=(0.0, 0.0, 0.0), subdivisions: i
     return sphere
 
 
+def split_glb(data: bytes) -> tuple[dict, bytes]:
+    """(JSON, binary chunk) of a GLB, read by the spec's layout (independent of gencritic's reader)."""
+    json_len = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20:20 + json_len])
+    bin_len = struct.unpack_from("<I", data, 20 + json_len)[0]
+    return doc, data[28 + json_len:28 + json_len + bin_len]
+
+
+def join_glb(doc: dict, binary: bytes) -> bytes:
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + binary
+    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
+
+
+def quantize_glb(data: bytes) -> bytes:
+    """Encode a float GLB's positions, normals and texture coordinates as KHR_mesh_quantization
+    does: normalized int16 (positions, padded to a 4-byte stride), int8 (normals), uint16 (uvs)."""
+    doc, binary = split_glb(data)
+    blob = bytearray(binary)
+    plan = {"POSITION": (5122, np.int16, 32767, 4), "NORMAL": (5120, np.int8, 127, 4),
+            "TEXCOORD_0": (5123, np.uint16, 65535, 2)}  # component type, dtype, scale, padded width
+    for mesh in doc["meshes"]:
+        for prim in mesh["primitives"]:
+            for semantic, index in prim["attributes"].items():
+                if semantic not in plan:
+                    continue
+                acc = doc["accessors"][index]
+                view = doc["bufferViews"][acc["bufferView"]]
+                width = {"VEC2": 2, "VEC3": 3}[acc["type"]]
+                start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+                floats = np.frombuffer(binary, "<f4", acc["count"] * width, start).reshape(-1, width)
+                ctype, dtype, scale, padded = plan[semantic]
+                ints = np.zeros((len(floats), padded), dtype)
+                ints[:, :width] = np.round(np.clip(floats, -1 if scale != 65535 else 0, 1) * scale)
+                blob += b"\0" * (-len(blob) % 4)
+                doc["bufferViews"].append({"buffer": 0, "byteOffset": len(blob), "byteLength": ints.nbytes,
+                                           "byteStride": ints.itemsize * padded})
+                blob += ints.tobytes()
+                acc.update(bufferView=len(doc["bufferViews"]) - 1, byteOffset=0, componentType=ctype, normalized=True)
+                acc.pop("min", None), acc.pop("max", None)
+    doc["buffers"][0]["byteLength"] = len(blob)
+    doc["extensionsUsed"] = [*doc.get("extensionsUsed", []), "KHR_mesh_quantization"]
+    doc["extensionsRequired"] = [*doc.get("extensionsRequired", []), "KHR_mesh_quantization"]
+    return join_glb(doc, bytes(blob))
+
+
 def focal(res: int, fov: float = 40.0) -> float:
     return (res / 2) / math.tan(math.radians(fov) / 2)
 
@@ -99,9 +149,23 @@ def sphere_ply(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # textures and conventions
 
 
-@pytest.mark.parametrize("fmt", ["glb", "obj", "gltf"])
+@pytest.mark.parametrize("fmt", ["glb", "obj", "gltf", "glb-quantized", "gltf-quantized", "glb-draco"])
 def test_cube_face_shows_its_texture_colour_where_geometry_says(tmp_path: Path, cube_glb: Path, fmt: str) -> None:
     path = cube_glb
+    if fmt == "glb-quantized":  # KHR_mesh_quantization: normalized 8/16-bit attributes, strided
+        path = tmp_path / "cube-quantized.glb"
+        path.write_bytes(quantize_glb(cube_glb.read_bytes()))
+    if fmt == "gltf-quantized":  # the same as .gltf JSON + external .bin
+        doc, binary = split_glb(quantize_glb(cube_glb.read_bytes()))
+        doc["buffers"][0]["uri"] = "cube.bin"
+        (tmp_path / "cube.bin").write_bytes(binary)
+        path = tmp_path / "cube.gltf"
+        path.write_text(json.dumps(doc))
+    if fmt == "glb-draco":  # KHR_draco_mesh_compression, decoded through DracoPy
+        pytest.importorskip("DracoPy")
+        path = tmp_path / "cube-draco.glb"
+        path.write_bytes(trimesh.exchange.gltf.export_glb(trimesh.Scene([textured_cube()]), extension_draco=True))
+        assert b"KHR_draco_mesh_compression" in path.read_bytes()[:4000]
     if fmt == "obj":  # OBJ + MTL + PNG written by trimesh: the other texture path
         path = tmp_path / "cube.obj"
         textured_cube().export(path)

@@ -346,10 +346,21 @@ def load_asset(path: Path) -> MeshData:
 
 
 def _load_with_trimesh(path: Path) -> MeshData:
+    import io
+
     import trimesh
 
+    rewritten = None
+    if path.suffix.lower() in (".glb", ".gltf"):
+        from gencritic.mesh.gltf_prepare import prepare_gltf
+
+        rewritten = prepare_gltf(path)  # fails what would be drawn wrongly; dequantizes what trimesh misreads
     try:
-        scene: Any = trimesh.load(str(path), force="scene", process=False)
+        if rewritten is None:
+            scene: Any = trimesh.load(str(path), force="scene", process=False)
+        else:  # relative buffer and image URIs still resolve beside the original file
+            scene = trimesh.load(io.BytesIO(rewritten), file_type="glb", force="scene", process=False,
+                                 resolver=trimesh.resolvers.FilePathResolver(str(path)))
     except Exception as exc:  # trimesh raises many kinds on corrupt input
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ItemError(f"cannot read mesh {path.name}: {reason}") from None

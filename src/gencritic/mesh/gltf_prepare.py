@@ -1,0 +1,224 @@
+"""Look inside a glTF/GLB before trimesh reads it: refuse what it would read wrongly, and
+dequantize what it would misread.
+
+Why: trimesh's glTF reader ignores an accessor's ``normalized`` flag. Files written with
+``KHR_mesh_quantization`` (``gltf-transform optimize`` and other web pipelines store positions,
+normals and texture coordinates as normalized 8/16-bit integers) then load with texture
+coordinates in the tens of thousands and positions scaled by 32767: the bounding-box
+normalisation hides the scale, the texture is sampled at the wrong place, and the render looks
+plausible but is wrong. Other extensions it does not decode fail obscurely (``list index out of
+range`` for meshopt) or, worse, silently: a Draco file without the DracoPy decoder loads as
+placeholder zeros, a KTX2/Basis texture is dropped and the asset is drawn in its base colour.
+
+So, before trimesh: a file that needs an extension nothing here decodes fails its row with one
+line naming the extension and how to convert the file; a file with normalized integer accessors
+is rewritten in memory, each such accessor replaced by float32 data decoded by the glTF 2.0
+rules (a new buffer, as a data URI), and that rewritten document is what trimesh reads. Files
+without either are passed through untouched (no cost beyond reading the JSON header).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+
+from gencritic.errors import ItemError
+
+GLB_MAGIC = b"glTF"
+_CHUNK_JSON = 0x4E4F534A
+_CHUNK_BIN = 0x004E4942
+
+# componentType -> (numpy dtype, divisor for normalized values; glTF 2.0 §3.11)
+_COMPONENTS: dict[int, tuple[str, float]] = {
+    5120: ("<i1", 127.0), 5121: ("<u1", 255.0), 5122: ("<i2", 32767.0), 5123: ("<u2", 65535.0),
+    5125: ("<u4", 0.0), 5126: ("<f4", 0.0),
+}
+_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+
+CONVERT_HINT = "convert it first, e.g. `npx @gltf-transform/cli copy {name} plain.glb`"
+# Extensions that change how geometry or textures must be decoded, and what to do about each.
+UNDECODED: dict[str, str] = {
+    "EXT_meshopt_compression": "its geometry is meshopt-compressed, which gencritic cannot decode: " + CONVERT_HINT,
+    "KHR_meshopt_compression": "its geometry is meshopt-compressed, which gencritic cannot decode: " + CONVERT_HINT,
+    "KHR_texture_basisu": ("its textures are KTX2/Basis Universal, which gencritic cannot decode (the asset would be "
+                           "drawn untextured): re-export it with PNG or JPEG textures"),
+}
+
+
+def _read_document(path: Path) -> tuple[dict[str, Any], bytes | None]:
+    """(glTF JSON, GLB binary chunk or None)."""
+    data = path.read_bytes()
+    if data[:4] == GLB_MAGIC:
+        if len(data) < 20:
+            raise ItemError(f"cannot read mesh {path.name}: truncated GLB header")
+        length, chunk_type = struct.unpack_from("<II", data, 12)
+        if chunk_type != _CHUNK_JSON or 20 + length > len(data):
+            raise ItemError(f"cannot read mesh {path.name}: the GLB's first chunk is not its JSON")
+        doc = json.loads(data[20:20 + length])
+        offset = 20 + length + (-length % 4)
+        binary = None
+        if offset + 8 <= len(data):
+            bin_length, bin_type = struct.unpack_from("<II", data, offset)
+            if bin_type == _CHUNK_BIN:
+                binary = data[offset + 8:offset + 8 + bin_length]
+        return doc, binary
+    return json.loads(data), None
+
+
+def _uses_draco(doc: dict[str, Any]) -> bool:
+    return "KHR_draco_mesh_compression" in (doc.get("extensionsUsed") or [])
+
+
+def _texture_transformed(doc: dict[str, Any]) -> bool:
+    """Whether any texture reference carries a non-identity KHR_texture_transform."""
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            tt = (node.get("extensions") or {}).get("KHR_texture_transform")
+            if isinstance(tt, dict) and (any(float(v) != 0.0 for v in tt.get("offset", [0, 0]))
+                                         or float(tt.get("rotation", 0.0)) != 0.0
+                                         or any(float(v) != 1.0 for v in tt.get("scale", [1, 1]))):
+                return True
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+    return walk(doc.get("materials") or [])
+
+
+def check_supported(doc: dict[str, Any], name: str) -> None:
+    """Raise :class:`ItemError` for a document whose content would be drawn wrongly here."""
+    used = set(doc.get("extensionsUsed") or []) | set(doc.get("extensionsRequired") or [])
+    for ext, why in UNDECODED.items():
+        if ext in used:
+            raise ItemError(f"mesh {name} uses {ext}: {why.format(name=name)}")
+    if "KHR_texture_transform" in used and _texture_transformed(doc):
+        raise ItemError(f"mesh {name} uses KHR_texture_transform (offset/scale/rotation of texture coordinates), which "
+                        f"gencritic does not apply and would map its textures wrongly: bake the transform into the "
+                        f"texture coordinates (e.g. Blender's glTF exporter) and export again")
+    if _uses_draco(doc):
+        try:
+            import DracoPy  # noqa: F401  (trimesh decodes Draco through it)
+        except ImportError:
+            raise ItemError(f"mesh {name} is Draco-compressed and the Draco decoder is not installed: "
+                            f"pip install 'gencritic[render]' (DracoPy)") from None
+
+
+def _normalized_accessors(doc: dict[str, Any]) -> list[int]:
+    """Normalized integer accessors read as positions, normals, tangents or texture coordinates.
+
+    Colours are left alone: trimesh reads 8/16-bit ``COLOR_n`` as the integer colours they are
+    (core glTF, common in exports), correctly."""
+    geometric: set[int] = set()
+    for mesh in doc.get("meshes") or []:
+        for prim in mesh.get("primitives") or []:
+            for semantic, index in (prim.get("attributes") or {}).items():
+                if semantic in ("POSITION", "NORMAL", "TANGENT") or semantic.startswith("TEXCOORD_"):
+                    geometric.add(int(index))
+    accessors = doc.get("accessors") or []
+    return sorted(i for i in geometric if 0 <= i < len(accessors) and accessors[i].get("normalized")
+                  and int(accessors[i].get("componentType", 0)) in (5120, 5121, 5122, 5123))
+
+
+def needs_rewrite(doc: dict[str, Any]) -> bool:
+    return bool(_normalized_accessors(doc))
+
+
+def _buffer_bytes(doc: dict[str, Any], index: int, binary: bytes | None, folder: Path, name: str) -> bytes:
+    buffer = (doc.get("buffers") or [])[index]
+    uri = buffer.get("uri")
+    if uri is None:
+        if binary is None:
+            raise ItemError(f"cannot read mesh {name}: buffer {index} has no URI and the file has no binary chunk")
+        return binary
+    if uri.startswith("data:"):
+        return base64.b64decode(uri.split(",", 1)[1])
+    target = folder / unquote(uri)
+    if not target.is_file():
+        raise ItemError(f"mesh {name} refers to buffer file {uri}, which is missing beside it")
+    return target.read_bytes()
+
+
+def _accessor_values(doc: dict[str, Any], acc: dict[str, Any], buffers: dict[int, bytes]) -> np.ndarray:
+    """The accessor's raw components as a (count, width) array (bufferView, stride, offset)."""
+    dtype, _ = _COMPONENTS[int(acc["componentType"])]
+    width = _WIDTH[acc["type"]]
+    count = int(acc["count"])
+    item = np.dtype(dtype).itemsize * width
+    view = doc["bufferViews"][int(acc["bufferView"])]
+    data = buffers[int(view["buffer"])]
+    start = int(view.get("byteOffset", 0)) + int(acc.get("byteOffset", 0))
+    stride = int(view.get("byteStride", 0)) or item
+    if count and start + stride * (count - 1) + item > len(data):
+        raise ItemError("an accessor reads past the end of its buffer (corrupt file)")
+    rows = np.ndarray((count,), dtype=np.dtype((np.void, item)), buffer=data, offset=start, strides=(stride,))
+    return np.frombuffer(rows.tobytes(), dtype=dtype).reshape(count, width)
+
+
+def dequantize(doc: dict[str, Any], binary: bytes | None, folder: Path, name: str) -> dict[str, Any]:
+    """A copy of ``doc`` whose normalized integer accessors are float32 accessors holding the
+    decoded values (``max(c / (2^(b-1) - 1), -1)`` signed, ``c / (2^b - 1)`` unsigned), in one
+    new buffer stored as a data URI. Other buffers, images and the scene graph are unchanged."""
+    out = json.loads(json.dumps(doc))
+    targets = _normalized_accessors(out)
+    buffers: dict[int, bytes] = {}
+    blob = bytearray()
+    new_buffer = len(out.get("buffers") or [])
+    out.setdefault("bufferViews", [])
+    for index in targets:
+        acc = out["accessors"][index]
+        if "sparse" in acc or "bufferView" not in acc:
+            raise ItemError(f"mesh {name} has a sparse or empty normalized accessor, which gencritic cannot "
+                            f"decode: {CONVERT_HINT.format(name=name)}")
+        buffer_index = int(out["bufferViews"][int(acc["bufferView"])]["buffer"])
+        if buffer_index not in buffers:
+            buffers[buffer_index] = _buffer_bytes(out, buffer_index, binary, folder, name)
+        raw = _accessor_values(out, acc, buffers)
+        _, divisor = _COMPONENTS[int(acc["componentType"])]
+        values = np.maximum(raw.astype(np.float64) / divisor, -1.0).astype("<f4")
+        while len(blob) % 4:
+            blob.append(0)
+        out["bufferViews"].append({"buffer": new_buffer, "byteOffset": len(blob), "byteLength": values.nbytes})
+        blob.extend(values.tobytes())
+        acc.update({"bufferView": len(out["bufferViews"]) - 1, "byteOffset": 0, "componentType": 5126,
+                    "normalized": False})
+        for bound in ("min", "max"):
+            if bound in acc:
+                acc[bound] = [max(float(v) / divisor, -1.0) for v in acc[bound]]
+    out.setdefault("buffers", []).append(
+        {"byteLength": len(blob), "uri": "data:application/octet-stream;base64," + base64.b64encode(bytes(blob)).decode()})
+    return out
+
+
+def to_glb(doc: dict[str, Any], binary: bytes | None) -> bytes:
+    """A GLB of ``doc`` with ``binary`` as its binary chunk (what buffer 0 without a URI reads)."""
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    chunks = struct.pack("<II", len(text), _CHUNK_JSON) + text
+    if binary is not None:
+        body = binary + b"\0" * (-len(binary) % 4)
+        chunks += struct.pack("<II", len(body), _CHUNK_BIN) + body
+    return GLB_MAGIC + struct.pack("<II", 2, 12 + len(chunks)) + chunks
+
+
+def prepare_gltf(path: Path) -> bytes | None:
+    """Check a .glb/.gltf; return a rewritten GLB for trimesh when it has normalized accessors,
+    else None (read the file as it is). Raises :class:`ItemError` for what cannot be drawn right."""
+    try:
+        doc, binary = _read_document(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ItemError(f"cannot read mesh {path.name}: its glTF JSON is not valid ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ItemError(f"cannot read mesh {path.name}: its glTF JSON is not an object")
+    check_supported(doc, path.name)
+    if not needs_rewrite(doc):
+        return None
+    try:
+        return to_glb(dequantize(doc, binary, path.parent, path.name), binary)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ItemError(f"cannot read mesh {path.name}: malformed accessor or buffer view ({exc})") from None
