@@ -17,7 +17,7 @@ mkdir -p "$KIT/whl" "$KIT/gl" "$KIT/data"
 # the device tool's KINDS.md). --no-deps: every needed dependency is named here.
 PKGS=(moderngl==5.13.0 glcontext==3.1.0 trimesh==5.2.0 zstandard==0.25.0 open_clip_torch==3.3.0
       ftfy==6.3.1 wcwidth==0.9.4 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0
-      typing-inspection==0.4.5)
+      typing-inspection==0.4.5 DracoPy==2.2.0)
 PLATFORMS=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
          manylinux1_x86_64 manylinux_2_24_x86_64 manylinux_2_31_x86_64 manylinux_2_34_x86_64 manylinux_2_5_x86_64; do
