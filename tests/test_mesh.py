@@ -164,6 +164,7 @@ def _glb_with(tmp_path: Path, name: str, edit) -> Path:
 @pytest.mark.parametrize(("extension", "reason"), [
     ("EXT_meshopt_compression", r"meshopt-compressed.*gltf-transform/cli copy"),
     ("KHR_texture_basisu", r"KTX2/Basis.*PNG or JPEG"),
+    ("EXT_mesh_gpu_instancing", r"only one copy would be drawn"),
 ])
 def test_undecodable_gltf_extensions_fail_with_the_fix(tmp_path: Path, extension: str, reason: str) -> None:
     def edit(doc: dict) -> None:

@@ -46,6 +46,8 @@ CONVERT_HINT = "convert it first, e.g. `npx @gltf-transform/cli copy {name} plai
 UNDECODED: dict[str, str] = {
     "EXT_meshopt_compression": "its geometry is meshopt-compressed, which gencritic cannot decode: " + CONVERT_HINT,
     "KHR_meshopt_compression": "its geometry is meshopt-compressed, which gencritic cannot decode: " + CONVERT_HINT,
+    "EXT_mesh_gpu_instancing": ("it places copies of a mesh by GPU instancing, which gencritic does not expand (only "
+                                "one copy would be drawn): import it into Blender and export it again"),
     "KHR_texture_basisu": ("its textures are KTX2/Basis Universal, which gencritic cannot decode (the asset would be "
                            "drawn untextured): re-export it with PNG or JPEG textures"),
 }
