@@ -234,3 +234,14 @@ def test_quantized_positions_decode_to_the_float_originals(tmp_path: Path) -> No
     assert ref.normals is not None and got.normals is not None
     np.testing.assert_allclose(got.positions, ref.positions, atol=1 / 32767)
     np.testing.assert_allclose(got.normals, ref.normals, atol=2 / 127)  # renormalised after decoding
+
+
+def test_sparse_accessors_are_applied(tmp_path: Path) -> None:
+    from tests.test_render import sparsify_glb, textured_cube
+
+    float_path = tmp_path / "f.glb"
+    textured_cube().export(float_path)
+    ref = load_asset(float_path).primitives[0]
+    path = tmp_path / "sparse.glb"
+    path.write_bytes(sparsify_glb(float_path.read_bytes()))
+    np.testing.assert_array_equal(load_asset(path).primitives[0].positions, ref.positions)

@@ -10,11 +10,14 @@ plausible but is wrong. Other extensions it does not decode fail obscurely (``li
 range`` for meshopt) or, worse, silently: a Draco file without the DracoPy decoder loads as
 placeholder zeros, a KTX2/Basis texture is dropped and the asset is drawn in its base colour.
 
+It also ignores sparse accessors (their substitutions are never applied).
+
 So, before trimesh: a file that needs an extension nothing here decodes fails its row with one
-line naming the extension and how to convert the file; a file with normalized integer accessors
-is rewritten in memory, each such accessor replaced by float32 data decoded by the glTF 2.0
-rules (a new buffer, as a data URI), and that rewritten document is what trimesh reads. Files
-without either are passed through untouched (no cost beyond reading the JSON header).
+line naming the extension and how to convert the file; a file with normalized integer or
+sparse accessors is rewritten in memory, each such accessor replaced by dense data (decoded to
+float32 by the glTF 2.0 rules where normalized; a new buffer, as a data URI), and that
+rewritten document is what trimesh reads. Files without either are passed through untouched
+(no cost beyond reading the JSON header).
 """
 
 from __future__ import annotations
@@ -111,24 +114,38 @@ def check_supported(doc: dict[str, Any], name: str) -> None:
                             f"pip install 'gencritic[render]' (DracoPy)") from None
 
 
-def _normalized_accessors(doc: dict[str, Any]) -> list[int]:
-    """Normalized integer accessors read as positions, normals, tangents or texture coordinates.
-
-    Colours are left alone: trimesh reads 8/16-bit ``COLOR_n`` as the integer colours they are
-    (core glTF, common in exports), correctly."""
+def _drawn_accessors(doc: dict[str, Any]) -> tuple[set[int], set[int]]:
+    """(accessors read as positions/normals/tangents/texture coordinates, every accessor a
+    primitive reads: those plus colours and indices)."""
     geometric: set[int] = set()
+    drawn: set[int] = set()
     for mesh in doc.get("meshes") or []:
         for prim in mesh.get("primitives") or []:
             for semantic, index in (prim.get("attributes") or {}).items():
+                drawn.add(int(index))
                 if semantic in ("POSITION", "NORMAL", "TANGENT") or semantic.startswith("TEXCOORD_"):
                     geometric.add(int(index))
+            if "indices" in prim:
+                drawn.add(int(prim["indices"]))
+    return geometric, drawn
+
+
+def _is_normalized_int(acc: dict[str, Any]) -> bool:
+    return bool(acc.get("normalized")) and int(acc.get("componentType", 0)) in (5120, 5121, 5122, 5123)
+
+
+def _accessors_to_rewrite(doc: dict[str, Any]) -> list[int]:
+    """Accessors trimesh would misread: normalized integers read as geometry (it ignores the
+    flag; colours it reads right as integer colours) and sparse accessors of any kind (it
+    ignores the substitutions)."""
+    geometric, drawn = _drawn_accessors(doc)
     accessors = doc.get("accessors") or []
-    return sorted(i for i in geometric if 0 <= i < len(accessors) and accessors[i].get("normalized")
-                  and int(accessors[i].get("componentType", 0)) in (5120, 5121, 5122, 5123))
+    return sorted(i for i in drawn if 0 <= i < len(accessors)
+                  and ("sparse" in accessors[i] or (i in geometric and _is_normalized_int(accessors[i]))))
 
 
 def needs_rewrite(doc: dict[str, Any]) -> bool:
-    return bool(_normalized_accessors(doc))
+    return bool(_accessors_to_rewrite(doc))
 
 
 def _buffer_bytes(doc: dict[str, Any], index: int, binary: bytes | None, folder: Path, name: str) -> bytes:
@@ -146,52 +163,84 @@ def _buffer_bytes(doc: dict[str, Any], index: int, binary: bytes | None, folder:
     return target.read_bytes()
 
 
-def _accessor_values(doc: dict[str, Any], acc: dict[str, Any], buffers: dict[int, bytes]) -> np.ndarray:
-    """The accessor's raw components as a (count, width) array (bufferView, stride, offset)."""
-    dtype, _ = _COMPONENTS[int(acc["componentType"])]
-    width = _WIDTH[acc["type"]]
-    count = int(acc["count"])
-    item = np.dtype(dtype).itemsize * width
-    view = doc["bufferViews"][int(acc["bufferView"])]
-    data = buffers[int(view["buffer"])]
-    start = int(view.get("byteOffset", 0)) + int(acc.get("byteOffset", 0))
-    stride = int(view.get("byteStride", 0)) or item
+class _Buffers:
+    """The document's buffers, read on first use."""
+
+    def __init__(self, doc: dict[str, Any], binary: bytes | None, folder: Path, name: str) -> None:
+        self.doc, self.binary, self.folder, self.name = doc, binary, folder, name
+        self._data: dict[int, bytes] = {}
+
+    def view(self, index: int) -> tuple[bytes, int, int]:
+        """(buffer bytes, byte offset, byte stride or 0) of buffer view ``index``."""
+        view = self.doc["bufferViews"][index]
+        buffer = int(view["buffer"])
+        if buffer not in self._data:
+            self._data[buffer] = _buffer_bytes(self.doc, buffer, self.binary, self.folder, self.name)
+        return self._data[buffer], int(view.get("byteOffset", 0)), int(view.get("byteStride", 0))
+
+
+def _read(buffers: _Buffers, view_index: int, offset: int, component: int, width: int, count: int) -> np.ndarray:
+    """(count, width) components of type ``component`` from a buffer view (its stride honoured)."""
+    dtype = np.dtype(_COMPONENTS[component][0])
+    data, start, stride = buffers.view(view_index)
+    start += offset
+    item = dtype.itemsize * width
+    stride = stride or item
     if count and start + stride * (count - 1) + item > len(data):
         raise ItemError("an accessor reads past the end of its buffer (corrupt file)")
     rows = np.ndarray((count,), dtype=np.dtype((np.void, item)), buffer=data, offset=start, strides=(stride,))
     return np.frombuffer(rows.tobytes(), dtype=dtype).reshape(count, width)
 
 
-def dequantize(doc: dict[str, Any], binary: bytes | None, folder: Path, name: str) -> dict[str, Any]:
-    """A copy of ``doc`` whose normalized integer accessors are float32 accessors holding the
-    decoded values (``max(c / (2^(b-1) - 1), -1)`` signed, ``c / (2^b - 1)`` unsigned), in one
-    new buffer stored as a data URI. Other buffers, images and the scene graph are unchanged."""
+def _dense_values(acc: dict[str, Any], buffers: _Buffers) -> np.ndarray:
+    """The accessor's components as glTF defines them: its buffer view (or zeros when it has
+    none), with the sparse substitutions applied."""
+    component, width, count = int(acc["componentType"]), _WIDTH[acc["type"]], int(acc["count"])
+    if "bufferView" in acc:
+        values = _read(buffers, int(acc["bufferView"]), int(acc.get("byteOffset", 0)), component, width, count).copy()
+    else:
+        values = np.zeros((count, width), dtype=_COMPONENTS[component][0])
+    sparse = acc.get("sparse")
+    if sparse:
+        n = int(sparse["count"])
+        idx_spec, val_spec = sparse["indices"], sparse["values"]
+        where = _read(buffers, int(idx_spec["bufferView"]), int(idx_spec.get("byteOffset", 0)),
+                      int(idx_spec["componentType"]), 1, n)[:, 0].astype(np.int64)
+        if n and (where.min() < 0 or where.max() >= count):
+            raise ItemError("a sparse accessor substitutes elements outside the accessor (corrupt file)")
+        values[where] = _read(buffers, int(val_spec["bufferView"]), int(val_spec.get("byteOffset", 0)),
+                              component, width, n)
+    return values
+
+
+def rewrite_accessors(doc: dict[str, Any], binary: bytes | None, folder: Path, name: str) -> dict[str, Any]:
+    """A copy of ``doc`` in which every accessor trimesh would misread is a plain dense one in a
+    new buffer (a data URI): sparse substitutions applied, and normalized integers read as
+    geometry decoded to float32 (``max(c / (2^(b-1) - 1), -1)`` signed, ``c / (2^b - 1)``
+    unsigned, glTF 2.0 §3.11). Other accessors, buffers, images and the scene graph are unchanged."""
     out = json.loads(json.dumps(doc))
-    targets = _normalized_accessors(out)
-    buffers: dict[int, bytes] = {}
+    geometric, _ = _drawn_accessors(out)
+    buffers = _Buffers(out, binary, folder, name)
     blob = bytearray()
     new_buffer = len(out.get("buffers") or [])
     out.setdefault("bufferViews", [])
-    for index in targets:
+    for index in _accessors_to_rewrite(out):
         acc = out["accessors"][index]
-        if "sparse" in acc or "bufferView" not in acc:
-            raise ItemError(f"mesh {name} has a sparse or empty normalized accessor, which gencritic cannot "
-                            f"decode: {CONVERT_HINT.format(name=name)}")
-        buffer_index = int(out["bufferViews"][int(acc["bufferView"])]["buffer"])
-        if buffer_index not in buffers:
-            buffers[buffer_index] = _buffer_bytes(out, buffer_index, binary, folder, name)
-        raw = _accessor_values(out, acc, buffers)
-        _, divisor = _COMPONENTS[int(acc["componentType"])]
-        values = np.maximum(raw.astype(np.float64) / divisor, -1.0).astype("<f4")
+        values = _dense_values(acc, buffers)
+        decode = index in geometric and _is_normalized_int(acc)
+        if decode:
+            divisor = _COMPONENTS[int(acc["componentType"])][1]
+            values = np.maximum(values.astype(np.float64) / divisor, -1.0).astype("<f4")
+            for bound in ("min", "max"):
+                if bound in acc:
+                    acc[bound] = [max(float(v) / divisor, -1.0) for v in acc[bound]]
+            acc.update(componentType=5126, normalized=False)
         while len(blob) % 4:
             blob.append(0)
         out["bufferViews"].append({"buffer": new_buffer, "byteOffset": len(blob), "byteLength": values.nbytes})
-        blob.extend(values.tobytes())
-        acc.update({"bufferView": len(out["bufferViews"]) - 1, "byteOffset": 0, "componentType": 5126,
-                    "normalized": False})
-        for bound in ("min", "max"):
-            if bound in acc:
-                acc[bound] = [max(float(v) / divisor, -1.0) for v in acc[bound]]
+        blob.extend(np.ascontiguousarray(values).tobytes())
+        acc.update(bufferView=len(out["bufferViews"]) - 1, byteOffset=0)
+        acc.pop("sparse", None)
     out.setdefault("buffers", []).append(
         {"byteLength": len(blob), "uri": "data:application/octet-stream;base64," + base64.b64encode(bytes(blob)).decode()})
     return out
@@ -221,6 +270,6 @@ def prepare_gltf(path: Path) -> bytes | None:
     if not needs_rewrite(doc):
         return None
     try:
-        return to_glb(dequantize(doc, binary, path.parent, path.name), binary)
+        return to_glb(rewrite_accessors(doc, binary, path.parent, path.name), binary)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ItemError(f"cannot read mesh {path.name}: malformed accessor or buffer view ({exc})") from None
