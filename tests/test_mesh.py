@@ -245,3 +245,69 @@ def test_sparse_accessors_are_applied(tmp_path: Path) -> None:
     path = tmp_path / "sparse.glb"
     path.write_bytes(sparsify_glb(float_path.read_bytes()))
     np.testing.assert_array_equal(load_asset(path).primitives[0].positions, ref.positions)
+
+
+# ------------------------------------------------------------------------------------------------
+# side files: a missing texture fails the row instead of rendering a white asset
+
+
+def _textured_obj(folder: Path, texture_name: str = "tex ture.png", map_line: str | None = None) -> Path:
+    from tests.test_render import textured_cube
+
+    folder.mkdir(parents=True, exist_ok=True)
+    textured_cube().export(folder / "cube.obj")
+    mtl = next(folder.glob("*.mtl"))
+    written = next(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    written.rename(folder / texture_name)
+    lines = [ln for ln in mtl.read_text().splitlines() if not ln.strip().lower().startswith("map_kd")]
+    lines.append(map_line or f"map_Kd {texture_name}")
+    mtl.write_text("\n".join(lines) + "\n")
+    return folder / "cube.obj"
+
+
+def test_obj_texture_names_with_options_and_spaces_are_found(tmp_path: Path) -> None:
+    path = _textured_obj(tmp_path / "a", "tex ture.png", "map_Kd -s 1 1 1 -clamp on tex ture.png")
+    assert load_asset(path).primitives[0].texture is not None
+
+
+def test_obj_with_its_texture_missing_fails_naming_it(tmp_path: Path) -> None:
+    path = _textured_obj(tmp_path / "b", "skin.png")
+    (path.parent / "skin.png").unlink()
+    with pytest.raises(ItemError, match=r"needs texture skin\.png \(map_Kd in .*\.mtl\).*copy it there"):
+        load_asset(path)
+
+
+def test_obj_naming_an_absent_material_library_loads_and_says_so(tmp_path: Path, caplog) -> None:
+    path = _box(tmp_path / "box.obj")
+    path.write_text("mtllib nowhere.mtl\n" + path.read_text())
+    with caplog.at_level("WARNING", logger="gencritic"):
+        assert load_asset(path).num_faces == 12
+    assert "nowhere.mtl" in caplog.text
+
+
+def test_gltf_missing_base_colour_image_fails_but_unused_image_does_not(tmp_path: Path) -> None:
+    from tests.test_render import textured_cube
+
+    files = trimesh.exchange.gltf.export_gltf(trimesh.Scene([textured_cube()]), embed_buffers=False)
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    doc = json.loads((tmp_path / "model.gltf").read_text())
+    image_uri = "base colour.png"  # the texture as a file of its own, by URI
+    textured_cube().visual.material.baseColorTexture.save(tmp_path / image_uri)
+    doc["images"][0] = {"uri": "base%20colour.png"}
+    (tmp_path / "model.gltf").write_text(json.dumps(doc))
+    assert load_asset(tmp_path / "model.gltf").primitives[0].texture is not None
+    # an extra image nobody uses as base colour may be absent
+    doc["images"].append({"uri": "unused%20normal.png"})
+    (tmp_path / "model.gltf").write_text(json.dumps(doc))
+    load_asset(tmp_path / "model.gltf")
+    (tmp_path / image_uri).unlink()
+    with pytest.raises(ItemError, match=f"needs image {image_uri}"):
+        load_asset(tmp_path / "model.gltf")
+
+
+def test_obj_texture_that_cannot_be_decoded_fails(tmp_path: Path) -> None:
+    path = _textured_obj(tmp_path / "c", "skin.png")
+    (path.parent / "skin.png").write_bytes(b"not an image")
+    with pytest.raises(ItemError, match=r"texture skin\.png could not be applied"):
+        load_asset(path)

@@ -56,7 +56,7 @@ UNDECODED: dict[str, str] = {
 }
 
 
-def _read_document(path: Path) -> tuple[dict[str, Any], bytes | None]:
+def read_document(path: Path) -> tuple[dict[str, Any], bytes | None]:
     """(glTF JSON, GLB binary chunk or None)."""
     data = path.read_bytes()
     if data[:4] == GLB_MAGIC:
@@ -261,7 +261,7 @@ def prepare_gltf(path: Path) -> bytes | None:
     """Check a .glb/.gltf; return a rewritten GLB for trimesh when it has normalized accessors,
     else None (read the file as it is). Raises :class:`ItemError` for what cannot be drawn right."""
     try:
-        doc, binary = _read_document(path)
+        doc, binary = read_document(path)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ItemError(f"cannot read mesh {path.name}: its glTF JSON is not valid ({exc})") from None
     if not isinstance(doc, dict):

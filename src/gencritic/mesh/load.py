@@ -17,8 +17,10 @@ not invent smooth normals, which would round off hard edges a generator made.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ from typing import Any, Literal
 import numpy as np
 
 from gencritic.errors import ItemError
+
+log = logging.getLogger("gencritic")
 
 POINT_CLOUD_SUFFIXES = frozenset({".npz"})
 
@@ -82,8 +86,23 @@ class MeshData:
 # ---------------------------------------------------------------------------------------------
 # which files make up an asset (for content hashing)
 
-_OBJ_MTLLIB = re.compile(r"^\s*mtllib\s+(.+?)\s*$", re.MULTILINE)
 _MTL_MAP = re.compile(r"^\s*(?:map_\w+|bump|disp|decal|norm)\s+(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+_OBJ_MTLLIB_BYTES = re.compile(rb"^[ \t]*mtllib[ \t]+(.+?)[ \t\r]*$", re.MULTILINE)
+
+
+def obj_material_libraries(path: Path) -> list[str]:
+    """The ``mtllib`` names of an OBJ, read once per file version (hashing, the side-file check
+    and the texture check all ask; a large OBJ is tens of megabytes of text)."""
+    st = path.stat()
+    return list(_obj_material_libraries(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _obj_material_libraries(path: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
+    data = Path(path).read_bytes()
+    return tuple(m.decode("utf-8", errors="replace") for m in _OBJ_MTLLIB_BYTES.findall(data))
 
 
 def _last_token_path(spec: str) -> str:
@@ -102,8 +121,7 @@ def asset_files(path: Path) -> list[Path]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".obj":
-            text = path.read_text(errors="replace")
-            for lib in _OBJ_MTLLIB.findall(text):
+            for lib in obj_material_libraries(path):
                 mtl = path.parent / lib
                 if mtl.is_file():
                     files.append(mtl)
@@ -122,6 +140,68 @@ def asset_files(path: Path) -> list[Path]:
     except (OSError, ValueError):
         pass  # the loader reports the real problem with this file
     return list(dict.fromkeys(files))
+
+
+_MTL_DIFFUSE_MAP = re.compile(r"^\s*map_Kd\s+(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+_MTL_OPTION_ARGS = {"-blendu": 1, "-blendv": 1, "-bm": 1, "-boost": 1, "-cc": 1, "-clamp": 1, "-imfchan": 1,
+                    "-mm": 2, "-o": 3, "-s": 3, "-t": 3, "-texres": 1, "-type": 1}
+
+
+def _map_file_candidates(spec: str) -> list[str]:
+    """File names a ``map_Kd`` value may mean: after its options (``-s 1 1 1 tex.png``), the
+    rest as one name (names may hold spaces), and the last token alone."""
+    tokens = spec.split()
+    i = 0
+    while i < len(tokens) and tokens[i].lower() in _MTL_OPTION_ARGS:
+        i += 1 + _MTL_OPTION_ARGS[tokens[i].lower()]
+    rest = " ".join(tokens[i:])
+    return list(dict.fromkeys(c for c in (rest, tokens[-1] if tokens else "") if c))
+
+
+def missing_side_files(path: Path) -> list[str]:
+    """Files the asset's colours come from that are not there: the diffuse textures (``map_Kd``)
+    of an OBJ's material libraries, a .gltf's buffers and base-colour images. (A missing
+    material library itself is only logged: geometry-only OBJ files often name one.)
+
+    Why: trimesh draws an OBJ whose texture is missing in its plain material colour, usually
+    white, without a word; a pipeline that copied the .obj without its texture would score white
+    renders. Bump and specular maps are not checked: the renderer does not use them."""
+    missing: list[str] = []
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".obj":
+            for lib in obj_material_libraries(path):
+                mtl = path.parent / lib
+                if not mtl.is_file():
+                    # common in the wild (an exporter's default line for a geometry-only file); the
+                    # asset is drawn in trimesh's default colour, and the log says why
+                    log.warning("%s refers to material library %s, which is not beside it: drawn untextured, "
+                                "in the default colour", path.name, lib)
+                    continue
+                for spec in _MTL_DIFFUSE_MAP.findall(mtl.read_text(errors="replace")):
+                    names = _map_file_candidates(spec)
+                    if names and not any((mtl.parent / n.replace("\\", "/")).is_file() for n in names):
+                        missing.append(f"texture {names[0]} (map_Kd in {mtl.name})")
+        elif suffix == ".gltf":
+            from urllib.parse import unquote
+
+            doc = json.loads(path.read_text(errors="replace"))
+            used_images = set()
+            for material in doc.get("materials") or []:
+                info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
+                if isinstance(info, dict) and "index" in info:
+                    source = (doc.get("textures") or [])[int(info["index"])].get("source")
+                    if source is not None:
+                        used_images.add(int(source))
+            entries = [("buffer", b) for b in doc.get("buffers") or []]
+            entries += [("image", img) for i, img in enumerate(doc.get("images") or []) if i in used_images]
+            for kind, entry in entries:
+                uri = entry.get("uri", "")
+                if uri and not uri.startswith("data:") and not (path.parent / unquote(uri)).is_file():
+                    missing.append(f"{kind} {unquote(uri)}")
+    except (OSError, ValueError, IndexError, TypeError, AttributeError):
+        pass  # an unreadable or malformed file is the loader's to report
+    return list(dict.fromkeys(missing))
 
 
 def asset_sha256(path: Path) -> str:
@@ -340,7 +420,17 @@ def load_asset(path: Path) -> MeshData:
     if path.suffix.lower() in POINT_CLOUD_SUFFIXES:
         data = _load_npz(path)
     else:
+        missing = missing_side_files(path)
+        if missing:
+            raise ItemError(f"mesh {path.name} needs {', '.join(missing)}, not found beside it in {path.parent}: "
+                            f"copy it there (without it the asset would be drawn in its plain material colour)")
         data = _load_with_trimesh(path)
+        if not any(p.texture is not None for p in data.primitives):
+            texture = _declared_texture(path)
+            if texture is not None:  # present (checked above) yet not applied: undecodable, or no uvs
+                raise ItemError(f"mesh {path.name}: its texture {texture} could not be applied (an image Pillow "
+                                f"cannot open, or no texture coordinates): the asset would be drawn untextured; "
+                                f"convert the texture to PNG and export again")
     _validate(data, path)
     return data
 
@@ -351,16 +441,17 @@ def _load_with_trimesh(path: Path) -> MeshData:
     import trimesh
 
     rewritten = None
+    resolver = _side_file_resolver(path)
     if path.suffix.lower() in (".glb", ".gltf"):
         from gencritic.mesh.gltf_prepare import prepare_gltf
 
         rewritten = prepare_gltf(path)  # fails what would be drawn wrongly; dequantizes what trimesh misreads
     try:
         if rewritten is None:
-            scene: Any = trimesh.load(str(path), force="scene", process=False)
+            scene: Any = trimesh.load(str(path), force="scene", process=False, resolver=resolver)
         else:  # relative buffer and image URIs still resolve beside the original file
             scene = trimesh.load(io.BytesIO(rewritten), file_type="glb", force="scene", process=False,
-                                 resolver=trimesh.resolvers.FilePathResolver(str(path)))
+                                 resolver=resolver)
     except Exception as exc:  # trimesh raises many kinds on corrupt input
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ItemError(f"cannot read mesh {path.name}: {reason}") from None
@@ -380,6 +471,57 @@ def _load_with_trimesh(path: Path) -> MeshData:
         if prim is not None:
             prims.append(prim)
     return MeshData(prims, str(path))
+
+
+def _side_file_resolver(path: Path) -> Any:
+    """trimesh's file resolver for the files beside ``path``, reading their names as the formats
+    mean them. Why: trimesh passes everything after ``map_Kd`` as the file name, so ``map_Kd -s 1
+    1 1 skin.png`` (valid MTL) found no file, and a glTF image URI is URL-encoded
+    (``base%20colour.png``) but was looked up as written; either texture was dropped silently."""
+    from urllib.parse import unquote
+
+    import trimesh
+
+    class _Resolver(trimesh.resolvers.FilePathResolver):
+        def get(self, name: str) -> bytes:
+            try:
+                return super().get(name)  # type: ignore[no-any-return]
+            except Exception:
+                for candidate in dict.fromkeys([unquote(name), *_map_file_candidates(name)]):
+                    if candidate != name:
+                        try:
+                            return super().get(candidate)  # type: ignore[no-any-return]
+                        except Exception:
+                            continue
+                raise
+
+    return _Resolver(str(path))
+
+
+def _declared_texture(path: Path) -> str | None:
+    """The first diffuse/base-colour texture the file's materials name (an OBJ's ``map_Kd``, a
+    glTF material's ``baseColorTexture``), or None."""
+    try:
+        if path.suffix.lower() == ".obj":
+            for lib in obj_material_libraries(path):
+                mtl = path.parent / lib
+                if mtl.is_file():
+                    maps = _MTL_DIFFUSE_MAP.findall(mtl.read_text(errors="replace"))
+                    if maps:
+                        return str(_map_file_candidates(maps[0])[0])
+        elif path.suffix.lower() in (".gltf", ".glb"):
+            from gencritic.mesh.gltf_prepare import read_document
+
+            doc, _ = read_document(path)
+            for material in doc.get("materials") or []:
+                info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
+                if isinstance(info, dict) and "index" in info:
+                    source = doc["textures"][int(info["index"])].get("source")
+                    image = doc["images"][int(source)] if source is not None else {}
+                    return str(image.get("uri") or image.get("name") or f"image {source}")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, ItemError):
+        pass  # malformed: the loader has already said what it could
+    return None
 
 
 def _validate(data: MeshData, path: Path) -> None:
