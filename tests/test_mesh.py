@@ -311,3 +311,13 @@ def test_obj_texture_that_cannot_be_decoded_fails(tmp_path: Path) -> None:
     (path.parent / "skin.png").write_bytes(b"not an image")
     with pytest.raises(ItemError, match=r"texture skin\.png could not be applied"):
         load_asset(path)
+
+
+def test_other_3d_formats_fail_with_how_to_convert(tmp_path: Path) -> None:
+    from gencritic.items import kind_for_path
+
+    path = tmp_path / "toy.fbx"
+    path.write_bytes(b"Kaydara FBX Binary  \0")
+    assert kind_for_path(path) == "mesh"  # not mistaken for an undecodable image
+    with pytest.raises(ItemError, match=r"does not read \.fbx files.*File > Export > glTF 2\.0"):
+        load_asset(path)

@@ -15,6 +15,12 @@ ItemKind = Literal["image", "mesh", "views", "frames"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 MESH_EXTENSIONS = frozenset({".glb", ".gltf", ".obj", ".ply", ".stl", ".off", ".npz"})
+# 3D formats gencritic does not read: items of these kinds fail with how to convert them,
+# instead of being mistaken for images
+UNREAD_3D_EXTENSIONS = frozenset({".fbx", ".blend", ".usd", ".usda", ".usdc", ".usdz", ".dae", ".3ds", ".abc",
+                                  ".3mf", ".x3d", ".vrml", ".wrl", ".ma", ".mb", ".max", ".c4d", ".vox"})
+CONVERT_3D_HINT = ("convert it to .glb, e.g. open it in Blender and use File > Export > glTF 2.0 "
+                   "(FBX also: `npx fbx2gltf`)")
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,6 @@ def kind_for_path(path: Path) -> ItemKind:
     """Guess the item kind from a path: a mesh file, a folder of views, or an image."""
     if path.is_dir():
         return "views"
-    if path.suffix.lower() in MESH_EXTENSIONS:
+    if path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS:
         return "mesh"
     return "image"

@@ -417,6 +417,11 @@ def load_asset(path: Path) -> MeshData:
         raise ItemError(f"expected a mesh file but found a folder: {path}")
     if path.stat().st_size == 0:
         raise ItemError(f"mesh file is empty (0 bytes): {path}")
+    from gencritic.items import CONVERT_3D_HINT, UNREAD_3D_EXTENSIONS
+
+    if path.suffix.lower() in UNREAD_3D_EXTENSIONS:
+        raise ItemError(f"{path.name}: gencritic does not read {path.suffix} files (it reads .glb .gltf .obj .ply "
+                        f".stl .off and .npz point clouds): {CONVERT_3D_HINT}")
     if path.suffix.lower() in POINT_CLOUD_SUFFIXES:
         data = _load_npz(path)
     else:

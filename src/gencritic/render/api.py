@@ -174,12 +174,14 @@ class RenderReport:
 def find_assets(source: Path) -> list[Path]:
     """A mesh file, or every mesh/point-cloud file under a folder (sorted, recursive)."""
     from gencritic.errors import InputError
-    from gencritic.items import MESH_EXTENSIONS
+    from gencritic.items import CONVERT_3D_HINT, MESH_EXTENSIONS, UNREAD_3D_EXTENSIONS
 
     source = Path(source)
     if source.is_file():
         if source.suffix.lower() not in MESH_EXTENSIONS:
-            raise InputError(f"{source} is not a mesh: give {', '.join(sorted(MESH_EXTENSIONS))} or a folder of them")
+            hint = f"; {CONVERT_3D_HINT}" if source.suffix.lower() in UNREAD_3D_EXTENSIONS else ""
+            raise InputError(f"{source} is not a mesh: give {', '.join(sorted(MESH_EXTENSIONS))} or a folder of them"
+                             f"{hint}")
         return [source]
     if not source.is_dir():
         raise InputError(f"input not found: {source} (give a mesh file or a folder of meshes)")
