@@ -158,6 +158,9 @@ def _map_file_candidates(spec: str) -> list[str]:
     return list(dict.fromkeys(c for c in (rest, tokens[-1] if tokens else "") if c))
 
 
+_warned_missing_mtl: set[str] = set()
+
+
 def missing_side_files(path: Path) -> list[str]:
     """Files the asset's colours come from that are not there: the diffuse textures (``map_Kd``)
     of an OBJ's material libraries, a .gltf's buffers and base-colour images. (A missing
@@ -174,9 +177,11 @@ def missing_side_files(path: Path) -> list[str]:
                 mtl = path.parent / lib
                 if not mtl.is_file():
                     # common in the wild (an exporter's default line for a geometry-only file); the
-                    # asset is drawn in trimesh's default colour, and the log says why
-                    log.warning("%s refers to material library %s, which is not beside it: drawn untextured, "
-                                "in the default colour", path.name, lib)
+                    # asset is drawn in trimesh's default colour, and the log says why (once per file)
+                    if str(mtl) not in _warned_missing_mtl:
+                        _warned_missing_mtl.add(str(mtl))
+                        log.warning("%s refers to material library %s, which is not beside it: drawn untextured, "
+                                    "in the default colour", path.name, lib)
                     continue
                 for spec in _MTL_DIFFUSE_MAP.findall(mtl.read_text(errors="replace")):
                     names = _map_file_candidates(spec)
