@@ -39,6 +39,8 @@ def test_render_command_writes_views_and_cameras(mesh_folder: Path, tmp_path: Pa
                                    "--rig", "toys4k8", "-q"])
     assert res.exit_code == 0, res.output
     assert "rendered 4/4 assets" in res.output
+    doc = json.loads((out / "ball" / "cameras.json").read_text())
+    assert doc["renderer"] and f"(renderer: {doc['renderer']})" in res.output  # GPU or CPU: the user sees which
     for name in ("ball", "toys/cube", "lost", "card"):
         assert sorted(p.name for p in (out / name).glob("*.png")) == [f"{i:03d}.png" for i in range(8)]
     doc = json.loads((out / "ball" / "cameras.json").read_text())

@@ -84,7 +84,9 @@ def render_command(
 
     reports = render_to_folder(source, out, opts, transparent=transparent, workers=workers, on_done=show)
     failed = [r for r in reports if r.error]
-    typer.echo(f"rendered {len(reports) - len(failed)}/{len(reports)} assets -> {out}")
+    renderers = sorted({r.renderer for r in reports if r.renderer})  # from the cache: the one that drew them
+    typer.echo(f"rendered {len(reports) - len(failed)}/{len(reports)} assets -> {out}"
+               + (f" (renderer: {'; '.join(renderers)})" if renderers else ""))
     if failed:
         raise typer.Exit(1)
 

@@ -169,6 +169,7 @@ class RenderReport:
     views_ok: int
     views_blank: int
     error: str | None = None
+    renderer: str | None = None  # GL_RENDERER or Cycles: shows whether the GPU or a CPU rasteriser drew
 
 
 def find_assets(source: Path) -> list[Path]:
@@ -221,7 +222,8 @@ def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = N
             return RenderReport(asset, None, 0, 0, str(exc))
         folder = write_views(result, Path(out) / asset_out_name(asset, Path(source)), transparent)
         blank = sum(v.error is not None for v in result.views)
-        return RenderReport(asset, folder, len(result.views) - blank, blank)
+        return RenderReport(asset, folder, len(result.views) - blank, blank,
+                            renderer=str(result.meta.get("renderer")) if result.meta.get("renderer") else None)
 
     reports = []
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gencritic-render") as pool:
