@@ -120,14 +120,17 @@ def naive_loop(assets: list[Path], backbone, prompt: str) -> float:
                               lambda im: backbone.encode_images(backbone.preprocess(im).unsqueeze(0)))
 
 
-def seed_loop(assets: list[Path], model_dir: Path, prompt: str) -> float:
+def seed_loop(assets: list[Path], model_dir: Path, prompt: str, device: str = "cpu") -> float:
     """The seed's loop as its script writes it: plain transformers ``CLIPModel`` and
     ``CLIPProcessor`` (its per-call preprocessing). Same renderer as gencritic's (the seed's own
     pyrender path measured ~9x slower per view, docs/rendering.md)."""
     from transformers import CLIPModel, CLIPProcessor
 
-    model = CLIPModel.from_pretrained(model_dir).eval()
+    model = CLIPModel.from_pretrained(model_dir).eval().to(device)  # on the GPU too, as the seed's script runs
     processor = CLIPProcessor.from_pretrained(model_dir)
+
+    def on_device(inputs):
+        return {k: v.to(device) for k, v in inputs.items()}
 
     def unit(v):
         import torch
@@ -137,8 +140,8 @@ def seed_loop(assets: list[Path], model_dir: Path, prompt: str) -> float:
 
     return one_view_at_a_time(
         assets, prompt,
-        lambda t: unit(model.get_text_features(**processor(text=[t], return_tensors="pt", padding=True))),
-        lambda im: unit(model.get_image_features(**processor(images=im, return_tensors="pt"))))
+        lambda t: unit(model.get_text_features(**on_device(processor(text=[t], return_tensors="pt", padding=True)))),
+        lambda im: unit(model.get_image_features(**on_device(processor(images=im, return_tensors="pt")))))
 
 
 def pipeline_run(assets: list[Path], model_dir: Path, pool, prompt: str, workers: int | None,
@@ -229,7 +232,7 @@ def main() -> None:
         # warm-up every path once on one asset (JIT, allocator), then measure
         naive_loop(assets[:1], backbone, prompt)
         pipeline_run(assets[:1], model_dir, pool, prompt, args.workers, args.batch_size)
-        seed_loop(assets[:1], model_dir, prompt)
+        seed_loop(assets[:1], model_dir, prompt, args.device)
         pool8 = ModelPool(args.device, "int8") if args.int8 else None
         if pool8 is not None:
             pipeline_run(assets[:1], model_dir, pool8, prompt, args.workers, args.batch_size)
@@ -239,7 +242,7 @@ def main() -> None:
         times: dict[str, list[float]] = {}
         rows: list = []
         for _ in range(args.rounds):
-            times.setdefault("seed", []).append(seed_loop(assets, model_dir, prompt))
+            times.setdefault("seed", []).append(seed_loop(assets, model_dir, prompt, args.device))
             times.setdefault("naive", []).append(naive_loop(assets, backbone, prompt))
             t, rows = pipeline_run(assets, model_dir, pool, prompt, args.workers, args.batch_size)
             times.setdefault("pipe", []).append(t)
