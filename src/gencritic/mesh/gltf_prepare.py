@@ -56,24 +56,29 @@ UNDECODED: dict[str, str] = {
 }
 
 
-def read_document(path: Path) -> tuple[dict[str, Any], bytes | None]:
-    """(glTF JSON, GLB binary chunk or None)."""
-    data = path.read_bytes()
-    if data[:4] == GLB_MAGIC:
-        if len(data) < 20:
+def read_document(path: Path, with_binary: bool = False) -> tuple[dict[str, Any], bytes | None]:
+    """(glTF JSON, GLB binary chunk or None). Only the JSON chunk is read unless ``with_binary``:
+    most files need no rewrite, and trimesh reads the whole file anyway."""
+    with path.open("rb") as f:
+        head = f.read(20)
+        if head[:4] != GLB_MAGIC:
+            return json.loads(head + f.read()), None
+        if len(head) < 20:
             raise ItemError(f"cannot read mesh {path.name}: truncated GLB header")
-        length, chunk_type = struct.unpack_from("<II", data, 12)
-        if chunk_type != _CHUNK_JSON or 20 + length > len(data):
+        length, chunk_type = struct.unpack_from("<II", head, 12)
+        text = f.read(length)
+        if chunk_type != _CHUNK_JSON or len(text) != length:
             raise ItemError(f"cannot read mesh {path.name}: the GLB's first chunk is not its JSON")
-        doc = json.loads(data[20:20 + length])
-        offset = 20 + length + (-length % 4)
+        doc = json.loads(text)
         binary = None
-        if offset + 8 <= len(data):
-            bin_length, bin_type = struct.unpack_from("<II", data, offset)
-            if bin_type == _CHUNK_BIN:
-                binary = data[offset + 8:offset + 8 + bin_length]
+        if with_binary:
+            f.seek(20 + length + (-length % 4))
+            chunk = f.read(8)
+            if len(chunk) == 8:
+                bin_length, bin_type = struct.unpack("<II", chunk)
+                if bin_type == _CHUNK_BIN:
+                    binary = f.read(bin_length)
         return doc, binary
-    return json.loads(data), None
 
 
 def _uses_draco(doc: dict[str, Any]) -> bool:
@@ -261,7 +266,7 @@ def prepare_gltf(path: Path) -> bytes | None:
     """Check a .glb/.gltf; return a rewritten GLB for trimesh when it has normalized accessors,
     else None (read the file as it is). Raises :class:`ItemError` for what cannot be drawn right."""
     try:
-        doc, binary = read_document(path)
+        doc, _ = read_document(path)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ItemError(f"cannot read mesh {path.name}: its glTF JSON is not valid ({exc})") from None
     if not isinstance(doc, dict):
@@ -269,6 +274,7 @@ def prepare_gltf(path: Path) -> bytes | None:
     check_supported(doc, path.name)
     if not needs_rewrite(doc):
         return None
+    _, binary = read_document(path, with_binary=True)
     try:
         return to_glb(rewrite_accessors(doc, binary, path.parent, path.name), binary)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
