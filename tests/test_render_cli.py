@@ -79,6 +79,16 @@ def test_score_meshes_end_to_end(mesh_folder: Path, tiny_clip_dir: Path, tmp_pat
     for item_id, row in rows.items():
         vals = [float(v["value"]) for v in views if v["item_id"] == item_id and v["metric"] == "clip_score"]
         assert float(row["clip_score"]) == pytest.approx(float(np.mean(vals)), abs=1e-12)
+    # the summary names what drew the views (the same name the render command records), also
+    # after a re-run that serves every view from the caches
+    from gencritic.render.gl import thread_renderer
+
+    expected = [thread_renderer().renderer_name]
+    assert json.loads((out / "summary.json").read_text())["renderers"] == expected
+    res = CliRunner().invoke(app, ["score", str(mesh_folder), "--out", str(tmp_path / "again"), "--model",
+                                   str(tiny_clip_dir), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "-q",
+                                   *lost_only])
+    assert res.exit_code == 0 and json.loads((tmp_path / "again" / "summary.json").read_text())["renderers"] == expected
 
 
 def test_asset_with_no_valid_view_is_a_failed_row(mesh_folder: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ class PreparedItem:
     view_errors: dict[str, str] = field(default_factory=dict)  # view name -> why it is not scored
     reference: LoadedImage | None = None
     error: str | None = None
+    renderer: str | None = None  # what drew a mesh's views (GL_RENDERER, or Cycles), for the run summary
 
 
 def _image_view(item: Item, index: int, path: Path, background: RGB, name: str | None = None) -> View:
@@ -53,13 +54,16 @@ def _views_from_folder(item: Item, background: RGB) -> list[View]:
 
 
 def _views_from_mesh(item: Item, render_options: dict[str, Any], background: RGB,
-                     view_errors: dict[str, str]) -> list[View]:
+                     prepared: PreparedItem) -> list[View]:
     try:
-        from gencritic.render.api import render_asset_views
+        from gencritic.render.api import render_asset
     except ImportError as exc:
         raise ItemError(f"cannot render {item.path}: 3D rendering needs `pip install gencritic[render]` ({exc})") from None
+    view_errors = prepared.view_errors
+    result = render_asset(item.path, dict(render_options, background=background))
+    prepared.renderer = result.meta.get("renderer")
     views = []
-    for i, rendered in enumerate(render_asset_views(item.path, dict(render_options, background=background))):
+    for i, rendered in enumerate(result.views):
         if rendered.error is not None:
             view_errors[rendered.name] = rendered.error
             continue
@@ -84,7 +88,7 @@ def prepare_item(item: Item, background: RGB = WHITE, render_options: dict[str, 
         elif item.kind == "views":
             prepared.views = _views_from_folder(item, background)
         elif item.kind == "mesh":
-            prepared.views = _views_from_mesh(item, render_options or {}, background, prepared.view_errors)
+            prepared.views = _views_from_mesh(item, render_options or {}, background, prepared)
         else:
             raise ItemError(f"items of kind {item.kind!r} are not scored by `score` yet")
         if decode:

@@ -302,6 +302,8 @@ def _score_batch(batch: list[PreparedItem], metrics: Sequence[Metric], ctx: RunC
             "prompt_tokens_cut": token_cuts.get(item.prompt or "", 0) if item.prompt else None,
             "settings_id": settings_id, "model": model_label,
         }
+        if p.renderer:
+            rec["renderer"] = p.renderer
         if p.error is not None:
             rec.update(success=False, error=p.error, num_views_scored=0)
             records.append(rec)
@@ -393,6 +395,9 @@ def summarise(records: Sequence[dict[str, Any]], metrics: Sequence[Metric], opti
         "settings": {**options.numeric_settings(any(r["item"]["kind"] == "mesh" for r in records)),
                      "batch_size": options.batch_size},
         "versions": software_versions(),
+        # which rasteriser drew the meshes (a GPU's GL, llvmpipe on the CPU, Cycles): numbers from
+        # different renderers may differ slightly, so a published figure should say which
+        "renderers": sorted({str(r["renderer"]) for r in records if r.get("renderer")}),
         "wall_time_s": round(wall_time, 3),
         "interrupted": interrupted,
     }

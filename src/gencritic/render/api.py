@@ -1,8 +1,8 @@
 """Render an asset's views: the function the scoring pipeline calls, and the ``render`` command's.
 
-``render_asset_views(path, options)`` is the contract with :mod:`gencritic.media`: it returns
-one :class:`RenderedView` per camera of the rig; a view that shows nothing has ``error`` set and
-no image, so it is never scored. Whole-asset problems (missing, corrupt, empty, degenerate
+``render_asset(path, options)`` is the contract with :mod:`gencritic.media`: its ``views`` hold
+one :class:`RenderedView` per camera of the rig (a view that shows nothing has ``error`` set and
+no image, so it is never scored) and its ``meta`` says which renderer drew them. Whole-asset problems (missing, corrupt, empty, degenerate
 mesh; no GL context) raise :class:`~gencritic.errors.ItemError`, which fails the item's row.
 
 Thread-safe: the GL work runs on gencritic's own render threads, one context each (see
