@@ -152,6 +152,28 @@ def sparsify_glb(data: bytes, count: int = 6) -> bytes:
     return join_glb(doc, bytes(blob))
 
 
+def second_uv_set_glb(data: bytes) -> bytes:
+    """The same cube with its real uvs as TEXCOORD_1 (the material says ``texCoord: 1``) and a
+    decoy TEXCOORD_0 that maps every corner to one texel of one face's colour."""
+    doc, binary = split_glb(data)
+    blob = bytearray(binary)
+    for mesh in doc["meshes"]:
+        for prim in mesh["primitives"]:
+            real = prim["attributes"]["TEXCOORD_0"]
+            decoy = np.full((doc["accessors"][real]["count"], 2), 0.1, "<f4")
+            blob.extend(b"\0" * (-len(blob) % 4))
+            doc["bufferViews"].append({"buffer": 0, "byteOffset": len(blob), "byteLength": decoy.nbytes})
+            blob.extend(decoy.tobytes())
+            doc["accessors"].append({"bufferView": len(doc["bufferViews"]) - 1, "componentType": 5126,
+                                     "count": len(decoy), "type": "VEC2"})
+            prim["attributes"]["TEXCOORD_1"] = real
+            prim["attributes"]["TEXCOORD_0"] = len(doc["accessors"]) - 1
+    for material in doc["materials"]:
+        material["pbrMetallicRoughness"]["baseColorTexture"]["texCoord"] = 1
+    doc["buffers"][0]["byteLength"] = len(blob)
+    return join_glb(doc, bytes(blob))
+
+
 def focal(res: int, fov: float = 40.0) -> float:
     return (res / 2) / math.tan(math.radians(fov) / 2)
 
@@ -177,9 +199,13 @@ def sphere_ply(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # textures and conventions
 
 
-@pytest.mark.parametrize("fmt", ["glb", "obj", "gltf", "glb-quantized", "gltf-quantized", "glb-draco", "glb-sparse"])
+@pytest.mark.parametrize("fmt", ["glb", "obj", "gltf", "glb-quantized", "gltf-quantized", "glb-draco", "glb-sparse",
+                                 "glb-texcoord1"])
 def test_cube_face_shows_its_texture_colour_where_geometry_says(tmp_path: Path, cube_glb: Path, fmt: str) -> None:
     path = cube_glb
+    if fmt == "glb-texcoord1":  # the base colour sampled with the second uv set
+        path = tmp_path / "cube-uv1.glb"
+        path.write_bytes(second_uv_set_glb(cube_glb.read_bytes()))
     if fmt == "glb-sparse":  # positions partly given as a sparse substitution
         path = tmp_path / "cube-sparse.glb"
         path.write_bytes(sparsify_glb(cube_glb.read_bytes()))

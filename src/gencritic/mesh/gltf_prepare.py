@@ -246,9 +246,42 @@ def rewrite_accessors(doc: dict[str, Any], binary: bytes | None, folder: Path, n
         blob.extend(np.ascontiguousarray(values).tobytes())
         acc.update(bufferView=len(out["bufferViews"]) - 1, byteOffset=0)
         acc.pop("sparse", None)
-    out.setdefault("buffers", []).append(
-        {"byteLength": len(blob), "uri": "data:application/octet-stream;base64," + base64.b64encode(bytes(blob)).decode()})
+    if blob:
+        out.setdefault("buffers", []).append(
+            {"byteLength": len(blob), "uri": "data:application/octet-stream;base64," + base64.b64encode(bytes(blob)).decode()})
     return out
+
+
+def _base_colour_texcoord(material: dict[str, Any]) -> int:
+    info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
+    return int(info.get("texCoord", 0)) if isinstance(info, dict) else 0
+
+
+def remap_base_colour_uvs(doc: dict[str, Any], name: str) -> tuple[dict[str, Any], bool]:
+    """(doc, changed): primitives whose material samples its base colour with ``TEXCOORD_n``,
+    n > 0, get that set as ``TEXCOORD_0``, the only one trimesh reads. Why: it ignores
+    ``texCoord`` and would map the texture with the wrong coordinates (the renderer draws the base
+    colour alone, so the other set is not needed)."""
+    materials = doc.get("materials") or []
+    if not any(_base_colour_texcoord(m) for m in materials if isinstance(m, dict)):
+        return doc, False
+    out = json.loads(json.dumps(doc))
+    for mesh in out.get("meshes") or []:
+        for prim in mesh.get("primitives") or []:
+            if "material" not in prim:
+                continue
+            k = _base_colour_texcoord(out["materials"][int(prim["material"])])
+            if k:
+                attributes = prim.get("attributes") or {}
+                if f"TEXCOORD_{k}" not in attributes:
+                    raise ItemError(f"mesh {name}: a material samples its base colour with TEXCOORD_{k}, which a "
+                                    f"primitive using it lacks (malformed file)")
+                attributes["TEXCOORD_0"] = attributes[f"TEXCOORD_{k}"]
+    for material in out["materials"]:
+        info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
+        if isinstance(info, dict):
+            info["texCoord"] = 0
+    return out, True
 
 
 def to_glb(doc: dict[str, Any], binary: bytes | None) -> bytes:
@@ -263,8 +296,9 @@ def to_glb(doc: dict[str, Any], binary: bytes | None) -> bytes:
 
 
 def prepare_gltf(path: Path) -> bytes | None:
-    """Check a .glb/.gltf; return a rewritten GLB for trimesh when it has normalized accessors,
-    else None (read the file as it is). Raises :class:`ItemError` for what cannot be drawn right."""
+    """Check a .glb/.gltf; return a rewritten GLB for trimesh when it has accessors or texture
+    coordinates trimesh would misread, else None (read the file as it is). Raises
+    :class:`ItemError` for what cannot be drawn right."""
     try:
         doc, _ = read_document(path)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -272,10 +306,11 @@ def prepare_gltf(path: Path) -> bytes | None:
     if not isinstance(doc, dict):
         raise ItemError(f"cannot read mesh {path.name}: its glTF JSON is not an object")
     check_supported(doc, path.name)
-    if not needs_rewrite(doc):
-        return None
-    _, binary = read_document(path, with_binary=True)
     try:
+        doc, remapped = remap_base_colour_uvs(doc, path.name)
+        if not (remapped or needs_rewrite(doc)):
+            return None
+        _, binary = read_document(path, with_binary=True)
         return to_glb(rewrite_accessors(doc, binary, path.parent, path.name), binary)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ItemError(f"cannot read mesh {path.name}: malformed accessor or buffer view ({exc})") from None
