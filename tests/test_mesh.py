@@ -200,8 +200,14 @@ def test_draco_without_its_decoder_is_a_clear_error(tmp_path: Path, monkeypatch:
         load_asset(path)
 
 
-def test_normalized_colours_are_left_to_trimesh_and_stay_exact(tmp_path: Path) -> None:
-    """COLOR_0 as normalized bytes is core glTF that trimesh reads right: not rewritten."""
+def _srgb(linear: float) -> float:
+    """IEC 61966-2-1, written out here independently of the loader's version."""
+    return 12.92 * linear if linear <= 0.0031308 else 1.055 * linear ** (1 / 2.4) - 0.055
+
+
+def test_normalized_colours_are_left_to_trimesh_and_read_as_linear(tmp_path: Path) -> None:
+    """COLOR_0 as normalized bytes is core glTF that trimesh reads right: not rewritten; its
+    values are linear by the specification, so they reach the renderer sRGB-encoded."""
     from gencritic.mesh.gltf_prepare import needs_rewrite
 
     path = _glb_with(tmp_path, "c.glb", lambda doc: None)
@@ -210,7 +216,8 @@ def test_normalized_colours_are_left_to_trimesh_and_stay_exact(tmp_path: Path) -
     doc, _ = split_glb(path.read_bytes())
     colour_accessor = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["COLOR_0"]]
     assert colour_accessor.get("normalized") and not needs_rewrite(doc)
-    np.testing.assert_allclose(load_asset(path).primitives[0].colors[0], [200 / 255, 100 / 255, 50 / 255, 1.0])
+    np.testing.assert_allclose(load_asset(path).primitives[0].colors[0],
+                               [_srgb(200 / 255), _srgb(100 / 255), _srgb(50 / 255), 1.0], rtol=1e-6)
 
 
 def test_quantized_positions_decode_to_the_float_originals(tmp_path: Path) -> None:
@@ -321,3 +328,25 @@ def test_other_3d_formats_fail_with_how_to_convert(tmp_path: Path) -> None:
     assert kind_for_path(path) == "mesh"  # not mistaken for an undecodable image
     with pytest.raises(ItemError, match=r"does not read \.fbx files.*File > Export > glTF 2\.0"):
         load_asset(path)
+
+
+def test_gltf_base_colour_factor_is_linear(tmp_path: Path) -> None:
+    box = trimesh.creation.box()
+    box.visual = trimesh.visual.TextureVisuals(
+        material=trimesh.visual.material.PBRMaterial(baseColorFactor=[128, 51, 13, 255]))
+    path = tmp_path / "f.glb"
+    trimesh.Scene([box]).export(path)
+    colour = load_asset(path).primitives[0].colors[0]
+    np.testing.assert_allclose(colour, [_srgb(128 / 255), _srgb(51 / 255), _srgb(13 / 255), 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("header", ["# Blender 4.2.1 MTL File: 'None'\n# www.blender.org\n",
+                                    "# Blender MTL File: 'None'\n# Material Count: 1\n", "# made by hand\n", ""])
+def test_mtl_kd_is_linear_when_blender_wrote_it(tmp_path: Path, header: str) -> None:
+    box = trimesh.creation.box()
+    lines = [f"v {x} {y} {z}" for x, y, z in box.vertices] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in box.faces]
+    (tmp_path / "m.obj").write_text("mtllib m.mtl\nusemtl paint\n" + "\n".join(lines) + "\n")
+    (tmp_path / "m.mtl").write_text(header + "newmtl paint\nKd 0.2 0.5 0.8\n")
+    colour = load_asset(tmp_path / "m.obj").primitives[0].colors[0][:3]
+    expected = [_srgb(0.2), _srgb(0.5), _srgb(0.8)] if "Blender" in header else [0.2, 0.5, 0.8]
+    np.testing.assert_allclose(colour, expected, atol=1 / 255)  # trimesh keeps Kd as bytes

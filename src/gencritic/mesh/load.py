@@ -41,7 +41,7 @@ class Primitive:
 
     mode: Literal["triangles", "points"]
     positions: np.ndarray  # float32 (N, 3), world frame of the file
-    colors: np.ndarray  # float32 (N, 4) in [0, 1]: vertex colour x material factor
+    colors: np.ndarray  # float32 (N, 4) in [0, 1], sRGB-encoded: vertex colour x material factor
     indices: np.ndarray | None = None  # uint32 (3F,), triangles only
     normals: np.ndarray | None = None  # float32 (N, 3) unit; None = shade flat (face normals)
     uvs: np.ndarray | None = None  # float32 (N, 2), image space (v=0 at the image's top row)
@@ -274,7 +274,25 @@ def _material_color_and_texture(visual: Any) -> tuple[np.ndarray, np.ndarray | N
     return (np.ones(4, np.float32) if diffuse is None else _rgba_float(diffuse, 1)[0]), None
 
 
-def _triangles_primitive(mesh: Any, transform: np.ndarray) -> Primitive | None:
+def srgb_from_linear(values: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function (IEC 61966-2-1) of linear values in [0, 1]."""
+    v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * np.power(v, 1 / 2.4) - 0.055)
+
+
+def _display_rgba(rgba: np.ndarray, linear: bool) -> np.ndarray:
+    """RGBA with its colour channels in sRGB (the renderer's space); alpha is never encoded."""
+    if not linear:
+        return rgba
+    out = np.array(rgba, dtype=np.float32, copy=True)
+    out[..., :3] = srgb_from_linear(out[..., :3])
+    return out
+
+
+def _triangles_primitive(mesh: Any, transform: np.ndarray, linear_colours: bool = False) -> Primitive | None:
+    """``linear_colours``: the file's material factors and vertex colours are linear (glTF by its
+    specification, Blender's MTL files by Blender's convention) and are encoded to sRGB, the
+    space textures are in and the renderer shades in."""
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
     if faces.size == 0 or vertices.size == 0:
@@ -289,10 +307,10 @@ def _triangles_primitive(mesh: Any, transform: np.ndarray) -> Primitive | None:
     texture = None
     if kind == "texture":
         factor, texture = _material_color_and_texture(visual)
-        colors = np.broadcast_to(factor, (n, 4)).copy()
+        colors = np.broadcast_to(_display_rgba(factor, linear_colours), (n, 4)).copy()
         vcol = getattr(visual, "vertex_attributes", {}).get("color") if hasattr(visual, "vertex_attributes") else None
         if vcol is not None and len(vcol) == n:
-            colors *= _rgba_float(vcol, n)
+            colors *= _display_rgba(_rgba_float(vcol, n), linear_colours)
         uv = getattr(visual, "uv", None)
         if texture is not None and uv is not None and len(uv) == n:
             uv = np.asarray(uv, dtype=np.float32)
@@ -301,14 +319,14 @@ def _triangles_primitive(mesh: Any, transform: np.ndarray) -> Primitive | None:
         else:
             texture = None
     elif kind == "vertex":
-        colors = _rgba_float(visual.vertex_colors, n)
+        colors = _display_rgba(_rgba_float(visual.vertex_colors, n), linear_colours)
     has_file_normals = "vertex_normals" in getattr(getattr(mesh, "_cache", None), "cache", {})
     normals = np.asarray(mesh.vertex_normals, dtype=np.float64) if has_file_normals else None
 
     if kind == "face":  # per-face colours: one vertex per face corner
         corners = faces.reshape(-1)
         vertices = vertices[corners]
-        colors = np.repeat(_rgba_float(visual.face_colors, len(faces)), 3, axis=0)
+        colors = np.repeat(_display_rgba(_rgba_float(visual.face_colors, len(faces)), linear_colours), 3, axis=0)
         normals = None if normals is None else normals[corners]
         faces = np.arange(len(corners), dtype=np.int64).reshape(-1, 3)
     else:  # drop vertices no face uses, so they cannot move the bounding box
@@ -452,6 +470,7 @@ def _load_with_trimesh(path: Path) -> MeshData:
 
     rewritten = None
     resolver = _side_file_resolver(path)
+    linear_colours = path.suffix.lower() in (".glb", ".gltf") or _written_by_blender(path)
     if path.suffix.lower() in (".glb", ".gltf"):
         from gencritic.mesh.gltf_prepare import prepare_gltf
 
@@ -473,7 +492,7 @@ def _load_with_trimesh(path: Path) -> MeshData:
             continue
         matrix = np.asarray(transform, dtype=np.float64)
         if isinstance(geom, trimesh.Trimesh):
-            prim = _triangles_primitive(geom, matrix)
+            prim = _triangles_primitive(geom, matrix, linear_colours)
         elif isinstance(geom, trimesh.PointCloud):
             prim = _points_primitive(geom.vertices, getattr(geom, "colors", None), matrix)
         else:
@@ -481,6 +500,25 @@ def _load_with_trimesh(path: Path) -> MeshData:
         if prim is not None:
             prims.append(prim)
     return MeshData(prims, str(path))
+
+
+_BLENDER_MTL_HEADER = re.compile(rb"^#\s*Blender\b[^\n]*MTL File", re.MULTILINE)
+
+
+def _written_by_blender(path: Path) -> bool:
+    """Whether an OBJ's material library says Blender wrote it. Blender writes each material's
+    base colour to ``Kd`` as the linear value it stores; other tools mostly write display (sRGB)
+    values, and the MTL format does not say which. Toys4k's OBJ files come from Blender."""
+    if path.suffix.lower() != ".obj":
+        return False
+    for lib in obj_material_libraries(path):
+        try:
+            with (path.parent / lib).open("rb") as f:
+                if _BLENDER_MTL_HEADER.search(f.read(512)):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _side_file_resolver(path: Path) -> Any:

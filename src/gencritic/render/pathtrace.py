@@ -36,7 +36,7 @@ from gencritic.render.cameras import Camera
 from gencritic.render.compose import premultiply
 
 WORKER = Path(__file__).with_name("blender_worker.py")
-CYCLES_VERSION = "cycles-1"  # bump when the scene set-up in blender_worker.py changes pixels
+CYCLES_VERSION = "cycles-2"  # bump when the scene set-up or the loaded colours change pixels (2: linear colours)
 SETUP_HINT = ("the cycles renderer needs Blender in its own environment: python3.11 -m venv ~/.gencritic-blender "
               "&& ~/.gencritic-blender/bin/pip install bpy, then export GENCRITIC_BLENDER=~/.gencritic-blender/bin/python "
               "(or a blender binary)")

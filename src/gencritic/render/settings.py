@@ -20,7 +20,9 @@ from gencritic.io.images import RGB, WHITE, parse_background
 from gencritic.mesh.normalize import NORMALIZATIONS, UP_AXES
 from gencritic.render.cameras import RIG_HELP, Camera, make_rig
 
-RENDERER_VERSION = "gl-2"  # gl-2: back faces of closed meshes culled
+# gl-2: back faces of closed meshes culled; gl-3: linear colours (glTF factors and COLOR_0,
+# Blender's MTL Kd) encoded to sRGB
+RENDERER_VERSION = "gl-3"
 LIGHTINGS = ("default", "flat")
 RENDERERS = ("gl", "cycles")
 
