@@ -508,7 +508,7 @@ _BLENDER_MTL_HEADER = re.compile(rb"^#\s*Blender\b[^\n]*MTL File", re.MULTILINE)
 def _written_by_blender(path: Path) -> bool:
     """Whether an OBJ's material library says Blender wrote it. Blender writes each material's
     base colour to ``Kd`` as the linear value it stores; other tools mostly write display (sRGB)
-    values, and the MTL format does not say which. Toys4k's OBJ files come from Blender."""
+    values, and the MTL format does not say which. Toys4k's originals are Blender files."""
     if path.suffix.lower() != ".obj":
         return False
     for lib in obj_material_libraries(path):
