@@ -350,3 +350,19 @@ def test_mtl_kd_is_linear_when_blender_wrote_it(tmp_path: Path, header: str) -> 
     colour = load_asset(tmp_path / "m.obj").primitives[0].colors[0][:3]
     expected = [_srgb(0.2), _srgb(0.5), _srgb(0.8)] if "Blender" in header else [0.2, 0.5, 0.8]
     np.testing.assert_allclose(colour, expected, atol=1 / 255)  # trimesh keeps Kd as bytes
+
+
+def test_ply_texture_file_is_hashed_and_must_be_there(tmp_path: Path) -> None:
+    from tests.test_render import _atlas, textured_cube
+
+    _atlas()[0].save(tmp_path / "skin.png")
+    text = trimesh.exchange.ply.export_ply(textured_cube(), encoding="ascii").decode()
+    path = tmp_path / "cube.ply"
+    path.write_text(text.replace("format ascii 1.0\n", "format ascii 1.0\ncomment TextureFile skin.png\n", 1))
+    assert load_asset(path).primitives[0].texture is not None
+    before = asset_sha256(path)
+    _atlas()[0].transpose(0).save(tmp_path / "skin.png")  # another picture: another render
+    assert asset_sha256(path) != before
+    (tmp_path / "skin.png").unlink()
+    with pytest.raises(ItemError, match=r"needs texture skin\.png \(TextureFile in its header\)"):
+        load_asset(path)

@@ -200,9 +200,15 @@ def sphere_ply(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("fmt", ["glb", "obj", "gltf", "glb-quantized", "gltf-quantized", "glb-draco", "glb-sparse",
-                                 "glb-texcoord1"])
+                                 "glb-texcoord1", "ply"])
 def test_cube_face_shows_its_texture_colour_where_geometry_says(tmp_path: Path, cube_glb: Path, fmt: str) -> None:
     path = cube_glb
+    if fmt == "ply":  # uvs per vertex and Meshlab's `comment TextureFile` naming the image beside it
+        image, _ = _atlas()
+        image.save(tmp_path / "atlas skin.png")
+        text = trimesh.exchange.ply.export_ply(textured_cube(), encoding="ascii").decode()
+        path = tmp_path / "cube.ply"
+        path.write_text(text.replace("format ascii 1.0\n", "format ascii 1.0\ncomment TextureFile atlas skin.png\n", 1))
     if fmt == "glb-texcoord1":  # the base colour sampled with the second uv set
         path = tmp_path / "cube-uv1.glb"
         path.write_bytes(second_uv_set_glb(cube_glb.read_bytes()))

@@ -105,6 +105,18 @@ def _obj_material_libraries(path: str, _mtime_ns: int, _size: int) -> tuple[str,
     return tuple(m.decode("utf-8", errors="replace") for m in _OBJ_MTLLIB_BYTES.findall(data))
 
 
+_PLY_TEXTURE = re.compile(rb"^comment\s+TextureFile\s+(.+?)[ \t\r]*$", re.MULTILINE | re.IGNORECASE)
+
+
+def ply_texture_name(path: Path) -> str | None:
+    """The ``comment TextureFile NAME`` of a PLY header (Meshlab's way to attach a texture)."""
+    with path.open("rb") as f:
+        head = f.read(65536)
+    head = head.split(b"end_header", 1)[0]
+    match = _PLY_TEXTURE.search(head)
+    return match.group(1).decode("utf-8", errors="replace") if match else None
+
+
 def _last_token_path(spec: str) -> str:
     """``map_Kd -s 1 1 1 tex.png`` -> ``tex.png`` (options come before the file name)."""
     tokens = spec.split()
@@ -112,7 +124,8 @@ def _last_token_path(spec: str) -> str:
 
 
 def asset_files(path: Path) -> list[Path]:
-    """The mesh file and the side files it references (MTL, textures, glTF buffers) that exist.
+    """The mesh file and the side files it references (MTL, textures, a PLY's TextureFile, glTF
+    buffers) that exist.
 
     Why: an OBJ's texture lives in another file; a render cache keyed only on the OBJ's bytes
     would serve a stale picture after the texture changed.
@@ -129,6 +142,10 @@ def asset_files(path: Path) -> list[Path]:
                         candidate = mtl.parent / _last_token_path(tex)
                         if candidate.is_file():
                             files.append(candidate)
+        elif suffix == ".ply":
+            texture = ply_texture_name(path)
+            if texture and (path.parent / texture).is_file():
+                files.append(path.parent / texture)
         elif suffix == ".gltf":
             doc = json.loads(path.read_text(errors="replace"))
             for entry in [*doc.get("buffers", []), *doc.get("images", [])]:
@@ -163,7 +180,8 @@ _warned_missing_mtl: set[str] = set()
 
 def missing_side_files(path: Path) -> list[str]:
     """Files the asset's colours come from that are not there: the diffuse textures (``map_Kd``)
-    of an OBJ's material libraries, a .gltf's buffers and base-colour images. (A missing
+    of an OBJ's material libraries, a PLY's ``TextureFile``, a .gltf's buffers and base-colour
+    images. (A missing
     material library itself is only logged: geometry-only OBJ files often name one.)
 
     Why: trimesh draws an OBJ whose texture is missing in its plain material colour, usually
@@ -187,6 +205,10 @@ def missing_side_files(path: Path) -> list[str]:
                     names = _map_file_candidates(spec)
                     if names and not any((mtl.parent / n.replace("\\", "/")).is_file() for n in names):
                         missing.append(f"texture {names[0]} (map_Kd in {mtl.name})")
+        elif suffix == ".ply":
+            texture = ply_texture_name(path)
+            if texture and not (path.parent / texture).is_file():
+                missing.append(f"texture {texture} (TextureFile in its header)")
         elif suffix == ".gltf":
             from urllib.parse import unquote
 
@@ -557,6 +579,8 @@ def _declared_texture(path: Path) -> str | None:
                     maps = _MTL_DIFFUSE_MAP.findall(mtl.read_text(errors="replace"))
                     if maps:
                         return str(_map_file_candidates(maps[0])[0])
+        elif path.suffix.lower() == ".ply":
+            return ply_texture_name(path)
         elif path.suffix.lower() in (".gltf", ".glb"):
             from gencritic.mesh.gltf_prepare import read_document
 
