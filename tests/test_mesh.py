@@ -316,7 +316,7 @@ def test_gltf_missing_base_colour_image_fails_but_unused_image_does_not(tmp_path
 def test_obj_texture_that_cannot_be_decoded_fails(tmp_path: Path) -> None:
     path = _textured_obj(tmp_path / "c", "skin.png")
     (path.parent / "skin.png").write_bytes(b"not an image")
-    with pytest.raises(ItemError, match=r"texture skin\.png could not be applied"):
+    with pytest.raises(ItemError, match=r"texture skin\.png (of material \S+ )?could not be"):
         load_asset(path)
 
 
@@ -366,3 +366,26 @@ def test_ply_texture_file_is_hashed_and_must_be_there(tmp_path: Path) -> None:
     (tmp_path / "skin.png").unlink()
     with pytest.raises(ItemError, match=r"needs texture skin\.png \(TextureFile in its header\)"):
         load_asset(path)
+
+
+def test_obj_with_one_of_two_textures_undecodable_fails(tmp_path: Path) -> None:
+    from PIL import Image
+
+    verts, uvs, faces = [], [], []
+    for part, x0 in (("red", 0.0), ("blue", 2.0)):
+        base = len(verts)
+        verts += [(x0, 0, 0), (x0 + 1, 0, 0), (x0 + 1, 1, 0), (x0, 1, 0)]
+        uvs += [(0, 0), (1, 0), (1, 1), (0, 1)]
+        faces.append((part, [base + 1, base + 2, base + 3, base + 4]))
+    lines = ["mtllib two.mtl"] + [f"v {x} {y} {z}" for x, y, z in verts] + [f"vt {u} {v}" for u, v in uvs]
+    for part, idx in faces:
+        lines += [f"usemtl {part}", "f " + " ".join(f"{i}/{i}" for i in idx)]
+    (tmp_path / "two.obj").write_text("\n".join(lines) + "\n")
+    (tmp_path / "two.mtl").write_text("newmtl red\nKd 1 1 1\nmap_Kd red.png\nnewmtl blue\nKd 1 1 1\nmap_Kd blue.png\n")
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(tmp_path / "red.png")
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(tmp_path / "blue.png")
+    data = load_asset(tmp_path / "two.obj")
+    assert len(data.primitives) == 2 and all(p.texture is not None for p in data.primitives)
+    (tmp_path / "blue.png").write_bytes(b"not a png")
+    with pytest.raises(ItemError, match=r"texture blue\.png of material blue could not be read"):
+        load_asset(tmp_path / "two.obj")

@@ -506,6 +506,8 @@ def _load_with_trimesh(path: Path) -> MeshData:
     except Exception as exc:  # trimesh raises many kinds on corrupt input
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ItemError(f"cannot read mesh {path.name}: {reason}") from None
+    if path.suffix.lower() == ".obj":
+        _check_obj_textures(scene, path)
     prims: list[Primitive] = []
     for node in scene.graph.nodes_geometry:
         transform, geom_name = scene.graph[node]
@@ -566,6 +568,40 @@ def _side_file_resolver(path: Path) -> Any:
                 raise
 
     return _Resolver(str(path))
+
+
+_MTL_BLOCK = re.compile(r"^\s*newmtl\s+(.+?)\s*$", re.MULTILINE)
+
+
+def _obj_textured_materials(path: Path) -> dict[str, str]:
+    """Material name -> its ``map_Kd`` file, over the OBJ's material libraries."""
+    out: dict[str, str] = {}
+    for lib in obj_material_libraries(path):
+        try:
+            text = (path.parent / lib).read_text(errors="replace")
+        except OSError:
+            continue
+        starts = list(_MTL_BLOCK.finditer(text))
+        for i, match in enumerate(starts):
+            block = text[match.end():starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+            maps = _MTL_DIFFUSE_MAP.findall(block)
+            if maps:
+                out[match.group(1)] = _map_file_candidates(maps[0])[0]
+    return out
+
+
+def _check_obj_textures(scene: Any, path: Path) -> None:
+    """Fail when a material whose MTL names a ``map_Kd`` image came out of trimesh without it
+    (undecodable image): one untextured part among textured ones is as wrong as all of them."""
+    textured = _obj_textured_materials(path)
+    if not textured:
+        return
+    for geom in scene.geometry.values():
+        material = getattr(getattr(geom, "visual", None), "material", None)
+        name = getattr(material, "name", None)
+        if name in textured and getattr(material, "image", None) is None:
+            raise ItemError(f"mesh {path.name}: the texture {textured[name]} of material {name} could not be read "
+                            f"as an image (corrupt, or a format Pillow cannot open): convert it to PNG")
 
 
 def _declared_texture(path: Path) -> str | None:
