@@ -461,7 +461,7 @@ def score(
 
         parse_render_options(dict(opts.render))
     metrics = build_metrics(opts.metrics, opts.model)
-    file_inputs = {m.name: m.external_inputs() for m in metrics if m.external_inputs() is not None}
+    file_inputs = {m.name: inputs for m in metrics if (inputs := m.external_inputs()) is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)
     prefetch = resolve_prefetch(opts.workers, pool.device)  # before any model loads: bad values fail fast
     cache = EmbeddingCache.in_dir(opts.cache_dir)

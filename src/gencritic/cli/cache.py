@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from gencritic.cache_maintenance import CacheReport
 
 cache_app = typer.Typer(
     name="cache",
@@ -36,10 +39,9 @@ def _root(cache_dir: Optional[Path]) -> Path:  # noqa: UP045
     return cache_dir if cache_dir is not None else default_cache_dir()
 
 
-def _print(report: object, as_json: bool, verb: str) -> None:
-    from gencritic.cache_maintenance import CacheReport, human_bytes
+def _print(report: CacheReport, as_json: bool, verb: str) -> None:
+    from gencritic.cache_maintenance import human_bytes
 
-    assert isinstance(report, CacheReport)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return

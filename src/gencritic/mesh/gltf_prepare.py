@@ -252,9 +252,26 @@ def rewrite_accessors(doc: dict[str, Any], binary: bytes | None, folder: Path, n
     return out
 
 
+def _base_colour_info(material: Any) -> dict[str, Any] | None:
+    info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture") if isinstance(material, dict) else None
+    return info if isinstance(info, dict) else None
+
+
 def _base_colour_texcoord(material: dict[str, Any]) -> int:
-    info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
-    return int(info.get("texCoord", 0)) if isinstance(info, dict) else 0
+    info = _base_colour_info(material)
+    return int(info.get("texCoord", 0)) if info else 0
+
+
+def base_colour_images(doc: dict[str, Any]) -> list[int]:
+    """Indices of the images materials use as their base colour (what the renderer draws)."""
+    images: list[int] = []
+    for material in doc.get("materials") or []:
+        info = _base_colour_info(material)
+        if info and "index" in info:
+            source = (doc.get("textures") or [])[int(info["index"])].get("source")
+            if source is not None and int(source) not in images:
+                images.append(int(source))
+    return images
 
 
 def remap_base_colour_uvs(doc: dict[str, Any], name: str) -> tuple[dict[str, Any], bool]:
@@ -263,7 +280,7 @@ def remap_base_colour_uvs(doc: dict[str, Any], name: str) -> tuple[dict[str, Any
     ``texCoord`` and would map the texture with the wrong coordinates (the renderer draws the base
     colour alone, so the other set is not needed)."""
     materials = doc.get("materials") or []
-    if not any(_base_colour_texcoord(m) for m in materials if isinstance(m, dict)):
+    if not any(_base_colour_texcoord(m) for m in materials):
         return doc, False
     out = json.loads(json.dumps(doc))
     for mesh in out.get("meshes") or []:
@@ -278,8 +295,8 @@ def remap_base_colour_uvs(doc: dict[str, Any], name: str) -> tuple[dict[str, Any
                                     f"primitive using it lacks (malformed file)")
                 attributes["TEXCOORD_0"] = attributes[f"TEXCOORD_{k}"]
     for material in out["materials"]:
-        info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
-        if isinstance(info, dict):
+        info = _base_colour_info(material)
+        if info:
             info["texCoord"] = 0
     return out, True
 

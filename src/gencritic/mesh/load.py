@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gencritic.errors import ItemError
+from gencritic.items import CONVERT_3D_HINT, UNREAD_3D_EXTENSIONS
 
 log = logging.getLogger("gencritic")
 
@@ -117,10 +118,43 @@ def ply_texture_name(path: Path) -> str | None:
     return match.group(1).decode("utf-8", errors="replace") if match else None
 
 
-def _last_token_path(spec: str) -> str:
-    """``map_Kd -s 1 1 1 tex.png`` -> ``tex.png`` (options come before the file name)."""
+_MTL_BLOCK = re.compile(r"^\s*newmtl\s+(.+?)\s*$", re.MULTILINE)
+_MTL_DIFFUSE_MAP = re.compile(r"^\s*map_Kd\s+(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+_MTL_OPTION_ARGS = {"-blendu": 1, "-blendv": 1, "-bm": 1, "-boost": 1, "-cc": 1, "-clamp": 1, "-imfchan": 1,
+                    "-mm": 2, "-o": 3, "-s": 3, "-t": 3, "-texres": 1, "-type": 1}
+
+
+def _map_file_candidates(spec: str) -> list[str]:
+    """File names a ``map_Kd`` value may mean: after its options (``-s 1 1 1 tex.png``), the
+    rest as one name (names may hold spaces), and the last token alone."""
     tokens = spec.split()
-    return tokens[-1] if tokens else spec
+    i = 0
+    while i < len(tokens) and tokens[i].lower() in _MTL_OPTION_ARGS:
+        i += 1 + _MTL_OPTION_ARGS[tokens[i].lower()]
+    rest = " ".join(tokens[i:])
+    return list(dict.fromkeys(c for c in (rest, tokens[-1] if tokens else "") if c))
+
+
+def _mtl_map_file(folder: Path, spec: str) -> Path | None:
+    """The existing file a texture statement means, or None."""
+    for name in _map_file_candidates(spec):
+        candidate = folder / name.replace("\\", "/")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _mtl_textured_materials(mtl: Path) -> dict[str, str]:
+    """Material name -> its ``map_Kd`` statement, in one material library."""
+    text = mtl.read_text(errors="replace")
+    out: dict[str, str] = {}
+    starts = list(_MTL_BLOCK.finditer(text))
+    for i, match in enumerate(starts):
+        block = text[match.end():starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+        maps = _MTL_DIFFUSE_MAP.findall(block)
+        if maps:
+            out[match.group(1)] = maps[0]
+    return out
 
 
 def asset_files(path: Path) -> list[Path]:
@@ -138,10 +172,10 @@ def asset_files(path: Path) -> list[Path]:
                 mtl = path.parent / lib
                 if mtl.is_file():
                     files.append(mtl)
-                    for tex in _MTL_MAP.findall(mtl.read_text(errors="replace")):
-                        candidate = mtl.parent / _last_token_path(tex)
-                        if candidate.is_file():
-                            files.append(candidate)
+                    for spec in _MTL_MAP.findall(mtl.read_text(errors="replace")):
+                        found = _mtl_map_file(mtl.parent, spec)
+                        if found is not None:
+                            files.append(found)
         elif suffix == ".ply":
             texture = ply_texture_name(path)
             if texture and (path.parent / texture).is_file():
@@ -157,22 +191,6 @@ def asset_files(path: Path) -> list[Path]:
     except (OSError, ValueError):
         pass  # the loader reports the real problem with this file
     return list(dict.fromkeys(files))
-
-
-_MTL_DIFFUSE_MAP = re.compile(r"^\s*map_Kd\s+(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
-_MTL_OPTION_ARGS = {"-blendu": 1, "-blendv": 1, "-bm": 1, "-boost": 1, "-cc": 1, "-clamp": 1, "-imfchan": 1,
-                    "-mm": 2, "-o": 3, "-s": 3, "-t": 3, "-texres": 1, "-type": 1}
-
-
-def _map_file_candidates(spec: str) -> list[str]:
-    """File names a ``map_Kd`` value may mean: after its options (``-s 1 1 1 tex.png``), the
-    rest as one name (names may hold spaces), and the last token alone."""
-    tokens = spec.split()
-    i = 0
-    while i < len(tokens) and tokens[i].lower() in _MTL_OPTION_ARGS:
-        i += 1 + _MTL_OPTION_ARGS[tokens[i].lower()]
-    rest = " ".join(tokens[i:])
-    return list(dict.fromkeys(c for c in (rest, tokens[-1] if tokens else "") if c))
 
 
 _warned_missing_mtl: set[str] = set()
@@ -201,10 +219,9 @@ def missing_side_files(path: Path) -> list[str]:
                         log.warning("%s refers to material library %s, which is not beside it: drawn untextured, "
                                     "in the default colour", path.name, lib)
                     continue
-                for spec in _MTL_DIFFUSE_MAP.findall(mtl.read_text(errors="replace")):
-                    names = _map_file_candidates(spec)
-                    if names and not any((mtl.parent / n.replace("\\", "/")).is_file() for n in names):
-                        missing.append(f"texture {names[0]} (map_Kd in {mtl.name})")
+                for spec in _mtl_textured_materials(mtl).values():
+                    if _mtl_map_file(mtl.parent, spec) is None:
+                        missing.append(f"texture {_map_file_candidates(spec)[0]} (map_Kd in {mtl.name})")
         elif suffix == ".ply":
             texture = ply_texture_name(path)
             if texture and not (path.parent / texture).is_file():
@@ -212,14 +229,10 @@ def missing_side_files(path: Path) -> list[str]:
         elif suffix == ".gltf":
             from urllib.parse import unquote
 
+            from gencritic.mesh.gltf_prepare import base_colour_images
+
             doc = json.loads(path.read_text(errors="replace"))
-            used_images = set()
-            for material in doc.get("materials") or []:
-                info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
-                if isinstance(info, dict) and "index" in info:
-                    source = (doc.get("textures") or [])[int(info["index"])].get("source")
-                    if source is not None:
-                        used_images.add(int(source))
+            used_images = set(base_colour_images(doc))
             entries = [("buffer", b) for b in doc.get("buffers") or []]
             entries += [("image", img) for i, img in enumerate(doc.get("images") or []) if i in used_images]
             for kind, entry in entries:
@@ -462,8 +475,6 @@ def load_asset(path: Path) -> MeshData:
         raise ItemError(f"expected a mesh file but found a folder: {path}")
     if path.stat().st_size == 0:
         raise ItemError(f"mesh file is empty (0 bytes): {path}")
-    from gencritic.items import CONVERT_3D_HINT, UNREAD_3D_EXTENSIONS
-
     if path.suffix.lower() in UNREAD_3D_EXTENSIONS:
         raise ItemError(f"{path.name}: gencritic does not read {path.suffix} files (it reads .glb .gltf .obj .ply "
                         f".stl .off and .npz point clouds): {CONVERT_3D_HINT}")
@@ -550,6 +561,12 @@ def _side_file_resolver(path: Path) -> Any:
     mean them. Why: trimesh passes everything after ``map_Kd`` as the file name, so ``map_Kd -s 1
     1 1 skin.png`` (valid MTL) found no file, and a glTF image URI is URL-encoded
     (``base%20colour.png``) but was looked up as written; either texture was dropped silently."""
+    return _resolver_class()(str(path))
+
+
+@functools.cache
+def _resolver_class() -> type:
+    """Defined once, on first use: trimesh is imported only when a mesh is loaded."""
     from urllib.parse import unquote
 
     import trimesh
@@ -567,26 +584,17 @@ def _side_file_resolver(path: Path) -> Any:
                             continue
                 raise
 
-    return _Resolver(str(path))
-
-
-_MTL_BLOCK = re.compile(r"^\s*newmtl\s+(.+?)\s*$", re.MULTILINE)
+    return _Resolver
 
 
 def _obj_textured_materials(path: Path) -> dict[str, str]:
-    """Material name -> its ``map_Kd`` file, over the OBJ's material libraries."""
+    """Material name -> the file name its ``map_Kd`` gives, over the OBJ's material libraries."""
     out: dict[str, str] = {}
     for lib in obj_material_libraries(path):
-        try:
-            text = (path.parent / lib).read_text(errors="replace")
-        except OSError:
-            continue
-        starts = list(_MTL_BLOCK.finditer(text))
-        for i, match in enumerate(starts):
-            block = text[match.end():starts[i + 1].start() if i + 1 < len(starts) else len(text)]
-            maps = _MTL_DIFFUSE_MAP.findall(block)
-            if maps:
-                out[match.group(1)] = _map_file_candidates(maps[0])[0]
+        mtl = path.parent / lib
+        if mtl.is_file():
+            for name, spec in _mtl_textured_materials(mtl).items():
+                out.setdefault(name, _map_file_candidates(spec)[0])
     return out
 
 
@@ -609,24 +617,16 @@ def _declared_texture(path: Path) -> str | None:
     glTF material's ``baseColorTexture``), or None."""
     try:
         if path.suffix.lower() == ".obj":
-            for lib in obj_material_libraries(path):
-                mtl = path.parent / lib
-                if mtl.is_file():
-                    maps = _MTL_DIFFUSE_MAP.findall(mtl.read_text(errors="replace"))
-                    if maps:
-                        return str(_map_file_candidates(maps[0])[0])
-        elif path.suffix.lower() == ".ply":
+            return next(iter(_obj_textured_materials(path).values()), None)
+        if path.suffix.lower() == ".ply":
             return ply_texture_name(path)
-        elif path.suffix.lower() in (".gltf", ".glb"):
-            from gencritic.mesh.gltf_prepare import read_document
+        if path.suffix.lower() in (".gltf", ".glb"):
+            from gencritic.mesh.gltf_prepare import base_colour_images, read_document
 
             doc, _ = read_document(path)
-            for material in doc.get("materials") or []:
-                info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
-                if isinstance(info, dict) and "index" in info:
-                    source = doc["textures"][int(info["index"])].get("source")
-                    image = doc["images"][int(source)] if source is not None else {}
-                    return str(image.get("uri") or image.get("name") or f"image {source}")
+            for source in base_colour_images(doc)[:1]:
+                image = doc["images"][source]
+                return str(image.get("uri") or image.get("name") or f"image {source}")
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, ItemError):
         pass  # malformed: the loader has already said what it could
     return None
