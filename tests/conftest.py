@@ -28,6 +28,26 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 TOKENIZER_DIR = SHARED_DATA / "clip-vit-b32-tokenizer"
 
 
+def installed_blender() -> str | None:
+    """Blender for the tests: GENCRITIC_BLENDER, the checkout's .venv-blender, or a blender binary."""
+    import shutil
+
+    if os.environ.get("GENCRITIC_BLENDER"):
+        return os.environ["GENCRITIC_BLENDER"]
+    local = ROOT / ".venv-blender" / "bin" / "python"
+    return str(local) if local.exists() else shutil.which("blender")
+
+
+@pytest.fixture()
+def blender(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Blender's executable, set as GENCRITIC_BLENDER; skip cleanly where it is not installed."""
+    exe = installed_blender()
+    if exe is None:
+        pytest.skip("Blender not installed (bash scripts/setup.sh --with-blender)")
+    monkeypatch.setenv("GENCRITIC_BLENDER", exe)
+    return exe
+
+
 def shared_data(name: str) -> Path:
     """Path of a folder under ../shared/data, or skip the test cleanly when it is absent."""
     path = SHARED_DATA / name

@@ -205,6 +205,11 @@ def _srgb(linear: float) -> float:
     return 12.92 * linear if linear <= 0.0031308 else 1.055 * linear ** (1 / 2.4) - 0.055
 
 
+def _linear(srgb: float) -> float:
+    """The inverse sRGB transfer function, written out from IEC 61966-2-1."""
+    return srgb / 12.92 if srgb <= 0.04045 else ((srgb + 0.055) / 1.055) ** 2.4
+
+
 def test_normalized_colours_are_left_to_trimesh_and_read_as_linear(tmp_path: Path) -> None:
     """COLOR_0 as normalized bytes is core glTF that trimesh reads right: not rewritten; its
     values are linear by the specification, so they reach the renderer sRGB-encoded."""
@@ -338,6 +343,28 @@ def test_gltf_base_colour_factor_is_linear(tmp_path: Path) -> None:
     trimesh.Scene([box]).export(path)
     colour = load_asset(path).primitives[0].colors[0]
     np.testing.assert_allclose(colour, [_srgb(128 / 255), _srgb(51 / 255), _srgb(13 / 255), 1.0], rtol=1e-6)
+
+
+def test_gltf_base_colour_factor_keeps_its_float_precision(tmp_path: Path) -> None:
+    """trimesh keeps the linear factor as a byte: sRGB 40 (linear 0.0212) came back as 38, and
+    near black a colour moved by 3 levels. The file's floats are used instead."""
+    from tests.test_render import join_glb, split_glb
+
+    linear = [_linear(v / 255) for v in (40, 12, 200)]
+    boxes = []
+    for name, offset in (("dark", 0.0), ("dark", 3.0)):  # two materials of one name, same factor
+        box = trimesh.creation.box()
+        box.apply_translation([offset, 0, 0])
+        box.visual = trimesh.visual.TextureVisuals(material=trimesh.visual.material.PBRMaterial(
+            name=name, baseColorFactor=[*linear, 1.0]))
+        boxes.append(box)
+    doc, binary = split_glb(trimesh.Scene(boxes).export(file_type="glb"))
+    for material in doc["materials"]:
+        material["pbrMetallicRoughness"]["baseColorFactor"] = [*linear, 1.0]  # trimesh wrote bytes/255
+    path = tmp_path / "dark.glb"
+    path.write_bytes(join_glb(doc, binary))
+    for prim in load_asset(path).primitives:
+        np.testing.assert_allclose(prim.colors[0][:3] * 255, [40, 12, 200], atol=1e-3)
 
 
 @pytest.mark.parametrize("header", ["# Blender 4.2.1 MTL File: 'None'\n# www.blender.org\n",

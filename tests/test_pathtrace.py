@@ -5,8 +5,6 @@ and one clear line when Blender is missing. Cycles tests run when Blender is ins
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +21,6 @@ from gencritic.render.settings import RENDERER_VERSION, parse_render_options
 from tests.test_render import FACE_COLOURS, coloured_sphere, focal, textured_cube
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _installed_blender() -> str | None:
-    if os.environ.get("GENCRITIC_BLENDER"):
-        return os.environ["GENCRITIC_BLENDER"]
-    local = ROOT / ".venv-blender" / "bin" / "python"
-    return str(local) if local.exists() else shutil.which("blender")
-
-
-@pytest.fixture()
-def blender(monkeypatch: pytest.MonkeyPatch) -> str:
-    exe = _installed_blender()
-    if exe is None:
-        pytest.skip("Blender not installed (bash scripts/setup.sh --with-blender)")
-    monkeypatch.setenv("GENCRITIC_BLENDER", exe)
-    return exe
 
 
 CYCLES_FLAT = {"renderer": "cycles", "spp": 4, "lighting": "flat", "cache": False}

@@ -50,6 +50,7 @@ class CacheReport:
     legacy_render_folders: Tally = field(default_factory=Tally)
     temporaries: Tally = field(default_factory=Tally)
     embeddings: Tally = field(default_factory=Tally)  # rows, and the SQLite files' size
+    conversions: Tally = field(default_factory=Tally)  # .blend files converted to GLB (mesh/blend.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +71,26 @@ def _tree_size(path: Path) -> int:
 
 def _render_dir(root: Path) -> Path:
     return root / "renders"
+
+
+def _walk_conversions(root: Path) -> Iterator[tuple[str, Path, int, float]]:
+    """(kind, path, bytes, mtime) of each .blend conversion ('conversion': its GLB and manifest
+    together) and each staging folder ('temp') under ``root/blend``."""
+    folder = root / "blend"
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.iterdir()):
+        try:
+            st = entry.stat()
+            if entry.name.startswith(".staging-") and entry.is_dir():
+                yield "temp", entry, _tree_size(entry), st.st_mtime
+            elif entry.is_dir():
+                for glb in sorted(entry.glob("*.glb")):
+                    manifest = glb.with_suffix(".json")
+                    size = glb.stat().st_size + (manifest.stat().st_size if manifest.exists() else 0)
+                    yield "conversion", glb, size, glb.stat().st_mtime
+        except FileNotFoundError:  # removed by a concurrent run
+            continue
 
 
 def _embedding_files(root: Path) -> list[Path]:
@@ -113,6 +134,8 @@ def inspect_cache(root: Path) -> CacheReport:
             report.legacy_render_folders.add(_tree_size(path))
         else:
             report.temporaries.add(_tree_size(path) if path.is_dir() else st.st_size)
+    for kind, _, size, _ in _walk_conversions(root):
+        (report.conversions if kind == "conversion" else report.temporaries).add(size)
     files = _embedding_files(root)
     if files:
         cache = EmbeddingCache(root / "embeddings.sqlite")
@@ -152,15 +175,33 @@ def prune_cache(root: Path, unused_days: float | None = None, dry_run: bool = Fa
             continue
         if not dry_run:
             _remove(path)
+    for kind, path, size, mtime in _walk_conversions(root):
+        if kind == "temp" and now - mtime > STALE_TEMP_S:
+            removed.temporaries.add(size)
+            if not dry_run:
+                _remove(path)
     return removed
 
 
-def clear_cache(root: Path, renders: bool, embeddings: bool, dry_run: bool = False) -> CacheReport:
-    """Empty the render cache and/or the embedding cache under ``root``; returns what went."""
+def clear_cache(root: Path, renders: bool, embeddings: bool, dry_run: bool = False,
+                conversions: bool = False) -> CacheReport:
+    """Empty the render cache, the embedding cache and/or the .blend conversions under ``root``;
+    returns what went."""
     _check_root(root)
-    if not (renders or embeddings):
-        raise InputError("say what to clear: --renders, --embeddings, or both")
+    if not (renders or embeddings or conversions):
+        raise InputError("say what to clear: --renders, --embeddings, --conversions, or several")
     removed = CacheReport(str(root))
+    if conversions:
+        for kind, path, size, mtime in _walk_conversions(root):
+            if kind == "conversion":
+                removed.conversions.add(size)
+                if not dry_run:  # the manifest first: a GLB without one is never read
+                    path.with_suffix(".json").unlink(missing_ok=True)
+                    path.unlink(missing_ok=True)
+            elif time.time() - mtime > STALE_TEMP_S:
+                removed.temporaries.add(size)
+                if not dry_run:
+                    _remove(path)
     if renders:
         for kind, path, st in _walk_renders(_render_dir(root)):
             size = _tree_size(path) if path.is_dir() else st.st_size

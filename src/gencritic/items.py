@@ -14,10 +14,11 @@ from typing import Any, Literal
 ItemKind = Literal["image", "mesh", "views", "frames"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-MESH_EXTENSIONS = frozenset({".glb", ".gltf", ".obj", ".ply", ".stl", ".off", ".npz"})
+# .blend files are read through the user's Blender (converted to GLB, cached: mesh/blend.py)
+MESH_EXTENSIONS = frozenset({".glb", ".gltf", ".obj", ".ply", ".stl", ".off", ".npz", ".blend"})
 # 3D formats gencritic does not read: items of these kinds fail with how to convert them,
 # instead of being mistaken for images
-UNREAD_3D_EXTENSIONS = frozenset({".fbx", ".blend", ".usd", ".usda", ".usdc", ".usdz", ".dae", ".3ds", ".abc",
+UNREAD_3D_EXTENSIONS = frozenset({".fbx", ".usd", ".usda", ".usdc", ".usdz", ".dae", ".3ds", ".abc",
                                   ".3mf", ".x3d", ".vrml", ".wrl", ".ma", ".mb", ".max", ".c4d", ".vox"})
 CONVERT_3D_HINT = ("convert it to .glb, e.g. open it in Blender and use File > Export > glTF 2.0 "
                    "(FBX also: `npx fbx2gltf`)")

@@ -478,6 +478,10 @@ def score(
     store = ResultsStore(out_dir, fingerprint, opts.overwrite) if out_dir is not None else None
     done = store.done_ids if store else set()
     pending = [i for i in items if i.item_id not in done]
+    from gencritic.mesh.blend import prepare_blend_files
+
+    # .blend assets are converted by Blender in batches first; a file that cannot be is a failed row
+    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh"], opts.progress)
 
     backbones = metric_backbones(metrics)
     any_text = any("text" in m.info.inputs for m in metrics)
@@ -500,6 +504,8 @@ def score(
         render_opts.setdefault("cache_dir", str(Path(opts.cache_dir) / "renders"))
 
     def prepare(item: Item) -> PreparedItem:
+        if item.kind == "mesh" and item.path in blend_failures:
+            return PreparedItem(item, error=blend_failures[item.path])
         try:
             prepared = prepare_item(item, background, render_opts, decode=False, need_reference=needs_reference)
             if prepared.error is None and prepared.views:

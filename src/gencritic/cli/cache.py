@@ -49,7 +49,8 @@ def _print(report: CacheReport, as_json: bool, verb: str) -> None:
     lines = [("renders", report.renders, "entries"),
              ("old-format render folders", report.legacy_render_folders, "folders"),
              ("temporary files", report.temporaries, "files"),
-             ("embeddings", report.embeddings, "rows")]
+             ("embeddings", report.embeddings, "rows"),
+             (".blend conversions", report.conversions, "files")]
     for label, tally, unit in lines:
         typer.echo(f"  {label:<27} {tally.count:>8} {unit:<8} {human_bytes(tally.bytes):>10}")
 
@@ -86,12 +87,13 @@ def prune_command(
 def clear_command(
     renders: bool = typer.Option(False, "--renders", help="Empty the render cache."),
     embeddings: bool = typer.Option(False, "--embeddings", help="Empty the embedding cache."),
+    conversions: bool = typer.Option(False, "--conversions", help="Remove .blend files' GLB conversions."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list the counts that would go."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),  # noqa: UP045
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
-    """Empty the render cache, the embedding cache, or both (the next run recomputes them)."""
+    """Empty the render cache, the embedding cache or the .blend conversions (the next run recomputes them)."""
     from gencritic.cache_maintenance import clear_cache
 
-    _print(clear_cache(_root(cache_dir), renders, embeddings, dry_run), as_json,
+    _print(clear_cache(_root(cache_dir), renders, embeddings, dry_run, conversions), as_json,
            "would remove from" if dry_run else "removed from")

@@ -31,7 +31,7 @@ def _render_options(rig: str, resolution: int, background: str, normalize: str, 
 
 
 def render_command(
-    source: Path = typer.Argument(..., help="A mesh (.glb .gltf .obj .ply .stl .off, point cloud .npz) or a folder of them."),
+    source: Path = typer.Argument(..., help="A mesh (.glb .gltf .obj .ply .stl .off, .blend through Blender, point cloud .npz) or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<asset-name>/000.png ... and cameras.json."),
     rig: str = typer.Option("toys4k8", "--rig", help="toys4k8 (8 views, yaw 0..315 step 45, pitch 30°, radius 2, FoV 40°), "
                                                      "orbitN, six, randomN (seeded by --seed)."),
@@ -93,7 +93,7 @@ def render_command(
 
 def toys4k_command(
     metadata: Path = typer.Argument(..., help="Toys4k metadata.csv (sha256, file_identifier, aesthetic_score, captions)."),
-    root: Path = typer.Option(..., "--root", help="Folder holding the assets (the .obj tree or .glb files)."),
+    root: Path = typer.Option(..., "--root", help="Folder holding the assets: Toys4k's .blend files as downloaded (read through Blender), or a converted .obj/.glb tree."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: toys4k_results.csv, toys4k_summary.json, scoring/ (views.csv: per-view scores)."),
     caption: str = typer.Option("longest", "--caption", help="Caption rule: longest (default, most detailed), first, "
                                                              "or mean (mean score over all captions)."),

@@ -6,7 +6,8 @@ Metadata: TRELLIS-500K's ``Toys4k.csv`` (3,229 rows) with columns ``sha256``,
 ``airplane/airplane_000/airplane_000.blend``), ``aesthetic_score`` and ``captions`` (a JSON
 list of strings). Assets are found under ``--root`` in this order (first hit wins):
 
-1. ``ROOT/<file_identifier>`` when it is itself a mesh file;
+1. ``ROOT/<file_identifier>`` when it is itself a mesh file, the ``.blend`` as Toys4k ships it
+   included (read through the user's Blender: :mod:`gencritic.mesh.blend`);
 2. ``ROOT/<file_identifier>`` with its suffix swapped for .glb, .gltf, .obj, .ply (the .obj
    or .glb tree converted from the .blend files keeps the same relative paths);
 3. the only mesh file in ``ROOT/<folder of file_identifier>`` (e.g. ``.../airplane_000/mesh.obj``),

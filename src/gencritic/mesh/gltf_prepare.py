@@ -312,10 +312,32 @@ def to_glb(doc: dict[str, Any], binary: bytes | None) -> bytes:
     return GLB_MAGIC + struct.pack("<II", 2, 12 + len(chunks)) + chunks
 
 
-def prepare_gltf(path: Path) -> bytes | None:
-    """Check a .glb/.gltf; return a rewritten GLB for trimesh when it has accessors or texture
-    coordinates trimesh would misread, else None (read the file as it is). Raises
-    :class:`ItemError` for what cannot be drawn right."""
+def base_colour_factors(doc: dict[str, Any]) -> list[tuple[str | None, np.ndarray]]:
+    """Each material's (name, float RGBA ``baseColorFactor``), in material order.
+
+    Why: trimesh stores the factor as uint8 of the *linear* value, which loses the dark colours
+    once encoded to sRGB for display (linear 0.0212, sRGB 40, comes back as 5/255, sRGB 38; near
+    black a factor can move by 3 levels). The loader matches trimesh's materials to these."""
+    out: list[tuple[str | None, np.ndarray]] = []
+    for material in doc.get("materials") or []:
+        if not isinstance(material, dict):
+            continue
+        pbr = material.get("pbrMetallicRoughness")
+        factor = pbr.get("baseColorFactor") if isinstance(pbr, dict) else None
+        try:
+            rgba = np.clip(np.asarray(factor if factor is not None else [1.0, 1.0, 1.0, 1.0], np.float64), 0, 1)
+        except (TypeError, ValueError):
+            continue
+        if rgba.shape == (4,):
+            name = material.get("name")
+            out.append((name if isinstance(name, str) else None, rgba))
+    return out
+
+
+def prepare_gltf(path: Path) -> tuple[bytes | None, dict[str, Any]]:
+    """Check a .glb/.gltf; return (a rewritten GLB for trimesh when it has accessors or texture
+    coordinates trimesh would misread, else None: read the file as it is; the glTF JSON).
+    Raises :class:`ItemError` for what cannot be drawn right."""
     try:
         doc, _ = read_document(path)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -324,10 +346,11 @@ def prepare_gltf(path: Path) -> bytes | None:
         raise ItemError(f"cannot read mesh {path.name}: its glTF JSON is not an object")
     check_supported(doc, path.name)
     try:
+        original = doc
         doc, remapped = remap_base_colour_uvs(doc, path.name)
         if not (remapped or needs_rewrite(doc)):
-            return None
+            return None, original
         _, binary = read_document(path, with_binary=True)
-        return to_glb(rewrite_accessors(doc, binary, path.parent, path.name), binary)
+        return to_glb(rewrite_accessors(doc, binary, path.parent, path.name), binary), original
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ItemError(f"cannot read mesh {path.name}: malformed accessor or buffer view ({exc})") from None

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -167,7 +168,16 @@ def asset_files(path: Path) -> list[Path]:
     files = [path]
     suffix = path.suffix.lower()
     try:
-        if suffix == ".obj":
+        if suffix == ".blend":  # its textures and libraries are known once Blender has read it
+            from gencritic.blender import BlenderMissing
+            from gencritic.mesh.blend import cached_conversion
+
+            try:
+                converted = cached_conversion(path)
+            except BlenderMissing:
+                converted = None
+            files.extend(converted.externals if converted else [])
+        elif suffix == ".obj":
             for lib in obj_material_libraries(path):
                 mtl = path.parent / lib
                 if mtl.is_file():
@@ -245,9 +255,19 @@ def missing_side_files(path: Path) -> list[str]:
 
 
 def asset_sha256(path: Path) -> str:
-    """sha256 over the asset's files (name-independent for the main file, so renames are free)."""
+    """sha256 over the asset's files (name-independent for the main file, so renames are free).
+
+    A .blend is converted first (cached): its hash covers the files Blender read and the
+    converter's and Blender's versions, since another Blender may export other geometry."""
     h = hashlib.sha256()
-    for i, f in enumerate(asset_files(path)):
+    files = asset_files(path)
+    if path.suffix.lower() == ".blend" and path.is_file():
+        from gencritic.mesh.blend import converted_blend
+
+        converted = converted_blend(path)
+        files = [path, *converted.externals]
+        h.update(f"converted by {converted.converter}\0".encode())
+    for i, f in enumerate(files):
         try:
             data = f.read_bytes()
         except FileNotFoundError:
@@ -289,11 +309,24 @@ def _texture_rgba(image: Any) -> np.ndarray | None:
     return np.ascontiguousarray(np.asarray(image.convert("RGBA"), dtype=np.uint8))
 
 
-def _material_color_and_texture(visual: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def _exact_factor(material: Any, quantized: np.ndarray,
+                  float_factors: Sequence[tuple[str | None, np.ndarray]]) -> np.ndarray | None:
+    """The file's float ``baseColorFactor`` behind trimesh's uint8 one: the materials of that name
+    whose factor rounds to it; None when there is none, or several that disagree."""
+    name = getattr(material, "name", None)
+    found = {tuple(f) for n, f in float_factors
+             if n == name and np.all(np.abs(f * 255.0 - quantized.astype(np.float64)) <= 0.5 + 1e-6)}
+    return np.asarray(found.pop(), np.float32) if len(found) == 1 else None
+
+
+def _material_color_and_texture(visual: Any, float_factors: Sequence[tuple[str | None, np.ndarray]] = ()
+                                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(RGBA factor in [0,1], texture or None) of a TextureVisuals material.
 
-    glTF PBR: baseColorTexture x baseColorFactor (the spec). OBJ/MTL (SimpleMaterial): the
-    map_Kd image alone when present, otherwise Kd; trimesh and pyrender read OBJ the same way.
+    glTF PBR: baseColorTexture x baseColorFactor (the spec), the factor at the file's float
+    precision (``float_factors``, see :func:`gltf_prepare.base_colour_factors`). OBJ/MTL
+    (SimpleMaterial): the map_Kd image alone when present, otherwise Kd; trimesh and pyrender read
+    OBJ the same way.
     """
     material = getattr(visual, "material", None)
     if material is None:
@@ -301,6 +334,9 @@ def _material_color_and_texture(visual: Any) -> tuple[np.ndarray, np.ndarray | N
     if hasattr(material, "baseColorTexture"):
         factor = material.baseColorFactor
         fac = np.ones(4, np.float32) if factor is None else _rgba_float(factor, 1)[0]
+        if factor is not None and np.asarray(factor).dtype == np.uint8:
+            exact = _exact_factor(material, np.asarray(factor), float_factors)
+            fac = fac if exact is None else exact
         return fac, _texture_rgba(material.baseColorTexture)
     texture = _texture_rgba(getattr(material, "image", None))
     if texture is not None:
@@ -324,7 +360,8 @@ def _display_rgba(rgba: np.ndarray, linear: bool) -> np.ndarray:
     return out
 
 
-def _triangles_primitive(mesh: Any, transform: np.ndarray, linear_colours: bool = False) -> Primitive | None:
+def _triangles_primitive(mesh: Any, transform: np.ndarray, linear_colours: bool = False,
+                         float_factors: Sequence[tuple[str | None, np.ndarray]] = ()) -> Primitive | None:
     """``linear_colours``: the file's material factors and vertex colours are linear (glTF by its
     specification, Blender's MTL files by Blender's convention) and are encoded to sRGB, the
     space textures are in and the renderer shades in."""
@@ -341,7 +378,7 @@ def _triangles_primitive(mesh: Any, transform: np.ndarray, linear_colours: bool 
     uvs = None
     texture = None
     if kind == "texture":
-        factor, texture = _material_color_and_texture(visual)
+        factor, texture = _material_color_and_texture(visual, float_factors)
         colors = np.broadcast_to(_display_rgba(factor, linear_colours), (n, 4)).copy()
         vcol = getattr(visual, "vertex_attributes", {}).get("color") if hasattr(visual, "vertex_attributes") else None
         if vcol is not None and len(vcol) == n:
@@ -477,9 +514,11 @@ def load_asset(path: Path) -> MeshData:
         raise ItemError(f"mesh file is empty (0 bytes): {path}")
     if path.suffix.lower() in UNREAD_3D_EXTENSIONS:
         raise ItemError(f"{path.name}: gencritic does not read {path.suffix} files (it reads .glb .gltf .obj .ply "
-                        f".stl .off and .npz point clouds): {CONVERT_3D_HINT}")
+                        f".stl .off, .npz point clouds and, through Blender, .blend): {CONVERT_3D_HINT}")
     if path.suffix.lower() in POINT_CLOUD_SUFFIXES:
         data = _load_npz(path)
+    elif path.suffix.lower() == ".blend":
+        data = _load_blend(path)
     else:
         missing = missing_side_files(path)
         if missing:
@@ -496,18 +535,36 @@ def load_asset(path: Path) -> MeshData:
     return data
 
 
+def _load_blend(path: Path) -> MeshData:
+    """A .blend through its GLB conversion (cached); errors name the .blend, not the cache file."""
+    from gencritic.mesh.blend import converted_blend
+
+    glb = converted_blend(path).glb
+    try:
+        data = _load_with_trimesh(glb)
+    except ItemError as exc:
+        raise ItemError(f"{path.name} (converted by Blender): {exc}") from None
+    if not any(p.texture is not None for p in data.primitives) and _declared_texture(glb) is not None:
+        raise ItemError(f"{path.name}: its texture could not be applied after Blender's export (an image "
+                        f"Pillow cannot open, or no texture coordinates); pack a PNG texture into the .blend")
+    return MeshData(data.primitives, str(path))
+
+
 def _load_with_trimesh(path: Path) -> MeshData:
     import io
 
     import trimesh
 
     rewritten = None
+    float_factors: list[tuple[str | None, np.ndarray]] = []
     resolver = _side_file_resolver(path)
     linear_colours = path.suffix.lower() in (".glb", ".gltf") or _written_by_blender(path)
     if path.suffix.lower() in (".glb", ".gltf"):
-        from gencritic.mesh.gltf_prepare import prepare_gltf
+        from gencritic.mesh.gltf_prepare import base_colour_factors, prepare_gltf
 
-        rewritten = prepare_gltf(path)  # fails what would be drawn wrongly; dequantizes what trimesh misreads
+        # fails what would be drawn wrongly; dequantizes what trimesh misreads
+        rewritten, document = prepare_gltf(path)
+        float_factors = base_colour_factors(document)
     try:
         if rewritten is None:
             scene: Any = trimesh.load(str(path), force="scene", process=False, resolver=resolver)
@@ -527,7 +584,7 @@ def _load_with_trimesh(path: Path) -> MeshData:
             continue
         matrix = np.asarray(transform, dtype=np.float64)
         if isinstance(geom, trimesh.Trimesh):
-            prim = _triangles_primitive(geom, matrix, linear_colours)
+            prim = _triangles_primitive(geom, matrix, linear_colours, float_factors)
         elif isinstance(geom, trimesh.PointCloud):
             prim = _points_primitive(geom.vertices, getattr(geom, "colors", None), matrix)
         else:

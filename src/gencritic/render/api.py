@@ -214,8 +214,13 @@ def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = N
     settings = parse_render_options(options)
     check_environment()
     assets = find_assets(Path(source))
+    from gencritic.mesh.blend import prepare_blend_files
+
+    blend_failures = prepare_blend_files(assets, show_progress=on_done is not None)
 
     def one(asset: Path) -> RenderReport:
+        if asset in blend_failures:
+            return RenderReport(asset, None, 0, 0, blend_failures[asset])
         try:
             result = render_asset(asset, settings)
         except ItemError as exc:

@@ -1,28 +1,19 @@
 """The optional path-traced renderer: Blender's Cycles, run in Blender's own Python.
 
-Why a separate process and environment: ``bpy`` (the PyPI build of Blender) pins numpy 1.26 and
-ships its own libraries, so installing it beside gencritic downgrades numpy under pandas and
-torch (tried). It lives in its own virtual environment, or is a ``blender`` binary, and
-gencritic talks to it through files: the normalised asset and cameras go in as one ``.npz``,
-the views come back as PNGs (``render/blender_worker.py``).
-
-Set-up (once)::
-
-    python3.11 -m venv ~/.gencritic-blender && ~/.gencritic-blender/bin/pip install bpy
-    export GENCRITIC_BLENDER=~/.gencritic-blender/bin/python    # or a blender binary
+Blender lives in its own environment or is a ``blender`` binary (:mod:`gencritic.blender` says
+why and how to set it up); gencritic talks to it through files: the normalised asset and cameras
+go in as one ``.npz``, the views come back as PNGs (``render/blender_worker.py``).
 
 Then ``--renderer cycles`` (``--spp`` samples per pixel, default 16). Nothing falls back: without
-Blender, rendering fails with the line above; a crash of Blender fails that asset with Blender's
+Blender, rendering fails with the set-up line; a crash of Blender fails that asset with Blender's
 last message. It is slow on a CPU (seconds per view) and meant for users who want path-traced
 views; the default rasteriser is what the benchmarks and the Toys4k protocol use.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -30,55 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from gencritic.blender import BlenderMissing, blender_command, blender_version, last_line
 from gencritic.errors import ItemError
 from gencritic.mesh.load import MeshData
 from gencritic.render.cameras import Camera
 from gencritic.render.compose import premultiply
 
 WORKER = Path(__file__).with_name("blender_worker.py")
-CYCLES_VERSION = "cycles-2"  # bump when the scene set-up or the loaded colours change pixels (2: linear colours)
-SETUP_HINT = ("the cycles renderer needs Blender in its own environment: python3.11 -m venv ~/.gencritic-blender "
-              "&& ~/.gencritic-blender/bin/pip install bpy, then export GENCRITIC_BLENDER=~/.gencritic-blender/bin/python "
-              "(or a blender binary)")
+# bump when the scene set-up or the loaded colours change pixels (2: linear colours; 3: float factors)
+CYCLES_VERSION = "cycles-3"
 
-
-class BlenderMissing(RuntimeError):
-    """No usable Blender: what the user must install, in one line."""
-
-
-def blender_command() -> list[str]:
-    """The command that runs the worker: ``GENCRITIC_BLENDER`` (a Python with bpy, or a blender
-    binary), else a ``blender`` binary on PATH."""
-    configured = os.environ.get("GENCRITIC_BLENDER")
-    exe = os.path.expanduser(configured) if configured else shutil.which("blender")
-    if not exe:
-        raise BlenderMissing(SETUP_HINT)
-    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
-        raise BlenderMissing(f"GENCRITIC_BLENDER={configured!r} is not an executable file; {SETUP_HINT}")
-    if Path(exe).name.startswith("blender"):
-        return [exe, "-b", "--factory-startup", "--python", str(WORKER), "--"]
-    return [exe, str(WORKER)]
-
-
-@functools.lru_cache(maxsize=4)
-def _version_of(command: tuple[str, ...]) -> str:
-    exe = command[0]
-    probe = ([exe, "--version"] if Path(exe).name.startswith("blender")
-             else [exe, "-c", "import bpy; print('Blender', bpy.app.version_string)"])
-    try:
-        done = subprocess.run(probe, capture_output=True, text=True, timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BlenderMissing(f"cannot run {exe}: {exc}; {SETUP_HINT}") from None
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("Blender")]
-    if done.returncode != 0 or not lines:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BlenderMissing(f"{exe} has no working bpy ({last}); {SETUP_HINT}")
-    return lines[0].split()[1]
-
-
-def blender_version() -> str:
-    """Blender's version (part of the cache key: Cycles' pixels change between versions)."""
-    return _version_of(tuple(blender_command()))
+__all__ = ["CYCLES_VERSION", "BlenderMissing", "blender_version", "render_views_cycles"]
 
 
 def _scene_arrays(mesh: MeshData, model: np.ndarray, cameras: Sequence[Camera]) -> dict[str, np.ndarray]:
@@ -109,7 +62,7 @@ def render_views_cycles(mesh: MeshData, model: np.ndarray, cameras: Sequence[Cam
     from gencritic.render.gl import AMBIENT, FILL, FILL_DIR, KEY, KEY_DIR
 
     arrays = _scene_arrays(mesh, model, cameras)  # a point cloud is refused before Blender is looked for
-    command = blender_command()
+    command = blender_command(WORKER)
     settings = {"resolution": resolution, "spp": spp, "seed": seed, "threads": os.cpu_count() or 1, "lit": lit,
                 "ambient": AMBIENT, "key": KEY, "fill": FILL, "key_dir": KEY_DIR.tolist(),
                 "fill_dir": FILL_DIR.tolist()}
@@ -123,8 +76,7 @@ def render_views_cycles(mesh: MeshData, model: np.ndarray, cameras: Sequence[Cam
         except subprocess.TimeoutExpired:
             raise ItemError(f"Cycles did not finish within {timeout_s:.0f} s") from None
         if done.returncode != 0 or not (Path(tmp) / "done.json").exists():
-            tail = [ln for ln in (done.stderr + done.stdout).strip().splitlines() if ln.strip()][-1:] or ["no output"]
-            raise ItemError(f"Blender failed (exit {done.returncode}): {tail[0][:200]}")
+            raise ItemError(f"Blender failed (exit {done.returncode}): {last_line(done.stderr, done.stdout)}")
         from PIL import Image
 
         views = []
