@@ -225,6 +225,43 @@ def test_normalized_colours_are_left_to_trimesh_and_read_as_linear(tmp_path: Pat
                                [_srgb(200 / 255), _srgb(100 / 255), _srgb(50 / 255), 1.0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("component", [5126, 5123])  # float (what Blender writes), normalized 16-bit
+def test_fine_vertex_colours_keep_their_precision(tmp_path: Path, component: int) -> None:
+    """trimesh keeps COLOR_0 as bytes of the linear value: sRGB 40 came back 38 once encoded.
+    Colours finer than a byte are encoded to sRGB before trimesh rounds them."""
+    import base64
+
+    target = np.array([40, 12, 200])
+    linear = np.array([_linear(v / 255) for v in target] + [1.0])
+
+    def float_colours(doc: dict) -> None:
+        prim = doc["meshes"][0]["primitives"][0]
+        count = doc["accessors"][prim["attributes"]["COLOR_0"]]["count"]
+        values = np.tile(linear, (count, 1))
+        data = (values.astype("<f4") if component == 5126 else np.round(values * 65535).astype("<u2")).tobytes()
+        doc["buffers"].append({"byteLength": len(data),
+                               "uri": "data:application/octet-stream;base64," + base64.b64encode(data).decode()})
+        doc["bufferViews"].append({"buffer": len(doc["buffers"]) - 1, "byteOffset": 0, "byteLength": len(data)})
+        acc = {"bufferView": len(doc["bufferViews"]) - 1, "componentType": component, "count": count, "type": "VEC4"}
+        if component != 5126:
+            acc["normalized"] = True
+        doc["accessors"].append(acc)
+        prim["attributes"]["COLOR_0"] = len(doc["accessors"]) - 1
+
+    colours = load_asset(_glb_with(tmp_path, "fine.glb", float_colours)).primitives[0].colors
+    np.testing.assert_allclose(colours[:, :3] * 255, np.tile(target, (len(colours), 1)), atol=0.5 + 1e-4)
+
+
+def test_gltf_point_cloud_colours_are_linear_too(tmp_path: Path) -> None:
+    cloud = trimesh.PointCloud(np.random.default_rng(0).random((50, 3)),
+                               colors=np.tile([128, 51, 13, 255], (50, 1)).astype(np.uint8))
+    path = tmp_path / "cloud.glb"
+    trimesh.Scene([cloud]).export(path)
+    (prim,) = load_asset(path).primitives
+    assert prim.mode == "points"
+    np.testing.assert_allclose(prim.colors[0], [_srgb(128 / 255), _srgb(51 / 255), _srgb(13 / 255), 1.0], rtol=1e-6)
+
+
 def test_quantized_positions_decode_to_the_float_originals(tmp_path: Path) -> None:
     from tests.test_render import quantize_glb, textured_cube
 

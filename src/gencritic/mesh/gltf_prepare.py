@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -153,6 +154,40 @@ def needs_rewrite(doc: dict[str, Any]) -> bool:
     return bool(_accessors_to_rewrite(doc))
 
 
+def _colour_accessors(doc: dict[str, Any]) -> set[int]:
+    """Accessors read as ``COLOR_0`` (the only colour set trimesh reads)."""
+    found: set[int] = set()
+    for mesh in doc.get("meshes") or []:
+        for prim in mesh.get("primitives") or []:
+            index = (prim.get("attributes") or {}).get("COLOR_0")
+            if index is not None and 0 <= int(index) < len(doc.get("accessors") or []):
+                found.add(int(index))
+    return found
+
+
+def colours_need_encoding(doc: dict[str, Any]) -> bool:
+    """Whether some ``COLOR_0`` is stored finer than a byte (float, as Blender writes it, or 16-bit).
+
+    Why: trimesh keeps vertex colours as bytes of the *linear* value the file stores, and dark
+    colours then move by up to 3 levels once encoded to sRGB for display (as base-colour factors
+    did). Such files have every ``COLOR_0`` encoded to sRGB bytes before trimesh reads them."""
+    accessors = doc.get("accessors") or []
+    return any(int(accessors[i].get("componentType", 0)) != 5121 for i in _colour_accessors(doc))
+
+
+def _srgb_bytes(values: np.ndarray, component: int) -> np.ndarray:
+    """glTF colour components (float, or normalized 8/16-bit) -> RGBA bytes, RGB sRGB-encoded."""
+    rgba = values.astype(np.float64)
+    if component != 5126:
+        rgba = rgba / _COMPONENTS[component][1]
+    rgba = np.clip(rgba, 0.0, 1.0)
+    if rgba.shape[1] == 3:
+        rgba = np.concatenate([rgba, np.ones((len(rgba), 1))], axis=1)
+    rgb = rgba[:, :3]
+    rgba[:, :3] = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
+    return np.round(rgba * 255.0).astype(np.uint8)
+
+
 def _buffer_bytes(doc: dict[str, Any], index: int, binary: bytes | None, folder: Path, name: str) -> bytes:
     buffer = (doc.get("buffers") or [])[index]
     uri = buffer.get("uri")
@@ -218,22 +253,31 @@ def _dense_values(acc: dict[str, Any], buffers: _Buffers) -> np.ndarray:
     return values
 
 
-def rewrite_accessors(doc: dict[str, Any], binary: bytes | None, folder: Path, name: str) -> dict[str, Any]:
+def rewrite_accessors(doc: dict[str, Any], binary: bytes | None, folder: Path, name: str,
+                      encode_colours: bool = False) -> dict[str, Any]:
     """A copy of ``doc`` in which every accessor trimesh would misread is a plain dense one in a
     new buffer (a data URI): sparse substitutions applied, and normalized integers read as
     geometry decoded to float32 (``max(c / (2^(b-1) - 1), -1)`` signed, ``c / (2^b - 1)``
-    unsigned, glTF 2.0 §3.11). Other accessors, buffers, images and the scene graph are unchanged."""
+    unsigned, glTF 2.0 §3.11). With ``encode_colours``, every ``COLOR_0`` becomes sRGB-encoded
+    RGBA bytes (see :func:`colours_need_encoding`). Other accessors, buffers, images and the
+    scene graph are unchanged."""
     out = json.loads(json.dumps(doc))
     geometric, _ = _drawn_accessors(out)
+    colours = _colour_accessors(out) if encode_colours else set()
     buffers = _Buffers(out, binary, folder, name)
     blob = bytearray()
     new_buffer = len(out.get("buffers") or [])
     out.setdefault("bufferViews", [])
-    for index in _accessors_to_rewrite(out):
+    for index in sorted(set(_accessors_to_rewrite(out)) | colours):
         acc = out["accessors"][index]
         values = _dense_values(acc, buffers)
         decode = index in geometric and _is_normalized_int(acc)
-        if decode:
+        if index in colours:
+            values = _srgb_bytes(values, int(acc["componentType"]))
+            acc.update(componentType=5121, normalized=True, type="VEC4")
+            acc.pop("min", None)
+            acc.pop("max", None)
+        elif decode:
             divisor = _COMPONENTS[int(acc["componentType"])][1]
             values = np.maximum(values.astype(np.float64) / divisor, -1.0).astype("<f4")
             for bound in ("min", "max"):
@@ -334,10 +378,18 @@ def base_colour_factors(doc: dict[str, Any]) -> list[tuple[str | None, np.ndarra
     return out
 
 
-def prepare_gltf(path: Path) -> tuple[bytes | None, dict[str, Any]]:
-    """Check a .glb/.gltf; return (a rewritten GLB for trimesh when it has accessors or texture
-    coordinates trimesh would misread, else None: read the file as it is; the glTF JSON).
-    Raises :class:`ItemError` for what cannot be drawn right."""
+@dataclass(frozen=True)
+class PreparedGltf:
+    """What the loader hands trimesh and needs to know after it."""
+
+    data: bytes | None  # a rewritten GLB, or None: read the file as it is
+    document: dict[str, Any]  # the file's glTF JSON (its float base-colour factors)
+    vertex_colours_srgb: bool  # COLOR_0 was encoded to sRGB here; otherwise it is linear
+
+
+def prepare_gltf(path: Path) -> PreparedGltf:
+    """Check a .glb/.gltf; rewrite it for trimesh when it has accessors, colours or texture
+    coordinates trimesh would misread. Raises :class:`ItemError` for what cannot be drawn right."""
     try:
         doc, _ = read_document(path)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -348,9 +400,11 @@ def prepare_gltf(path: Path) -> tuple[bytes | None, dict[str, Any]]:
     try:
         original = doc
         doc, remapped = remap_base_colour_uvs(doc, path.name)
-        if not (remapped or needs_rewrite(doc)):
-            return None, original
+        encode = colours_need_encoding(doc)
+        if not (remapped or encode or needs_rewrite(doc)):
+            return PreparedGltf(None, original, False)
         _, binary = read_document(path, with_binary=True)
-        return to_glb(rewrite_accessors(doc, binary, path.parent, path.name), binary), original
+        rewritten = rewrite_accessors(doc, binary, path.parent, path.name, encode_colours=encode)
+        return PreparedGltf(to_glb(rewritten, binary), original, encode)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ItemError(f"cannot read mesh {path.name}: malformed accessor or buffer view ({exc})") from None

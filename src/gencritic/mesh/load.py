@@ -361,10 +361,13 @@ def _display_rgba(rgba: np.ndarray, linear: bool) -> np.ndarray:
 
 
 def _triangles_primitive(mesh: Any, transform: np.ndarray, linear_colours: bool = False,
-                         float_factors: Sequence[tuple[str | None, np.ndarray]] = ()) -> Primitive | None:
+                         float_factors: Sequence[tuple[str | None, np.ndarray]] = (),
+                         linear_vertex_colours: bool | None = None) -> Primitive | None:
     """``linear_colours``: the file's material factors and vertex colours are linear (glTF by its
     specification, Blender's MTL files by Blender's convention) and are encoded to sRGB, the
-    space textures are in and the renderer shades in."""
+    space textures are in and the renderer shades in. ``linear_vertex_colours`` overrides it for
+    vertex colours (False when :mod:`gltf_prepare` has already encoded them)."""
+    vertex_linear = linear_colours if linear_vertex_colours is None else linear_vertex_colours
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
     if faces.size == 0 or vertices.size == 0:
@@ -382,7 +385,7 @@ def _triangles_primitive(mesh: Any, transform: np.ndarray, linear_colours: bool 
         colors = np.broadcast_to(_display_rgba(factor, linear_colours), (n, 4)).copy()
         vcol = getattr(visual, "vertex_attributes", {}).get("color") if hasattr(visual, "vertex_attributes") else None
         if vcol is not None and len(vcol) == n:
-            colors *= _display_rgba(_rgba_float(vcol, n), linear_colours)
+            colors *= _display_rgba(_rgba_float(vcol, n), vertex_linear)
         uv = getattr(visual, "uv", None)
         if texture is not None and uv is not None and len(uv) == n:
             uv = np.asarray(uv, dtype=np.float32)
@@ -391,7 +394,7 @@ def _triangles_primitive(mesh: Any, transform: np.ndarray, linear_colours: bool 
         else:
             texture = None
     elif kind == "vertex":
-        colors = _display_rgba(_rgba_float(visual.vertex_colors, n), linear_colours)
+        colors = _display_rgba(_rgba_float(visual.vertex_colors, n), vertex_linear)
     has_file_normals = "vertex_normals" in getattr(getattr(mesh, "_cache", None), "cache", {})
     normals = np.asarray(mesh.vertex_normals, dtype=np.float64) if has_file_normals else None
 
@@ -469,7 +472,8 @@ def closed_orientation(positions: np.ndarray, faces: np.ndarray) -> int:
     return 0
 
 
-def _points_primitive(points: np.ndarray, colors: Any, transform: np.ndarray | None = None) -> Primitive | None:
+def _points_primitive(points: np.ndarray, colors: Any, transform: np.ndarray | None = None,
+                      linear: bool = False) -> Primitive | None:
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     if pts.size == 0:
         return None
@@ -479,7 +483,7 @@ def _points_primitive(points: np.ndarray, colors: Any, transform: np.ndarray | N
     if colors is None or len(colors) != n:
         col = np.ones((n, 4), np.float32)
     else:
-        col = _rgba_float(colors, n)
+        col = _display_rgba(_rgba_float(colors, n), linear)
     return Primitive("points", pts.astype(np.float32), col)
 
 
@@ -559,12 +563,14 @@ def _load_with_trimesh(path: Path) -> MeshData:
     float_factors: list[tuple[str | None, np.ndarray]] = []
     resolver = _side_file_resolver(path)
     linear_colours = path.suffix.lower() in (".glb", ".gltf") or _written_by_blender(path)
+    linear_vertex_colours = linear_colours
     if path.suffix.lower() in (".glb", ".gltf"):
         from gencritic.mesh.gltf_prepare import base_colour_factors, prepare_gltf
 
         # fails what would be drawn wrongly; dequantizes what trimesh misreads
-        rewritten, document = prepare_gltf(path)
-        float_factors = base_colour_factors(document)
+        prepared = prepare_gltf(path)
+        rewritten, float_factors = prepared.data, base_colour_factors(prepared.document)
+        linear_vertex_colours = not prepared.vertex_colours_srgb
     try:
         if rewritten is None:
             scene: Any = trimesh.load(str(path), force="scene", process=False, resolver=resolver)
@@ -584,9 +590,9 @@ def _load_with_trimesh(path: Path) -> MeshData:
             continue
         matrix = np.asarray(transform, dtype=np.float64)
         if isinstance(geom, trimesh.Trimesh):
-            prim = _triangles_primitive(geom, matrix, linear_colours, float_factors)
+            prim = _triangles_primitive(geom, matrix, linear_colours, float_factors, linear_vertex_colours)
         elif isinstance(geom, trimesh.PointCloud):
-            prim = _points_primitive(geom.vertices, getattr(geom, "colors", None), matrix)
+            prim = _points_primitive(geom.vertices, getattr(geom, "colors", None), matrix, linear_vertex_colours)
         else:
             continue  # paths/lines are not surfaces; they are not drawn
         if prim is not None:

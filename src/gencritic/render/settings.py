@@ -21,7 +21,8 @@ from gencritic.mesh.normalize import NORMALIZATIONS, UP_AXES
 from gencritic.render.cameras import RIG_HELP, Camera, make_rig
 
 # gl-2: back faces of closed meshes culled; gl-3: linear colours (glTF factors and COLOR_0,
-# Blender's MTL Kd) encoded to sRGB; gl-4: glTF base-colour factors at the file's float precision
+# Blender's MTL Kd) encoded to sRGB; gl-4: glTF base-colour factors and float/16-bit COLOR_0 at
+# their precision (were bytes of the linear value), glTF point-cloud colours read as linear
 RENDERER_VERSION = "gl-4"
 LIGHTINGS = ("default", "flat")
 RENDERERS = ("gl", "cycles")
