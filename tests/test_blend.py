@@ -189,6 +189,11 @@ def test_without_blender_one_line(tmp_path: Path, cache: Path, monkeypatch: pyte
     with pytest.raises(InputError, match=r"1 \.blend file\(s\).*need Blender"):
         prepare_blend_files([path])
     assert prepare_blend_files([tmp_path / "a.glb"]) == {}  # no .blend: Blender is not looked for
+    from gencritic.pipeline import score
+
+    # a run says so before any model is loaded (this model does not exist either)
+    with pytest.raises(InputError, match=r"need Blender"):
+        score(path, prompt="a toy", model=str(tmp_path / "no-such-model"), device="cpu", progress=False)
 
 
 def test_toys4k_reads_the_blend_files_it_ships(tmp_path: Path, blender: str, cache: Path,
@@ -289,3 +294,17 @@ def test_a_hang_or_crash_fails_that_file_and_the_rest_go_on(tmp_path: Path, cach
     assert "did not finish converting it within 1 s" in str(outcomes[paths[1]])
     assert "exit 3" in str(outcomes[paths[3]]) and "Segmentation fault" in str(outcomes[paths[3]])
     assert len(load_asset(paths[4]).primitives) == 1  # cached: loads without starting the stand-in
+
+
+def test_folder_listing_keeps_a_blend_texture_out_of_the_items(tmp_path: Path, blender: str, cache: Path) -> None:
+    from gencritic.io.manifest import items_from_folder
+
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    texture = folder / "paint.png"
+    Image.fromarray(np.full((4, 4, 3), 90, np.uint8)).save(texture)
+    make_blend(folder, "textured", "plane.blend", str(texture))
+    (folder / "make_blend.py").unlink()
+    items = items_from_folder(folder)
+    assert [i.path.name for i in items] == ["plane.blend"]  # paint.png is the plane's, not an image to score
+    assert items[0].kind == "mesh"

@@ -457,9 +457,11 @@ def score(
 
         items = pair_references(items, Path(opts.reference_dir))
     if any(i.kind == "mesh" for i in items):  # a bad render option (or no Blender for cycles): one line, up front
+        from gencritic.mesh.blend import require_blender
         from gencritic.render.settings import parse_render_options
 
         parse_render_options(dict(opts.render))
+        require_blender([i.path for i in items if i.kind == "mesh" and i.path.suffix.lower() == ".blend"])
     metrics = build_metrics(opts.metrics, opts.model)
     file_inputs = {m.name: inputs for m in metrics if (inputs := m.external_inputs()) is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)

@@ -167,6 +167,12 @@ def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
     # a mesh's texture images (named by its MTL/glTF) are part of the mesh, not items to score
     from gencritic.mesh.load import asset_files
 
+    blends = [p for p in entries if p.suffix.lower() == ".blend"]
+    if blends:  # a .blend's textures are known once Blender has read it (converted now, cached for the run)
+        from gencritic.mesh.blend import prepare_blend_files
+
+        prepare_blend_files(blends)
+
     textures = {f for p in entries if p.suffix.lower() in MESH_EXTENSIONS for f in asset_files(p)[1:]}
     entries = [p for p in entries if p not in textures]
     if not entries:

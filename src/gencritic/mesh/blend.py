@@ -239,9 +239,10 @@ def converted_blend(path: Path) -> ConvertedBlend:
 
 
 def require_blender(paths: Sequence[Path]) -> None:
-    """One line before any work when the input holds .blend files and there is no Blender."""
+    """One line before any work when ``paths`` hold .blend files and there is no Blender."""
     from gencritic.errors import InputError
 
+    paths = [Path(p) for p in paths if Path(p).suffix.lower() == ".blend"]
     if not paths:
         return
     try:

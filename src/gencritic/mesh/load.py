@@ -260,13 +260,14 @@ def asset_sha256(path: Path) -> str:
     A .blend is converted first (cached): its hash covers the files Blender read and the
     converter's and Blender's versions, since another Blender may export other geometry."""
     h = hashlib.sha256()
-    files = asset_files(path)
     if path.suffix.lower() == ".blend" and path.is_file():
         from gencritic.mesh.blend import converted_blend
 
         converted = converted_blend(path)
         files = [path, *converted.externals]
         h.update(f"converted by {converted.converter}\0".encode())
+    else:
+        files = asset_files(path)
     for i, f in enumerate(files):
         try:
             data = f.read_bytes()
