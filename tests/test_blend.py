@@ -10,8 +10,10 @@ is not installed (`bash scripts/setup.sh --with-blender`, as CI does).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -209,20 +211,35 @@ def test_toys4k_reads_the_blend_files_it_ships(tmp_path: Path, blender: str, cac
     broken = root / "toys4k_blend_files" / "bad" / "bad_000"
     broken.mkdir(parents=True)
     (broken / "bad_000.blend").write_bytes(b"not a blend file")
+    other = root / "toys4k_blend_files" / "other" / "other_000"
+    other.mkdir(parents=True)
+    shutil.copy(folder / "toy_000.blend", other / "other_000.blend")  # not the file its sha256 names
+
+    def sha(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
     metadata = tmp_path / "metadata.csv"
     with metadata.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["sha256", "file_identifier", "aesthetic_score", "captions"])
-        w.writerow(["a" * 64, "toy/toy_000/toy_000.blend", 5.0, json.dumps(["a red box with a green ball"])])
-        w.writerow(["b" * 64, "bad/bad_000/bad_000.blend", 5.0, json.dumps(["a broken toy"])])
-    result = run_toys4k(metadata, root, tmp_path / "out", Toys4kOptions(
-        model=str(tiny_clip_dir), device="cpu", resolution=64, cache_dir=tmp_path / "emb", progress=False))
-    good, bad = result.rows
+        w.writerow([sha(folder / "toy_000.blend"), "toy/toy_000/toy_000.blend", 5.0,
+                    json.dumps(["a red box with a green ball"])])
+        w.writerow([sha(broken / "bad_000.blend"), "bad/bad_000/bad_000.blend", 5.0, json.dumps(["a broken toy"])])
+        w.writerow(["c" * 64, "other/other_000/other_000.blend", 5.0, json.dumps(["a toy"])])
+    options = Toys4kOptions(model=str(tiny_clip_dir), device="cpu", resolution=64, cache_dir=tmp_path / "emb",
+                            progress=False)
+    result = run_toys4k(metadata, root, tmp_path / "out", options)
+    good, bad, mismatched = result.rows
     assert good["success"] is True and good["num_views_rendered"] == 8
     expected = reference_clip_score(tiny_clip_dir, folder / "toy_000.blend", "a red box with a green ball",
                                     {"resolution": 64})
     assert good["clip_score"] == pytest.approx(expected, abs=2e-5)
     assert bad["success"] is False and "bad_000.blend" in bad["error"] and bad["clip_score"] is None
+    assert mismatched["success"] is False and "not the file the metadata describes" in mismatched["error"]
+    options.verify_sha256, options.overwrite = False, True
+    rescored = run_toys4k(metadata, root, tmp_path / "out", options).rows[2]
+    expected_other = reference_clip_score(tiny_clip_dir, other / "other_000.blend", "a toy", {"resolution": 64})
+    assert rescored["success"] is True and rescored["clip_score"] == pytest.approx(expected_other, abs=2e-5)
 
 
 def test_cache_commands_count_and_clear_conversions(tmp_path: Path, blender: str, cache: Path) -> None:

@@ -110,6 +110,8 @@ def toys4k_command(
     no_cache: bool = typer.Option(False, "--no-cache", help="No embedding or render cache."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results in --out instead of resuming."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    no_verify_sha256: bool = typer.Option(False, "--no-verify-sha256", help="Score a .blend even when its sha256 "
+                                          "differs from the metadata's (by default that row fails, as TRELLIS skips it)."),
 ) -> None:
     """Score Toys4k assets by the TRELLIS protocol: 8 views, CLIP cosine with the caption, mean over views.
 
@@ -129,7 +131,8 @@ def toys4k_command(
     result = run_toys4k(metadata, root, out, Toys4kOptions(
         caption=caption, max_assets=max_assets, model=model, device=device, dtype=dtype, batch_size=batch_size,
         workers=workers, rig=rig, resolution=resolution, up=up,
-        cache_dir=None if no_cache else (cache_dir or default_cache_dir()), overwrite=overwrite, progress=not quiet))
+        cache_dir=None if no_cache else (cache_dir or default_cache_dir()), overwrite=overwrite, progress=not quiet,
+        verify_sha256=not no_verify_sha256))
     s = result.summary
     mean = "n/a" if s["mean_clip_score"] is None else f"{s['mean_clip_score']:.4f} (x100: {s['mean_clip_score_scaled']:.2f})"
     typer.echo(f"{s['successful_evaluations']}/{s['total_assets']} assets scored; mean clip_score = {mean} "

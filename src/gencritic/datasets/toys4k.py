@@ -15,7 +15,9 @@ list of strings). Assets are found under ``--root`` in this order (first hit win
 4. ``ROOT/<sha256>.<ext>`` or the only mesh in ``ROOT/<sha256>/`` (content-addressed dumps).
 
 The same search is tried with a leading ``toys4k_blend_files/`` or ``toys4k_obj_files/``
-removed or added. An asset that is not found is a failed row naming where it looked.
+removed or added. An asset that is not found is a failed row naming where it looked. The
+identifier's own file (the .blend as shipped) must have the metadata's sha256, as TRELLIS's
+toolkit checks; one that differs is a failed row unless ``verify_sha256`` is off.
 
 Caption rule (``--caption``): ``longest`` (default: the most detailed caption, i.e. the most
 characters; ties go to the earlier one), ``first`` (the list's first), ``mean`` (the asset's
@@ -30,8 +32,10 @@ Score: per asset, the mean over valid rendered views of cos(image, caption) with
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +187,7 @@ class Toys4kOptions:
     cache_dir: Path | None = None
     overwrite: bool = False
     progress: bool = True
+    verify_sha256: bool = True  # the identifier's own file must have the metadata's sha256
 
 
 @dataclass
@@ -193,7 +198,31 @@ class Toys4kResult:
     summary_json: Path | None
 
 
-def plan_items(rows: Sequence[Toys4kRow], root: Path, rule: str) -> tuple[list[Item], dict[str, str]]:
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_mismatch(path: Path, row: Toys4kRow) -> str | None:
+    """Why ``path`` is not the file ``row`` describes, or None. Checked only when ``path`` is the
+    identifier's own file (the .blend as shipped): a converted or generated asset has other bytes.
+
+    Why: the metadata's ``sha256`` is that of the .blend file (TRELLIS's toolkit checks it after
+    extracting and skips files that differ). A re-saved, truncated or other-version file would
+    otherwise be scored as if it were the dataset's."""
+    if path.name != Path(row.file_identifier).name or not _SHA256_HEX.fullmatch(row.sha256.lower()):
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() == row.sha256.lower():
+        return None
+    return (f"{path.name} has sha256 {digest.hexdigest()[:16]}..., the metadata says {row.sha256[:16]}...: not the "
+            f"file the metadata describes (re-saved, damaged or another version); re-extract it, or pass "
+            f"--no-verify-sha256 to score it anyway")
+
+
+def plan_items(rows: Sequence[Toys4kRow], root: Path, rule: str,
+               verify_sha256: bool = True) -> tuple[list[Item], dict[str, str]]:
     """Items to score (one per asset and chosen caption) and the failures known before scoring."""
     items: list[Item] = []
     failures: dict[str, str] = {}
@@ -207,6 +236,10 @@ def plan_items(rows: Sequence[Toys4kRow], root: Path, rule: str) -> tuple[list[I
         if path is None:
             failures[key] = (f"asset file not found under {root} for {row.file_identifier} "
                              "(looked for the identifier with .glb/.gltf/.obj/.ply, a mesh in its folder, <sha256>.*)")
+            continue
+        mismatch = sha256_mismatch(path, row) if verify_sha256 else None
+        if mismatch is not None:
+            failures[key] = mismatch
             continue
         for k, caption in enumerate(captions):
             items.append(Item(item_id=f"{key}#{k}", kind="mesh", path=path, prompt=caption,
@@ -278,7 +311,7 @@ def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOpti
         rows = rows[:opts.max_assets]
     if not rows:
         raise InputError(f"{metadata} has no rows")
-    items, failures = plan_items(rows, root, opts.caption)
+    items, failures = plan_items(rows, root, opts.caption, opts.verify_sha256)
 
     scored: dict[str, list[dict[str, Any]]] = {}
     if items:
