@@ -32,7 +32,6 @@ Score: per asset, the mean over valid rendered views of cos(image, caption) with
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import math
 import re
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
+from gencritic.hashing import sha256_file
 from gencritic.items import MESH_EXTENSIONS, Item
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
@@ -210,13 +210,10 @@ def sha256_mismatch(path: Path, row: Toys4kRow) -> str | None:
     otherwise be scored as if it were the dataset's."""
     if path.name != Path(row.file_identifier).name or not _SHA256_HEX.fullmatch(row.sha256.lower()):
         return None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() == row.sha256.lower():
+    digest = sha256_file(path)
+    if digest == row.sha256.lower():
         return None
-    return (f"{path.name} has sha256 {digest.hexdigest()[:16]}..., the metadata says {row.sha256[:16]}...: not the "
+    return (f"{path.name} has sha256 {digest[:16]}..., the metadata says {row.sha256[:16]}...: not the "
             f"file the metadata describes (re-saved, damaged or another version); re-extract it, or pass "
             f"--no-verify-sha256 to score it anyway")
 

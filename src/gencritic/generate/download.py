@@ -28,6 +28,7 @@ from gencritic.generate.retry import (
     call_with_retry,
     is_retryable_status,
 )
+from gencritic.hashing import sha256_file
 
 CHUNK = 1 << 16
 
@@ -46,14 +47,6 @@ class FileRecord:
     def as_dict(self) -> dict[str, object]:
         return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes, "kind": self.kind,
                 "index": self.index, "format": self.format}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_glb(path: Path) -> str | None:

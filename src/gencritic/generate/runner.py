@@ -30,11 +30,12 @@ from gencritic.generate.backends.base import Backend, RemoteState, StageRequest
 from gencritic.generate.backends.command import CommandBackend
 from gencritic.generate.backends.csm import DEFAULT_API_URL, AuthError, CsmBackend
 from gencritic.generate.clock import Clock, iso
-from gencritic.generate.download import Downloader, FileRecord, sha256_file, still_valid, verify
+from gencritic.generate.download import Downloader, FileRecord, still_valid, verify
 from gencritic.generate.keys import ApiKey
 from gencritic.generate.matrix import JobConfig
 from gencritic.generate.retry import ApiError, RetriesExhausted, RetryPolicy, Unconfirmed
 from gencritic.generate.tracker import JobRow, NewJob, Tracker
+from gencritic.hashing import sha256_file
 from gencritic.items import IMAGE_EXTENSIONS
 
 log = logging.getLogger("gencritic.generate")

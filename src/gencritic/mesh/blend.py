@@ -35,6 +35,7 @@ from pathlib import Path
 from gencritic.blender import BlenderMissing, blender_command, blender_version, last_line
 from gencritic.cache import default_cache_dir
 from gencritic.errors import ItemError
+from gencritic.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +59,12 @@ def conversion_cache_dir() -> Path:
     return default_cache_dir() / "blend"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _converter_id() -> str:
     return f"{CONVERTER_VERSION}/blender-{blender_version()}"
 
 
 def _key(path: Path, converter: str) -> str:
-    return hashlib.sha256(f"{_file_sha256(path)}|{converter}".encode()).hexdigest()
+    return hashlib.sha256(f"{sha256_file(path)}|{converter}".encode()).hexdigest()
 
 
 def _entry(key: str) -> tuple[Path, Path]:
@@ -93,7 +86,7 @@ def cached_conversion(path: Path, converter: str | None = None) -> ConvertedBlen
     for ext in manifest.get("externals", []):
         ext_path = Path(ext["path"])
         try:
-            if _file_sha256(ext_path) != ext["sha256"]:
+            if sha256_file(ext_path) != ext["sha256"]:
                 return None
         except OSError:
             return None
@@ -107,7 +100,7 @@ def _store(path: Path, converter: str, produced: Path, status: dict) -> Converte
     glb.parent.mkdir(parents=True, exist_ok=True)
     externals = [Path(p) for p in status.get("externals", [])]
     manifest = {"source": str(path), "converter": converter, "objects": status.get("objects"),
-                "externals": [{"path": str(p), "sha256": _file_sha256(p)} for p in externals],
+                "externals": [{"path": str(p), "sha256": sha256_file(p)} for p in externals],
                 "notes": status.get("notes", [])}
     os.replace(produced, glb)  # the GLB first: a manifest always names a complete file
     fd, tmp = tempfile.mkstemp(dir=glb.parent, prefix=f".{key}.", suffix=".tmp")
