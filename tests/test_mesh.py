@@ -453,3 +453,21 @@ def test_obj_with_one_of_two_textures_undecodable_fails(tmp_path: Path) -> None:
     (tmp_path / "blue.png").write_bytes(b"not a png")
     with pytest.raises(ItemError, match=r"texture blue\.png of material blue could not be read"):
         load_asset(tmp_path / "two.obj")
+
+
+def test_missing_material_library_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Said when the asset is hashed (in the parent: loader processes stay quiet), once per file."""
+    import logging
+
+    from gencritic.render.api import render_asset
+
+    box = trimesh.creation.box()
+    lines = [f"v {x} {y} {z}" for x, y, z in box.vertices] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in box.faces]
+    path = tmp_path / "plain.obj"
+    path.write_text("mtllib gone.mtl\n" + "\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING, logger="gencritic.mesh.load"):
+        for _ in range(2):
+            render_asset(path, {"resolution": 32, "cache": False})
+    said = [r.getMessage() for r in caplog.records if "gone.mtl" in r.getMessage()]
+    assert said == ["plain.obj refers to material library gone.mtl, which is not beside it: drawn untextured, "
+                    "in the default colour"]

@@ -180,7 +180,9 @@ def asset_files(path: Path) -> list[Path]:
         elif suffix == ".obj":
             for lib in obj_material_libraries(path):
                 mtl = path.parent / lib
-                if mtl.is_file():
+                if not mtl.is_file():
+                    note_missing_material_library(path, lib)
+                else:
                     files.append(mtl)
                     for spec in _MTL_MAP.findall(mtl.read_text(errors="replace")):
                         found = _mtl_map_file(mtl.parent, spec)
@@ -204,6 +206,22 @@ def asset_files(path: Path) -> list[Path]:
 
 
 _warned_missing_mtl: set[str] = set()
+# mesh-loader worker processes leave this warning to the parent, which hashes every asset
+# (asset_files) before a worker loads it: otherwise each process printed it once more
+warn_in_this_process = True
+
+
+def note_missing_material_library(path: Path, lib: str) -> None:
+    """Log, once per file, that an OBJ names a material library that is not beside it.
+
+    Common in the wild (an exporter's default line for a geometry-only file); the asset is drawn
+    in trimesh's default colour, and the log says why."""
+    mtl = str(path.parent / lib)
+    if not warn_in_this_process or mtl in _warned_missing_mtl:
+        return
+    _warned_missing_mtl.add(mtl)
+    log.warning("%s refers to material library %s, which is not beside it: drawn untextured, in the default "
+                "colour", path.name, lib)
 
 
 def missing_side_files(path: Path) -> list[str]:
@@ -222,12 +240,7 @@ def missing_side_files(path: Path) -> list[str]:
             for lib in obj_material_libraries(path):
                 mtl = path.parent / lib
                 if not mtl.is_file():
-                    # common in the wild (an exporter's default line for a geometry-only file); the
-                    # asset is drawn in trimesh's default colour, and the log says why (once per file)
-                    if str(mtl) not in _warned_missing_mtl:
-                        _warned_missing_mtl.add(str(mtl))
-                        log.warning("%s refers to material library %s, which is not beside it: drawn untextured, "
-                                    "in the default colour", path.name, lib)
+                    note_missing_material_library(path, lib)
                     continue
                 for spec in _mtl_textured_materials(mtl).values():
                     if _mtl_map_file(mtl.parent, spec) is None:

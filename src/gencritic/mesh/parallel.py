@@ -78,10 +78,13 @@ def check_environment() -> None:
     load_timeout_s()
 
 
-def _ignore_sigint() -> None:
+def _init_worker() -> None:
     # Ctrl-C is the parent's to handle (it saves finished work and shuts the pool down);
     # children dying of it mid-load would only add tracebacks to the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from gencritic.mesh import load
+
+    load.warn_in_this_process = False  # the parent says it once, when it hashes the asset
 
 
 @functools.cache
@@ -97,7 +100,7 @@ def _get_pool() -> ProcessPoolExecutor | None:
             if n == 0:
                 return None
             _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_ignore_sigint)
+                                        initializer=_init_worker)
             _register_exit_once()
         return _pool
 
