@@ -142,6 +142,15 @@ def test_blend_texture_is_applied_hashed_and_required(tmp_path: Path, blender: s
     assert asset_sha256(path) != sha
     np.testing.assert_array_equal(load_asset(path).primitives[0].texture[..., :3], pixels)
 
+    # a copy of the .blend elsewhere is checked against its own textures, not the cached ones
+    elsewhere = tmp_path / "copy"
+    elsewhere.mkdir()
+    (elsewhere / "plane.blend").write_bytes(path.read_bytes())
+    with pytest.raises(ItemError, match=r"plane\.blend: texture paint\.png .*not found"):
+        load_asset(elsewhere / "plane.blend")
+    (elsewhere / "paint.png").write_bytes(texture.read_bytes())
+    np.testing.assert_array_equal(load_asset(elsewhere / "plane.blend").primitives[0].texture[..., :3], pixels)
+
     texture.unlink()  # without its texture the asset would be drawn white: its row fails instead
     with pytest.raises(ItemError, match=r"plane\.blend: texture paint\.png .*not found"):
         load_asset(path)

@@ -10,7 +10,8 @@ colour survives) and writes a GLB that the rasteriser then loads like any other.
 Cache: ``<cache>/blend/<key[:2]>/<key>.glb`` and ``<key>.json`` (the manifest: external files
 with their sha256, the worker's notes), ``key = sha256(.blend bytes, converter version, Blender
 version)``. A hit is checked against the external files' hashes, so an edited texture converts
-again. The asset's hash (what render and embedding caches key on) covers the .blend, its
+again; files beside the .blend are recorded relative to it, so a copy of the .blend elsewhere
+is checked against its own textures (a copy without them converts again, and fails). The asset's hash (what render and embedding caches key on) covers the .blend, its
 external files and the converter, so a cached render is never reused across Blender versions.
 
 Batching: :func:`convert_blend_files` runs several files per Blender start (a start costs ~1 s,
@@ -84,7 +85,8 @@ def cached_conversion(path: Path, converter: str | None = None) -> ConvertedBlen
         return None
     externals = []
     for ext in manifest.get("externals", []):
-        ext_path = Path(ext["path"])
+        # beside the .blend (Blender's "//" paths): looked for beside *this* copy of the file
+        ext_path = path.parent / ext["relative"] if "relative" in ext else Path(ext["path"])
         try:
             if sha256_file(ext_path) != ext["sha256"]:
                 return None
@@ -99,9 +101,15 @@ def _store(path: Path, converter: str, produced: Path, status: dict) -> Converte
     glb, manifest_path = _entry(key)
     glb.parent.mkdir(parents=True, exist_ok=True)
     externals = [Path(p) for p in status.get("externals", [])]
+    folder = path.parent.resolve()
+    recorded = []
+    for ext in externals:
+        entry = {"path": str(ext), "sha256": sha256_file(ext)}
+        if ext.resolve().is_relative_to(folder):  # a copy of the .blend reads its own copy of these
+            entry["relative"] = ext.resolve().relative_to(folder).as_posix()
+        recorded.append(entry)
     manifest = {"source": str(path), "converter": converter, "objects": status.get("objects"),
-                "externals": [{"path": str(p), "sha256": sha256_file(p)} for p in externals],
-                "notes": status.get("notes", [])}
+                "externals": recorded, "notes": status.get("notes", [])}
     os.replace(produced, glb)  # the GLB first: a manifest always names a complete file
     fd, tmp = tempfile.mkstemp(dir=glb.parent, prefix=f".{key}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
