@@ -73,6 +73,21 @@ elif recipe == "textured":
     node.image.filepath = "//" + Path(args[2]).name
     mat.node_tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
     bpy.context.active_object.data.materials.append(mat)
+elif recipe == "instances":
+    # a cube kept in a collection outside the scene, drawn twice by collection instances
+    parts = bpy.data.collections.new("parts")
+    bpy.ops.mesh.primitive_cube_add(size=1.0)
+    cube = bpy.context.active_object
+    for collection in cube.users_collection:
+        collection.objects.unlink(cube)
+    parts.objects.link(cube)
+    cube.data.materials.append(material("blue", (30, 60, 220), "ShaderNodeBsdfDiffuse", "Color")[0])
+    for x in (-1.0, 1.0):
+        empty = bpy.data.objects.new(f"instance{x}", None)
+        empty.instance_type = "COLLECTION"
+        empty.instance_collection = parts
+        empty.location = (x, 0, 0)
+        bpy.context.scene.collection.objects.link(empty)
 elif recipe == "empty":
     bpy.ops.object.camera_add(location=(0, -5, 0))
 bpy.ops.wm.save_as_mainfile(filepath=out)
@@ -379,3 +394,13 @@ def test_real_meshes_through_blender_render_as_the_originals(tmp_path: Path, ble
                 continue
             diff = np.abs(np.asarray(a.image.rgb).astype(int) - np.asarray(b.image.rgb).astype(int)).max(axis=2)
             assert (diff > 8).mean() <= 0.005, (original.name, a.name, float((diff > 8).mean()))
+
+
+def test_collection_instances_are_drawn(tmp_path: Path, blender: str, cache: Path) -> None:
+    """An object drawn only through collection instances (a common way to lay out parts) renders,
+    with its Diffuse colour."""
+    mesh = load_asset(make_blend(tmp_path, "instances", "pair.blend"))
+    centres = sorted(float(p.positions[:, 0].mean()) for p in mesh.primitives)
+    assert centres == pytest.approx([-1.0, 1.0], abs=1e-5)
+    for prim in mesh.primitives:
+        assert all(abs(a - b) <= 1 for a, b in zip(_colour_of(prim.colors), (30, 60, 220), strict=True))

@@ -23,7 +23,8 @@ What a file goes through, and why:
    first coloured shader, and procedural textures that glTF cannot carry are noted: these notes
    travel with the conversion and the host logs them.
 4. Curves, surfaces, metaballs and text are converted to meshes (the exporter skips them).
-5. Only what renders is exported (``use_renderable``): hidden helpers, cameras and lights stay out;
+5. Only what renders is exported (``use_renderable``; collection instances included): hidden
+   helpers, cameras and lights stay out;
    modifiers are applied (``export_apply``); Z-up becomes glTF's Y-up, as every glTF from Blender.
 """
 
@@ -156,6 +157,22 @@ def _convert_geometry(scene: Any) -> None:
     bpy.ops.object.convert(target="MESH")
 
 
+def _renderable_meshes(objects: Any, seen: set[str] | None = None) -> list[Any]:
+    """Mesh objects that render: those among ``objects`` not hidden from renders, and those in the
+    collections that render-visible empties instance (Blender's "collection instances", nested too)."""
+    seen = set() if seen is None else seen
+    found = []
+    for obj in objects:
+        if obj.hide_render or obj.name in seen:
+            continue
+        seen.add(obj.name)
+        if obj.type == "MESH":
+            found.append(obj)
+        elif obj.instance_type == "COLLECTION" and obj.instance_collection is not None:
+            found.extend(_renderable_meshes(obj.instance_collection.all_objects, seen))
+    return found
+
+
 def convert(src: str, dst: str) -> dict[str, Any]:
     notes: list[str] = []
     externals: list[str] = []
@@ -171,7 +188,7 @@ def convert(src: str, dst: str) -> dict[str, Any]:
         externals.append(path)
     scene = bpy.context.scene
     _convert_geometry(scene)
-    meshes = [o for o in scene.objects if o.type == "MESH" and not o.hide_render]
+    meshes = _renderable_meshes(scene.objects)
     if not meshes:
         raise ConversionError("no renderable mesh objects in its scene (is the object hidden from renders, or in "
                               "another scene?)")
