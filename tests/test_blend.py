@@ -404,3 +404,25 @@ def test_collection_instances_are_drawn(tmp_path: Path, blender: str, cache: Pat
     assert centres == pytest.approx([-1.0, 1.0], abs=1e-5)
     for prim in mesh.primitives:
         assert all(abs(a - b) <= 1 for a, b in zip(_colour_of(prim.colors), (30, 60, 220), strict=True))
+
+
+def test_convert_command_writes_glbs_in_the_same_layout(tmp_path: Path, blender: str, cache: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    tree = tmp_path / "blends"
+    (tree / "toy" / "toy_000").mkdir(parents=True)
+    make_blend(tmp_path, "scene", "toy_000.blend").rename(tree / "toy" / "toy_000" / "toy_000.blend")
+    (tree / "bad.blend").write_bytes(b"not a blend file")
+    out = tmp_path / "glb"
+    result = CliRunner().invoke(app, ["convert", str(tree), "--out", str(out), "-q"])
+    assert result.exit_code == 1  # one file failed, and says why
+    assert "bad.blend: error: bad.blend: Blender cannot open it" in result.output
+    assert "converted 1/2 .blend files" in result.output
+    glb = out / "toy" / "toy_000" / "toy_000.glb"
+    assert glb.read_bytes()[:4] == b"glTF"
+    mesh = load_asset(glb)  # the written GLB draws what the .blend does
+    np.testing.assert_allclose(mesh.bounds(), load_asset(tree / "toy" / "toy_000" / "toy_000.blend").bounds())
+    missing = CliRunner().invoke(app, ["convert", str(tmp_path / "nothing"), "--out", str(out)])
+    assert isinstance(missing.exception, InputError) and "input not found" in str(missing.exception)

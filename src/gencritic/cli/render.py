@@ -1,4 +1,5 @@
-"""``gencritic render`` (views of 3D assets) and ``gencritic toys4k`` (the Toys4k CLIP protocol)."""
+"""``gencritic render`` (views of 3D assets), ``gencritic toys4k`` (the Toys4k CLIP protocol) and
+``gencritic convert`` (.blend to GLB through Blender)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
     app.command("render")(render_command)
     app.command("toys4k")(toys4k_command)
+    app.command("convert")(convert_command)
 
 
 def _render_options(rig: str, resolution: int, background: str, normalize: str, up: str, lighting: str,
@@ -139,3 +141,37 @@ def toys4k_command(
                f"-> {result.results_csv}")
     if s["successful_evaluations"] < s["total_assets"]:
         typer.echo("failed assets have their reason in the 'error' column", err=True)
+
+
+def convert_command(
+    source: Path = typer.Argument(..., help="A .blend file, or a folder searched recursively for them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<same relative path>.glb."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print failures only."),
+) -> None:
+    """Convert .blend files to GLB with Blender, exactly as scoring reads them.
+
+    Needs Blender: bash scripts/setup.sh --with-blender, or GENCRITIC_BLENDER=<Python with bpy>.
+
+    Exports what renders; non-Principled shaders keep their colour; a missing texture fails its file.
+
+    Conversions are cached by content: scoring the same files afterwards starts no Blender.
+
+    Examples:
+
+      gencritic convert toys4k_blend_files/ --out toys4k_glb/
+
+      gencritic convert chair.blend --out glb/
+    """
+    from gencritic.mesh.blend import export_glbs
+
+    reports = export_glbs(source, out, show_progress=not quiet)
+    failed = [r for r in reports if r.error]
+    for r in reports:
+        if r.error:
+            typer.echo(f"{r.source}: error: {r.error}", err=True)
+        elif not quiet:
+            notes = f" ({'; '.join(r.notes)})" if r.notes else ""
+            typer.echo(f"{r.source} -> {r.glb}{notes}", err=True)
+    typer.echo(f"converted {len(reports) - len(failed)}/{len(reports)} .blend files -> {out}")
+    if failed:
+        raise typer.Exit(1)

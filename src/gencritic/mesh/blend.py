@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -273,3 +274,58 @@ def prepare_blend_files(paths: Sequence[Path], show_progress: bool = True) -> di
         task = bar.add_task("convert", total=len(blends))
         outcomes = convert_blend_files(blends, on_done=lambda n: bar.advance(task, n))
     return {path: outcome for path, outcome in outcomes.items() if isinstance(outcome, str)}
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """One .blend of :func:`export_glbs`: where its GLB went, or why there is none."""
+
+    source: Path
+    glb: Path | None
+    error: str | None
+    notes: tuple[str, ...] = ()
+
+
+def export_glbs(source: Path, out: Path, jobs: int | None = None, show_progress: bool = True) -> list[ExportReport]:
+    """Convert ``source`` (a .blend, or a folder searched recursively) into ``out``, keeping the
+    folder layout (``a/b.blend`` -> ``out/a/b.glb``), for tools that read GLB.
+
+    The same conversion as scoring uses (and its cache): what a run would draw is what is written."""
+    from gencritic.errors import InputError
+
+    source = Path(source)
+    if source.is_file():
+        if source.suffix.lower() != ".blend":
+            raise InputError(f"{source} is not a .blend file: give a .blend or a folder of them")
+        blends, base = [source], source.parent
+    elif source.is_dir():
+        blends = sorted(p for p in source.rglob("*.blend") if p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(source).parts))
+        base = source
+        if not blends:
+            raise InputError(f"no .blend files under {source}")
+    else:
+        raise InputError(f"input not found: {source} (give a .blend file or a folder of them)")
+    require_blender(blends)
+    failures = prepare_blend_files(blends, show_progress)
+    reports = []
+    for blend in blends:
+        if blend in failures:
+            reports.append(ExportReport(blend, None, failures[blend]))
+            continue
+        try:
+            converted = converted_blend(blend)
+        except ItemError as exc:
+            reports.append(ExportReport(blend, None, str(exc)))
+            continue
+        target = Path(out) / blend.relative_to(base).with_suffix(".glb")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(converted.glb, tmp)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        reports.append(ExportReport(blend, target, None, converted.notes))
+    return reports
