@@ -114,3 +114,25 @@ def test_folder_of_meshes_does_not_score_their_textures(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "photo.png")  # an unrelated image stays an item
     items = collect_items(folder)
     assert sorted(i.item_id for i in items) == ["cube.obj", "photo.png"]
+
+
+def test_a_textures_folder_beside_a_mesh_is_not_a_folder_of_views(tmp_path: Path) -> None:
+    """model.obj + textures/skin.png (its map_Kd) is one asset; a folder of only images that no
+    mesh names (renders/) stays a multi-view item."""
+    import re
+
+    from gencritic.io.manifest import collect_items
+
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    textured_cube().export(folder / "cube.obj")
+    (folder / "textures").mkdir()
+    mtl = folder / "material.mtl"
+    name = re.search(r"map_Kd (\S+)", mtl.read_text()).group(1)
+    (folder / name).rename(folder / "textures" / name)
+    mtl.write_text(mtl.read_text().replace(f"map_Kd {name}", f"map_Kd textures/{name}"))
+    (folder / "renders").mkdir()
+    for k in range(2):
+        Image.new("RGB", (8, 8), (10 * k, 20, 30)).save(folder / "renders" / f"{k:03d}.png")
+    items = collect_items(folder)
+    assert sorted((i.item_id, i.kind) for i in items) == [("cube.obj", "mesh"), ("renders", "views")]

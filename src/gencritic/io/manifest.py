@@ -173,8 +173,13 @@ def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
 
         prepare_blend_files(blends)
 
-    textures = {f for p in entries if p.suffix.lower() in MESH_EXTENSIONS for f in asset_files(p)[1:]}
-    entries = [p for p in entries if p not in textures]
+    textures = {f.resolve() for p in entries if p.suffix.lower() in MESH_EXTENSIONS for f in asset_files(p)[1:]}
+
+    def only_textures(folder: Path) -> bool:  # e.g. model.obj beside textures/ (its map_Kd images)
+        images = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        return bool(images) and all(p.resolve() in textures for p in images)
+
+    entries = [p for p in entries if p.resolve() not in textures and not (p.is_dir() and only_textures(p))]
     if not entries:
         raise InputError(
             f"no images or meshes found in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS | MESH_EXTENSIONS))})"
