@@ -88,6 +88,12 @@ elif recipe == "instances":
         empty.instance_collection = parts
         empty.location = (x, 0, 0)
         bpy.context.scene.collection.objects.link(empty)
+elif recipe == "script":
+    # a cube, and a text block registered to run when the file is opened with scripts allowed
+    bpy.ops.mesh.primitive_cube_add(size=1.0)
+    text = bpy.data.texts.new("payload.py")
+    text.write("open(" + repr(args[2]) + ", 'w').write('ran')\n")
+    text.use_module = True
 elif recipe == "empty":
     bpy.ops.object.camera_add(location=(0, -5, 0))
 bpy.ops.wm.save_as_mainfile(filepath=out)
@@ -426,3 +432,21 @@ def test_convert_command_writes_glbs_in_the_same_layout(tmp_path: Path, blender:
     np.testing.assert_allclose(mesh.bounds(), load_asset(tree / "toy" / "toy_000" / "toy_000.blend").bounds())
     missing = CliRunner().invoke(app, ["convert", str(tmp_path / "nothing"), "--out", str(out)])
     assert isinstance(missing.exception, InputError) and "input not found" in str(missing.exception)
+
+
+def test_a_blend_files_own_scripts_never_run(tmp_path: Path, blender: str, cache: Path) -> None:
+    """A .blend can carry Python that Blender runs on opening when scripts are trusted; files may
+    come from anywhere (uploads to `gencritic serve`), so conversion never trusts them."""
+    marker = tmp_path / "ran.txt"
+    path = make_blend(tmp_path, "script", "scripted.blend", str(marker))
+    assert not marker.exists()
+    # the payload is live: Blender runs it when the file is opened trusting its scripts
+    probe = tmp_path / "trusting_open.py"
+    probe.write_text("import sys\nfrom pathlib import Path\n"
+                     "sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]\n"
+                     "import bpy\nbpy.ops.wm.open_mainfile(filepath=sys.argv[-1], use_scripts=True)\n")
+    subprocess.run([*blender_command(probe), str(path)], capture_output=True, timeout=300, check=False)
+    assert marker.exists()
+    marker.unlink()
+    assert len(load_asset(path).primitives) == 1
+    assert not marker.exists()

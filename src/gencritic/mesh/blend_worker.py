@@ -12,7 +12,8 @@ that file is done, so a crash on one file loses nothing before it: ``{"src", "ok
 What a file goes through, and why:
 
 1. It is opened as it is (``open_mainfile``: what Blender would render, with its modifiers,
-   linked libraries and packed images). The user's file is never written.
+   linked libraries and packed images), with the file's own scripts off. The user's file is
+   never written.
 2. A base-colour image that is neither packed nor on disk, or that Blender cannot decode, and a
    linked library that is missing, fail the file: drawn without them, the asset would be scored
    in the wrong colours without a word.
@@ -177,7 +178,10 @@ def convert(src: str, dst: str) -> dict[str, Any]:
     notes: list[str] = []
     externals: list[str] = []
     try:
-        bpy.ops.wm.open_mainfile(filepath=src, load_ui=False)
+        # never run the file's own Python (registered text blocks, driver expressions): a .blend
+        # may come from anywhere, e.g. an upload to `gencritic serve`
+        bpy.context.preferences.filepaths.use_scripts_auto_execute = False
+        bpy.ops.wm.open_mainfile(filepath=src, load_ui=False, use_scripts=False)
     except RuntimeError as exc:
         raise ConversionError(f"Blender cannot open it: {' '.join(str(exc).split())[:200]}") from None
     for library in bpy.data.libraries:
