@@ -172,6 +172,9 @@ def test_blend_texture_is_applied_hashed_and_required(tmp_path: Path, blender: s
     (elsewhere / "paint.png").write_bytes(texture.read_bytes())
     np.testing.assert_array_equal(load_asset(elsewhere / "plane.blend").primitives[0].texture[..., :3], pixels)
 
+    texture.write_bytes(b"not an image")  # present but undecodable: as wrong as missing
+    with pytest.raises(ItemError, match=r"plane\.blend: texture paint\.png of material tex cannot be decoded"):
+        load_asset(path)
     texture.unlink()  # without its texture the asset would be drawn white: its row fails instead
     with pytest.raises(ItemError, match=r"plane\.blend: texture paint\.png .*not found"):
         load_asset(path)

@@ -129,7 +129,10 @@ def _prepare_material(material: Any, notes: list[str]) -> list[Any]:
 
 
 def _check_image(image: Any, material: Any, externals: list[str]) -> None:
-    if image.source not in ("FILE", "SEQUENCE", "TILED"):
+    if image.source == "TILED":
+        raise ConversionError(f"texture {image.name} of material {material.name} is a UDIM tile set, which glTF "
+                              f"cannot carry: bake it to one image")
+    if image.source not in ("FILE", "SEQUENCE"):
         return  # generated or movie: nothing on disk to check
     if image.packed_file is None:
         path = _abspath(image)
