@@ -94,6 +94,13 @@ elif recipe == "script":
     text = bpy.data.texts.new("payload.py")
     text.write("open(" + repr(args[2]) + ", 'w').write('ran')\n")
     text.use_module = True
+elif recipe == "curves":
+    # a text object and a bevelled curve beside a cube: glTF's exporter skips non-mesh geometry
+    bpy.ops.mesh.primitive_cube_add(size=0.5)
+    bpy.ops.object.text_add(location=(1.0, 0, 0))
+    bpy.context.active_object.data.extrude = 0.05
+    bpy.ops.curve.primitive_bezier_circle_add(radius=0.3, location=(-1.0, 0, 0))
+    bpy.context.active_object.data.bevel_depth = 0.05
 elif recipe == "empty":
     bpy.ops.object.camera_add(location=(0, -5, 0))
 bpy.ops.wm.save_as_mainfile(filepath=out)
@@ -453,3 +460,11 @@ def test_a_blend_files_own_scripts_never_run(tmp_path: Path, blender: str, cache
     marker.unlink()
     assert len(load_asset(path).primitives) == 1
     assert not marker.exists()
+
+
+def test_text_and_curves_are_drawn(tmp_path: Path, blender: str, cache: Path) -> None:
+    mesh = load_asset(make_blend(tmp_path, "curves", "signs.blend"))
+    centres = sorted(float(p.positions[:, 0].mean()) for p in mesh.primitives)
+    assert len(centres) == 3  # the cube, the text and the curve, each its own mesh
+    assert centres[0] == pytest.approx(-1.0, abs=0.05) and centres[1] == pytest.approx(0.0, abs=1e-5)
+    assert centres[2] > 1.0  # the text starts at x = 1 and runs right
