@@ -120,10 +120,12 @@ def check_supported(doc: dict[str, Any], name: str) -> None:
                             f"pip install 'gencritic[render]' (DracoPy)") from None
 
 
-def _drawn_accessors(doc: dict[str, Any]) -> tuple[set[int], set[int]]:
-    """(accessors read as positions/normals/tangents/texture coordinates, every accessor a
-    primitive reads: those plus colours and indices)."""
+def _drawn_accessors(doc: dict[str, Any]) -> tuple[set[int], set[int], set[int]]:
+    """(accessors read as positions/normals/tangents/texture coordinates, those read as
+    ``COLOR_0`` (the only colour set trimesh reads), every accessor a primitive reads: those plus
+    other attributes and indices). Indices outside the accessor list are left out."""
     geometric: set[int] = set()
+    colours: set[int] = set()
     drawn: set[int] = set()
     for mesh in doc.get("meshes") or []:
         for prim in mesh.get("primitives") or []:
@@ -131,9 +133,13 @@ def _drawn_accessors(doc: dict[str, Any]) -> tuple[set[int], set[int]]:
                 drawn.add(int(index))
                 if semantic in ("POSITION", "NORMAL", "TANGENT") or semantic.startswith("TEXCOORD_"):
                     geometric.add(int(index))
+                elif semantic == "COLOR_0":
+                    colours.add(int(index))
             if "indices" in prim:
                 drawn.add(int(prim["indices"]))
-    return geometric, drawn
+    count = len(doc.get("accessors") or [])
+    return ({i for i in geometric if 0 <= i < count}, {i for i in colours if 0 <= i < count},
+            {i for i in drawn if 0 <= i < count})
 
 
 def _is_normalized_int(acc: dict[str, Any]) -> bool:
@@ -144,25 +150,13 @@ def _accessors_to_rewrite(doc: dict[str, Any]) -> list[int]:
     """Accessors trimesh would misread: normalized integers read as geometry (it ignores the
     flag; colours it reads right as integer colours) and sparse accessors of any kind (it
     ignores the substitutions)."""
-    geometric, drawn = _drawn_accessors(doc)
+    geometric, _, drawn = _drawn_accessors(doc)
     accessors = doc.get("accessors") or []
-    return sorted(i for i in drawn if 0 <= i < len(accessors)
-                  and ("sparse" in accessors[i] or (i in geometric and _is_normalized_int(accessors[i]))))
+    return sorted(i for i in drawn if "sparse" in accessors[i] or (i in geometric and _is_normalized_int(accessors[i])))
 
 
 def needs_rewrite(doc: dict[str, Any]) -> bool:
     return bool(_accessors_to_rewrite(doc))
-
-
-def _colour_accessors(doc: dict[str, Any]) -> set[int]:
-    """Accessors read as ``COLOR_0`` (the only colour set trimesh reads)."""
-    found: set[int] = set()
-    for mesh in doc.get("meshes") or []:
-        for prim in mesh.get("primitives") or []:
-            index = (prim.get("attributes") or {}).get("COLOR_0")
-            if index is not None and 0 <= int(index) < len(doc.get("accessors") or []):
-                found.add(int(index))
-    return found
 
 
 def colours_need_encoding(doc: dict[str, Any]) -> bool:
@@ -172,7 +166,7 @@ def colours_need_encoding(doc: dict[str, Any]) -> bool:
     colours then move by up to 3 levels once encoded to sRGB for display (as base-colour factors
     did). Such files have every ``COLOR_0`` encoded to sRGB bytes before trimesh reads them."""
     accessors = doc.get("accessors") or []
-    return any(int(accessors[i].get("componentType", 0)) != 5121 for i in _colour_accessors(doc))
+    return any(int(accessors[i].get("componentType", 0)) != 5121 for i in _drawn_accessors(doc)[1])
 
 
 def _srgb_bytes(values: np.ndarray, component: int) -> np.ndarray:
@@ -180,11 +174,12 @@ def _srgb_bytes(values: np.ndarray, component: int) -> np.ndarray:
     rgba = values.astype(np.float64)
     if component != 5126:
         rgba = rgba / _COMPONENTS[component][1]
+    from gencritic.mesh.load import srgb_from_linear
+
     rgba = np.clip(rgba, 0.0, 1.0)
     if rgba.shape[1] == 3:
         rgba = np.concatenate([rgba, np.ones((len(rgba), 1))], axis=1)
-    rgb = rgba[:, :3]
-    rgba[:, :3] = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
+    rgba[:, :3] = srgb_from_linear(rgba[:, :3])
     return np.round(rgba * 255.0).astype(np.uint8)
 
 
@@ -262,8 +257,8 @@ def rewrite_accessors(doc: dict[str, Any], binary: bytes | None, folder: Path, n
     RGBA bytes (see :func:`colours_need_encoding`). Other accessors, buffers, images and the
     scene graph are unchanged."""
     out = json.loads(json.dumps(doc))
-    geometric, _ = _drawn_accessors(out)
-    colours = _colour_accessors(out) if encode_colours else set()
+    geometric, colour_sets, _ = _drawn_accessors(out)
+    colours = colour_sets if encode_colours else set()
     buffers = _Buffers(out, binary, folder, name)
     blob = bytearray()
     new_buffer = len(out.get("buffers") or [])
