@@ -55,6 +55,7 @@ class ConvertedBlend:
     externals: tuple[Path, ...]
     notes: tuple[str, ...]
     converter: str  # converter and Blender version: part of the asset's hash
+    sha256s: tuple[str, ...]  # of the .blend, then of each external file (checked when found)
 
 
 def conversion_cache_dir() -> Path:
@@ -65,8 +66,8 @@ def _converter_id() -> str:
     return f"{CONVERTER_VERSION}/blender-{blender_version()}"
 
 
-def _key(path: Path, converter: str) -> str:
-    return hashlib.sha256(f"{sha256_file(path)}|{converter}".encode()).hexdigest()
+def _key(blend_sha256: str, converter: str) -> str:
+    return hashlib.sha256(f"{blend_sha256}|{converter}".encode()).hexdigest()
 
 
 def _entry(key: str) -> tuple[Path, Path]:
@@ -77,14 +78,15 @@ def _entry(key: str) -> tuple[Path, Path]:
 def cached_conversion(path: Path, converter: str | None = None) -> ConvertedBlend | None:
     """The cached conversion of ``path`` if it is there and its external files are unchanged."""
     converter = converter or _converter_id()
-    glb, manifest_path = _entry(_key(path, converter))
+    blend_sha256 = sha256_file(path)
+    glb, manifest_path = _entry(_key(blend_sha256, converter))
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         return None
     if not glb.is_file():
         return None
-    externals = []
+    externals, hashes = [], [blend_sha256]
     for ext in manifest.get("externals", []):
         # beside the .blend (Blender's "//" paths): looked for beside *this* copy of the file
         ext_path = path.parent / ext["relative"] if "relative" in ext else Path(ext["path"])
@@ -94,11 +96,13 @@ def cached_conversion(path: Path, converter: str | None = None) -> ConvertedBlen
         except OSError:
             return None
         externals.append(ext_path)
-    return ConvertedBlend(glb, tuple(externals), tuple(manifest.get("notes", [])), converter)
+        hashes.append(ext["sha256"])
+    return ConvertedBlend(glb, tuple(externals), tuple(manifest.get("notes", [])), converter, tuple(hashes))
 
 
 def _store(path: Path, converter: str, produced: Path, status: dict) -> ConvertedBlend:
-    key = _key(path, converter)
+    blend_sha256 = sha256_file(path)
+    key = _key(blend_sha256, converter)
     glb, manifest_path = _entry(key)
     glb.parent.mkdir(parents=True, exist_ok=True)
     externals = [Path(p) for p in status.get("externals", [])]
@@ -116,7 +120,8 @@ def _store(path: Path, converter: str, produced: Path, status: dict) -> Converte
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(manifest, indent=1))
     os.replace(tmp, manifest_path)
-    return ConvertedBlend(glb, tuple(externals), tuple(manifest["notes"]), converter)
+    return ConvertedBlend(glb, tuple(externals), tuple(manifest["notes"]), converter,
+                          (blend_sha256, *(entry["sha256"] for entry in recorded)))
 
 
 def _run_blender(command: list[str], job: Path, status: Path, log_path: Path, timeout_s: float) -> str | None:
@@ -253,9 +258,9 @@ def require_blender(paths: Sequence[Path]) -> None:
         raise InputError(f"{len(paths)} .blend file(s) (e.g. {paths[0]}) need Blender to be read; {exc}") from None
 
 
-def prepare_blend_files(paths: Sequence[Path], show_progress: bool = True) -> dict[Path, str]:
+def convert_with_progress(paths: Sequence[Path], show_progress: bool = True) -> dict[Path, ConvertedBlend | str]:
     """Before a run: convert every uncached ``.blend`` among ``paths`` in batches (a progress bar
-    on a terminal) and return the failures (path -> reason) for the run to write as failed rows.
+    on a terminal); each file's conversion, or why it failed.
 
     Why up front: one Blender start per file would cost ~1 s each; batched, a small file costs
     ~0.1 s. No Blender at all stops the run here with one line (an :class:`InputError`)."""
@@ -272,8 +277,14 @@ def prepare_blend_files(paths: Sequence[Path], show_progress: bool = True) -> di
                    console=Console(stderr=True), disable=not show_progress or not sys.stderr.isatty())
     with bar:
         task = bar.add_task("convert", total=len(blends))
-        outcomes = convert_blend_files(blends, on_done=lambda n: bar.advance(task, n))
-    return {path: outcome for path, outcome in outcomes.items() if isinstance(outcome, str)}
+        return convert_blend_files(blends, on_done=lambda n: bar.advance(task, n))
+
+
+def prepare_blend_files(paths: Sequence[Path], show_progress: bool = True) -> dict[Path, str]:
+    """:func:`convert_with_progress`, keeping the failures (path -> reason) for the run to write
+    as failed rows."""
+    return {path: outcome for path, outcome in convert_with_progress(paths, show_progress).items()
+            if isinstance(outcome, str)}
 
 
 @dataclass(frozen=True)
@@ -286,7 +297,7 @@ class ExportReport:
     notes: tuple[str, ...] = ()
 
 
-def export_glbs(source: Path, out: Path, jobs: int | None = None, show_progress: bool = True) -> list[ExportReport]:
+def export_glbs(source: Path, out: Path, show_progress: bool = True) -> list[ExportReport]:
     """Convert ``source`` (a .blend, or a folder searched recursively) into ``out``, keeping the
     folder layout (``a/b.blend`` -> ``out/a/b.glb``), for tools that read GLB.
 
@@ -306,17 +317,12 @@ def export_glbs(source: Path, out: Path, jobs: int | None = None, show_progress:
             raise InputError(f"no .blend files under {source}")
     else:
         raise InputError(f"input not found: {source} (give a .blend file or a folder of them)")
-    require_blender(blends)
-    failures = prepare_blend_files(blends, show_progress)
+    outcomes = convert_with_progress(blends, show_progress)
     reports = []
     for blend in blends:
-        if blend in failures:
-            reports.append(ExportReport(blend, None, failures[blend]))
-            continue
-        try:
-            converted = converted_blend(blend)
-        except ItemError as exc:
-            reports.append(ExportReport(blend, None, str(exc)))
+        converted = outcomes[blend]
+        if isinstance(converted, str):
+            reports.append(ExportReport(blend, None, converted))
             continue
         target = Path(out) / blend.relative_to(base).with_suffix(".glb")
         target.parent.mkdir(parents=True, exist_ok=True)

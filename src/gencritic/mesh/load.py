@@ -276,12 +276,12 @@ def asset_sha256(path: Path) -> str:
     if path.suffix.lower() == ".blend" and path.is_file():
         from gencritic.mesh.blend import converted_blend
 
-        converted = converted_blend(path)
-        files = [path, *converted.externals]
+        converted = converted_blend(path)  # its files' hashes, checked when the conversion was found
         h.update(f"converted by {converted.converter}\0".encode())
-    else:
-        files = asset_files(path)
-    for i, f in enumerate(files):
+        for name, digest in zip(["", *(f.name for f in converted.externals)], converted.sha256s, strict=True):
+            h.update(name.encode() + b"\0" + bytes.fromhex(digest))
+        return h.hexdigest()
+    for i, f in enumerate(asset_files(path)):
         try:
             data = f.read_bytes()
         except FileNotFoundError:
