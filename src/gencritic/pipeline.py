@@ -461,7 +461,7 @@ def score(
         from gencritic.render.settings import parse_render_options
 
         parse_render_options(dict(opts.render))
-        require_blender([i.path for i in items if i.kind == "mesh" and i.path.suffix.lower() == ".blend"])
+        require_blender([i.path for i in items if i.kind == "mesh"])
     metrics = build_metrics(opts.metrics, opts.model)
     file_inputs = {m.name: inputs for m in metrics if (inputs := m.external_inputs()) is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)
