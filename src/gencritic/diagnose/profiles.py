@@ -24,6 +24,9 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 DEFAULT_PROFILE = "explosion"
 TEMPORAL_DIAGNOSTICS = ("flicker_index", "temporal_ssim", "warping_error", "peak_brightness",
                         "time_to_peak", "decay_rate", "dissipation")
+# Temporal checks are read over the effect's own pixels unless the profile says `region: image`:
+# a small or dim emitter's flicker is diluted by the whole frame (issue 16, item 8).
+TEMPORAL_DEFAULT_REGION = "foreground"
 SCORE_NAMES = ("clip_score", "reference_similarity")
 VERDICTS = ("too_low", "good", "too_high")
 CHANGE_RE = re.compile(r"^[+-]\d+(\.\d+)?%?$")
@@ -76,6 +79,11 @@ class Profile:
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
+
+    def temporal_regions(self) -> dict[str, str]:
+        """{temporal check: the region it is measured on} (``foreground`` unless the profile says)."""
+        return {c.name: str(c.options.get("region", TEMPORAL_DEFAULT_REGION))
+                for c in self.checks if c.kind == "temporal"}
 
 
 def shipped_profile_paths() -> list[Path]:
