@@ -29,13 +29,14 @@ from gencritic.features import RunContext, ViewBatch, describe_settings
 from gencritic.io.images import parse_background
 from gencritic.io.manifest import collect_items
 from gencritic.items import Item
+from gencritic.jsonio import write_json
 from gencritic.media import PreparedItem, prepare_item
 from gencritic.metrics.base import Metric, MetricResult
 from gencritic.metrics.registry import create_metric, split_specs
 from gencritic.models.clip import ClipBackbone
 from gencritic.models.device import resolve_device
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
-from gencritic.store import ResultsStore, atomic_write_text, write_table
+from gencritic.store import ResultsStore, write_table
 
 log = logging.getLogger("gencritic")
 
@@ -548,9 +549,7 @@ def score(
         for fmt in dict.fromkeys(["csv", *opts.formats]):
             write_table(rows, columns, out_dir / f"results.{fmt}")
         write_table(view_rows, VIEW_COLUMNS, out_dir / "views.csv")
-        import json
-
-        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n")
+        write_json(out_dir / "summary.json", summary, default=str)
     cache.close()
     if interrupted:
         raise KeyboardInterrupt

@@ -33,8 +33,9 @@ from gencritic.errors import InputError
 from gencritic.features import describe_settings
 from gencritic.io.manifest import collect_items
 from gencritic.items import Item
+from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line, to_jsonable, write_json
 from gencritic.pipeline import ScoreOptions, ScoreRun, score
-from gencritic.store import STATE_DIR, ResultsStore, atomic_write_text
+from gencritic.store import STATE_DIR, ResultsStore
 
 log = logging.getLogger("gencritic")
 
@@ -50,8 +51,7 @@ def item_from_json(d: dict[str, Any]) -> Item:
 
 
 def options_to_json(opts: ScoreOptions) -> dict[str, Any]:
-    d = asdict(opts)
-    return json.loads(json.dumps(d, default=str))
+    return dict(to_jsonable(asdict(opts), default=str))
 
 
 def options_from_json(d: dict[str, Any]) -> ScoreOptions:
@@ -87,7 +87,7 @@ def read_journal(folder: Path) -> list[dict[str, Any]]:
     path = folder / STATE_DIR / "journal.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [parse_journal_line(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 class ScoreActor:
@@ -147,9 +147,9 @@ class ScoreActor:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             out["chunk"].append(int(chunk_id))
-            out["records"].append(json.dumps(records, allow_nan=True, default=str))
-            out["summary"].append(json.dumps({"cache": run.summary.get("cache", {}),
-                                              "unavailable": run.summary.get("unavailable_metrics", {})}, default=str))
+            out["records"].append("".join(journal_line(r) + "\n" for r in records))  # lossless, as the journal
+            out["summary"].append(dumps_strict({"cache": run.summary.get("cache", {}),
+                                                "unavailable": run.summary.get("unavailable_metrics", {})}, default=str))
         return out
 
 
@@ -248,7 +248,7 @@ def score_with_ray(
                                 fn_constructor_kwargs={"options": options_to_json(opts), "texts": texts,
                                                        "torch_threads": torch_threads})
         for row in scored.iter_rows():
-            records = json.loads(row["records"])
+            records = [parse_journal_line(line) for line in str(row["records"]).splitlines() if line.strip()]
             store.append(records)
             info = json.loads(row["summary"])
             cache["hits"] += int(info["cache"].get("hits", 0))
@@ -272,5 +272,5 @@ def score_with_ray(
     })
     if unavailable:
         run.summary["unavailable_metrics"] = unavailable
-    atomic_write_text(out_dir / "summary.json", json.dumps(run.summary, indent=2, sort_keys=False, default=str) + "\n")
+    write_json(out_dir / "summary.json", run.summary, default=str)
     return run
