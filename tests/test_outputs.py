@@ -3,6 +3,8 @@
 * Strict JSON: every JSON file, line and listing parses with ``parse_constant`` refusing
   NaN/Infinity (what JavaScript's JSON.parse and jq do); missing and unbounded values are null.
   The journal keeps NaN and ±inf losslessly, so a resumed run is still byte-identical.
+* Provenance: weight-free metrics name no model; summary.json names the device, dtype and
+  thread count that ran, not ``auto``.
 * Permissions: outputs follow the umask (0644 under 022, 0640 under 027); only the API key
   file is 0600.
 """
@@ -10,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import math
 import os
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import gencritic
@@ -171,6 +175,51 @@ def test_diagnose_temporal_and_report_json_are_strict(tmp_path: Path) -> None:
     res = runner.invoke(app, ["profiles", "--json"])
     assert res.exit_code == 0, res.output
     loads_strict(res.stdout)
+
+
+# -- item 5: provenance -------------------------------------------------------------------------
+
+
+def test_weight_free_metrics_name_no_model(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    from gencritic.metrics.registry import create_metric
+
+    for name in ("flicker", "temporal_ssim", "warping_error", "ssim", "psnr", "ms_ssim"):
+        assert create_metric(name, str(tiny_clip_dir)).model_id() is None, name
+    assert create_metric("clip", str(tiny_clip_dir)).model_id() == str(tiny_clip_dir)  # the run's --model
+
+    root = tmp_path / "seq"
+    root.mkdir()
+    for i in range(4):
+        make_image(root / f"f{i}.png", (60 * i, 40, 40))
+    out = tmp_path / "out"
+    run = gencritic.score([gencritic.items.Item("seq", "views", root, "a red square", None, {})], out=out,
+                          model=str(tiny_clip_dir), cache_dir=None, progress=False, metrics="clip,flicker")
+    assert run.rows[0]["success"], run.rows[0]["error"]
+    assert run.rows[0]["model"] == str(tiny_clip_dir)  # the only model the row's numbers came from
+    with open(out / "views.csv", newline="") as fh:
+        models = {(r["metric"], r["model"]) for r in csv.DictReader(fh)}
+    assert {m for metric, m in models if metric.startswith("flicker")} == {""}
+    assert {m for metric, m in models if metric.startswith("clip")} == {str(tiny_clip_dir)}
+    summary = loads_strict((out / "summary.json").read_text())
+    assert summary["metrics"]["flicker_index"]["model"] is None
+    assert summary["metrics"]["clip_score"]["model"] == str(tiny_clip_dir)
+
+    only = gencritic.score([gencritic.items.Item("seq", "views", root, None, None, {})], model=str(tiny_clip_dir),
+                           cache_dir=None, progress=False, metrics="flicker,temporal_ssim")
+    assert only.rows[0]["success"] and only.rows[0]["model"] == ""
+
+
+def test_summary_records_the_device_dtype_and_threads_that_ran(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    make_image(tmp_path / "a.png")
+    run = gencritic.score(tmp_path / "a.png", prompt="a red square", out=tmp_path / "out", model=str(tiny_clip_dir),
+                          cache_dir=None, progress=False)  # device and dtype: auto
+    settings = loads_strict((tmp_path / "out" / "summary.json").read_text())["settings"]
+    expected = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    assert settings["device"] == expected and settings["device"] != "auto"
+    assert settings["dtype"] == ("fp16" if expected.startswith("cuda") else "fp32")
+    assert settings["torch_threads"] == torch.get_num_threads()
+    assert settings["requested"] == {"device": "auto", "dtype": "auto"}
+    assert run.summary["settings"] == settings
 
 
 # -- item 6: permissions follow the umask -------------------------------------------------------

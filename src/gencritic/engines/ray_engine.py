@@ -63,6 +63,18 @@ def options_from_json(d: dict[str, Any]) -> ScoreOptions:
     return ScoreOptions(**{k: v for k, v in d.items() if k in known})
 
 
+RUNTIME_KEYS = ("device", "dtype", "torch_threads")
+
+
+def actor_runtime(runtimes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The actors' device, dtype and threads: one value when they agree, else the sorted distinct ones."""
+    out: dict[str, Any] = {}
+    for key in RUNTIME_KEYS:
+        values = sorted(dict.fromkeys(r.get(key) for r in runtimes), key=str)
+        out[key] = values[0] if len(values) == 1 else values
+    return out
+
+
 def chunk_items(items: Sequence[Item], size: int) -> list[list[Item]]:
     """Cut at the local engine's batch boundaries: ``size`` items per chunk, in input order."""
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
@@ -148,8 +160,10 @@ class ScoreActor:
                 shutil.rmtree(tmp, ignore_errors=True)
             out["chunk"].append(int(chunk_id))
             out["records"].append("".join(journal_line(r) + "\n" for r in records))  # lossless, as the journal
+            settings = run.summary.get("settings", {})
             out["summary"].append(dumps_strict({"cache": run.summary.get("cache", {}),
-                                                "unavailable": run.summary.get("unavailable_metrics", {})}, default=str))
+                                                "unavailable": run.summary.get("unavailable_metrics", {}),
+                                                "runtime": {k: settings.get(k) for k in RUNTIME_KEYS}}, default=str))
         return out
 
 
@@ -217,6 +231,7 @@ def score_with_ray(
 
     cache = {"hits": 0, "misses": 0}
     unavailable: dict[str, str] = {}
+    runtimes: list[dict[str, Any]] = []
     actors = 0
     if torch_threads is None and not ray_address:
         import torch
@@ -251,6 +266,7 @@ def score_with_ray(
             records = [parse_journal_line(line) for line in str(row["records"]).splitlines() if line.strip()]
             store.append(records)
             info = json.loads(row["summary"])
+            runtimes.append(info.get("runtime") or {})
             cache["hits"] += int(info["cache"].get("hits", 0))
             cache["misses"] += int(info["cache"].get("misses", 0))
             unavailable.update(info.get("unavailable") or {})
@@ -272,5 +288,7 @@ def score_with_ray(
     })
     if unavailable:
         run.summary["unavailable_metrics"] = unavailable
+    if runtimes:  # the actors scored, not the driver: their device, dtype and threads are what ran
+        run.summary["settings"].update(actor_runtime(runtimes))
     write_json(out_dir / "summary.json", run.summary, default=str)
     return run
