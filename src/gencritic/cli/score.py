@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from gencritic.jsonio import dumps_strict
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
 
@@ -94,7 +94,7 @@ def metrics_command(
 
     infos = [cls.info for cls in all_metrics().values()]
     if as_json:
-        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        typer.echo(dumps_strict([i.as_dict() for i in infos], indent=2))
         return
     from rich.console import Console
     from rich.table import Table

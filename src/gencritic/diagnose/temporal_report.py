@@ -19,6 +19,7 @@ from gencritic.diagnose.profiles import DEFAULT_PROFILE, load_profile
 from gencritic.diagnose.segmentation import sequence_regions
 from gencritic.errors import InputError
 from gencritic.io.images import parse_background
+from gencritic.jsonio import write_json
 from gencritic.store import atomic_write_text, rows_to_csv
 
 CURVE_COLUMNS = ("frame", "name", "time_s", "brightness", "coverage", "flicker", "ssim_to_next", "warp_error",
@@ -116,8 +117,6 @@ def temporal_report(input: str | Path, out_dir: str | Path, profile: str = DEFAU
                     plot: bool = True, max_frames: int | None = None, lpips: str | None = None,
                     lpips_weights: str | None = None) -> dict[str, Any]:
     """Write ``temporal.json``, ``curves.csv`` and ``curves.png`` into ``out_dir``; return the summary."""
-    import json
-
     summary, rows = temporal_analysis(input, profile, flow, max_frames, lpips, lpips_weights)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -127,5 +126,5 @@ def temporal_report(input: str | Path, out_dir: str | Path, profile: str = DEFAU
         plot_curves(rows, f"temporal curves: {Path(summary['input']).name}", out / "curves.png")
         files["curves_png"] = str(out / "curves.png")
     summary["files"] = files
-    atomic_write_text(out / "temporal.json", json.dumps(summary, indent=2) + "\n")
+    write_json(out / "temporal.json", summary)
     return summary

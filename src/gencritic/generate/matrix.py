@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
+from gencritic.jsonio import dumps_strict
 
 DEFAULT_MATRIX = Path(__file__).with_name("default_matrix.yaml")
 
@@ -59,7 +60,7 @@ class JobConfig:
         data = {"name": self.name, "backend": self.backend, "type": self.type, "settings": self.settings,
                 "decomposition_model": self.decomposition_model, "prompt": self.prompt,
                 "command": list(self.command), "timeout_s": self.timeout_s}
-        return json.dumps(data, sort_keys=True)
+        return dumps_strict(data, sort_keys=True, nonfinite="raise")  # must read back as it was
 
     @classmethod
     def from_json(cls, text: str) -> JobConfig:

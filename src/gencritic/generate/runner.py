@@ -15,16 +15,15 @@ So ``generate run`` and ``generate progress`` are the same loop and both idempot
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from gencritic.atomic import atomic_open
 from gencritic.errors import GencriticError, InputError, ItemError
 from gencritic.generate.backends.base import Backend, RemoteState, StageRequest
 from gencritic.generate.backends.command import CommandBackend
@@ -184,14 +183,8 @@ class Runner:
             seen[sha] = image
             copy = store / f"{sha}{image.suffix.lower()}"
             if not copy.exists():  # unique temp name: another process may be copying the same image
-                fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{sha[:16]}.", suffix=".tmp")
-                os.close(fd)
-                try:
-                    shutil.copyfile(image, tmp)
-                    os.replace(tmp, copy)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                with atomic_open(copy, binary=True, prefix=f".{sha[:16]}.") as fh, open(image, "rb") as src:
+                    shutil.copyfileobj(src, fh)
             prompt = sidecar_prompt(image)
             for config in configs:
                 jobs.append(NewJob(image_sha256=sha, config=config.name, config_fp=config.fingerprint(),

@@ -34,6 +34,7 @@ from typing import Any
 
 from gencritic.errors import InputError
 from gencritic.generate.clock import Clock, iso
+from gencritic.jsonio import dumps_strict
 from gencritic.sqlite_wal import connect_wal
 
 SCHEMA_VERSION = 1
@@ -312,7 +313,7 @@ class Tracker:
         """Set columns atomically; with ``expect``, only if the row is still in that status."""
         for key in ("chain", "outputs", "files"):
             if key in fields:
-                fields[key] = json.dumps(fields[key], sort_keys=True)
+                fields[key] = dumps_strict(fields[key], sort_keys=True)
         fields["updated_at"] = self._now()
         if fields.get("status") in ("complete", "failed"):
             fields.setdefault("completed_at", fields["updated_at"])

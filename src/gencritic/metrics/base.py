@@ -99,7 +99,11 @@ class Metric(ABC):
         return self.info.name
 
     def model_id(self) -> str | None:
-        """The model this metric's numbers come from (recorded in every row)."""
+        """The model this metric's numbers come from (recorded in every row), or None for a
+        metric that uses none: the run's ``--model`` replaces only a declared default model, so
+        a weight-free metric (flicker, SSIM, ...) never names a CLIP model it did not use."""
+        if self.info.default_model is None:
+            return self.options.get("model")
         return self.options.get("model") or self.default_model or self.info.default_model
 
     def settings(self) -> dict[str, Any]:
