@@ -109,7 +109,7 @@ class LadderOptions(ClipModelOptions):
     prompts_file: str | None = Field(None, description="a UTF-8 file with one rung per line, bottom first "
                                                        "(blank lines and # comments skipped)")
     scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        None, description="softmax temperature; default: the model's learned logit_scale (about 100 for CLIP)")
+        None, description="softmax temperature, > 0; default: the model's learned logit_scale (about 100 for CLIP)")
 
 
 @register
