@@ -47,7 +47,8 @@ def clip_embedding_dim(backbone: ClipBackbone) -> int | None:
 class AestheticOptions(MetricOptions):
     head: str | None = Field(None, description="LAION head file (v1 sa_0_4_vit_*_linear.pth or v2 "
                                                "sac+logos+ava1-l14-linearMSE.pth); default: $GENCRITIC_AESTHETIC_HEAD")
-    model: str | None = Field(None, description="the CLIP the head was trained on; default: OpenAI ViT-L/14, "
+    model: str | None = Field(None, description="the CLIP the head was trained on; default: decided by the head "
+                                                "(768-d: ViT-L/14; 512-d: ViT-B/32 or B/16 as its file name says), "
                                                 "never the run's --model")
 
 
@@ -78,25 +79,27 @@ class Aesthetic(Metric):
         description=("LAION aesthetic predictor: a regression head (v1 linear, or the improved v2 MLP "
                      "sac+logos+ava1-l14-linearMSE) on the L2-normalised CLIP image embedding of the model it was "
                      "trained on; about 1-10 on real images. head=PATH or $GENCRITIC_AESTHETIC_HEAD; "
-                     "model= the matching CLIP (default OpenAI ViT-L/14, not the run's --model). A head whose input "
+                     "model= the matching CLIP (default: the head decides, 768-d -> OpenAI ViT-L/14, 512-d -> "
+                     "ViT-B/32 or B/16 as its file name says; never the run's --model). A head whose input "
                      "size differs from the model's embedding size is refused."),
         reference="Schuhmann et al., LAION-5B, NeurIPS 2022 Datasets and Benchmarks (LAION-Aesthetics predictor); "
                   "github.com/christophschuhmann/improved-aesthetic-predictor",
     )
 
     def model_id(self) -> str | None:
-        return self.options.get("model") or AESTHETIC_DEFAULT_MODEL
+        """After setup, the backbone the head decided (or the one model= named)."""
+        return getattr(self, "_model", None) or self.options.get("model") or AESTHETIC_DEFAULT_MODEL
 
     def settings(self) -> dict[str, Any]:
         return {"head": Path(self.head_path).name if getattr(self, "head_path", None) else self.options.get("head")}
 
     def setup(self, ctx: RunContext) -> None:
-        from gencritic.models.heads import load_head, resolve_head_path
+        from gencritic.models.heads import backbone_for_head, load_head, resolve_head_path
 
         path = resolve_head_path(self.options.get("head"))
         self.head_path = str(path)
         self.head = ctx.pool.get(("aesthetic_head", str(path.resolve())), lambda: load_head(path))
-        model = self.model_id() or AESTHETIC_DEFAULT_MODEL
+        model = self._model = backbone_for_head(self.head, self.options.get("model"))
         self.backbone = ctx.pool.clip(model)
         dim = clip_embedding_dim(self.backbone)
         if dim is not None:
