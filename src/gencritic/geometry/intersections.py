@@ -4,7 +4,9 @@ What counts (stated, because tools differ on touching cases): two triangles inte
 their intersection is more than what they share by index —
 
 * no shared vertex: an edge of one properly crosses the interior of the other (a line through
-  the plane, strictly inside); surfaces that only touch at a point are not counted;
+  the plane, strictly inside); surfaces that only touch are not counted — an edge meeting the
+  other's edge at a point, to within 1e-9 of the pair's longest edge (cubed, for the volumes
+  the tests compare), is touching;
 * one shared vertex: the same test; the shared vertex's own edges cannot count (their shared
   end lies in the other triangle's plane), so only a crossing away from the vertex does;
 * a shared edge: only when the two are coplanar and overlap (folded onto each other);
@@ -126,16 +128,18 @@ def _coplanar_overlap(a: np.ndarray, b: np.ndarray, normal: np.ndarray) -> np.nd
     return ~(separated_by_edges_of(ax, ay, bx, by) | separated_by_edges_of(bx, by, ax, ay))
 
 
-def _edges_cross(a: np.ndarray, b: np.ndarray, side_b: list[np.ndarray]) -> np.ndarray:
-    """Some edge of b properly crosses the interior of a; ``side_b``: orient3d of a's plane with b's vertices."""
+def _edges_cross(a: np.ndarray, b: np.ndarray, side_b: list[np.ndarray], tolerance: np.ndarray) -> np.ndarray:
+    """Some edge of b properly crosses the interior of a. ``side_b``: b's corners against a's plane
+    (zero within tolerance); ``tolerance``: below it an orientation is zero — a crossing that
+    grazes a's boundary (edges meeting edges at a point) is touching, not crossing."""
     hit = np.zeros(len(a), dtype=bool)
     for k in range(3):
         p, q = b[:, k], b[:, (k + 1) % 3]
         through = side_b[k] * side_b[(k + 1) % 3] < 0
-        o0 = _orient3d(p, q, a[:, 0], a[:, 1])
-        o1 = _orient3d(p, q, a[:, 1], a[:, 2])
-        o2 = _orient3d(p, q, a[:, 2], a[:, 0])
-        hit |= through & (((o0 > 0) & (o1 > 0) & (o2 > 0)) | ((o0 < 0) & (o1 < 0) & (o2 < 0)))
+        o = [_orient3d(p, q, a[:, m], a[:, (m + 1) % 3]) for m in range(3)]
+        positive = (o[0] > tolerance) & (o[1] > tolerance) & (o[2] > tolerance)
+        negative = (o[0] < -tolerance) & (o[1] < -tolerance) & (o[2] < -tolerance)
+        hit |= through & (positive | negative)
     return hit
 
 
@@ -157,7 +161,8 @@ def intersecting_pairs(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         ii, jj = i[start:start + _PAIR_CHUNK], j[start:start + _PAIR_CHUNK]
         fi, fj = f[ii], f[jj]
         shared = (fi[:, :, None] == fj[:, None, :]).sum(axis=(1, 2))
-        reach = np.maximum(longest[ii], longest[jj]) * COPLANAR_TOLERANCE
+        pair_longest = np.maximum(longest[ii], longest[jj])
+        reach = pair_longest * COPLANAR_TOLERANCE
         # signed distances x |n| of each triangle's corners to the other's plane; within tolerance: 0
         side_b = np.einsum("pj,pkj->pk", normal[ii], tri[jj]) - offset[ii][:, None]
         side_a = np.einsum("pj,pkj->pk", normal[jj], tri[ii]) - offset[jj][:, None]
@@ -176,8 +181,9 @@ def intersecting_pairs(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         if straddle.any():
             a, b = tri[ii[straddle]], tri[jj[straddle]]
             sb, sa = side_b[straddle], side_a[straddle]
-            hit[straddle] = _edges_cross(a, b, [sb[:, k] for k in range(3)]) | _edges_cross(
-                b, a, [sa[:, k] for k in range(3)])
+            tolerance = COPLANAR_TOLERANCE * pair_longest[straddle] ** 3
+            hit[straddle] = _edges_cross(a, b, [sb[:, k] for k in range(3)], tolerance) | _edges_cross(
+                b, a, [sa[:, k] for k in range(3)], tolerance)
         out.append(np.stack([ii[hit], jj[hit]], axis=1))
     return np.concatenate(out)
 
