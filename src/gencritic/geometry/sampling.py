@@ -55,7 +55,12 @@ def sample_points(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int
     if not weight_cum[-1] > 0:
         raise ItemError("every triangle has zero area: there is no surface to sample")
     random = np.random.default_rng(seed).random
-    face_index = np.searchsorted(weight_cum, random(count) * weight_cum[-1])
+    picks = random(count) * weight_cum[-1]
+    # the same face per pick as searchsorted on the picks as drawn, looked up in increasing order
+    # (cache-friendly on large meshes: ~2.5x faster here)
+    order = np.argsort(picks)
+    face_index = np.empty(count, dtype=np.intp)
+    face_index[order] = np.searchsorted(weight_cum, picks[order])
     picked = faces[face_index]
     origins = vertices[picked[:, 0]]
     vectors = vertices[picked[:, 1:]] - np.tile(origins, (1, 2)).reshape((-1, 2, 3))
@@ -122,7 +127,14 @@ def build_samples(surface: Surface, count: int = DEFAULT_SAMPLES, seed: int = DE
     points = np.ascontiguousarray(points[order])
     face_index = face_index[order]
     normals = unit_normals(cross)[face_index]
-    return SurfaceSamples(points, normals, face_index, order, seed, cKDTree(points))
+    return SurfaceSamples(points, normals, face_index, order, seed, build_tree(points))
+
+
+def build_tree(points: np.ndarray) -> cKDTree:
+    """A KD-tree over Morton-ordered points: built by sliding midpoint (``balanced_tree=False``:
+    half the build time of median splits), 32 points per leaf (as fast or faster to query than
+    16 on 100k surface samples; measured within noise on a shared 2-core CPU)."""
+    return cKDTree(points, leafsize=32, balanced_tree=False)
 
 
 def surface_samples(surface: Surface, count: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED) -> SurfaceSamples:
