@@ -8,23 +8,26 @@ protocols that fix the pose (a method trained on canonical Objaverse/GSO frames)
 generated samples onto the reference's:
 
 1. Coarse: both sample sets are centred on their centroids and the generated one scaled to the
-   reference's RMS radius; each of the 24 axis-aligned rotations (the cube's rotation group) is
-   scored by the symmetric mean nearest distance of a spatially even subset of the samples.
-2. Fine: from the best :data:`ICP_STARTS` coarse rotations, iterative closest points with
-   correspondences taken *both ways* (each generated point to its nearest reference point and
-   each reference point to its nearest generated one) and Umeyama's closed-form similarity
-   solved over all of them each step; the start whose final symmetric distance is lowest wins
-   (ties: lowest rotation index, so the identity first).
+   reference's RMS radius; each of the 24 axis-aligned rotations (the cube's rotation group)
+   starts a few ICP steps on 1,024-point subsets (:data:`LEVELS`).
+2. Fine: the distinct best poses (within :data:`KEEP_WITHIN` of the best score, at most
+   :data:`KEEP_AT_MOST`) are refined on 4,096-point subsets, then on the full samples, by
+   iterative closest points with correspondences taken *both ways* (each generated point to its
+   nearest reference point and each reference point to its nearest generated one) and Umeyama's
+   closed-form similarity solved over all of them each step. The lowest final symmetric mean
+   distance wins (ties: lowest rotation index, so the identity first).
 
 Why a scale: each asset is normalised by its own bounding box, which depends on its pose — a
 copy rotated by 30° has a larger box and so a smaller normalised size. Why both ways: one-way
 ICP with a free scale can shrink the generated points onto part of the reference; reference
 points pulling on the generated set prevent that. Why several starts: the nearest axis-aligned
 rotation can be up to ~63° off, outside ICP's basin for some shapes, and near-symmetric shapes
-give near-tied coarse scores.
+give near-tied coarse scores. A shape with a symmetry has several equally good poses: one of them
+is returned, and a rotated copy then compares two different sample sets of one surface.
 
-Both KD-trees are the samples' own (:mod:`.sampling`): a similarity keeps nearest neighbours,
-so the reference's points are taken into the generated frame instead of rebuilding a tree.
+No tree is rebuilt per step: a similarity keeps nearest neighbours, so the reference's points are
+taken into the generated frame and queried in the generated points' tree (at the last level the
+samples' own trees, :mod:`.sampling`; small trees over the subsets before).
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ def mesh_health(path: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"primitives": len(mesh.primitives), "points": mesh.num_points,
                            "render_vertices": sum(p.count for p in mesh.primitives if p.mode == "triangles")}
     if mesh.num_faces:
-        row.update(_topology(surface_from_mesh(mesh).vertices, surface_from_mesh(mesh).faces))
+        surface = surface_from_mesh(mesh)
+        row.update(_topology(surface.vertices, surface.faces))
     else:  # a point cloud: no surface to judge
         row.update({"faces": 0, "vertices": 0, "watertight": False})
     row.update(_materials(path))
