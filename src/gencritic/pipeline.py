@@ -475,7 +475,7 @@ def score(
         from gencritic.render.settings import parse_render_options
 
         parse_render_options(dict(opts.render))
-        require_blender([i.path for i in items if i.kind == "mesh"])
+        require_blender([i.path for i in items if i.kind == "mesh" and i.error is None])
     metrics = build_metrics(opts.metrics, opts.model)
     file_inputs = {m.name: inputs for m in metrics if (inputs := m.external_inputs()) is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)
@@ -498,7 +498,8 @@ def score(
     from gencritic.mesh.blend import prepare_blend_files
 
     # .blend assets are converted by Blender in batches first; a file that cannot be is a failed row
-    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh"], opts.progress)
+    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh" and i.error is None],
+                                         opts.progress)
 
     backbones = metric_backbones(metrics)
     any_text = any("text" in m.info.inputs for m in metrics)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gencritic.errors import InputError
-from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, kind_for_path
+from gencritic.errors import InputError, ItemError
+from gencritic.io.listing import BadEntry, FolderError, Listing, list_folder, natural_key, walk_files
+from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, ItemKind, kind_for_name, kind_for_path
 from gencritic.jsonio import dumps_strict
 
 MEDIA_COLUMNS = ("image", "path", "file", "mesh", "asset", "filename")
@@ -133,38 +136,60 @@ def _plain(value: Any) -> Any:
 
 
 def _sidecar_prompt(media: Path) -> str | None:
-    """``foo.png`` may have its prompt in ``foo.txt`` beside it (a common generator layout)."""
+    """``foo.png`` may have its prompt in ``foo.txt`` beside it (a common generator layout).
+
+    A prompt file that cannot be read is an :class:`ItemError` (that item fails, naming it):
+    scoring without its prompt would be a different number."""
     txt = media.with_suffix(".txt")
-    if txt.is_file():
+    if not txt.is_file():
+        return None
+    try:
         return txt.read_text(encoding="utf-8").strip()
-    return None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
+        raise ItemError(f"prompt file {txt} cannot be read ({reason}); fix it or pass --prompt") from None
 
 
-def _is_views_folder(folder: Path) -> bool:
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-    return bool(files) and all(p.suffix.lower() in IMAGE_EXTENSIONS | {".json", ".txt"} for p in files) and any(
-        p.suffix.lower() in IMAGE_EXTENSIONS for p in files
-    )
+def _is_views_folder(listing: Listing) -> bool:
+    """A folder of only images (and .json/.txt side files) is one multi-view item. An image
+    entry that cannot be read still counts as an image: the item then fails naming it."""
+    names = [p.name for p in listing.files]
+    names += [b.path.name for b in listing.bad if b.path.suffix.lower() in IMAGE_EXTENSIONS]
+    suffixes = {os.path.splitext(n)[1].lower() for n in names}
+    return bool(suffixes) and suffixes <= IMAGE_EXTENSIONS | {".json", ".txt"} and bool(suffixes & IMAGE_EXTENSIONS)
+
+
+def _bad_item(folder: Path, bad: BadEntry, prompt: str | None, is_folder: bool = False) -> Item:
+    """A failed row for an entry the listing could not read, named by its path."""
+    rel = bad.path.relative_to(folder).as_posix()
+    kind: ItemKind = "views" if is_folder else kind_for_name(bad.path)
+    return Item(item_id=rel, kind=kind, path=bad.path, prompt=prompt, columns={"image": rel},
+                error=f"{bad.path}: {bad.reason}")
 
 
 def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
-    """Images and meshes in a folder (sorted, recursive); a sub-folder of only images is one
-    multi-view item (pre-rendered views of an asset)."""
-    entries: list[Path] = []
-    for child in sorted(folder.iterdir()):
-        if child.name.startswith("."):
+    """Images and meshes in a folder (natural order, recursive); a sub-folder of only images is
+    one multi-view item (pre-rendered views of an asset). An entry that cannot be read (symlink
+    loop, broken link, unreadable sub-folder) is a failed row naming it, not the end of the run."""
+    wanted = IMAGE_EXTENSIONS | MESH_EXTENSIONS
+    try:
+        top = list_folder(folder, wanted, folders=True)
+    except FolderError as exc:
+        raise InputError(f"{exc}; check the path and its permissions") from None
+    entries: list[Path] = list(top.files)
+    bad: list[tuple[BadEntry, bool]] = [(b, False) for b in top.bad]
+    for child in top.folders:
+        try:
+            views = _is_views_folder(list_folder(child))
+            sub = None if views else walk_files(child, wanted, above=(folder,))
+        except FolderError as exc:
+            bad.append((BadEntry(child, f"folder cannot be listed ({exc.reason})"), True))
             continue
-        if child.is_dir():
-            if _is_views_folder(child):
-                entries.append(child)
-            else:
-                entries.extend(
-                    p
-                    for p in sorted(child.rglob("*"))
-                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | MESH_EXTENSIONS
-                )
-        elif child.suffix.lower() in IMAGE_EXTENSIONS | MESH_EXTENSIONS:
+        if sub is None:
             entries.append(child)
+        else:
+            entries.extend(sub.files)
+            bad.extend((b, False) for b in sub.bad)
     # a mesh's texture images (named by its MTL/glTF) are part of the mesh, not items to score
     from gencritic.mesh.load import asset_files
 
@@ -177,22 +202,33 @@ def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
     textures = {f.resolve() for p in entries if p.suffix.lower() in MESH_EXTENSIONS for f in asset_files(p)[1:]}
 
     def only_textures(folder: Path) -> bool:  # e.g. model.obj beside textures/ (its map_Kd images)
-        images = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        try:
+            images = list_folder(folder, IMAGE_EXTENSIONS).files
+        except FolderError:
+            return False
         return bool(images) and all(p.resolve() in textures for p in images)
 
     entries = [p for p in entries if p.resolve() not in textures and not (p.is_dir() and only_textures(p))]
-    if not entries:
+    if not entries and not bad:
         raise InputError(
             f"no images or meshes found in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS | MESH_EXTENSIONS))})"
         )
     items = []
     for path in entries:
         rel = path.relative_to(folder).as_posix()
-        text = prompt if prompt is not None else _sidecar_prompt(path)
-        if text is None and path.is_dir():
-            text = _sidecar_prompt(path / "prompt")
-        items.append(Item(item_id=rel, kind=kind_for_path(path), path=path, prompt=text, columns={"image": rel}))
-    return items
+        text, error = prompt, None
+        try:
+            if text is None:
+                text = _sidecar_prompt(path)
+            if text is None and path.is_dir():
+                text = _sidecar_prompt(path / "prompt")
+        except ItemError as exc:
+            error = str(exc)
+        items.append(Item(item_id=rel, kind=kind_for_path(path), path=path, prompt=text, columns={"image": rel},
+                          error=error))
+    items += [_bad_item(folder, b, prompt, is_folder) for b, is_folder in bad]
+    root_parts = len(folder.parts)
+    return sorted(items, key=lambda i: tuple(natural_key(part) for part in i.path.parts[root_parts:]))
 
 
 def collect_items(source: Path, prompt: str | None = None) -> list[Item]:
@@ -204,7 +240,10 @@ def collect_items(source: Path, prompt: str | None = None) -> list[Item]:
     if source.suffix.lower() in MANIFEST_SUFFIXES:
         return items_from_manifest(source, prompt)
     if source.suffix.lower() in IMAGE_EXTENSIONS | MESH_EXTENSIONS:
-        text = prompt if prompt is not None else _sidecar_prompt(source)
+        try:
+            text = prompt if prompt is not None else _sidecar_prompt(source)
+        except ItemError as exc:
+            raise InputError(str(exc)) from None
         return [Item(item_id=source.name, kind=kind_for_path(source), path=source, prompt=text, columns={"image": str(source)})]
     raise InputError(
         f"don't know how to read {source}: give an image, a mesh (.glb/.obj/.ply/.stl), a folder or a manifest"
@@ -219,13 +258,17 @@ def pair_references(items: Sequence[Item], reference_dir: Path) -> list[Item]:
     if not reference_dir.is_dir():
         raise InputError(f"--reference-dir {reference_dir} is not a folder")
     by_stem: dict[str, Path] = {}
-    for p in sorted(reference_dir.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-            if p.stem in by_stem:
-                raise InputError(f"--reference-dir has two images for '{p.stem}': {by_stem[p.stem].name} and {p.name}")
-            by_stem[p.stem] = p
+    try:
+        listing = list_folder(reference_dir, IMAGE_EXTENSIONS)
+    except FolderError as exc:
+        raise InputError(f"--reference-dir: {exc}") from None
+    # an unreadable reference keeps its stem: its item fails when the reference is loaded
+    for p in listing.files + [b.path for b in listing.bad]:
+        if p.stem in by_stem:
+            raise InputError(f"--reference-dir has two images for '{p.stem}': {by_stem[p.stem].name} and {p.name}")
+        by_stem[p.stem] = p
     out = []
     for item in items:
         ref = item.reference if item.reference is not None else by_stem.get(item.path.stem)
-        out.append(Item(item.item_id, item.kind, item.path, item.prompt, ref, item.columns))
+        out.append(replace(item, reference=ref))
     return out
