@@ -8,7 +8,6 @@ against the manifest's folder, so a dataset folder can be moved as a whole.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections import Counter
@@ -19,6 +18,7 @@ from typing import Any
 
 from gencritic.errors import InputError, ItemError
 from gencritic.io.listing import BadEntry, FolderError, Listing, list_folder, natural_key, walk_files
+from gencritic.io.strict_csv import read_csv_rows
 from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, ItemKind, kind_for_name, kind_for_path
 from gencritic.jsonio import dumps_strict
 
@@ -29,7 +29,15 @@ MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
-    """Read a CSV/TSV/JSONL/Parquet file into a list of row dicts (strings kept as strings)."""
+    """Read a CSV/TSV/JSONL/Parquet file into a list of row dicts (strings kept as strings).
+
+    CSV/TSV are parsed strictly (:mod:`gencritic.io.strict_csv`): a file that does not parse
+    cleanly is an :class:`InputError` naming the line, never a silently different table."""
+    return _read_located(path)[0]
+
+
+def _read_located(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """:func:`read_table`'s rows and where each is in the file (``line 4``, ``row 3``)."""
     suffix = path.suffix.lower()
     if not path.exists():
         raise InputError(f"manifest not found: {path}")
@@ -37,27 +45,30 @@ def read_table(path: Path) -> list[dict[str, Any]]:
         if suffix in (".csv", ".tsv"):
             # the csv module, not pandas: cells stay strings exactly as written, and a CLI run
             # does not pay pandas' import time
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-                if reader.fieldnames is None:
-                    return []
-                names = [str(n) for n in reader.fieldnames]
-                if len(set(names)) != len(names):
-                    raise InputError(f"manifest {path} has repeated column names: {', '.join(names)}")
-                return [{k: ("" if v is None else v) for k, v in row.items() if k is not None} for row in reader]
+            rows, lines = read_csv_rows(path, "\t" if suffix == ".tsv" else ",")
+            return list(rows), [f"line {n}" for n in lines]
         if suffix == ".parquet":
             import pandas as pd
 
-            return [{str(k): v for k, v in r.items()} for r in pd.read_parquet(path).to_dict(orient="records")]
+            records = [{str(k): v for k, v in r.items()} for r in pd.read_parquet(path).to_dict(orient="records")]
+            return records, [f"row {i + 1}" for i in range(len(records))]
         if suffix in (".jsonl", ".json"):
             text = path.read_text(encoding="utf-8")
             if suffix == ".json" and text.lstrip().startswith("["):
                 rows = json.loads(text)
+                where = [f"element {i + 1}" for i in range(len(rows))] if isinstance(rows, list) else []
             else:
-                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            if not all(isinstance(r, dict) for r in rows):
+                rows, where = [], []
+                for n, line in enumerate(text.splitlines(), 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise InputError(f"manifest {path}, line {n}: not valid JSON ({exc.msg})") from None
+                        where.append(f"line {n}")
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise InputError(f"{path}: every JSON line must be an object with named fields")
-            return rows
+            return rows, where
     except InputError:
         raise
     except Exception as exc:
@@ -86,7 +97,7 @@ def _unique_ids(paths: Sequence[str]) -> list[str]:
 
 def items_from_manifest(path: Path, prompt_override: str | None = None) -> list[Item]:
     """Items from a manifest file; the error for missing columns lists the columns found."""
-    rows = read_table(path)
+    rows, where = _read_located(path)
     if not rows:
         raise InputError(f"manifest {path} has no rows")
     columns = list(rows[0].keys())
@@ -99,11 +110,13 @@ def items_from_manifest(path: Path, prompt_override: str | None = None) -> list[
     prompt_col = _pick(columns, PROMPT_COLUMNS)
     ref_col = _pick(columns, REFERENCE_COLUMNS)
     base = path.parent
-    raw_paths = [str(r.get(media_col, "") or "") for r in rows]
+    raw_paths = [_cell_text(r.get(media_col)) for r in rows]
     items = []
-    for item_id, row, raw in zip(_unique_ids(raw_paths), rows, raw_paths, strict=True):
+    for item_id, row, raw, at in zip(_unique_ids(raw_paths), rows, raw_paths, where, strict=True):
         media = Path(raw)
         media = media if media.is_absolute() else base / media
+        # an empty cell is a failed row of its own, not the manifest's folder read as an image
+        error = None if raw.strip() else f"empty image cell (column '{media_col}', {at} of {path.name})"
         prompt = prompt_override if prompt_override is not None else row.get(prompt_col) if prompt_col else None
         ref_raw = row.get(ref_col) if ref_col else None
         reference = None
@@ -118,9 +131,17 @@ def items_from_manifest(path: Path, prompt_override: str | None = None) -> list[
                 prompt=None if prompt is None else str(prompt),
                 reference=reference,
                 columns={k: _plain(v) for k, v in row.items()},
+                error=error,
             )
         )
     return items
+
+
+def _cell_text(value: Any) -> str:
+    """A media cell as text; missing values (None, NaN from Parquet/pandas) are empty."""
+    if value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType":
+        return ""
+    return str(value)
 
 
 def _plain(value: Any) -> Any:
