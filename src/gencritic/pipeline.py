@@ -128,7 +128,10 @@ class ScoreRun:
     def to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=self.columns)
+        from gencritic.io.fsnames import printable_tree
+
+        # pandas' Arrow strings refuse the surrogate escapes of non-UTF-8 file names: show their bytes
+        return pd.DataFrame(printable_tree(self.rows), columns=self.columns)
 
 
 def software_versions() -> dict[str, str]:
