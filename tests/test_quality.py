@@ -165,7 +165,8 @@ def test_aesthetic_without_head_is_unavailable_not_faked(tmp_path: Path, tiny_cl
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from gencritic.pipeline import score
 
-    monkeypatch.delenv("GENCRITIC_AESTHETIC_HEAD", raising=False)
+    for var in ("GENCRITIC_AESTHETIC_HEAD", "GENCRITIC_BRISQUE_MODEL", "GENCRITIC_BRISQUE_RANGE"):
+        monkeypatch.delenv(var, raising=False)  # brisque is unavailable here even where the LIVE SVR is set
     _images(tmp_path / "imgs")
     with pytest.raises(ModelUnavailableError, match="aesthetic:head=/path"):
         score(tmp_path / "imgs", metrics=["aesthetic"], cache_dir=None, progress=False, device="cpu")
