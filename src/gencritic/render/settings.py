@@ -47,6 +47,9 @@ class RenderSettings:
     point_size: float = 0.0  # pixels; 0 = resolution / 128
     renderer: str = "gl"  # gl: the rasteriser (default); cycles: Blender's path tracer (render/pathtrace.py)
     spp: int = 16  # Cycles samples per pixel (the gl renderer ignores it)
+    # draw an asset whose textures or material library are missing in plain colours (a row
+    # warning) instead of failing it; decides whether an asset is drawn, never its pixels
+    allow_untextured: bool = False
     cache: bool = True
     cache_dir: Path | None = field(default=None, compare=False)
 
@@ -58,9 +61,9 @@ class RenderSettings:
         return self.point_size if self.point_size > 0 else max(1.0, self.resolution / 128.0)
 
     def pixel_settings(self) -> dict[str, Any]:
-        """The settings that change pixels (cache-dir and cache on/off do not)."""
+        """The settings that change pixels (cache-dir, cache on/off and allow_untextured do not)."""
         d = asdict(self)
-        for k in ("cache", "cache_dir"):
+        for k in ("cache", "cache_dir", "allow_untextured"):
             d.pop(k)
         d["background"] = list(self.background)
         d["point_size"] = self.effective_point_size
@@ -85,6 +88,18 @@ class RenderSettings:
 _FIELDS = {f for f in RenderSettings.__dataclass_fields__}
 
 
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no option from Python (bool) or text (CLI, YAML, JSON): true/false, yes/no, 1/0."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise ValueError(f"{name}={value!r}: use true or false")
+
+
 def parse_render_options(options: dict[str, Any] | None) -> RenderSettings:
     """Validate a render-options dict (from the CLI or the Python API) into settings.
 
@@ -105,6 +120,8 @@ def parse_render_options(options: dict[str, Any] | None) -> RenderSettings:
                 opts[name] = float(opts[name])
         if "cache_dir" in opts:
             opts["cache_dir"] = Path(opts["cache_dir"])
+        if "allow_untextured" in opts:
+            opts["allow_untextured"] = _flag("allow_untextured", opts["allow_untextured"])
         settings = RenderSettings(**opts)
     except (TypeError, ValueError) as exc:
         raise InputError(f"bad render option: {exc}") from None

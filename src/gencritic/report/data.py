@@ -20,7 +20,7 @@ from typing import Any
 from gencritic.errors import InputError
 
 HUMAN_PATTERN = re.compile(r"^d?mos|human|rating", re.IGNORECASE)
-BOOKKEEPING = {"success", "error", "num_views", "num_views_scored", "prompt_tokens_cut", "item_id"}
+BOOKKEEPING = {"success", "error", "warnings", "num_views", "num_views_scored", "prompt_tokens_cut", "item_id"}
 MAX_GROUPS = 60
 
 
