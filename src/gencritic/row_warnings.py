@@ -12,6 +12,10 @@ A warning is one short string ``"kind: text"``. The kind is a stable lowercase w
 left out and why, starting with the file it is about (so a kit's warnings say which part). Producers
 build them with :func:`warning`, which keeps the separator ``"; "`` out of a text, so a cell splits
 back into the same list (:func:`split_cell`).
+
+A new kind of degradation of a 3D asset is added in :func:`gencritic.mesh.fidelity.asset_warnings`
+(from the files, so renders served from the cache carry it too); anything that prepares an item can
+append to :attr:`gencritic.media.PreparedItem.warnings`, and the pipeline does the rest.
 """
 
 from __future__ import annotations

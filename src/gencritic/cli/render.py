@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -55,7 +56,7 @@ def render_command(
     workers: int = typer.Option(2, "--workers", help="Assets loaded and composited at once (GL work runs on $GENCRITIC_RENDER_THREADS threads, default 2)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root (renders go in CACHE_DIR/renders)."),  # noqa: UP045
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the render cache."),
-    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours and name it in the cameras.json warnings, instead of failing the row."),
+    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours and name it in the cameras.json warnings, instead of failing them."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line."),
 ) -> None:
     """Render 3D assets headless (CPU or GPU) into views + camera parameters.
@@ -145,6 +146,11 @@ def toys4k_command(
                f"-> {result.results_csv}")
     if s["successful_evaluations"] < s["total_assets"]:
         typer.echo("failed assets have their reason in the 'error' column", err=True)
+    scoring = out / "scoring" / "summary.json"  # the seed's files keep the seed's columns; the pipeline's say more
+    warned = (json.loads(scoring.read_text()).get("warnings") or {}).get("items", 0) if scoring.is_file() else 0
+    if warned:
+        typer.echo(f"{warned} item(s) were drawn degraded (e.g. procedural colours a .blend export drops); see the "
+                   f"'warnings' column of {out / 'scoring' / 'results.csv'}", err=True)
 
 
 def convert_command(
