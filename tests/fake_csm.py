@@ -52,15 +52,21 @@ def make_glb(kind: str = "box", scale: float = 1.0) -> bytes:
     return buf.getvalue()
 
 
-def make_part_glb(kind: str, offset: tuple[float, float, float], colour: tuple[int, int, int]) -> bytes:
+def make_part_glb(kind: str, offset: tuple[float, float, float], colour: tuple[int, int, int],
+                  glowing: bool = False) -> bytes:
     """A kit part as a decomposing API delivers it: the part's geometry at the origin, placed in the
-    kit's frame by its node's transform (so only a loader that applies transforms puts it right)."""
+    kit's frame by its node's transform (so only a loader that applies transforms puts it right).
+    ``glowing``: its colour is a material's, which is also emissive."""
     import numpy as np
     import trimesh
 
     mesh = trimesh.creation.icosphere(subdivisions=1, radius=0.5) if kind == "sphere" else \
         trimesh.creation.box(extents=(1.0, 1.0, 1.0))
-    mesh.visual.face_colors = [*colour, 255]
+    if glowing:
+        mesh.visual = trimesh.visual.TextureVisuals(material=trimesh.visual.material.PBRMaterial(
+            name="glow", baseColorFactor=[*colour, 255], emissiveFactor=[1.0, 1.0, 1.0]))
+    else:
+        mesh.visual.face_colors = [*colour, 255]
     placement = np.eye(4)
     placement[:3, 3] = offset
     scene = trimesh.Scene()

@@ -111,12 +111,12 @@ def test_meshes_from_the_fake_server_are_scored_and_ranked(tmp_path: Path, fake:
 
 def _kit_from_parts_only(tmp_path: Path, fake: FakeCsm) -> list:
     """A kit job whose answer has two parts and no assembled mesh: a red box placed at x=-1.5 and a
-    blue sphere at x=+1.5 by their nodes' transforms."""
+    blue, glowing sphere at x=+1.5 by their nodes' transforms."""
     from tests.fake_csm import make_part_glb
 
     fake.kit_parts_only, fake.parts_per_kit = True, 2
     fake.mesh_for = lambda s, i, kind: make_part_glb(*(("box", (-1.5, 0.0, 0.0), (220, 40, 40)) if i == 0
-                                                      else ("sphere", (1.5, 0.0, 0.0), (40, 60, 220))))
+                                                      else ("sphere", (1.5, 0.0, 0.0), (40, 60, 220), True)))
     images = tmp_path / "images"
     make_image(images / "pair.png", (120, 60, 140))
     with make_runner(tmp_path / "jobs", fake.url, fake.api_key, FakeClock()) as runner:
@@ -171,6 +171,9 @@ def test_a_kit_of_parts_is_scored_as_the_whole_object(tmp_path: Path, fake: Fake
     with open(tmp_path / "eval" / "scores.csv", newline="") as fh:
         (written,) = list(csv.DictReader(fh))
     assert written["num_parts"] == "2" and written["mesh"].endswith(".kit.json")
+    # the glow of the sphere is not drawn: the row and the leaderboard say so
+    assert written["warnings"].startswith("emissive: part-01.glb: material glow glows")
+    assert result.leaderboard[0]["scored_with_warnings"] == 1
 
     # asked for: each part scored on its own as well, in its own file; the whole-object row is unchanged
     again = evaluate(rows, tmp_path / "eval", str(tiny_clip_dir), [], device="cpu", render=render, cache_dir=None,
@@ -180,3 +183,19 @@ def test_a_kit_of_parts_is_scored_as_the_whole_object(tmp_path: Path, fake: Fake
         by_part = {int(r["part"]): r for r in csv.DictReader(fh)}
     assert sorted(by_part) == [0, 1] and all(r["success"] == "true" for r in by_part.values())
     assert float(by_part[0]["clip_i2i"]) == pytest.approx(part0, abs=2e-3)
+    assert by_part[0]["warnings"] == "" and by_part[1]["warnings"].startswith("emissive: part-01.glb")
+
+    # the command line: the same whole-object row, per-part scores only with --per-part
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    base = ["generate", "eval", "--workdir", str(tmp_path / "jobs"), "--model", str(tiny_clip_dir), "--device",
+            "cpu", "--rig", "orbit4", "--resolution", "64", "--text-metrics", "", "--quiet"]
+    res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "cli" / "part_scores.csv").exists()
+    res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "cli-parts"), "--per-part"])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "cli-parts" / "part_scores.csv", newline="") as fh:
+        assert [r["part"] for r in csv.DictReader(fh)] == ["0", "1"]
