@@ -91,7 +91,7 @@ def test_a_cached_untextured_render_is_never_served_to_a_run_that_did_not_allow_
 def test_allow_untextured_option_parses_and_changes_no_pixel_key() -> None:
     assert parse_render_options({"allow_untextured": "yes"}).allow_untextured is True
     assert parse_render_options({"allow_untextured": "false"}).allow_untextured is False
-    with pytest.raises(InputError, match=r"allow_untextured='maybe': use true or false"):
+    with pytest.raises(InputError, match=r"allow_untextured='maybe' is not valid"):
         parse_render_options({"allow_untextured": "maybe"})
     assert RenderSettings(allow_untextured=True).key() == RenderSettings().key()  # same pixels, same cache entries
 

@@ -65,6 +65,10 @@ def test_ray_matches_local_exactly(runs: dict) -> None:
     assert summary["mean"] == runs["local"].summary["mean"]
     assert summary["metrics"] == runs["local"].summary["metrics"]
     assert summary["resumed_items"] == 0
+    # the device, dtype and threads the actors ran with (the same as the local run's here), strict JSON
+    assert summary["settings"] == runs["local"].summary["settings"]
+    assert summary["settings"]["device"] == "cpu" and summary["settings"]["dtype"] == "fp32"
+    json.loads((base / "ray" / "summary.json").read_text(), parse_constant=lambda c: 1 / 0)
 
 
 def test_ray_run_resumes_without_work(runs: dict, manifest: Path, tiny_clip_dir: Path) -> None:

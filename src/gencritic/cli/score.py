@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from gencritic.jsonio import dumps_strict
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
 
@@ -95,12 +95,14 @@ def score_command(
 def metrics_command(
     as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
 ) -> None:
-    """List every metric: inputs, range, direction, default model and the paper it comes from."""
+    """List every metric: inputs, range, direction, default model, the paper it comes from and
+    (with --json) its options: keys, types, defaults and what each does."""
     from gencritic.metrics.registry import all_metrics
 
-    infos = [cls.info for cls in all_metrics().values()]
+    classes = list(all_metrics().values())
+    infos = [cls.info for cls in classes]
     if as_json:
-        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        typer.echo(dumps_strict([cls.describe() for cls in classes], indent=2))
         return
     from rich.console import Console
     from rich.table import Table

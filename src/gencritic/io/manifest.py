@@ -17,6 +17,7 @@ from typing import Any
 
 from gencritic.errors import InputError
 from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, kind_for_path
+from gencritic.jsonio import dumps_strict
 
 MEDIA_COLUMNS = ("image", "path", "file", "mesh", "asset", "filename")
 PROMPT_COLUMNS = ("prompt", "caption", "text")
@@ -127,7 +128,7 @@ def _plain(value: Any) -> Any:
         except (ValueError, AttributeError):
             return str(value)
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        return dumps_strict(value, ensure_ascii=False)
     return value
 
 

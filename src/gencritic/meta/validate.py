@@ -21,7 +21,6 @@ report, so a number can be traced to the data and code that made it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -34,6 +33,7 @@ import numpy as np
 
 from gencritic.datasets.human import HumanDataset, load_human_dataset
 from gencritic.errors import InputError
+from gencritic.jsonio import write_json
 from gencritic.meta.bootstrap import (
     STATS,
     Agreement,
@@ -291,7 +291,7 @@ def write_outputs(report: ValidationReport, ds: HumanDataset, columns: Sequence[
     write_table(report.rows, CORRELATION_COLUMNS, out / "correlations.csv")
     write_table(report.comparisons, COMPARISON_COLUMNS, out / "comparisons.csv")
     payload = {"rows": report.rows, "comparisons": report.comparisons, "provenance": report.provenance}
-    atomic_write_text(out / "correlations.json", json.dumps(_json_clean(payload), indent=2) + "\n")
+    write_json(out / "correlations.json", payload)
     atomic_write_text(out / "report.md", markdown_report(report.rows, report.comparisons, report.provenance))
     if plots and report.agreements:
         from gencritic.meta.plots import scatter_grid
@@ -309,15 +309,3 @@ def write_outputs(report: ValidationReport, ds: HumanDataset, columns: Sequence[
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
-
-def _json_clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

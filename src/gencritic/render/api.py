@@ -26,6 +26,7 @@ from PIL import Image
 
 from gencritic.errors import ItemError
 from gencritic.io.images import LoadedImage
+from gencritic.jsonio import write_json
 from gencritic.mesh.fidelity import asset_warnings
 from gencritic.mesh.load import asset_sha256
 from gencritic.mesh.normalize import normalization_transform
@@ -162,7 +163,7 @@ def write_views(render: AssetRender, out_dir: Path, transparent: bool = False) -
         "model_matrix": render.meta.get("model_matrix"), "renderer": render.meta.get("renderer"),
         "warnings": render.warnings, "views": views_json,
     }
-    (out_dir / "cameras.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(out_dir / "cameras.json", doc, indent=1)
     return out_dir
 
 

@@ -11,7 +11,6 @@ summaries of them (means per group, correlations with human ratings), never scor
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from dataclasses import dataclass, field
 from html import escape
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
+from gencritic.jsonio import dumps_strict
 from gencritic.report.data import ResultsData, group_means, load_results, ranked
 from gencritic.report.plots import correlations, histogram_svg, scatter_svg
 from gencritic.report.thumbs import Thumb, thumbnails
@@ -71,7 +71,7 @@ def _float(v: Any) -> float:
 
 def _script_json(obj: Any) -> str:
     """JSON safe inside <script>: no '</' can close the element early."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False).replace("</", "<\\/").replace("<!--", "<\\!--")
+    return dumps_strict(obj, ensure_ascii=False).replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
 # -- sections ----------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ roots), 404, 413 (too large), 415 (not an image), 422 (the item could not be sco
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gencritic.errors import GencriticError, InputError, ModelUnavailableError
+from gencritic.jsonio import dumps_strict
 from gencritic.serve.security import AccessDenied, check_client
 from gencritic.serve.service import (
     ImageJob,
@@ -39,6 +39,14 @@ from gencritic.serve.service import (
 
 API_KEY_HEADER = "X-API-Key"
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and small fields around an upload
+
+
+class StrictJSONResponse(JSONResponse):
+    """Every response body is strict JSON: a NaN or ±inf (a score that did not compute, PSNR of
+    identical images) is null, where Starlette's own would fail the request with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps_strict(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class BodyLimit:
@@ -82,7 +90,7 @@ class BodyLimit:
 
 
 async def _too_large(send: Send, size: int, limit: int) -> None:
-    body = json.dumps({"detail": f"request body of {size}+ bytes is over this server's {limit}-byte limit "
+    body = dumps_strict({"detail": f"request body of {size}+ bytes is over this server's {limit}-byte limit "
                                  f"(--max-upload-mb)"}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -113,11 +121,11 @@ STATUS_FOR: list[tuple[type[BaseException], int]] = [
 
 def _error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, AccessDenied):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return StrictJSONResponse({"detail": str(exc)}, status_code=exc.status)
     for cls, status in STATUS_FOR:
         if isinstance(exc, cls):
-            return JSONResponse({"detail": str(exc)}, status_code=status)
-    return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+            return StrictJSONResponse({"detail": str(exc)}, status_code=status)
+    return StrictJSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
 
 def create_app(service: ScoringService) -> FastAPI:
@@ -126,7 +134,8 @@ def create_app(service: ScoringService) -> FastAPI:
 
     app = FastAPI(title="gencritic", version=gencritic.__version__,
                   description="Score images and 3D assets against prompts, run diagnostics, list metrics. "
-                              "Every number comes from the gencritic Python API.")
+                              "Every number comes from the gencritic Python API.",
+                  default_response_class=StrictJSONResponse)
     app.state.service = service
     app.add_middleware(BodyLimit, limit=service.config.max_upload_bytes + MULTIPART_OVERHEAD)
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
@@ -235,5 +244,5 @@ def _checked(result: dict[str, Any]) -> dict[str, Any]:
 
 async def _handler(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ItemFailed):
-        return JSONResponse({"detail": f"could not score: {exc}", "result": exc.result}, status_code=422)
+        return StrictJSONResponse({"detail": f"could not score: {exc}", "result": exc.result}, status_code=422)
     return _error_response(exc)
