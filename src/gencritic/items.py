@@ -33,6 +33,9 @@ class Item:
 
     ``item_id`` is stable across runs of the same input (it is what resume keys on);
     ``columns`` are the user's input columns, written back unchanged in the results.
+    ``error`` is set when reading the input already showed the item cannot be scored (an empty
+    image cell, a broken symlink in a folder): the item is still a row, failed with this reason,
+    so one bad entry never costs the others.
     """
 
     item_id: str
@@ -41,6 +44,13 @@ class Item:
     prompt: str | None = None
     reference: Path | None = None
     columns: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def kind_for_name(path: Path) -> ItemKind:
+    """The item kind a path's name suggests, without touching the disk (for entries that cannot
+    be examined: a broken link named ``x.glb`` is a failed mesh row)."""
+    return "mesh" if path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS else "image"
 
 
 def kind_for_path(path: Path) -> ItemKind:

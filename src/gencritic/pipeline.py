@@ -130,7 +130,10 @@ class ScoreRun:
     def to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=self.columns)
+        from gencritic.io.fsnames import printable_tree
+
+        # pandas' Arrow strings refuse the surrogate escapes of non-UTF-8 file names: show their bytes
+        return pd.DataFrame(printable_tree(self.rows), columns=self.columns)
 
 
 def software_versions() -> dict[str, str]:
@@ -483,7 +486,7 @@ def score(
         from gencritic.render.settings import parse_render_options
 
         parse_render_options(dict(opts.render))
-        require_blender([i.path for i in items if i.kind == "mesh"])
+        require_blender([i.path for i in items if i.kind == "mesh" and i.error is None])
     metrics = build_metrics(opts.metrics, opts.model)
     file_inputs = {m.name: inputs for m in metrics if (inputs := m.external_inputs()) is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)
@@ -506,7 +509,8 @@ def score(
     from gencritic.mesh.blend import prepare_blend_files
 
     # .blend assets are converted by Blender in batches first; a file that cannot be is a failed row
-    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh"], opts.progress)
+    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh" and i.error is None],
+                                         opts.progress)
 
     backbones = metric_backbones(metrics)
     any_text = any("text" in m.info.inputs for m in metrics)

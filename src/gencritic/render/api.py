@@ -181,9 +181,16 @@ class RenderReport:
 
 
 def find_assets(source: Path) -> list[Path]:
-    """A mesh file (or kit file), or every mesh/point-cloud file under a folder (sorted, recursive;
-    kit files are not picked up there: their parts would be rendered twice)."""
+    """A mesh file (or kit file), or every mesh/point-cloud file under a folder (natural order,
+    recursive; kit files are not picked up there: their parts would be rendered twice)."""
+    return _asset_listing(source)[0]
+
+
+def _asset_listing(source: Path) -> tuple[list[Path], dict[Path, str]]:
+    """:func:`find_assets`, plus the entries that cannot be read (path -> why), each of which is
+    reported as a failed asset while the others are rendered (the one listing, io/listing.py)."""
     from gencritic.errors import InputError
+    from gencritic.io.listing import FolderError, walk_files
     from gencritic.items import CONVERT_3D_HINT, MESH_EXTENSIONS, UNREAD_3D_EXTENSIONS
     from gencritic.mesh.kit import is_kit
 
@@ -193,14 +200,16 @@ def find_assets(source: Path) -> list[Path]:
             hint = f"; {CONVERT_3D_HINT}" if source.suffix.lower() in UNREAD_3D_EXTENSIONS else ""
             raise InputError(f"{source} is not a mesh: give {', '.join(sorted(MESH_EXTENSIONS))} or a folder of them"
                              f"{hint}")
-        return [source]
+        return [source], {}
     if not source.is_dir():
         raise InputError(f"input not found: {source} (give a mesh file or a folder of meshes)")
-    found = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in MESH_EXTENSIONS
-                   and not any(part.startswith(".") for part in p.relative_to(source).parts))
-    if not found:
+    try:
+        listing = walk_files(source, MESH_EXTENSIONS)
+    except FolderError as exc:
+        raise InputError(str(exc)) from None
+    if not listing.files and not listing.bad:
         raise InputError(f"no meshes under {source} (looked for {', '.join(sorted(MESH_EXTENSIONS))})")
-    return found
+    return listing.files, {b.path: f"{b.path}: {b.reason}" for b in listing.bad}
 
 
 def asset_out_name(asset: Path, source: Path) -> str:
@@ -223,10 +232,12 @@ def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = N
 
     settings = parse_render_options(options)
     check_environment()
-    assets = find_assets(Path(source))
+    assets, unreadable = _asset_listing(Path(source))
     from gencritic.mesh.blend import prepare_blend_files
 
     blend_failures = prepare_blend_files(assets, show_progress=on_done is not None)
+    blend_failures.update(unreadable)
+    assets = assets + list(unreadable)
 
     def one(asset: Path) -> RenderReport:
         if asset in blend_failures:
