@@ -20,6 +20,9 @@ MESH_EXTENSIONS = frozenset({".glb", ".gltf", ".obj", ".ply", ".stl", ".off", ".
 # instead of being mistaken for images
 UNREAD_3D_EXTENSIONS = frozenset({".fbx", ".usd", ".usda", ".usdc", ".usdz", ".dae", ".3ds", ".abc",
                                   ".3mf", ".x3d", ".vrml", ".wrl", ".ma", ".mb", ".max", ".c4d", ".vox"})
+# a kit: parts of one object drawn together (gencritic/mesh/kit.py); listed in manifests, not
+# picked up from folders (a folder of parts would otherwise be scored twice)
+KIT_SUFFIX = ".kit.json"
 CONVERT_3D_HINT = ("convert it to .glb, e.g. open it in Blender and use File > Export > glTF 2.0 "
                    "(FBX also: `npx fbx2gltf`)")
 
@@ -54,6 +57,6 @@ def kind_for_path(path: Path) -> ItemKind:
     """Guess the item kind from a path: a mesh file, a folder of views, or an image."""
     if path.is_dir():
         return "views"
-    if path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS:
+    if path.name.lower().endswith(KIT_SUFFIX) or path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS:
         return "mesh"
     return "image"

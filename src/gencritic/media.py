@@ -30,6 +30,9 @@ class PreparedItem:
     reference: LoadedImage | None = None
     error: str | None = None
     renderer: str | None = None  # what drew a mesh's views (GL_RENDERER, or Cycles), for the run summary
+    # what was accepted in a degraded form ("kind: text", see gencritic.row_warnings); a parallel
+    # channel to ``error``: the item is scored, and its row names each of these
+    warnings: list[str] = field(default_factory=list)
 
 
 def _image_view(item: Item, index: int, path: Path, background: RGB, name: str | None = None) -> View:
@@ -72,6 +75,7 @@ def _views_from_mesh(item: Item, render_options: dict[str, Any], background: RGB
     view_errors = prepared.view_errors
     result = render_asset(item.path, dict(render_options, background=background))
     prepared.renderer = result.meta.get("renderer")
+    prepared.warnings.extend(result.warnings)
     views = []
     for i, rendered in enumerate(result.views):
         if rendered.error is not None:

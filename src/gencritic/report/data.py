@@ -21,7 +21,7 @@ from gencritic.errors import InputError
 from gencritic.io.fsnames import CSV_ERRORS
 
 HUMAN_PATTERN = re.compile(r"^d?mos|human|rating", re.IGNORECASE)
-BOOKKEEPING = {"success", "error", "num_views", "num_views_scored", "prompt_tokens_cut", "item_id"}
+BOOKKEEPING = {"success", "error", "warnings", "num_views", "num_views_scored", "prompt_tokens_cut", "item_id"}
 MAX_GROUPS = 60
 
 

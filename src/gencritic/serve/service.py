@@ -125,10 +125,13 @@ def json_number(value: Any) -> Any:
 
 def row_result(row: dict[str, Any], columns: Sequence[str], label: str) -> dict[str, Any]:
     """A result row of the pipeline as the JSON the service returns (scores + provenance)."""
+    from gencritic.row_warnings import split_cell
+
     scores = {c: json_number(row.get(c)) for c in columns if c in row}
     return printable_tree({"input": label, "scores": scores, "success": bool(row.get("success")), "error": row.get("error") or None,
             "model": row.get("model"), "settings_id": row.get("settings_id"), "prompt": row.get("prompt"),
-            "num_views": row.get("num_views"), "num_views_scored": row.get("num_views_scored")})
+            "num_views": row.get("num_views"), "num_views_scored": row.get("num_views_scored"),
+            "warnings": split_cell(row.get("warnings"))})  # degradations accepted (gencritic.row_warnings)
 
 
 class ScoringService:
