@@ -62,6 +62,30 @@ def make_glb(kind: str = "box", scale: float = 1.0) -> bytes:
     return buf.getvalue()
 
 
+def make_part_glb(kind: str, offset: tuple[float, float, float], colour: tuple[int, int, int],
+                  glowing: bool = False) -> bytes:
+    """A kit part as a decomposing API delivers it: the part's geometry at the origin, placed in the
+    kit's frame by its node's transform (so only a loader that applies transforms puts it right).
+    ``glowing``: its colour is a material's, which is also emissive."""
+    import numpy as np
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=1, radius=0.5) if kind == "sphere" else \
+        trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    if glowing:
+        mesh.visual = trimesh.visual.TextureVisuals(material=trimesh.visual.material.PBRMaterial(
+            name="glow", baseColorFactor=[*colour, 255], emissiveFactor=[1.0, 1.0, 1.0]))
+    else:
+        mesh.visual.face_colors = [*colour, 255]
+    placement = np.eye(4)
+    placement[:3, 3] = offset
+    scene = trimesh.Scene()
+    scene.add_geometry(mesh, node_name=f"{kind}-part", transform=placement)
+    buf = io.BytesIO()
+    scene.export(buf, file_type="glb")
+    return buf.getvalue()
+
+
 @dataclass
 class Fault:
     """One scripted answer: an HTTP status (+ headers/body), a hang, or a truncated body."""
@@ -104,6 +128,9 @@ class FakeCsm:
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
         self.post_delay_s = 0.0  # latency of every POST (lets two clients overlap)
         self.fail_sessions: set[str] = set()  # configuration names whose sessions fail remotely
+        # kits answered with output.part_meshes only, no assembled mesh (what seed-style harnesses get)
+        self.kit_parts_only = False
+        self.parts_per_kit = 3
         self.mesh_for: Callable[[dict[str, Any], int, str], bytes] = lambda s, i, kind: make_glb(
             ("box", "sphere", "cylinder")[i % 3])
         self.lock = threading.Lock()
@@ -233,7 +260,7 @@ class FakeCsm:
             s["status"] = "complete"
             return
         meshes = []
-        n_main = 1
+        n_main = 0 if s["type"] == "image_to_kit" and self.kit_parts_only else 1
         for i in range(n_main):
             path = f"/files/{sid}/mesh_{i}.glb"
             self.files[path] = self.mesh_for(s, i, "mesh")
@@ -242,7 +269,7 @@ class FakeCsm:
         output: dict[str, Any] = {"meshes": meshes}
         if s["type"] == "image_to_kit":
             parts = []
-            for i in range(3):
+            for i in range(self.parts_per_kit):
                 path = f"/files/{sid}/part_{i}.glb"
                 self.files[path] = self.mesh_for(s, i, "part")
                 parts.append({"_id": f"PART_{sid}_{i}", "status": "complete", "data": {"glb_url": self.url + path}})

@@ -155,7 +155,7 @@ def test_render_options_refuse_typos_and_wrong_types_in_one_line() -> None:
         parse_render_options({"backgrond": "black"})
     message = str(info.value)
     assert "unknown render option 'backgrond' (did you mean 'background'?)" in message
-    assert "accepted: background, cache, cache_dir, fov" in message and "\n" not in message
+    assert "accepted: allow_untextured, background, cache, cache_dir, fov" in message and "\n" not in message
     with pytest.raises(InputError) as info:
         parse_render_options({"resolution": "big"})
     assert "resolution='big'" in str(info.value) and "integer" in str(info.value)

@@ -41,13 +41,15 @@ def _create_beside(path: Path, mode: int, prefix: str | None, suffix: str) -> tu
 
 @contextmanager
 def atomic_open(path: Path, binary: bool = False, *, mode: int = OUTPUT_MODE, prefix: str | None = None,
-                suffix: str = ".tmp", fsync: bool = True) -> Iterator[IO[Any]]:
+                suffix: str = ".tmp", fsync: bool = True, errors: str = "strict") -> Iterator[IO[Any]]:
     """Write ``path`` through a file handle; it appears complete, or not at all.
 
     ``mode`` is the permission asked of the kernel before the umask (``OUTPUT_MODE`` for
     outputs, ``SECRET_MODE`` for secrets). ``prefix``/``suffix`` name the temporary file
     (default ``.<name>.<random>.tmp``: hidden, and recognisable as a leftover if the process
     dies). ``fsync=False`` for caches, where losing a file to a crash only costs recomputing it.
+    ``errors`` is the text encoder's: ``"surrogateescape"`` for CSVs, which write file names
+    that are not UTF-8 as their bytes (``gencritic.io.fsnames``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,7 @@ def atomic_open(path: Path, binary: bool = False, *, mode: int = OUTPUT_MODE, pr
         if binary:
             fh: IO[Any] = os.fdopen(fd, "wb")
         else:
-            fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+            fh = os.fdopen(fd, "w", encoding="utf-8", errors=errors, newline="")
         with fh:
             yield fh
             fh.flush()
@@ -68,9 +70,10 @@ def atomic_open(path: Path, binary: bool = False, *, mode: int = OUTPUT_MODE, pr
         raise
 
 
-def atomic_write_text(path: Path, text: str, mode: int = OUTPUT_MODE) -> None:
-    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically; permissions follow the umask."""
-    with atomic_open(path, mode=mode) as fh:
+def atomic_write_text(path: Path, text: str, mode: int = OUTPUT_MODE, errors: str = "strict") -> None:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically; permissions follow the umask.
+    ``errors``: as :func:`atomic_open`'s (``"surrogateescape"`` for CSVs)."""
+    with atomic_open(path, mode=mode, errors=errors) as fh:
         fh.write(text)
 
 

@@ -12,6 +12,11 @@ The journal (``.gencritic/journal.jsonl``) must give back exactly what was score
 resumed run's ``results.csv`` is byte-identical to an uninterrupted one's: there
 :func:`journal_line` writes NaN as ``null`` and ±inf as the strings ``"Infinity"`` /
 ``"-Infinity"``, and :func:`parse_journal_line` restores them in the records' value maps.
+
+File names that are not UTF-8 reach JSON as strings with lone surrogates (PEP 383), which
+UTF-8 cannot encode: with ``ensure_ascii=False`` they are written as ``\\udcXX`` escapes
+(:func:`gencritic.io.fsnames.escape_surrogates`), so the text is valid UTF-8 and ``json.loads``
+gives back the same name (``ensure_ascii=True`` escapes them already).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gencritic.atomic import OUTPUT_MODE, atomic_write_text
+from gencritic.io.fsnames import escape_surrogates
 
 NonFinite = Literal["null", "raise"]
 
@@ -80,8 +86,9 @@ def dumps_strict(obj: Any, *, indent: int | None = None, sort_keys: bool = False
                  separators: tuple[str, str] | None = None, default: Callable[[Any], Any] | None = None,
                  nonfinite: NonFinite = "null") -> str:
     """``json.dumps`` that always writes strict JSON (see the module docstring)."""
-    return json.dumps(to_jsonable(obj, default, nonfinite), indent=indent, sort_keys=sort_keys,
+    text = json.dumps(to_jsonable(obj, default, nonfinite), indent=indent, sort_keys=sort_keys,
                       ensure_ascii=ensure_ascii, separators=separators, allow_nan=False)
+    return text if ensure_ascii else escape_surrogates(text)
 
 
 def loads_strict(text: str | bytes) -> Any:
@@ -109,8 +116,8 @@ def _journal_float(f: float) -> Any:
 
 def journal_line(record: Mapping[str, Any]) -> str:
     """One journal line (no newline): strict JSON; NaN -> null, ±inf -> "Infinity"/"-Infinity"."""
-    return json.dumps(to_jsonable(record, default=str, _encode_float=_journal_float), ensure_ascii=False,
-                      allow_nan=False)
+    return escape_surrogates(json.dumps(to_jsonable(record, default=str, _encode_float=_journal_float),
+                                        ensure_ascii=False, allow_nan=False))
 
 
 def _restore_values(values: Any) -> Any:

@@ -36,6 +36,8 @@ from gencritic.metrics.registry import create_metric, split_specs
 from gencritic.models.clip import ClipBackbone
 from gencritic.models.device import describe_runtime, resolve_device
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
+from gencritic.row_warnings import join_cell
+from gencritic.row_warnings import summarise as summarise_warnings
 from gencritic.store import ResultsStore, write_table
 
 log = logging.getLogger("gencritic")
@@ -128,7 +130,10 @@ class ScoreRun:
     def to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=self.columns)
+        from gencritic.io.fsnames import printable_tree
+
+        # pandas' Arrow strings refuse the surrogate escapes of non-UTF-8 file names: show their bytes
+        return pd.DataFrame(printable_tree(self.rows), columns=self.columns)
 
 
 def software_versions() -> dict[str, str]:
@@ -200,7 +205,7 @@ def output_columns(items: Sequence[Item], metrics: Sequence[Metric], any_text: b
         cols.extend(["num_views", "num_views_scored"])
     if any_text:
         cols.append("prompt_tokens_cut")
-    cols.extend(["success", "error", "model", "settings_id"])
+    cols.extend(["success", "error", "warnings", "model", "settings_id"])
     return cols
 
 
@@ -307,6 +312,8 @@ def _score_batch(batch: list[PreparedItem], metrics: Sequence[Metric], ctx: RunC
         }
         if p.renderer:
             rec["renderer"] = p.renderer
+        if p.warnings:  # absent otherwise: journals of clean runs stay as they were
+            rec["warnings"] = list(p.warnings)
         if p.error is not None:
             rec.update(success=False, error=p.error, num_views_scored=0)
             records.append(rec)
@@ -346,7 +353,8 @@ def record_to_row(rec: dict[str, Any]) -> dict[str, Any]:
     row.update(rec.get("values", {}))
     row.update(num_views=rec.get("num_views"), num_views_scored=rec.get("num_views_scored"),
                prompt_tokens_cut=rec.get("prompt_tokens_cut"), success=bool(rec.get("success")),
-               error=rec.get("error") or "", model=rec.get("model"), settings_id=rec.get("settings_id"))
+               error=rec.get("error") or "", warnings=join_cell(rec.get("warnings")), model=rec.get("model"),
+               settings_id=rec.get("settings_id"))
     return row
 
 
@@ -355,17 +363,20 @@ def record_view_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     records journaled before per-column models were kept name the run's label."""
     models = rec.get("models")
     rows = []
+    warnings = join_cell(rec.get("warnings"))  # the asset's: every view of it was drawn so
     for v in rec.get("views", []):
         if not v["values"]:
             rows.append({"item_id": rec["item"]["item_id"], "view": v["view"], "metric": "", "value": None,
-                         "model": rec.get("model"), "settings_id": rec.get("settings_id"), "error": v["error"] or ""})
+                         "model": rec.get("model"), "settings_id": rec.get("settings_id"), "error": v["error"] or "",
+                         "warnings": warnings})
         for col, value in v["values"].items():
             rows.append({"item_id": rec["item"]["item_id"], "view": v["view"], "metric": col, "value": value,
-                         "model": models.get(col) if models is not None else rec.get("model"), "settings_id": rec.get("settings_id"), "error": v["error"] or ""})
+                         "model": models.get(col) if models is not None else rec.get("model"),
+                         "settings_id": rec.get("settings_id"), "error": v["error"] or "", "warnings": warnings})
     return rows
 
 
-VIEW_COLUMNS = ["item_id", "view", "metric", "value", "model", "settings_id", "error"]
+VIEW_COLUMNS = ["item_id", "view", "metric", "value", "model", "settings_id", "error", "warnings"]
 
 
 def summarise(records: Sequence[dict[str, Any]], metrics: Sequence[Metric], options: ScoreOptions,
@@ -475,7 +486,7 @@ def score(
         from gencritic.render.settings import parse_render_options
 
         parse_render_options(dict(opts.render))
-        require_blender([i.path for i in items if i.kind == "mesh"])
+        require_blender([i.path for i in items if i.kind == "mesh" and i.error is None])
     metrics = build_metrics(opts.metrics, opts.model)
     file_inputs = {m.name: inputs for m in metrics if (inputs := m.external_inputs()) is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)
@@ -498,7 +509,8 @@ def score(
     from gencritic.mesh.blend import prepare_blend_files
 
     # .blend assets are converted by Blender in batches first; a file that cannot be is a failed row
-    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh"], opts.progress)
+    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh" and i.error is None],
+                                         opts.progress)
 
     backbones = metric_backbones(metrics)
     any_text = any("text" in m.info.inputs for m in metrics)
@@ -559,6 +571,7 @@ def score(
     summary = summarise(ordered, metrics, opts, unavailable, time.perf_counter() - started, interrupted, runtime)
     summary["cache"] = {"hits": cache.hits, "misses": cache.misses, "path": str(cache.path) if cache.path else None}
     summary["resumed_items"] = len(done)
+    summary["warnings"] = summarise_warnings(ordered)  # degradations accepted, by kind (gencritic.row_warnings)
     if out_dir is not None:
         for fmt in dict.fromkeys(["csv", *opts.formats]):
             write_table(rows, columns, out_dir / f"results.{fmt}")

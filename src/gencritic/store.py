@@ -25,6 +25,7 @@ from typing import Any
 
 from gencritic.atomic import atomic_write_text
 from gencritic.errors import InputError
+from gencritic.io.fsnames import CSV_ERRORS, printable
 from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line
 
 __all__ = ["ResultsStore", "atomic_write_text", "format_value", "rows_to_csv", "write_table"]
@@ -119,7 +120,7 @@ class ResultsStore:
         text = rows_to_csv(rows, columns)
         if path.exists() and path.stat().st_size > 0:
             text = text.split("\n", 1)[1]
-        with open(path, "a", encoding="utf-8", newline="") as fh:
+        with open(path, "a", encoding="utf-8", errors=CSV_ERRORS, newline="") as fh:
             fh.write(text)
 
 
@@ -127,14 +128,15 @@ def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: Pa
     """Write rows as CSV, JSONL or Parquet depending on the suffix (atomically)."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        atomic_write_text(path, rows_to_csv(rows, columns))
+        atomic_write_text(path, rows_to_csv(rows, columns), errors=CSV_ERRORS)
     elif suffix == ".jsonl":
         lines = [dumps_strict({c: r.get(c) for c in columns}, ensure_ascii=False) for r in rows]
         atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
     elif suffix == ".parquet":
         import pandas as pd
 
-        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=list(columns))
+        # Arrow strings must be UTF-8: undecodable file-name bytes become \xNN text here
+        frame = pd.DataFrame([{c: printable(r.get(c)) for c in columns} for r in rows], columns=list(columns))
         tmp = path.with_name(f".{path.name}.tmp")
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, path)

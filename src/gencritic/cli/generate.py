@@ -286,12 +286,18 @@ def eval_command(
     rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for the rendered views."),
     resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    per_part: bool = typer.Option(False, "--per-part", help="Also score each part of a kit on its own "
+                                                            "(part_scores.csv); kits are always scored whole."),
+    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material "
+                                          "library are missing: score them drawn in plain colours (named in the "
+                                          "warnings column) instead of failing them."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Render every finished mesh, score it against its source image, and write a leaderboard per configuration.
 
     clip_i2i = CLIP image-image cosine of each rendered view to the input image, mean over views.
-    Writes WORKDIR/eval/leaderboard.csv, leaderboard.md and scores.csv (one row per job).
+    Writes WORKDIR/eval/leaderboard.csv, leaderboard.md and scores.csv (one row per job). A kit is
+    scored as the whole object: its assembled mesh, or all its parts drawn together (num_parts).
 
     Examples:
 
@@ -315,8 +321,10 @@ def eval_command(
                          f"known: {', '.join(sorted(known)) or 'none'}")
     metrics = [m.strip() for m in text_metrics.split(",") if m.strip()]
     result = evaluate(rows, out or workdir / "eval", model or DEFAULT_CLIP_MODEL, metrics, device=device,
-                      render={"rig": rig, "resolution": resolution},
-                      cache_dir=None if no_cache else default_cache_dir(), progress=not quiet)
+                      render={"rig": rig, "resolution": resolution,
+                              **({"allow_untextured": True} if allow_untextured else {})},
+                      cache_dir=None if no_cache else default_cache_dir(), progress=not quiet, per_part=per_part)
     Console().print(to_markdown(result.leaderboard, result.leaderboard_columns, "leaderboard"), markup=False)
     typer.echo(f"-> {result.out_dir / 'leaderboard.csv'}, {result.out_dir / 'leaderboard.md'}, "
-               f"{result.out_dir / 'scores.csv'}", err=True)
+               f"{result.out_dir / 'scores.csv'}" + (f", {result.out_dir / 'part_scores.csv'}" if per_part else ""),
+               err=True)

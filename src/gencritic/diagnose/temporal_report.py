@@ -18,6 +18,7 @@ from gencritic.diagnose.api import _clean
 from gencritic.diagnose.profiles import DEFAULT_PROFILE, load_profile
 from gencritic.diagnose.segmentation import sequence_regions
 from gencritic.errors import InputError
+from gencritic.io.fsnames import CSV_ERRORS
 from gencritic.io.images import parse_background
 from gencritic.jsonio import write_json
 from gencritic.store import atomic_write_text, rows_to_csv
@@ -120,7 +121,7 @@ def temporal_report(input: str | Path, out_dir: str | Path, profile: str = DEFAU
     summary, rows = temporal_analysis(input, profile, flow, max_frames, lpips, lpips_weights)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "curves.csv", rows_to_csv(rows, CURVE_COLUMNS))
+    atomic_write_text(out / "curves.csv", rows_to_csv(rows, CURVE_COLUMNS), errors=CSV_ERRORS)  # io/fsnames.py
     files = {"curves_csv": str(out / "curves.csv"), "summary_json": str(out / "temporal.json")}
     if plot:
         plot_curves(rows, f"temporal curves: {Path(summary['input']).name}", out / "curves.png")

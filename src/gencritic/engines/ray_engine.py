@@ -42,12 +42,14 @@ log = logging.getLogger("gencritic")
 
 def item_to_json(item: Item) -> dict[str, Any]:
     return {"item_id": item.item_id, "kind": item.kind, "path": str(item.path), "prompt": item.prompt,
-            "reference": None if item.reference is None else str(item.reference), "columns": item.columns}
+            "reference": None if item.reference is None else str(item.reference), "columns": item.columns,
+            "error": item.error}
 
 
 def item_from_json(d: dict[str, Any]) -> Item:
     return Item(item_id=d["item_id"], kind=d["kind"], path=Path(d["path"]), prompt=d.get("prompt"),
-                reference=None if d.get("reference") is None else Path(d["reference"]), columns=d.get("columns") or {})
+                reference=None if d.get("reference") is None else Path(d["reference"]), columns=d.get("columns") or {},
+                error=d.get("error"))
 
 
 def options_to_json(opts: ScoreOptions) -> dict[str, Any]:

@@ -44,7 +44,8 @@ from gencritic.jsonio import dumps_strict
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).with_name("blend_worker.py")
-CONVERTER_VERSION = "blend-1"  # bump when the worker's output changes
+# bump when the worker's output changes; blend-2: notes carry their warning kind, Emission shaders are noted
+CONVERTER_VERSION = "blend-2"
 FILES_PER_START = 16
 TIMEOUT_PER_FILE_S = float(os.environ.get("GENCRITIC_BLEND_TIMEOUT", "300"))
 

@@ -184,7 +184,7 @@ class MSSSIM(_PixelMetric):
         name="ms_ssim", family="reference", inputs=("image", "reference"), columns=("ms_ssim",), range=(0.0, 1.0),
         higher_is_better=True, default_model=None, needs_pixels=True,
         description=("Multi-scale SSIM: 5 scales, weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average "
-                     "pooling, per-scale terms clamped at 0; needs images of at least 161x161." + _PIXEL_NOTE),
+                     "pooling, per-scale terms clamped at 0; needs images of at least 176x176." + _PIXEL_NOTE),
         reference="Wang, Simoncelli, Bovik, Multiscale Structural Similarity for Image Quality Assessment, "
                   "Asilomar 2003",
     )

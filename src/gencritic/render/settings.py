@@ -59,6 +59,10 @@ class RenderSettings(StrictModel):
     # gl: the rasteriser (default); cycles: Blender's path tracer (render/pathtrace.py)
     renderer: str = Field("gl", description="gl (rasteriser) or cycles (Blender's path tracer)")
     spp: int = Field(16, description="Cycles samples per pixel, 1..65536 (the gl renderer ignores it)")
+    # decides whether an asset is drawn, never its pixels: not in pixel_settings (cache keys)
+    allow_untextured: bool = Field(False, description="draw an asset whose textures or material library are "
+                                                      "missing in plain colours (a row warning) instead of "
+                                                      "failing it")
     cache: bool = Field(True, description="read and write the render cache")
     cache_dir: Path | None = Field(None, description="where the render cache lives (never changes pixels)")
 
@@ -141,8 +145,8 @@ class RenderSettings(StrictModel):
         return self.point_size if self.point_size > 0 else max(1.0, self.resolution / 128.0)
 
     def pixel_settings(self) -> dict[str, Any]:
-        """The settings that change pixels (cache-dir and cache on/off do not)."""
-        d = self.model_dump(exclude={"cache", "cache_dir"})
+        """The settings that change pixels (cache-dir, cache on/off and allow_untextured do not)."""
+        d = self.model_dump(exclude={"cache", "cache_dir", "allow_untextured"})
         d["background"] = list(self.background)
         d["point_size"] = self.effective_point_size
         if self.renderer == "cycles":  # Blender's version is part of what a path-traced view is

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
+from gencritic.io.fsnames import printable
 from gencritic.jsonio import dumps_strict
 from gencritic.report.data import ResultsData, group_means, load_results, ranked
 from gencritic.report.plots import correlations, histogram_svg, scatter_svg
@@ -302,9 +303,9 @@ def build_report(results: str | Path, out: str | Path, markdown: str | Path | No
     thumbs = thumbnails(data, out.parent.resolve(), views_dir=opts.views_dir, media_root=opts.media_root,
                         embed=opts.embed, size=opts.thumb_size, render=opts.render,
                         render_options=opts.render_options)
-    atomic_write_text(out, render_html(data, thumbs, opts))
+    atomic_write_text(out, printable(render_html(data, thumbs, opts)))  # a non-UTF-8 name shows as \xNN
     md_path = Path(markdown) if markdown is not None else None
     if md_path is not None:
-        atomic_write_text(md_path, markdown_summary(data, top_n=opts.top_n))
+        atomic_write_text(md_path, printable(markdown_summary(data, top_n=opts.top_n)))
     return ReportWritten(html=out, markdown=md_path, items=len(data.rows),
                          thumbnails=sum(len(v) for v in thumbs.values()))

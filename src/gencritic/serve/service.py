@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import GencriticError, InputError
+from gencritic.io.fsnames import printable_tree
 from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, kind_for_path
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
 from gencritic.serve.batching import MicroBatcher
@@ -124,10 +125,13 @@ def json_number(value: Any) -> Any:
 
 def row_result(row: dict[str, Any], columns: Sequence[str], label: str) -> dict[str, Any]:
     """A result row of the pipeline as the JSON the service returns (scores + provenance)."""
+    from gencritic.row_warnings import split_cell
+
     scores = {c: json_number(row.get(c)) for c in columns if c in row}
-    return {"input": label, "scores": scores, "success": bool(row.get("success")), "error": row.get("error") or None,
+    return printable_tree({"input": label, "scores": scores, "success": bool(row.get("success")), "error": row.get("error") or None,
             "model": row.get("model"), "settings_id": row.get("settings_id"), "prompt": row.get("prompt"),
-            "num_views": row.get("num_views"), "num_views_scored": row.get("num_views_scored")}
+            "num_views": row.get("num_views"), "num_views_scored": row.get("num_views_scored"),
+            "warnings": split_cell(row.get("warnings"))})  # degradations accepted (gencritic.row_warnings)
 
 
 class ScoringService:
@@ -225,8 +229,8 @@ class ScoringService:
         item = self.asset_item(raw, prompt)
         run = score([item], options=self.options(metrics), pool=self.pool)
         result = row_result(run.rows[0], metric_columns(metrics), raw)
-        result["views"] = [{k: json_number(v) for k, v in vr.items() if k in ("view", "metric", "value", "error")}
-                           for vr in run.view_rows]
+        result["views"] = printable_tree([{k: json_number(v) for k, v in vr.items()
+                                           if k in ("view", "metric", "value", "error")} for vr in run.view_rows])
         return result
 
     def diagnose(self, raw_path: Path, profile: str | None, prompt: str | None,
@@ -243,7 +247,7 @@ class ScoringService:
         result = api.diagnose(raw_path, **kwargs)
         if not isinstance(result, dict):
             raise GencriticError("diagnose returned no JSON object")
-        return result
+        return printable_tree(result)  # type: ignore[no-any-return]  # frame names: io/fsnames.py
 
     def profiles(self) -> list[Any]:
         mod = optional_module("gencritic.diagnose.profiles", "diagnose profiles (gencritic.diagnose)")
