@@ -27,6 +27,8 @@ def two_folders(tmp_path: Path) -> tuple[Path, Path]:
     np.savez(gen / "cloud.npz", points=np.random.default_rng(0).random((100, 3)))
     box((0, 0, 0), (1, 1, 1)).export(ref / "cloud.ply")
     box((0, 0, 0), (1, 1, 1)).export(ref / "never_made.ply")
+    (gen / "ghost.glb").symlink_to(tmp_path / "nowhere.glb")  # a broken link: its own failed row
+    box((0, 0, 0), (1, 1, 1)).export(ref / "ghost.ply")
     return gen, ref
 
 
@@ -35,7 +37,8 @@ def test_folders_pair_by_name_and_every_failure_is_its_own_row(two_folders: tupl
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     gen, ref = two_folders
     rows = compare([str(gen), str(ref), "--samples", "2000"], tmp_path / "out", monkeypatch, capsys)
-    assert list(rows) == ["ball", "broken", "cloud", "never_made", "toys/brick"]
+    assert list(rows) == ["ball", "broken", "cloud", "ghost", "never_made", "toys/brick"]
+    assert rows["ghost"]["success"] == "false" and rows["ghost"]["error"].startswith("generated ghost.glb: ")
     assert rows["ball"]["success"] == "true" and rows["ball"]["reference"].endswith("ball.obj")
     assert rows["toys/brick"]["success"] == "true" and float(rows["toys/brick"]["volume_iou"]) > 0.8
     assert rows["broken"]["success"] == "false" and rows["broken"]["error"].startswith("geometry: ")
@@ -43,7 +46,7 @@ def test_folders_pair_by_name_and_every_failure_is_its_own_row(two_folders: tupl
     assert rows["never_made"]["success"] == "false" and "no generated asset" in rows["never_made"]["error"]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text(),
                          parse_constant=lambda token: pytest.fail(f"non-strict JSON token {token}"))
-    assert summary["pairs"] == 5 and summary["successes"] == 2
+    assert summary["pairs"] == 6 and summary["successes"] == 2
     assert summary["metrics"]["chamfer_l1"]["count"] == 2
     assert summary["settings"]["geometry"]["fscore_tau"] == 0.1 and summary["settings"]["geometry"]["align"] == "none"
 

@@ -128,6 +128,8 @@ def test_real_meshes_match_brute_force_and_trimesh(tmp_path: Path, monkeypatch: 
     assert rows["Duck.glb"]["texture_resolution"] == "512x512" and rows["Duck.glb"]["pbr_channels"] == "base_color"
     assert rows["fuze.obj"]["texture_resolution"] == "1024x1024"
     assert rows["capsule.obj"]["textures"] == "0" and rows["capsule.obj"]["uv_coverage"] == ""  # no MTL: no texture
+    # its material library is missing: checked all the same (the shape does not depend on it), and said
+    assert "capsule.mtl" in rows["capsule.obj"]["missing_files"] and rows["fuze.obj"]["missing_files"] == ""
     assert float(rows["BoxTextured.glb"]["uv_outside"]) > 0  # its UVs tile (u up to 6)
 
 
@@ -163,7 +165,9 @@ def test_bad_input_is_one_line_and_a_bad_file_one_failed_row(tmp_path: Path, mon
     folder.mkdir()
     box((0, 0, 0), (1, 1, 1)).export(folder / "good.ply")
     (folder / "broken.obj").write_text("v 0 0 0\nf 1 2 3\n")
+    (folder / "ghost.glb").symlink_to(tmp_path / "nowhere.glb")
     rows = run(folder, tmp_path / "out", monkeypatch, capsys)
+    assert rows["ghost.glb"]["success"] == "false" and "ghost.glb" in rows["ghost.glb"]["error"]
     assert rows["good.ply"]["success"] == "true"
     assert rows["broken.obj"]["success"] == "false" and rows["broken.obj"]["error"]
     text = (tmp_path / "out" / "summary.json").read_text()

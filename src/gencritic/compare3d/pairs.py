@@ -1,9 +1,10 @@
 """Which generated asset is compared with which reference.
 
-* two folders: files are paired by their path relative to the folder without the extension
-  (``gen/chair.glb`` with ``ref/chair.obj``, ``gen/a/b.ply`` with ``ref/a/b.glb``); a name found
-  on one side only is still a row — failed, saying which side is missing — so a method that
-  produced nothing for an input is not silently left out of the table;
+* two folders (walked as every command walks folders: natural order, hidden entries skipped):
+  files are paired by their path relative to the folder without the extension (``gen/chair.glb``
+  with ``ref/chair.obj``, ``gen/a/b.ply`` with ``ref/a/b.glb``); a name found on one side only,
+  or an entry that cannot be listed (a broken link), is still a row — failed, saying why — so a
+  method that produced nothing for an input is not silently left out of the table;
 * a manifest (CSV/TSV/JSONL/Parquet) with ``generated`` and ``reference`` columns, paths relative
   to the manifest's folder; other columns are carried into the results;
 * two mesh files: one pair.
@@ -30,9 +31,12 @@ class Pair:
     generated: Path | None
     reference: Path | None
     columns: dict[str, Any] = field(default_factory=dict)  # carried manifest columns
+    problem: str | None = None  # a folder entry that could not be listed (broken link, loop ...)
 
     def missing(self) -> str | None:
         """Why this pair cannot be compared before reading anything, or None."""
+        if self.problem is not None:
+            return self.problem
         if self.generated is None:
             return f"no generated asset named {self.pair_id!r} (the reference is {self.reference})"
         if self.reference is None:
@@ -40,36 +44,45 @@ class Pair:
         return None
 
 
-def _meshes_by_name(folder: Path, side: str) -> dict[str, Path]:
+def _meshes_by_name(folder: Path, side: str) -> tuple[dict[str, Path], dict[str, str]]:
+    """(name -> mesh file, name -> why an entry of that name could not be listed), through the
+    one folder walk every command uses (natural order, hidden entries skipped, bad entries kept)."""
+    from gencritic.io.listing import FolderError, walk_files
+
+    try:
+        listing = walk_files(folder, MESH_EXTENSIONS)
+    except FolderError as exc:
+        raise InputError(str(exc)) from None
     found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in MESH_EXTENSIONS:
-            continue
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        key = rel.with_suffix("").as_posix()
+    for path in listing.files:
+        key = path.relative_to(folder).with_suffix("").as_posix()
         if key in found:
             raise InputError(f"the {side} folder {folder} has two assets named {key!r}: {found[key].name} and "
                              f"{path.name}; keep one, or pair them with a manifest (generated,reference columns)")
         found[key] = path
-    return found
+    bad = {b.path.relative_to(folder).with_suffix("").as_posix(): f"{side} {b.describe(folder)}" for b in listing.bad}
+    return found, bad
 
 
 def pairs_from_folders(generated: Path, reference: Path) -> list[Pair]:
-    gen = _meshes_by_name(generated, "generated")
-    ref = _meshes_by_name(reference, "reference")
-    if not gen:
+    from gencritic.io.listing import natural_key
+
+    gen, gen_bad = _meshes_by_name(generated, "generated")
+    ref, ref_bad = _meshes_by_name(reference, "reference")
+    if not gen and not gen_bad:
         raise InputError(f"no meshes found in {generated} (looked for {', '.join(sorted(MESH_EXTENSIONS))})")
-    if not ref:
+    if not ref and not ref_bad:
         raise InputError(f"no meshes found in {reference} (looked for {', '.join(sorted(MESH_EXTENSIONS))})")
     if not set(gen) & set(ref):
         raise InputError(f"no asset in {generated} has a namesake in {reference} (paired by path without the "
-                         f"extension, e.g. {next(iter(gen))!r}); rename them or give a manifest with generated,"
-                         f"reference columns")
-    names = sorted(set(gen) | set(ref))
+                         f"extension, e.g. {next(iter(gen or gen_bad))!r}); rename them or give a manifest with "
+                         f"generated,reference columns")
+    names = sorted(set(gen) | set(ref) | set(gen_bad) | set(ref_bad),
+                   key=lambda n: tuple(natural_key(part) for part in n.split("/")))
+    problems = {**ref_bad, **gen_bad}
     return [Pair(n, gen.get(n), ref.get(n), {"generated": _rel(gen.get(n), generated),
-                                            "reference": _rel(ref.get(n), reference)}) for n in names]
+                                            "reference": _rel(ref.get(n), reference)}, problems.get(n))
+            for n in names]
 
 
 def _rel(path: Path | None, folder: Path) -> str:

@@ -13,7 +13,8 @@ Weight-free facts about one asset, each a column of ``gencritic meshcheck``'s ``
   ``self_intersecting_faces``, the faces in any of them;
 * materials as declared by the file (:mod:`.materials`): ``materials``, ``pbr_channels``,
   ``material_extensions``, ``textures``, ``texture_resolution`` (the largest, ``WxH``),
-  ``texture_max_side``;
+  ``texture_max_side``, and ``missing_files``: textures or material libraries it names that are
+  not beside it (the asset is still checked: they change colours, not the shape);
 * UV layout of textured primitives (:mod:`.uv`): ``uv_coverage``, ``uv_overlap``,
   ``uv_outside`` (face-weighted means over textured primitives); empty without a texture.
 """
@@ -29,7 +30,7 @@ import numpy as np
 from gencritic.geometry.intersections import intersecting_pairs
 from gencritic.geometry.materials import material_info
 from gencritic.geometry.sampling import face_areas
-from gencritic.geometry.surface import load_mesh, surface_from_mesh
+from gencritic.geometry.surface import load_mesh, missing_colour_files, surface_from_mesh
 from gencritic.geometry.topology import edge_use, face_components, index_degenerate, weld
 from gencritic.geometry.uv import uv_use
 
@@ -38,7 +39,7 @@ DEGENERATE_AREA = 1e-12  # in the normalised frame (longest bounding-box side 1)
 HEALTH_COLUMNS = ("faces", "vertices", "render_vertices", "primitives", "points", "watertight", "boundary_edges",
                   "non_manifold_edges", "inconsistent_winding_edges", "components", "degenerate_faces",
                   "duplicate_faces", "self_intersections", "self_intersecting_faces", "materials", "pbr_channels",
-                  "material_extensions", "textures", "texture_resolution", "texture_max_side", "uv_coverage",
+                  "material_extensions", "textures", "texture_resolution", "texture_max_side", "missing_files", "uv_coverage",
                   "uv_overlap", "uv_outside")
 
 
@@ -79,7 +80,8 @@ def _materials(path: Path) -> dict[str, Any]:
     return {"materials": info.materials, "pbr_channels": ";".join(sorted(info.channels)),
             "material_extensions": ";".join(sorted(info.extensions)), "textures": len(info.textures),
             "texture_resolution": f"{largest[0]}x{largest[1]}" if largest else "",
-            "texture_max_side": max(largest) if largest else math.nan}
+            "texture_max_side": max(largest) if largest else math.nan,
+            "missing_files": ";".join(missing_colour_files(path))}
 
 
 def _uv_columns(mesh: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from gencritic.items import Item
 log = logging.getLogger("gencritic")
 
 NUMERIC = [c for c in HEALTH_COLUMNS if c not in ("watertight", "pbr_channels", "material_extensions",
-                                                   "texture_resolution")]
+                                                   "texture_resolution", "missing_files")]
 METHOD_VERSION = "meshcheck-1"  # changes when a column's definition changes (guards resumed folders)
 
 
@@ -56,6 +56,8 @@ def check_asset(item: Item) -> dict[str, Any]:
     """The row of one asset: its health columns, or why there are none."""
     row: dict[str, Any] = {**item.columns, "asset": item.item_id, "path": str(item.path)}
     try:
+        if item.error:  # the listing or manifest already showed it cannot be read
+            raise ItemError(item.error)
         if item.kind != "mesh":
             raise ItemError(f"{item.path} is not a mesh file (meshcheck reads .glb .gltf .obj .ply .stl .off .blend)")
         row.update(mesh_health(item.path))

@@ -66,10 +66,22 @@ def surface_from_mesh(mesh: MeshData, sha256: str = "", normalize: str = "trelli
 
 
 def load_mesh(path: Path) -> MeshData:
-    """The asset as rendering loads it (worker processes, same checks and errors)."""
+    """The asset as rendering loads it (worker processes, same checks and errors), except that
+    missing textures and material libraries are accepted (``allow_untextured``): they change
+    colours, never the shape, so they do not fail a geometry row."""
     from gencritic.mesh.parallel import load_asset_in_worker
 
-    return load_asset_in_worker(Path(path))
+    return load_asset_in_worker(Path(path), allow_untextured=True)
+
+
+def missing_colour_files(path: Path) -> list[str]:
+    """Texture images and material libraries the asset names that are not beside it."""
+    from gencritic.mesh.load import missing_side_files
+
+    try:
+        return list(missing_side_files(Path(path)).colour)
+    except (OSError, ValueError):
+        return []
 
 
 def load_surface(path: Path, normalize: str = "trellis", up: str = "y") -> Surface:
