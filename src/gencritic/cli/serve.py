@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -89,6 +90,10 @@ def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: st
                            max_models=limits.max_models, max_concurrent=limits.max_concurrent,
                            batch_window_ms=batch_window_ms, max_batch=max_batch,
                            render={"rig": rig, "resolution": resolution})
+    with contextlib.suppress(ImportError):  # mesh loading is optional (gencritic[render])
+        from gencritic.mesh import parallel
+
+        parallel.prestart(limits.max_concurrent)  # forked while small, one per heavy job: see its docstring
     service = ScoringService(config)
     atexit.register(service.close)  # its temp folder of uploads goes with the process
     service.warm_up()

@@ -29,7 +29,7 @@ from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, UNREAD_3D_EXTENSI
 from gencritic.serve.errors import TooLarge, UnsupportedMedia
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 4_194_304  # 2048 x 2048: diagnose's ~155 B/pixel keeps one request near 650 MB
+DEFAULT_MAX_PIXELS = 2_097_152  # 2 Mpixel (Full HD fits): diagnose keeps ~155 B/pixel, so one request ~330 MB
 DEFAULT_MAX_FRAMES = 1000
 VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"})
 IMAGE_FORMATS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif", "gif": ".gif",
