@@ -125,6 +125,19 @@ def test_every_endpoint_applies_the_same_limits(client: TestClient, root: Path) 
     assert resp.status_code == 200, resp.text
 
 
+def test_a_video_is_held_to_the_frame_limit_from_its_header(client: TestClient, root: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    writer = cv2.VideoWriter(str(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (16, 16))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build writes no MP4")
+    for i in range(MAX_FRAMES + 4):
+        writer.write(np.full((16, 16, 3), 20 * i % 255, np.uint8))
+    writer.release()
+    resp = client.post("/v1/diagnose", data={"path": "clip.mp4"})
+    assert resp.status_code == 413, resp.text
+    assert f"{MAX_FRAMES + 4} frames" in resp.json()["detail"] and "--max-frames" in resp.json()["detail"]
+
+
 def test_corrupt_and_oversized_inputs_are_4xx_with_the_reason(client: TestClient, root: Path) -> None:
     """Both answered 500 (and reset keep-alive) before."""
     resp = client.post("/v1/diagnose", data={"path": "corrupt.gif"})

@@ -58,6 +58,16 @@ def test_a_client_a_proxy_names_is_remote_whatever_the_header(client: TestClient
     assert "not on loopback" in resp.json()["detail"]
 
 
+def test_the_mcp_http_app_applies_the_same_rule(service: ScoringService) -> None:
+    pytest.importorskip("mcp")
+    from gencritic.serve.mcp_server import build_mcp, streamable_http_app
+
+    mcp_app = TestClient(streamable_http_app(service, build_mcp(service)), client=LOCAL)
+    for headers in ({"Forwarded": "for=203.0.113.9"}, {"X-Real-IP": "203.0.113.9"}):
+        resp = mcp_app.post("/mcp", json={}, headers=headers)
+        assert resp.status_code == 403 and "not on loopback" in resp.json()["detail"]
+
+
 def test_a_local_client_through_a_local_proxy_is_served(client: TestClient) -> None:
     for headers in ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1"}, {"X-Real-IP": "::1"}):
         assert client.get("/v1/metrics", headers=headers).status_code == 200
