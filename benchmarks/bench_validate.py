@@ -61,7 +61,7 @@ def bench_statistics(n_boot: int, n_metrics: int) -> tuple[float, float]:
     cols = [MetricColumn(f"metric{j}", f"metric{j}", True, None) for j in range(n_metrics)]
     correlation_table(rows[:50], list(ratings), cols, 10, seed=0)  # warm imports/BLAS outside the timing
     t0, c0 = time.perf_counter(), time.process_time()
-    table, comps, _, _ = correlation_table(rows, list(ratings), cols, n_boot, seed=0)
+    table, comps, _, _, _ = correlation_table(rows, list(ratings), cols, n_boot, seed=0)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"data: {label}; {len(ratings)} ratings x {n_metrics} metrics = {len(table)} rows, "
           f"{len(comps)} paired comparisons, {n_boot} resamples")

@@ -48,6 +48,12 @@ def blender(monkeypatch: pytest.MonkeyPatch) -> str:
     return exe
 
 
+# meshes-small files whose OBJ names a material library (used by its faces) that the data set does
+# not ship: loading them fails naming it unless untextured drawing is allowed
+MESHES_WITHOUT_THEIR_MTL = {"capsule.obj": "capsule.mtl", "ico4uv.obj": "ico4uv.mtl",
+                            "quadknot.obj": "./quadknot.obj.mtl"}
+
+
 def shared_data(name: str) -> Path:
     """Path of a folder under ../shared/data, or skip the test cleanly when it is absent."""
     path = SHARED_DATA / name

@@ -8,11 +8,20 @@ glb_url/obj_url``, ``output.part_meshes`` for kits, chat ``messages`` that grow 
 files behind the URLs. Faults are scripted per route, in order, so a test says exactly
 what the next requests meet: a 429 burst with or without ``Retry-After``, 500s, a hung
 connection (optionally after the session was created), a truncated body.
+
+Modes for the kill tests: ``listing=False`` is an API without ``GET /v3/sessions/`` (as the
+API reference documents none: it answers 404, like an undeclared route); ``throttle_rate``
+answers that share of POSTs 429 with ``Retry-After`` (seeded); ``on_request`` is called at
+each request's ``received``, ``created`` (a POST's session exists, its answer not sent) and
+``answered`` moments (with the status answered, 0 before that), which is where a test can
+kill its client; ``paid_per_job`` counts
+the sessions created per job, i.e. what was paid for.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import itertools
 import json
@@ -20,6 +29,7 @@ import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +62,30 @@ def make_glb(kind: str = "box", scale: float = 1.0) -> bytes:
     return buf.getvalue()
 
 
+def make_part_glb(kind: str, offset: tuple[float, float, float], colour: tuple[int, int, int],
+                  glowing: bool = False) -> bytes:
+    """A kit part as a decomposing API delivers it: the part's geometry at the origin, placed in the
+    kit's frame by its node's transform (so only a loader that applies transforms puts it right).
+    ``glowing``: its colour is a material's, which is also emissive."""
+    import numpy as np
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=1, radius=0.5) if kind == "sphere" else \
+        trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    if glowing:
+        mesh.visual = trimesh.visual.TextureVisuals(material=trimesh.visual.material.PBRMaterial(
+            name="glow", baseColorFactor=[*colour, 255], emissiveFactor=[1.0, 1.0, 1.0]))
+    else:
+        mesh.visual.face_colors = [*colour, 255]
+    placement = np.eye(4)
+    placement[:3, 3] = offset
+    scene = trimesh.Scene()
+    scene.add_geometry(mesh, node_name=f"{kind}-part", transform=placement)
+    buf = io.BytesIO()
+    scene.export(buf, file_type="glb")
+    return buf.getvalue()
+
+
 @dataclass
 class Fault:
     """One scripted answer: an HTTP status (+ headers/body), a hang, or a truncated body."""
@@ -64,12 +98,28 @@ class Fault:
     truncate: bool = False  # files only: send half the body with the full Content-Length
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client killed mid-request is expected here: no traceback for its reset connection."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class FakeCsm:
     """The server and its state. ``url`` is the base URL; ``posts`` counts POSTs."""
 
-    def __init__(self, api_key: str = "sk-test-0123456789abcdef", polls_to_complete: int = 1) -> None:
+    def __init__(self, api_key: str = "sk-test-0123456789abcdef", polls_to_complete: int = 1,
+                 listing: bool = True, seed: int = 0) -> None:
         self.api_key = api_key
         self.polls_to_complete = polls_to_complete
+        self.listing = listing  # False: no GET /v3/sessions/ (404), so a lost answer cannot be looked up
+        self.throttle_rate = 0.0  # share of POSTs answered 429 + Retry-After before anything is created
+        self.throttle_retry_after = "0.2"
+        self.rng = random.Random(seed)
+        self.on_request: Callable[[str, str, str, int], None] | None = None  # (method, path, phase, status)
         self.sessions: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
         self.files: dict[str, bytes] = {}
@@ -78,12 +128,15 @@ class FakeCsm:
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
         self.post_delay_s = 0.0  # latency of every POST (lets two clients overlap)
         self.fail_sessions: set[str] = set()  # configuration names whose sessions fail remotely
+        # kits answered with output.part_meshes only, no assembled mesh (what seed-style harnesses get)
+        self.kit_parts_only = False
+        self.parts_per_kit = 3
         self.mesh_for: Callable[[dict[str, Any], int, str], bytes] = lambda s, i, kind: make_glb(
             ("box", "sphere", "cylinder")[i % 3])
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stop = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -112,6 +165,26 @@ class FakeCsm:
 
     def count(self, method: str, prefix: str) -> int:
         return sum(1 for m, p, _ in self.log if m == method and p.startswith(prefix))
+
+    def paid_per_job(self) -> Counter[tuple[str, str, str]]:
+        """Sessions created per (configuration, stage type, input image digest): each one is paid.
+
+        The key is what the client's job identity amounts to on the wire, independent of the
+        token, so a job re-sent under a new token still counts as a duplicate.
+        """
+        out: Counter[tuple[str, str, str]] = Counter()
+        with self.lock:
+            for s in self.sessions.values():
+                image = (s["input"].get("image") if s["type"] != "chat_to_3d"
+                         else s["messages"][0]["images"][0])
+                digest = hashlib.sha256(str(image).encode()).hexdigest()[:16]
+                out[(str(s["metadata"].get("configuration")), s["type"], digest)] += 1
+        return out
+
+    def _event(self, method: str, path: str, phase: str, status: int = 0) -> None:
+        hook = self.on_request
+        if hook is not None:
+            hook(method, path, phase, status)
 
     def finish_all(self) -> None:
         """Make every session complete at its next poll."""
@@ -187,7 +260,7 @@ class FakeCsm:
             s["status"] = "complete"
             return
         meshes = []
-        n_main = 1
+        n_main = 0 if s["type"] == "image_to_kit" and self.kit_parts_only else 1
         for i in range(n_main):
             path = f"/files/{sid}/mesh_{i}.glb"
             self.files[path] = self.mesh_for(s, i, "mesh")
@@ -196,7 +269,7 @@ class FakeCsm:
         output: dict[str, Any] = {"meshes": meshes}
         if s["type"] == "image_to_kit":
             parts = []
-            for i in range(3):
+            for i in range(self.parts_per_kit):
                 path = f"/files/{sid}/part_{i}.glb"
                 self.files[path] = self.mesh_for(s, i, "part")
                 parts.append({"_id": f"PART_{sid}_{i}", "status": "complete", "data": {"glb_url": self.url + path}})
@@ -238,6 +311,7 @@ class FakeCsm:
                     self.close_connection = True
                 with fake.lock:
                     fake.log.append((self.command, urlparse(self.path).path, status))
+                fake._event(self.command, urlparse(self.path).path, "answered", status)
 
             def _fault(self, route: str) -> Fault | None:
                 with fake.lock:
@@ -279,9 +353,15 @@ class FakeCsm:
                     return
                 if not self._auth():
                     return
+                fake._event("POST", path, "received")
                 fault = self._fault("POST sessions")
                 if fault is not None and not fault.after_create:
                     self._play(fault)
+                    return
+                with fake.lock:
+                    throttled = fake.throttle_rate > 0 and fake.rng.random() < fake.throttle_rate
+                if throttled:
+                    self._send(429, {"message": "Too many requests"}, {"Retry-After": fake.throttle_retry_after})
                     return
                 if fake.post_delay_s:
                     fake._stop.wait(fake.post_delay_s)
@@ -296,6 +376,7 @@ class FakeCsm:
                 if problem:
                     self._send(422 if "settings" in problem else 400, {"message": problem, "statusCode": 400})
                     return
+                fake._event("POST", path, "created")
                 if fault is not None:  # after_create: the session exists, the answer is lost
                     self._play(fault)
                     return
@@ -306,6 +387,7 @@ class FakeCsm:
                 self._record()
                 url = urlparse(self.path)
                 path = url.path
+                fake._event("GET", path, "received")
                 if path.startswith("/files/"):
                     fault = self._fault("GET file")
                     if fault is not None and not fault.truncate:
@@ -318,6 +400,9 @@ class FakeCsm:
                     self._send(200, raw=data, truncate=fault is not None and fault.truncate)
                     return
                 if not self._auth():
+                    return
+                if path == "/v3/sessions/" and not fake.listing:
+                    self._send(404, {"message": f"Cannot GET {path}", "statusCode": 404})
                     return
                 if path == "/v3/sessions/":
                     fault = self._fault("GET list")

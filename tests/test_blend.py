@@ -101,6 +101,16 @@ elif recipe == "curves":
     bpy.context.active_object.data.extrude = 0.05
     bpy.ops.curve.primitive_bezier_circle_add(radius=0.3, location=(-1.0, 0, 0))
     bpy.context.active_object.data.bevel_depth = 0.05
+elif recipe == "degraded":
+    # a cube coloured by a procedural Noise texture (glTF cannot carry it) and a glowing sphere
+    # (an Emission shader: its colour survives, its glow is not drawn)
+    bpy.ops.mesh.primitive_cube_add(size=1.0)
+    mat, bsdf = material("marble", (200, 200, 200))
+    noise = mat.node_tree.nodes.new("ShaderNodeTexNoise")
+    mat.node_tree.links.new(noise.outputs["Color"], bsdf.inputs["Base Color"])
+    bpy.context.active_object.data.materials.append(mat)
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.25, location=(0, 0, 1.0))
+    bpy.context.active_object.data.materials.append(material("lamp", (250, 220, 120), "ShaderNodeEmission", "Color")[0])
 elif recipe == "empty":
     bpy.ops.object.camera_add(location=(0, -5, 0))
 bpy.ops.wm.save_as_mainfile(filepath=out)
@@ -148,6 +158,7 @@ def test_blend_scene_loads_what_renders_in_its_colours_y_up(tmp_path: Path, blen
     assert tuple(front[60, 48]) == pytest.approx((200, 50, 50), abs=1)
     top_rows = front[:40, 40:56].reshape(-1, 3)
     assert any(abs(r - 40) <= 1 and abs(g - 180) <= 1 and abs(b - 60) <= 1 for r, g, b in top_rows)
+    assert render.warnings == []  # every colour carried: nothing to warn about
 
 
 def test_blend_texture_is_applied_hashed_and_required(tmp_path: Path, blender: str, cache: Path) -> None:
@@ -468,3 +479,48 @@ def test_text_and_curves_are_drawn(tmp_path: Path, blender: str, cache: Path) ->
     assert len(centres) == 3  # the cube, the text and the curve, each its own mesh
     assert centres[0] == pytest.approx(-1.0, abs=0.05) and centres[1] == pytest.approx(0.0, abs=1e-5)
     assert centres[2] > 1.0  # the text starts at x = 1 and runs right
+
+
+def test_what_the_export_drops_is_named_in_the_row(tmp_path: Path, blender: str, cache: Path) -> None:
+    """Procedural colours and Emission glow do not survive the GLB: each is a row warning, on every
+    render of the asset, cached or not."""
+    from gencritic.row_warnings import kind_of
+
+    path = make_blend(tmp_path, "degraded", "toy.blend")
+    options = {"rig": "six", "resolution": 48, "cache_dir": tmp_path / "renders"}
+    first = render_asset(path, options)
+    assert sorted(kind_of(w) for w in first.warnings) == ["emissive", "procedural-colour"]
+    procedural = next(w for w in first.warnings if kind_of(w) == "procedural-colour")
+    assert procedural.startswith("procedural-colour: toy.blend (converted by Blender): material marble: its colour "
+                                 "comes from procedural nodes (Noise Texture)")
+    again = render_asset(path, options)
+    assert again.from_cache and again.warnings == first.warnings
+
+
+def test_conversion_notes_become_warnings_of_their_kind(tmp_path: Path, cache: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host side, with a stand-in for Blender: a note's kind is kept; a note without one (written by
+    an older converter) is counted as blend-export."""
+    import sys
+
+    import trimesh
+
+    glb = tmp_path / "box.glb"
+    trimesh.creation.box().export(glb)
+    notes = ["shader-mix: material m mixes shaders, drawn with the colour of its Diffuse BSDF",
+             "material n: something an older converter said"]
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_BLENDER.format(python=sys.executable, glb=str(glb)).replace('"notes": []',
+                                                                                     f'"notes": {notes!r}'))
+    fake.chmod(0o755)
+    monkeypatch.setenv("GENCRITIC_BLENDER", str(fake))
+    from gencritic.mesh import parallel
+
+    parallel.shutdown()  # loader processes forked earlier would keep another Blender and cache
+    monkeypatch.setenv("GENCRITIC_LOAD_PROCESSES", "0")
+    path = tmp_path / "toy.blend"
+    path.write_bytes(b"BLENDER-v300 toy")
+    assert render_asset(path, {"rig": "six", "resolution": 32, "cache": False}).warnings == [
+        "shader-mix: toy.blend (converted by Blender): material m mixes shaders, drawn with the colour of its "
+        "Diffuse BSDF",
+        "blend-export: toy.blend (converted by Blender): material n: something an older converter said"]

@@ -93,6 +93,20 @@ def test_xy_and_hsv_match_skimage() -> None:
     np.testing.assert_allclose(np.minimum(dh, 1 - dh), 0, atol=1e-9)
 
 
+def test_cct_blue_end_reads_hottest() -> None:
+    # McCamy's n has a pole at y = 0.1858: past it a deep blue read as a 2000 K deep red, and
+    # bluish-white just before it as millions of kelvin. Blues now read the locus' 25000 K end.
+    deep_blue = color.xy_chromaticity(color.srgb_to_linear(np.array([0.35, 0.55, 1.0])))
+    assert deep_blue[1] < 0.1858
+    assert color.cct(deep_blue) == (25000.0, "planckian-locus")
+    assert color.cct(color.xy_chromaticity(color.srgb_to_linear(np.array([0.6, 0.7, 1.0])))) == (25000.0, "blue-limit")
+    t = np.linspace(0, 1, 80)[:, None]
+    ramp = (1 - t) * np.array([1.0, 1.0, 1.0]) + t * np.array([0.1, 0.2, 1.0])  # white -> deep blue
+    kelvin = [color.cct(color.xy_chromaticity(color.srgb_to_linear(c)))[0] for c in ramp]
+    assert np.all(np.diff(kelvin) >= -1e-6)
+    assert kelvin[0] == pytest.approx(6504, abs=5) and kelvin[-1] == 25000.0
+
+
 def test_orange_tint_reads_warmer() -> None:
     rng = np.random.default_rng(0)
     scene = np.clip(0.5 + 0.2 * rng.standard_normal((64, 64, 3)), 0, 1)
@@ -266,6 +280,47 @@ def test_unmeasurable_region_scores_zero_and_is_reported(tmp_path: Path) -> None
     assert out["diagnostics"]["color_temperature"]["score"] == 0
     assert out["suggested_parameters"]["fuel_amount"]["change"] == "+50%"
     assert not out["passed"]
+
+
+def dim_fire(fire_rgb: tuple[float, float, float], smoke: bool = True, size: int = SIZE) -> np.ndarray:
+    """A dim fire under a grey smoke shell on a near-black scene: the flame never reaches the
+    emissive thresholds (V < 0.55), so there are no flame pixels, only its colour."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(xx - size / 2, yy - size * 0.55)
+    img = np.full((size, size, 3), 0.03)
+    if smoke:
+        shell = (r < 0.36 * size) & (yy < size * 0.6)
+        img[shell] = 0.3 * (0.7 + 0.3 * r[shell] / (0.36 * size))[:, None]
+    disc = r < 0.24 * size
+    if fire_rgb != (0.0, 0.0, 0.0):
+        img[disc] = np.array(fire_rgb) * 0.5 * (1.0 - 0.4 * r[disc] / (0.24 * size))[:, None]
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def test_dim_cool_fire_gets_raise_flame_max_temp_from_its_foreground(tmp_path: Path) -> None:
+    # a cool (low-temperature, dull red) fire too dim to have flame pixels
+    out = diagnose(save(dim_fire((0.9, 0.3, 0.08)), tmp_path / "cool.png"), profile="explosion")
+    assert out["segmentation"]["emissive_fraction"] == 0.0
+    ct = out["diagnostics"]["color_temperature"]
+    assert ct["verdict"] == "too_low" and ct["value"] < 2000
+    assert out["suggested_parameters"]["flame_max_temp"]["change"] == "+20%"
+    assert "color_temperature too_low" in out["suggested_parameters"]["flame_max_temp"]["because"]
+    assert ct["details"]["region"] == "foreground" and ct["details"]["fallback_from"] == "emissive"
+    assert "foreground" in ct["details"]["note"]
+    assert out["diagnostics"]["emissive_hue"]["details"]["fallback_from"] == "emissive"
+    # the measurement is the colour of the non-smoke foreground, by hand: mean linear RGB -> xy -> CCT
+    ctx = ImageContext.build(dim_fire((0.9, 0.3, 0.08)))
+    glow = ctx.masks.foreground & ~ctx.masks.smoke
+    xy = color.xy_chromaticity(color.srgb_to_linear(ctx.rgb[glow]).mean(axis=0))
+    assert ct["value"] == pytest.approx(color.cct(xy)[0], abs=1e-3)
+    # the other way: a dim bluish fire reads too hot, and the rule lowers the flame temperature
+    blue = diagnose(save(dim_fire((0.35, 0.55, 1.0)), tmp_path / "blue.png"), profile="explosion")
+    assert blue["diagnostics"]["color_temperature"]["verdict"] == "too_high"
+    assert blue["suggested_parameters"]["flame_max_temp"]["change"] == "-15%"
+    # smoke alone has no fire colour: still unmeasurable, and said why
+    smoke_only = diagnose(save(dim_fire((0.0, 0.0, 0.0)), tmp_path / "smoke.png"), profile="explosion")
+    st = smoke_only["diagnostics"]["color_temperature"]
+    assert st["verdict"] == "unmeasurable" and "grey smoke" in st["reason"]
 
 
 def test_reference_values_reported(tmp_path: Path) -> None:

@@ -257,7 +257,8 @@ def test_refusal_after_a_lost_answer_keeps_the_job_for_reconciling(tmp_path: Pat
         runner.plan(tmp_path / "one", load_matrix(None, ["i3d-base"]))
         runner.step()
         (row,) = runner.tracker.all()
-        assert row.status == "submitting" and "cannot be checked" in (row.last_error or "")
+        # visible as needing the user (issue 17: was a silent `submitting`), still checked on the next run
+        assert row.status == "unconfirmed" and "cannot be checked" in (row.last_error or "")
         runner.run_until_done(max_passes=5)  # the lookup works again: the session is adopted
         (row,) = runner.tracker.all()
     assert row.status == "complete" and len(fake.sessions) == 1 and fake.count("POST", "/v3/") == 1

@@ -114,6 +114,21 @@ def test_list_metrics(session: dict[str, Any]) -> None:
     assert {"clip", "clip_torchmetrics"} <= names
 
 
+def test_every_tool_answers_strict_json(session: dict[str, Any]) -> None:
+    """NaN/Infinity are not JSON: list_metrics' open ranges (aesthetic: -inf..inf) travel as null."""
+    from gencritic.jsonio import loads_strict
+
+    for name in ("image", "compare", "metrics", "asset", "diagnose"):
+        result = session[name]
+        if result.is_error:
+            continue
+        loads_strict(result.content[0].text)
+        if result.structured_content is not None:
+            json.dumps(result.structured_content, allow_nan=False)
+    ranges = {m["name"]: m["range"] for m in loads_strict(session["metrics"].content[0].text)["metrics"]}
+    assert ranges["aesthetic"] == [None, None] and ranges["clip"] == [-1.0, 1.0]
+
+
 def test_diagnose(session: dict[str, Any]) -> None:
     result = session["diagnose"]
     if importlib.util.find_spec("gencritic.diagnose.api") is None:

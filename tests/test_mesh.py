@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import trimesh
 from gencritic.errors import ItemError
 from gencritic.mesh import asset_files, asset_sha256, load_asset, normalization_transform
 from gencritic.mesh.normalize import up_rotation
-from tests.conftest import shared_data
+from tests.conftest import MESHES_WITHOUT_THEIR_MTL, shared_data
 
 
 def _box(path: Path, extents=(2.0, 1.0, 0.5), center=(3.0, -1.0, 0.25)) -> Path:
@@ -137,7 +138,11 @@ def test_real_meshes_load(tmp_path: Path) -> None:
     meshes = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".glb", ".obj", ".ply", ".stl"})
     assert len(meshes) >= 10
     for path in meshes:
-        data = load_asset(path)
+        unshipped = MESHES_WITHOUT_THEIR_MTL.get(path.name)
+        if unshipped:  # would be drawn in the default colour: refused with the fix, drawn when allowed
+            with pytest.raises(ItemError, match=rf"needs material library {re.escape(unshipped)} .*--allow-untextured"):
+                load_asset(path)
+        data = load_asset(path, allow_untextured=unshipped is not None)
         assert data.num_faces > 0, path.name
     textured = {p.name: load_asset(p) for p in meshes if p.name in ("Duck.glb", "fuze.obj", "BoxTextured.glb")}
     for name, data in textured.items():

@@ -14,7 +14,7 @@ import trimesh
 from gencritic.errors import InputError, ItemError
 from gencritic.mesh import load_asset, parallel
 from gencritic.mesh.load import MeshData
-from tests.conftest import shared_data
+from tests.conftest import MESHES_WITHOUT_THEIR_MTL, shared_data
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def test_worker_processes_load_the_same_arrays(tmp_path: Path, two_processes: No
     box.visual.vertex_colors = np.tile([200, 30, 30, 255], (len(box.vertices), 1)).astype(np.uint8)
     box.export(tmp_path / "box.ply")
     for path in [tmp_path / "box.ply", *paths]:
-        _assert_same(parallel.load_asset_in_worker(path), load_asset(path))
+        allow = path.name in MESHES_WITHOUT_THEIR_MTL  # the option reaches the worker process
+        _assert_same(parallel.load_asset_in_worker(path, allow_untextured=allow), load_asset(path, allow_untextured=allow))
     assert parallel._pool is not None  # the work did go to the worker processes
 
 

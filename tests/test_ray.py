@@ -65,6 +65,10 @@ def test_ray_matches_local_exactly(runs: dict) -> None:
     assert summary["mean"] == runs["local"].summary["mean"]
     assert summary["metrics"] == runs["local"].summary["metrics"]
     assert summary["resumed_items"] == 0
+    # the device, dtype and threads the actors ran with (the same as the local run's here), strict JSON
+    assert summary["settings"] == runs["local"].summary["settings"]
+    assert summary["settings"]["device"] == "cpu" and summary["settings"]["dtype"] == "fp32"
+    json.loads((base / "ray" / "summary.json").read_text(), parse_constant=lambda c: 1 / 0)
 
 
 def test_ray_run_resumes_without_work(runs: dict, manifest: Path, tiny_clip_dir: Path) -> None:
@@ -117,3 +121,27 @@ def test_gpus_follow_the_device() -> None:
     assert default_gpus_per_actor("cuda:0", 1) == 1.0
     with pytest.raises(InputError, match="no GPU"):
         default_gpus_per_actor("cuda", 0)
+
+
+def test_ray_reads_frames_in_natural_order_and_keeps_listing_failures(cluster: object, tmp_path: Path) -> None:
+    """Frames f0..f12 through the Ray engine give the hand-computed flicker (natural order, as
+    `score` and `temporal` read them), and an entry the listing could not read stays a failed row."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from gencritic.engines.ray_engine import score_with_ray
+
+    levels = [int(v) for v in np.random.default_rng(11).integers(20, 235, 13)]
+    (tmp_path / "in" / "seq").mkdir(parents=True)
+    for i, level in enumerate(levels):
+        Image.fromarray(np.full((16, 16, 3), level, np.uint8)).save(tmp_path / "in" / "seq" / f"f{i}.png")
+    os.symlink("nowhere.png", tmp_path / "in" / "broken.png")
+    m = np.asarray(levels, dtype=np.float64) / 255.0
+    expected = 100.0 * np.sqrt(np.mean(((m[2:] - 2 * m[1:-1] + m[:-2]) / 4.0) ** 2))
+    run = score_with_ray(tmp_path / "in", out=tmp_path / "out", num_actors=1,
+                         options=ScoreOptions(metrics=["flicker"], device="cpu", cache_dir=None, progress=False))
+    rows = {r["item_id"]: r for r in run.rows}
+    assert rows["seq"]["flicker_index"] == pytest.approx(expected, rel=1e-9)
+    assert rows["broken.png"]["success"] is False and "broken symbolic link" in rows["broken.png"]["error"]

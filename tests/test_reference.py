@@ -118,8 +118,13 @@ def test_torch_path_used_on_accelerators_equals_the_numpy_cpu_path() -> None:
 
 def test_ms_ssim_refuses_small_images_with_the_size_it_needs() -> None:
     a, b = _smooth_pair(100, 100)
-    with pytest.raises(ValueError, match="161x161"):
+    with pytest.raises(ValueError, match="176x176"):
         S.ms_ssim(_t(a), _t(b))
+    a, b = _smooth_pair(175, 190)  # 175 -> 87 -> 43 -> 21 -> 10: no 11x11 window at the last scale
+    with pytest.raises(ValueError, match="5-scale MS-SSIM needs images of at least 176x176 pixels"):
+        S.ms_ssim(_t(a), _t(b))
+    a, b = _smooth_pair(176, 176)
+    assert 0.0 < float(S.ms_ssim(_t(a), _t(b))[0]) <= 1.0
 
 
 # -- LPIPS ----------------------------------------------------------------------------------------

@@ -81,8 +81,9 @@ def test_every_entry_has_complete_metadata(listed: list[dict[str, Any]]) -> None
         for col in m["columns"]:  # two metrics writing one column would overwrite each other's numbers
             assert col not in seen_columns, f"{where}: column {col!r} also written by {seen_columns[col]!r}"
             seen_columns[col] = m["name"]
-        low, high = m["range"]
-        assert isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high, f"{where}: range"
+        low, high = m["range"]  # null: unbounded on that side (strict JSON has no infinity)
+        assert all(v is None or isinstance(v, (int, float)) for v in (low, high)), f"{where}: range"
+        assert low is None or high is None or low < high, f"{where}: range"
         assert isinstance(m["higher_is_better"], bool), where
         assert isinstance(m["description"], str) and len(m["description"].split()) >= 8, f"{where}: description"
         assert isinstance(m["reference"], str) and len(m["reference"]) >= 10, f"{where}: reference"

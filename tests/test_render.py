@@ -25,7 +25,7 @@ from gencritic.render.api import render_asset, render_asset_views, write_views
 from gencritic.render.cameras import make_rig
 from gencritic.render.compose import composite, unpremultiply, view_problem
 from gencritic.render.settings import parse_render_options
-from tests.conftest import shared_data
+from tests.conftest import MESHES_WITHOUT_THEIR_MTL, shared_data
 
 FACE_COLOURS = {  # cube face normal -> colour of its texture cell
     (0, 0, 1): (230, 30, 30), (1, 0, 0): (30, 200, 40), (0, 1, 0): (40, 60, 230),
@@ -470,7 +470,9 @@ def test_real_meshes_render_with_non_empty_silhouettes() -> None:
     folder = shared_data("meshes-small")
     meshes = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".glb", ".obj", ".ply", ".stl"})
     for path in meshes:
-        r = render_asset(path, {"resolution": 64, "cache": False})
+        r = render_asset(path, {"resolution": 64, "cache": False, "allow_untextured": True})
+        assert [w.split(" drawn without")[0] for w in r.warnings] == (
+            [f"untextured: {path.name}"] if path.name in MESHES_WITHOUT_THEIR_MTL else []), path.name
         ok = [v for v in r.views if v.image is not None]
         assert len(ok) >= 6, path.name  # wood.obj is a flat quad: edge-on at yaw 90/270
         for v in ok:

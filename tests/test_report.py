@@ -31,6 +31,7 @@ def test_columns_are_classified(run_dir: Path) -> None:
     assert data.metric_columns == ["clip_score", "clip_score_x100", "clip_torchmetrics"]
     assert data.human_columns == ["mos"]
     assert "generator" in data.group_columns and "image" not in data.group_columns
+    assert "warnings" in data.columns and "warnings" not in data.group_columns  # bookkeeping, not a grouping
     assert data.primary == "clip_score"
     assert data.items["asset0"]["kind"] == "views"
 

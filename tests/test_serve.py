@@ -255,3 +255,16 @@ def test_asset_mesh_rendered(client: TestClient, root: Path, tiny_clip_dir: Path
         pool=_API_POOL)
     assert body["num_views"] == run.rows[0]["num_views"] == 8
     assert body["scores"]["clip_score"] == run.rows[0]["clip_score"]
+    assert body["warnings"] == []
+
+
+def test_asset_drawn_degraded_says_so_in_the_response(client: TestClient, root: Path) -> None:
+    if importlib.util.find_spec("gencritic.render.api") is None:
+        pytest.skip("gencritic.render.api is not installed")
+    from tests.test_fidelity import _glb
+
+    _glb(root, "lamp.glb", emissiveFactor=[1.0, 1.0, 1.0])
+    resp = client.post("/v1/score/asset", json={"path": "lamp.glb", "prompt": "a lamp"})
+    assert resp.status_code == 200, resp.text
+    (said,) = resp.json()["warnings"]
+    assert said.startswith("emissive: lamp.glb: material paint glows")

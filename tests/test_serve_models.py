@@ -157,3 +157,29 @@ def test_mcp_refuses_with_the_same_line(service: ScoringService, client: TestCli
         asyncio.run(build_mcp(service).call_tool("evaluate_image", {"path": "red.png", "prompt": "x",
                                                                     "metrics": "clip:model=/etc/hostname"}))
     assert str(info.value) == f"Error executing tool evaluate_image: {http}"
+
+
+def test_every_option_is_a_setting_or_checked_as_a_file(service: ScoringService, root: Path) -> None:
+    """Each option of each metric's schema: plain settings pass the allow-list untouched; any other
+    (model=, head=, weights=, range=, ...) naming a file outside the roots is refused."""
+    from gencritic.metrics.registry import all_metrics
+    from gencritic.serve.errors import AccessDenied
+    from gencritic.serve.models import PLAIN_OPTIONS
+
+    checked = 0
+    for name, cls in all_metrics().items():
+        for option in cls.options_schema.model_fields:
+            spec = f"{name}:{option}=/etc/hostname"
+            if option in PLAIN_OPTIONS:
+                assert service.policy.check_spec(f"{name}:{option}=x") == f"{name}:{option}=x"
+                continue
+            with pytest.raises(AccessDenied) as info:
+                service.policy.check_spec(spec)
+            assert info.value.status == 403, spec
+            checked += 1
+    assert checked >= 20
+    # both spellings of a learned head under a root are made absolute, as the metric opens them
+    (root / "heads" / "g").mkdir(parents=True, exist_ok=True)
+    real = (root / "heads" / "g").resolve()
+    assert service.policy.check_spec("learned:heads/g") == f"learned:{real}"
+    assert service.policy.check_spec("learned:head=heads/g") == f"learned:head={real}"

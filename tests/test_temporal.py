@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from scipy import ndimage
 
@@ -161,6 +162,10 @@ def test_temporal_report_files_and_cli(tmp_path: Path) -> None:
     assert len(csv_lines) == 13
     assert (tmp_path / "out" / "curves.png").stat().st_size > 10_000
     assert summary["brightness_profile"]["peak_frame"] == 3
+    assert csv_lines[0].endswith("foreground_brightness,foreground_flicker,foreground_ssim_to_next,foreground_warp_error")
+    fg = summary["regions"]["foreground"]
+    assert fg["brightness_profile"]["peak_frame"] == 3 and 0 < fg["fraction"] < 1
+    assert fg["flicker_index"] == pytest.approx(summary["flicker_index"] / fg["fraction"], rel=1e-3)  # black outside
     res = CliRunner().invoke(app, ["temporal", str(folder), "--out", str(tmp_path / "cli"), "--no-flow"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -220,3 +225,186 @@ def test_temporal_lpips_with_weights_and_unavailable_without(tmp_path: Path) -> 
     assert summary["temporal_lpips"] == pytest.approx(np.mean(lp[:-1]), abs=1e-6)
     summary, _ = temporal_analysis(folder, flow=False, lpips="alex", lpips_weights=str(tmp_path / "missing.pth"))
     assert "temporal_lpips" not in summary and "not found" in summary["unavailable"]["temporal_lpips"]
+
+
+# --- regional temporal measures (issue 16, item 8) ----------------------------------------
+
+
+def _dim_fire_frames(strobe: float = 0.0, n: int = 16, size: int = 96) -> list[np.ndarray]:
+    """A dark, slightly noisy scene with a small dim emitter (7 % of the frame, never bright or
+    saturated enough to count as emissive) that brightens over 4 frames and then fades. With
+    ``strobe`` the frames before and after every bright one are dimmed by that fraction: frames
+    0, 2, 4... flash down, the peak (frame 3) stays, so the key frame is the same."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    base = np.full((size, size, 3), 0.04) + 0.008 * rng.standard_normal((size, size, 1))
+    r = np.hypot(xx - size / 2, yy - size * 0.55)
+    disc = r < 0.15 * size
+    frames = []
+    for t in range(n):
+        envelope = min(1.0, (t + 1) / 4) if t < 4 else float(np.exp(-0.12 * (t - 3)))
+        level = envelope * (1.0 - strobe * ((t + 1) % 2))
+        img = base.copy()
+        img[disc] += np.array([0.9, 0.45, 0.12]) * 0.55 * level * (1 - 0.4 * r[disc] / (0.15 * size))[:, None]
+        frames.append((np.clip(img, 0, 1) * 255).round().astype(np.uint8))
+    return frames
+
+
+def _write_frames(frames: list[np.ndarray], folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"f{i:03d}.png")
+    return folder
+
+
+def test_dim_emitter_strobe_fails_explosion_flicker_rule(tmp_path: Path) -> None:
+    from gencritic.diagnose.api import diagnose
+
+    smooth = diagnose(_write_frames(_dim_fire_frames(0.0), tmp_path / "smooth"), profile="explosion")
+    strobe = diagnose(_write_frames(_dim_fire_frames(0.6), tmp_path / "strobe"), profile="explosion")
+    assert strobe["segmentation"]["emissive_fraction"] == 0.0  # a dim emitter: no flame pixels at all
+    flick = strobe["diagnostics"]["flicker_index"]
+    assert flick["verdict"] == "too_high", flick
+    assert strobe["overall"] < smooth["overall"] - 0.5
+    # the whole frame dilutes a 60 % strobe of a small emitter to well under the limit of 2 ...
+    assert flick["details"]["whole_frame"] < 0.5
+    # ... over the pixels the effect occupies it is what it is
+    assert flick["details"]["region"] == "foreground"
+    assert 0.05 < flick["details"]["region_fraction"] < 0.15
+    assert flick["value"] > 3.0
+    assert strobe["suggested_parameters"]["render_samples"]["change"] == "+100%"
+    assert "flicker_index too_high" in strobe["suggested_parameters"]["render_samples"]["because"]
+    assert smooth["diagnostics"]["flicker_index"]["verdict"] == "good"
+    assert smooth["sequence"]["key_frame"] == strobe["sequence"]["key_frame"] == 3
+    # a profile that asks for the whole frame still gets it
+    prof = yaml.safe_load(Path(strobe["profile"]["path"]).read_text())
+    prof["diagnostics"]["flicker_index"]["region"] = "image"
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(yaml.safe_dump(prof))
+    out = diagnose(tmp_path / "strobe", profile=str(whole))
+    assert out["diagnostics"]["flicker_index"]["value"] == pytest.approx(flick["details"]["whole_frame"])
+    assert out["diagnostics"]["flicker_index"]["verdict"] == "good"
+    # a region with nothing in it is unmeasurable, with the reason, not a zero
+    prof["diagnostics"]["flicker_index"]["region"] = "emissive"
+    whole.write_text(yaml.safe_dump(prof))
+    out = diagnose(tmp_path / "strobe", profile=str(whole))
+    assert out["diagnostics"]["flicker_index"]["verdict"] == "unmeasurable"
+    assert "emissive region is empty in every frame" in out["diagnostics"]["flicker_index"]["reason"]
+
+
+def test_regional_measures_by_hand() -> None:
+    skmetrics = pytest.importorskip("skimage.metrics")
+    n, size, amp = 10, 48, 0.1
+    tex = texture(size, size, 5) * 0.3
+    region = np.zeros((size, size), bool)
+    region[10:22, 14:30] = True  # 192 px, 1/12 of the frame
+    luma = np.stack([tex.copy() for _ in range(n)])
+    for t in range(n):
+        luma[t][region] += 0.4 + amp * (-1.0) ** t
+    frames = (np.repeat(luma[..., None], 3, axis=-1) * 255).round().astype(np.uint8)
+    out = temporal.analyse_sequence(frames, flow=False, regions={"foreground": region,
+                                                                "emissive": np.zeros_like(region)})
+    part = out["summary"]["regions"]["foreground"]
+    assert part["fraction"] == pytest.approx(region.mean())
+    q = temporal.luma_stack(frames)
+    m = np.array([q[t][region].sum() / region.sum() for t in range(n)])  # mean over the region, by hand
+    d2 = m[2:] - 2 * m[1:-1] + m[:-2]
+    assert part["flicker_index"] == pytest.approx(100 * np.sqrt(np.mean(d2**2)) / 4, rel=1e-9)
+    assert part["flicker_index"] == pytest.approx(100 * amp, rel=0.02)  # alternating +-a reads 100a
+    assert out["summary"]["flicker_index"] == pytest.approx(100 * amp * region.mean(), rel=0.02)
+    # regional SSIM: scikit-image's SSIM map (same conventions), averaged over the region's pixels
+    ref = []
+    for t in range(n - 1):
+        _, smap = skmetrics.structural_similarity(q[t], q[t + 1], gaussian_weights=True, sigma=1.5,
+                                                  use_sample_covariance=False, data_range=1.0, full=True)
+        ref.append(smap[region].mean())
+    assert part["temporal_ssim"] == pytest.approx(np.mean(ref), abs=1e-9)
+    assert out["summary"]["temporal_ssim"] > part["temporal_ssim"]  # the static rest of the frame dilutes it
+    assert out["curves"]["foreground_flicker"][1] == pytest.approx(100 * abs(d2[0]) / 4)
+    empty = out["summary"]["regions"]["emissive"]
+    assert "flicker_index" not in empty and "empty in every frame" in empty["reason"]
+
+
+def test_regional_warping_error_over_the_region() -> None:
+    pytest.importorskip("cv2")
+    big = texture(96, 160, 3)
+    luma = np.stack([big[16:80, 8 + 2 * t: 8 + 2 * t + 96] for t in range(6)])
+    region = np.zeros(luma.shape[1:], bool)
+    region[20:44, 30:70] = True
+    whole = temporal.warping_errors(luma)
+    both = temporal.warping_errors_by_region(luma, {"image": None, "r": region})
+    np.testing.assert_array_equal(both["image"][0], whole[0])
+    plain_by_hand = [np.abs(luma[t + 1] - luma[t])[region].mean() for t in range(5)]
+    np.testing.assert_allclose(both["r"][1], plain_by_hand, rtol=1e-12)
+    assert both["r"][0].mean() < 0.25 * both["r"][1].mean()  # coherent motion inside the region too
+
+
+# --- VBench temporal flickering -------------------------------------------------------------
+
+
+def test_vbench_temporal_flickering_by_hand() -> None:
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 256, size=(5, 12, 9, 3), dtype=np.uint8)
+    maes = [np.abs(frames[t + 1].astype(np.int64) - frames[t].astype(np.int64)).sum() / frames[t].size
+            for t in range(4)]
+    assert temporal.vbench_temporal_flickering(frames) == pytest.approx((255 - np.mean(maes)) / 255, abs=1e-12)
+    static = np.repeat(frames[:1], 4, axis=0)
+    assert temporal.vbench_temporal_flickering(static) == 1.0
+    flashing = np.zeros((6, 4, 4, 3), np.uint8)
+    flashing[1::2] = 51
+    assert temporal.vbench_temporal_flickering(flashing) == pytest.approx(0.8)  # (255 - 51) / 255
+    assert np.isnan(temporal.vbench_temporal_flickering(frames[:1]))
+
+
+def test_vbench_flickering_on_a_video_as_vbench_reads_it(tmp_path: Path) -> None:
+    """VBench decodes with OpenCV (BGR, full size, every frame) and averages float32 absdiffs:
+    the temporal summary of the same file must give its number."""
+    cv2 = pytest.importorskip("cv2")
+    from gencritic.diagnose.temporal_report import temporal_analysis
+
+    path = tmp_path / "fx.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (64, 64))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write mp4v")
+    for f in _fireball_frames(size=64):
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    cap, bgr = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        bgr.append(frame)
+    cap.release()
+    maes = [np.mean(cv2.absdiff(np.float32(bgr[t]), np.float32(bgr[t + 1]))) for t in range(len(bgr) - 1)]
+    summary, _ = temporal_analysis(path, flow=False)
+    assert summary["temporal_flickering"] == pytest.approx((255.0 - float(np.mean(maes))) / 255.0, abs=1e-6)
+
+
+def test_registered_vbench_metric_scores_folders(tmp_path: Path) -> None:
+    import csv
+
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+    from gencritic.metrics.registry import all_metrics
+
+    info = all_metrics()["temporal_flickering"].info
+    assert info.higher_is_better and info.range == (0.0, 1.0) and info.columns == ("temporal_flickering",)
+    root = tmp_path / "seqs"
+    frames = _fireball_frames()
+    for name, sub in (("whole", frames), ("two", frames[:2]), ("one", frames[:1])):
+        (root / name).mkdir(parents=True)
+        for i, f in enumerate(sub):
+            Image.fromarray(f).save(root / name / f"f{i:02d}.png")
+    res = CliRunner().invoke(app, ["score", str(root), "--metrics", "temporal_flickering,flicker", "--out",
+                                   str(tmp_path / "out"), "--no-cache", "-q"])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "out" / "results.csv", newline="") as fh:
+        rows = {r["item_id"]: r for r in csv.DictReader(fh)}
+    stack = np.stack(frames).astype(np.int64)
+    by_hand = (255 - np.mean([np.abs(stack[t + 1] - stack[t]).mean() for t in range(len(frames) - 1)])) / 255
+    assert float(rows["whole"]["temporal_flickering"]) == pytest.approx(by_hand, abs=1e-9)
+    two = np.abs(stack[1] - stack[0]).mean()
+    assert float(rows["two"]["temporal_flickering"]) == pytest.approx((255 - two) / 255, abs=1e-9)
+    assert rows["one"]["success"] == "false" and "at least 2 frames" in rows["one"]["error"]

@@ -201,3 +201,23 @@ def test_generic_meshes_captions_adapter(tmp_path: Path, tiny_clip_dir: Path) ->
     assert run.rows[0]["split"] == "test" and "not found" in run.rows[2]["error"]
     ref = reference_clip_score(tiny_clip_dir, folder / "ball.ply", "a ball", {"resolution": RES})
     assert run.rows[0]["clip_score"] == pytest.approx(ref, abs=2e-5)
+
+
+def test_toys4k_says_which_assets_were_drawn_degraded(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    """The seed's files keep the seed's columns; the run points at the pipeline's warnings column."""
+    from tests.test_fidelity import _glb
+
+    folder = tmp_path / "toys4k" / "lamp" / "lamp_000"
+    folder.mkdir(parents=True)
+    _glb(folder, "lamp_000.glb", emissiveFactor=[1.0, 1.0, 1.0])
+    metadata = tmp_path / "metadata.csv"
+    metadata.write_text('sha256,file_identifier,aesthetic_score,captions\n'
+                        f'{"f" * 64},lamp/lamp_000/lamp_000.blend,5.0,"[""a glowing lamp""]"\n')
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["toys4k", str(metadata), "--root", str(tmp_path / "toys4k"), "--out", str(out),
+                                   "--model", str(tiny_clip_dir), "--device", "cpu", "--resolution", str(RES),
+                                   "--no-cache", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "1 item(s) were drawn degraded" in res.output
+    (row,) = list(csv.DictReader((out / "scoring" / "results.csv").open()))
+    assert row["warnings"].startswith("emissive: lamp_000.glb: material paint glows")

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from gencritic.errors import InputError, ModelUnavailableError
+from gencritic.jsonio import loads_strict
 from gencritic.meta.train import TrainOptions, train
 
 PALETTE = [(230, 40, 40), (40, 200, 60), (40, 60, 230), (230, 210, 40), (150, 40, 170), (240, 140, 30),
@@ -61,7 +62,7 @@ def _opts(tiny_clip_dir: Path, cache: Path, **kw: object) -> TrainOptions:
 def test_mlp_head_learns_isolated_and_beats_untrained(rated_set: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "head"
     result = train(rated_set, out, _opts(tiny_clip_dir, tmp_path / "cache", head="mlp"))
-    card = json.loads((out / "card.json").read_text())
+    card = loads_strict((out / "card.json").read_text())  # strict JSON: no NaN/Infinity tokens
     # content isolation: every image of a test prompt is in the test file, no other prompt is
     with (out / "test_predictions.csv").open() as fh:
         test_rows = list(csv.DictReader(fh))

@@ -4,7 +4,6 @@ the statistics recomputed from scores.csv, determinism, real rated data when pre
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import scipy.stats as st
 from typer.testing import CliRunner
 
 from gencritic.errors import InputError
+from gencritic.jsonio import loads_strict
 from gencritic.meta.validate import ValidateOptions, validate
 from tests.conftest import make_image, shared_data
 from tests.test_train import synthetic_rated_set
@@ -62,7 +62,7 @@ def test_validate_writes_the_contracted_tables(rated_set: Path, tiny_clip_dir: P
     assert float(first["plcc"]) == pytest.approx(st.pearsonr(x, y).statistic, abs=1e-9)
     assert float(first["srcc_lo"]) <= float(first["srcc"]) <= float(first["srcc_hi"])
     # provenance
-    doc = json.loads((out / "correlations.json").read_text())
+    doc = loads_strict((out / "correlations.json").read_text())  # strict JSON: no NaN/Infinity tokens
     prov = doc["provenance"]
     assert len(prov["dataset"]["sha256"]) == 64 and prov["seed"] == 0 and prov["bootstrap"] == 300
     assert prov["models"] == [str(tiny_clip_dir)] and "numpy" in prov["versions"]

@@ -20,6 +20,9 @@ MESH_EXTENSIONS = frozenset({".glb", ".gltf", ".obj", ".ply", ".stl", ".off", ".
 # instead of being mistaken for images
 UNREAD_3D_EXTENSIONS = frozenset({".fbx", ".usd", ".usda", ".usdc", ".usdz", ".dae", ".3ds", ".abc",
                                   ".3mf", ".x3d", ".vrml", ".wrl", ".ma", ".mb", ".max", ".c4d", ".vox"})
+# a kit: parts of one object drawn together (gencritic/mesh/kit.py); listed in manifests, not
+# picked up from folders (a folder of parts would otherwise be scored twice)
+KIT_SUFFIX = ".kit.json"
 CONVERT_3D_HINT = ("convert it to .glb, e.g. open it in Blender and use File > Export > glTF 2.0 "
                    "(FBX also: `npx fbx2gltf`)")
 
@@ -30,6 +33,9 @@ class Item:
 
     ``item_id`` is stable across runs of the same input (it is what resume keys on);
     ``columns`` are the user's input columns, written back unchanged in the results.
+    ``error`` is set when reading the input already showed the item cannot be scored (an empty
+    image cell, a broken symlink in a folder): the item is still a row, failed with this reason,
+    so one bad entry never costs the others.
     """
 
     item_id: str
@@ -38,12 +44,19 @@ class Item:
     prompt: str | None = None
     reference: Path | None = None
     columns: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def kind_for_name(path: Path) -> ItemKind:
+    """The item kind a path's name suggests, without touching the disk (for entries that cannot
+    be examined: a broken link named ``x.glb`` is a failed mesh row)."""
+    return "mesh" if path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS else "image"
 
 
 def kind_for_path(path: Path) -> ItemKind:
     """Guess the item kind from a path: a mesh file, a folder of views, or an image."""
     if path.is_dir():
         return "views"
-    if path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS:
+    if path.name.lower().endswith(KIT_SUFFIX) or path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS:
         return "mesh"
     return "image"

@@ -16,6 +16,7 @@ from typing import Any
 from gencritic.errors import ItemError
 from gencritic.features import View
 from gencritic.io.images import RGB, WHITE, LoadedImage, decode_image, load_image, read_file_bytes
+from gencritic.io.listing import FolderError, list_folder
 from gencritic.items import IMAGE_EXTENSIONS, Item
 
 
@@ -29,6 +30,9 @@ class PreparedItem:
     reference: LoadedImage | None = None
     error: str | None = None
     renderer: str | None = None  # what drew a mesh's views (GL_RENDERER, or Cycles), for the run summary
+    # what was accepted in a degraded form ("kind: text", see gencritic.row_warnings); a parallel
+    # channel to ``error``: the item is scored, and its row names each of these
+    warnings: list[str] = field(default_factory=list)
 
 
 def _image_view(item: Item, index: int, path: Path, background: RGB, name: str | None = None) -> View:
@@ -47,7 +51,16 @@ def _constant(image: LoadedImage) -> Callable[[], LoadedImage]:
 
 
 def _views_from_folder(item: Item, background: RGB) -> list[View]:
-    files = sorted(p for p in item.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The folder's images in natural order (``f2`` before ``f10``: the order frames were made,
+    which temporal metrics depend on). A view that cannot be examined fails the item by name:
+    scoring the others would silently drop a frame."""
+    try:
+        listing = list_folder(item.path, IMAGE_EXTENSIONS)
+    except FolderError as exc:
+        raise ItemError(str(exc)) from None
+    if listing.bad:
+        raise ItemError(f"views folder {item.path} has entries that cannot be read: {listing.bad_summary()}")
+    files = listing.files
     if not files:
         raise ItemError(f"no view images in folder {item.path}")
     return [_image_view(item, i, p, background, name=p.stem) for i, p in enumerate(files)]
@@ -62,6 +75,7 @@ def _views_from_mesh(item: Item, render_options: dict[str, Any], background: RGB
     view_errors = prepared.view_errors
     result = render_asset(item.path, dict(render_options, background=background))
     prepared.renderer = result.meta.get("renderer")
+    prepared.warnings.extend(result.warnings)
     views = []
     for i, rendered in enumerate(result.views):
         if rendered.error is not None:
@@ -83,6 +97,8 @@ def prepare_item(item: Item, background: RGB = WHITE, render_options: dict[str, 
     """Build the views of ``item``; any failure becomes ``PreparedItem.error``."""
     prepared = PreparedItem(item)
     try:
+        if item.error is not None:  # known bad when the input was read (io/manifest.py, io/listing.py)
+            raise ItemError(item.error)
         if item.kind == "image":
             prepared.views = [_image_view(item, 0, item.path, background)]
         elif item.kind == "views":

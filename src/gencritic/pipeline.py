@@ -29,13 +29,16 @@ from gencritic.features import RunContext, ViewBatch, describe_settings
 from gencritic.io.images import parse_background
 from gencritic.io.manifest import collect_items
 from gencritic.items import Item
+from gencritic.jsonio import write_json
 from gencritic.media import PreparedItem, prepare_item
 from gencritic.metrics.base import Metric, MetricResult
 from gencritic.metrics.registry import create_metric, split_specs
 from gencritic.models.clip import ClipBackbone
-from gencritic.models.device import resolve_device
+from gencritic.models.device import describe_runtime, resolve_device
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
-from gencritic.store import ResultsStore, atomic_write_text, write_table
+from gencritic.row_warnings import join_cell
+from gencritic.row_warnings import summarise as summarise_warnings
+from gencritic.store import ResultsStore, write_table
 
 log = logging.getLogger("gencritic")
 
@@ -127,7 +130,10 @@ class ScoreRun:
     def to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=self.columns)
+        from gencritic.io.fsnames import printable_tree
+
+        # pandas' Arrow strings refuse the surrogate escapes of non-UTF-8 file names: show their bytes
+        return pd.DataFrame(printable_tree(self.rows), columns=self.columns)
 
 
 def software_versions() -> dict[str, str]:
@@ -199,7 +205,7 @@ def output_columns(items: Sequence[Item], metrics: Sequence[Metric], any_text: b
         cols.extend(["num_views", "num_views_scored"])
     if any_text:
         cols.append("prompt_tokens_cut")
-    cols.extend(["success", "error", "model", "settings_id"])
+    cols.extend(["success", "error", "warnings", "model", "settings_id"])
     return cols
 
 
@@ -290,6 +296,7 @@ def _score_batch(batch: list[PreparedItem], metrics: Sequence[Metric], ctx: RunC
             for i, err in enumerate(result.errors):
                 if err:
                     view_errors[i].append(err if err.startswith(f"{metric.name} failed") else f"{metric.name}: {err}")
+    models = {c: m.model_id() for m in metrics for c in m.info.columns}  # each column's own model, or None
     records = []
     offset = 0
     for p in batch:
@@ -301,9 +308,12 @@ def _score_batch(batch: list[PreparedItem], metrics: Sequence[Metric], ctx: RunC
             "values": {}, "views": [], "num_views": n + len(p.view_errors),
             "prompt_tokens_cut": token_cuts.get(item.prompt or "", 0) if item.prompt else None,
             "settings_id": settings_id, "model": model_label,
+            "models": {c: models.get(c) for c in per_view},
         }
         if p.renderer:
             rec["renderer"] = p.renderer
+        if p.warnings:  # absent otherwise: journals of clean runs stay as they were
+            rec["warnings"] = list(p.warnings)
         if p.error is not None:
             rec.update(success=False, error=p.error, num_views_scored=0)
             records.append(rec)
@@ -343,27 +353,38 @@ def record_to_row(rec: dict[str, Any]) -> dict[str, Any]:
     row.update(rec.get("values", {}))
     row.update(num_views=rec.get("num_views"), num_views_scored=rec.get("num_views_scored"),
                prompt_tokens_cut=rec.get("prompt_tokens_cut"), success=bool(rec.get("success")),
-               error=rec.get("error") or "", model=rec.get("model"), settings_id=rec.get("settings_id"))
+               error=rec.get("error") or "", warnings=join_cell(rec.get("warnings")), model=rec.get("model"),
+               settings_id=rec.get("settings_id"))
     return row
 
 
 def record_view_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """views.csv rows: a metric's row names that metric's model (empty for weight-free ones);
+    records journaled before per-column models were kept name the run's label."""
+    models = rec.get("models")
     rows = []
+    warnings = join_cell(rec.get("warnings"))  # the asset's: every view of it was drawn so
     for v in rec.get("views", []):
         if not v["values"]:
             rows.append({"item_id": rec["item"]["item_id"], "view": v["view"], "metric": "", "value": None,
-                         "model": rec.get("model"), "settings_id": rec.get("settings_id"), "error": v["error"] or ""})
+                         "model": rec.get("model"), "settings_id": rec.get("settings_id"), "error": v["error"] or "",
+                         "warnings": warnings})
         for col, value in v["values"].items():
             rows.append({"item_id": rec["item"]["item_id"], "view": v["view"], "metric": col, "value": value,
-                         "model": rec.get("model"), "settings_id": rec.get("settings_id"), "error": v["error"] or ""})
+                         "model": models.get(col) if models is not None else rec.get("model"),
+                         "settings_id": rec.get("settings_id"), "error": v["error"] or "", "warnings": warnings})
     return rows
 
 
-VIEW_COLUMNS = ["item_id", "view", "metric", "value", "model", "settings_id", "error"]
+VIEW_COLUMNS = ["item_id", "view", "metric", "value", "model", "settings_id", "error", "warnings"]
 
 
 def summarise(records: Sequence[dict[str, Any]], metrics: Sequence[Metric], options: ScoreOptions,
-              unavailable: dict[str, str], wall_time: float, interrupted: bool) -> dict[str, Any]:
+              unavailable: dict[str, str], wall_time: float, interrupted: bool,
+              runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run statistics and provenance. ``runtime`` (from :func:`describe_runtime`) replaces the
+    asked ``device``/``dtype`` (``auto``) in ``settings`` by what ran; the asked values stay
+    under ``settings.requested`` (they are what the resume fingerprint is keyed on)."""
     successes = [r for r in records if r.get("success")]
     per_column: dict[str, dict[str, Any]] = {}
     for m in metrics:
@@ -378,6 +399,11 @@ def summarise(records: Sequence[dict[str, Any]], metrics: Sequence[Metric], opti
                 "max": float(vals.max()) if vals.size else None,
                 "n": int(vals.size), "higher_is_better": m.info.higher_is_better,
             }
+    settings: dict[str, Any] = {**options.numeric_settings(any(r["item"]["kind"] == "mesh" for r in records)),
+                                "batch_size": options.batch_size}
+    if runtime is not None:
+        settings["requested"] = {"device": options.device, "dtype": options.dtype}
+        settings.update(runtime)
     primary = metrics[0].info.columns[0] if metrics else None
     head = per_column.get(primary or "", {})
     summary: dict[str, Any] = {
@@ -392,8 +418,7 @@ def summarise(records: Sequence[dict[str, Any]], metrics: Sequence[Metric], opti
         "metrics": per_column,
         "unavailable_metrics": unavailable,
         "model": options.model,
-        "settings": {**options.numeric_settings(any(r["item"]["kind"] == "mesh" for r in records)),
-                     "batch_size": options.batch_size},
+        "settings": settings,
         "versions": software_versions(),
         # which rasteriser drew the meshes (a GPU's GL, llvmpipe on the CPU, Cycles): numbers from
         # different renderers may differ slightly, so a published figure should say which
@@ -461,11 +486,12 @@ def score(
         from gencritic.render.settings import parse_render_options
 
         parse_render_options(dict(opts.render))
-        require_blender([i.path for i in items if i.kind == "mesh"])
+        require_blender([i.path for i in items if i.kind == "mesh" and i.error is None])
     metrics = build_metrics(opts.metrics, opts.model)
     file_inputs = {m.name: inputs for m in metrics if (inputs := m.external_inputs()) is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)
     prefetch = resolve_prefetch(opts.workers, pool.device)  # before any model loads: bad values fail fast
+    runtime = describe_runtime(pool.device, pool.dtype)  # what runs, as summary.json records it (a bad dtype fails here)
     cache = EmbeddingCache.in_dir(opts.cache_dir)
     ctx = RunContext(pool=pool, cache=cache, default_model=opts.model, background=background)
     metrics, unavailable = setup_metrics(metrics, ctx)
@@ -483,7 +509,8 @@ def score(
     from gencritic.mesh.blend import prepare_blend_files
 
     # .blend assets are converted by Blender in batches first; a file that cannot be is a failed row
-    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh"], opts.progress)
+    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh" and i.error is None],
+                                         opts.progress)
 
     backbones = metric_backbones(metrics)
     any_text = any("text" in m.info.inputs for m in metrics)
@@ -541,16 +568,15 @@ def score(
     ordered = [all_records[i.item_id] for i in items if i.item_id in all_records]
     rows = [record_to_row(r) for r in ordered]
     view_rows = [vr for r in ordered for vr in record_view_rows(r)]
-    summary = summarise(ordered, metrics, opts, unavailable, time.perf_counter() - started, interrupted)
+    summary = summarise(ordered, metrics, opts, unavailable, time.perf_counter() - started, interrupted, runtime)
     summary["cache"] = {"hits": cache.hits, "misses": cache.misses, "path": str(cache.path) if cache.path else None}
     summary["resumed_items"] = len(done)
+    summary["warnings"] = summarise_warnings(ordered)  # degradations accepted, by kind (gencritic.row_warnings)
     if out_dir is not None:
         for fmt in dict.fromkeys(["csv", *opts.formats]):
             write_table(rows, columns, out_dir / f"results.{fmt}")
         write_table(view_rows, VIEW_COLUMNS, out_dir / "views.csv")
-        import json
-
-        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n")
+        write_json(out_dir / "summary.json", summary, default=str)
     cache.close()
     if interrupted:
         raise KeyboardInterrupt

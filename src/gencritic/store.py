@@ -19,30 +19,19 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gencritic.atomic import atomic_write_text
 from gencritic.errors import InputError
+from gencritic.io.fsnames import CSV_ERRORS, printable
+from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line
+
+__all__ = ["ResultsStore", "atomic_write_text", "format_value", "rows_to_csv", "write_table"]
 
 JOURNAL = "journal.jsonl"
 STATE_DIR = ".gencritic"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + rename so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_value(value: Any) -> str:
@@ -87,7 +76,7 @@ class ResultsStore:
                     f"{out_dir} holds results of a run with other settings (model, metrics or options); "
                     f"use a new --out folder, or --overwrite to replace them"
                 )
-        atomic_write_text(self.meta_path, json.dumps({"fingerprint": fingerprint}))
+        atomic_write_text(self.meta_path, dumps_strict({"fingerprint": fingerprint}))
         self._records = self._read_journal()
 
     def _read_journal(self) -> dict[str, dict[str, Any]]:
@@ -101,7 +90,7 @@ class ResultsStore:
                 fh.truncate(good_end)
         for line in raw[:good_end].decode("utf-8").splitlines():
             if line.strip():
-                rec = json.loads(line)
+                rec = parse_journal_line(line)
                 records[rec["item"]["item_id"]] = rec
         return records
 
@@ -117,7 +106,7 @@ class ResultsStore:
         lines = []
         for rec in records:
             self._records[rec["item"]["item_id"]] = rec
-            lines.append(json.dumps(rec, ensure_ascii=False, allow_nan=True, default=str) + "\n")
+            lines.append(journal_line(rec) + "\n")
         if not lines:
             return
         with open(self.journal_path, "a", encoding="utf-8") as fh:
@@ -131,7 +120,7 @@ class ResultsStore:
         text = rows_to_csv(rows, columns)
         if path.exists() and path.stat().st_size > 0:
             text = text.split("\n", 1)[1]
-        with open(path, "a", encoding="utf-8", newline="") as fh:
+        with open(path, "a", encoding="utf-8", errors=CSV_ERRORS, newline="") as fh:
             fh.write(text)
 
 
@@ -139,22 +128,17 @@ def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: Pa
     """Write rows as CSV, JSONL or Parquet depending on the suffix (atomically)."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        atomic_write_text(path, rows_to_csv(rows, columns))
+        atomic_write_text(path, rows_to_csv(rows, columns), errors=CSV_ERRORS)
     elif suffix == ".jsonl":
-        lines = [json.dumps({c: _json_safe(r.get(c)) for c in columns}, ensure_ascii=False) for r in rows]
+        lines = [dumps_strict({c: r.get(c) for c in columns}, ensure_ascii=False) for r in rows]
         atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
     elif suffix == ".parquet":
         import pandas as pd
 
-        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=list(columns))
+        # Arrow strings must be UTF-8: undecodable file-name bytes become \xNN text here
+        frame = pd.DataFrame([{c: printable(r.get(c)) for c in columns} for r in rows], columns=list(columns))
         tmp = path.with_name(f".{path.name}.tmp")
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, path)
     else:
         raise InputError(f"unsupported output format {suffix!r}: use csv, jsonl or parquet")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

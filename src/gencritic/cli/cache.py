@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+
+from gencritic.jsonio import dumps_strict
 
 if TYPE_CHECKING:
     from gencritic.cache_maintenance import CacheReport
@@ -43,7 +44,7 @@ def _print(report: CacheReport, as_json: bool, verb: str) -> None:
     from gencritic.cache_maintenance import human_bytes
 
     if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+        typer.echo(dumps_strict(report.as_dict(), indent=2))
         return
     typer.echo(f"{verb} {report.root}")
     lines = [("renders", report.renders, "entries"),

@@ -6,13 +6,13 @@ Each command parses options and calls the Python API in :mod:`gencritic.diagnose
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from gencritic.errors import InputError
+from gencritic.jsonio import dumps_strict
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _emit(data: dict, out: Optional[Path]) -> None:  # noqa: UP045
-    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    text = dumps_strict(data, indent=2, ensure_ascii=False)
     if out is None:
         typer.echo(text)
         return
@@ -100,7 +100,7 @@ def profiles_command(
         return
     profiles = list_profiles()
     if as_json:
-        typer.echo(json.dumps(profiles, indent=2))
+        typer.echo(dumps_strict(profiles, indent=2))
         return
     for p in profiles:
         typer.echo(f"{p['name']:<14} {p['description']}")
@@ -132,7 +132,7 @@ def temporal_command(
 
     summary = temporal_report(input, out, profile=profile, flow=not no_flow, max_frames=max_frames, lpips=lpips,
                               lpips_weights=lpips_weights)
-    typer.echo(json.dumps(summary, indent=2, allow_nan=False))
+    typer.echo(dumps_strict(summary, indent=2))
 
 
 def _read_choices(path: Path) -> tuple[list[tuple[str, str]] | None, dict[str, float] | None]:
@@ -203,7 +203,7 @@ def calibrate_command(
 
         atomic_write_text(out, yaml_text)
         result["written"] = str(out)
-    typer.echo(json.dumps(result, indent=2, allow_nan=False))
+    typer.echo(dumps_strict(result, indent=2))
 
 
 def sets_command(

@@ -1,4 +1,4 @@
-"""``gencritic generate run|progress|clean|eval``: generation jobs from the command line.
+"""``gencritic generate run|progress|resolve|clean|eval``: generation jobs from the command line.
 
 Each command parses flags, builds a :class:`~gencritic.generate.runner.Runner` and prints;
 the logic lives in :mod:`gencritic.generate`.
@@ -91,21 +91,30 @@ def _show(runner: Runner, title: str) -> None:
     console = Console()
     console.print(status_table(rows, title))
     console.print(f"{tally(rows)}  [dim](workdir {runner.workdir})[/]")
-    for line in problems(rows):
-        console.print(line, markup=False, style=None)
+    for line in problems(rows, runner.workdir):
+        console.print(line, markup=False, style=None, soft_wrap=True)
 
 
 def _drive(runner: Runner, wait: bool) -> None:
     from gencritic.generate.runner import StepReport
 
     def note(report: StepReport) -> None:
-        typer.echo(f"pass: {report.submitted} submitted, {report.polled} polled, {report.downloaded} downloaded, "
-                   f"{runner.active()} still active", err=True)
+        extra = f", {report.requeued} resumed after an interruption" if report.requeued else ""
+        extra += f", {len(report.unconfirmed)} unconfirmed" if report.unconfirmed else ""
+        typer.echo(f"pass: {report.submitted} submitted, {report.polled} polled, {report.downloaded} downloaded"
+                   f"{extra}, {runner.active()} still active", err=True)
 
     if wait:
         runner.run_until_done(on_pass=note)
     else:
         note(runner.step())
+    stuck = runner.needs_user()
+    if stuck:
+        why = ("stopped waiting: " if wait else "") + (
+            f"{len(stuck)} job(s) unconfirmed: their request may have reached the API and it cannot be checked, "
+            f"so they are neither re-sent (that could pay twice) nor waited on; resolve each with the command "
+            f"shown below")
+        typer.echo(why, err=True)
 
 
 @gen_app.command("run")
@@ -209,15 +218,60 @@ def clean_command(
         if not rows:
             typer.echo("no jobs match; nothing to clean", err=True)
             return
-        remote = sum(1 for r in rows if r.status in ("submitting", "running"))
+        remote = sum(1 for r in rows if r.status in ("submitting", "unconfirmed", "running"))
         msg = f"remove {len(rows)} job(s) and their downloaded files from {workdir}?"
         if remote:
-            msg += f" {remote} are still running remotely; their results would be lost."
+            msg += (f" {remote} are (or may be) running remotely; their results would be lost, and running them "
+                    f"again pays again.")
         if not yes and not typer.confirm(msg, default=False):
             typer.echo("nothing removed", err=True)
             raise typer.Exit(1)
         jobs, files = runner.clean(rows)
         typer.echo(f"removed {jobs} job(s) and {files} file(s)")
+
+
+@gen_app.command("resolve")
+def resolve_command(
+    job: Optional[list[str]] = typer.Argument(None, help="Job id(s) as `generate progress` prints them."),  # noqa: UP045
+    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
+    resubmit: bool = typer.Option(False, "--resubmit", help="The session is not on the API: send the job again "
+                                                           "(next run/progress)."),
+    forget: bool = typer.Option(False, "--forget", help="Stop tracking the job (marked failed); nothing is sent."),
+    adopt: Optional[str] = typer.Option(None, "--adopt", metavar="SESSION_ID",  # noqa: UP045
+                                        help="The session is on the API under this id: track it."),
+    every: bool = typer.Option(False, "--all", help="Every unconfirmed job in the workdir (not with --adopt)."),
+) -> None:
+    """Decide what happens to an unconfirmed job: a submission that may have reached the API when
+    the API offers no way to check (gencritic never guesses: a re-send could pay twice, a drop could
+    lose a paid result).
+
+    Examples:
+
+      gencritic generate resolve 0a1b2c3d4e5f6a7b:i3d-turbo --resubmit
+
+      gencritic generate resolve 0a1b2c3d4e5f6a7b:i3d-turbo --adopt SESSION_1700000000_0000001
+
+      gencritic generate resolve --all --forget
+    """
+    chosen = [name for name, on in (("--resubmit", resubmit), ("--forget", forget), ("--adopt", adopt is not None))
+              if on]
+    if len(chosen) != 1:
+        raise InputError("say what to do with the job(s): exactly one of --resubmit, --forget, --adopt SESSION_ID")
+    if bool(job) == every:
+        raise InputError("name the job(s) to resolve (ids as `generate progress` prints them), or pass --all")
+    if adopt is not None and (every or len(job or []) != 1):
+        raise InputError("--adopt SESSION_ID resolves one job: name exactly one job id")
+    runner = _runner(workdir, None, "glb", 60.0, 30.0, must_exist=True)
+    with runner:
+        ids = [r.job_id for r in runner.needs_user()] if every else list(job or [])
+        if not ids:
+            typer.echo("no unconfirmed jobs; nothing to resolve", err=True)
+            return
+        for job_id in ids:  # all of them checked before any is changed
+            runner.unconfirmed_job(job_id)
+        action = chosen[0].lstrip("-")
+        for job_id in ids:
+            typer.echo(runner.resolve(job_id, action, adopt))
 
 
 @gen_app.command("eval")
@@ -232,12 +286,18 @@ def eval_command(
     rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for the rendered views."),
     resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    per_part: bool = typer.Option(False, "--per-part", help="Also score each part of a kit on its own "
+                                                            "(part_scores.csv); kits are always scored whole."),
+    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material "
+                                          "library are missing: score them drawn in plain colours (named in the "
+                                          "warnings column) instead of failing them."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Render every finished mesh, score it against its source image, and write a leaderboard per configuration.
 
     clip_i2i = CLIP image-image cosine of each rendered view to the input image, mean over views.
-    Writes WORKDIR/eval/leaderboard.csv, leaderboard.md and scores.csv (one row per job).
+    Writes WORKDIR/eval/leaderboard.csv, leaderboard.md and scores.csv (one row per job). A kit is
+    scored as the whole object: its assembled mesh, or all its parts drawn together (num_parts).
 
     Examples:
 
@@ -261,8 +321,10 @@ def eval_command(
                          f"known: {', '.join(sorted(known)) or 'none'}")
     metrics = [m.strip() for m in text_metrics.split(",") if m.strip()]
     result = evaluate(rows, out or workdir / "eval", model or DEFAULT_CLIP_MODEL, metrics, device=device,
-                      render={"rig": rig, "resolution": resolution},
-                      cache_dir=None if no_cache else default_cache_dir(), progress=not quiet)
+                      render={"rig": rig, "resolution": resolution,
+                              **({"allow_untextured": True} if allow_untextured else {})},
+                      cache_dir=None if no_cache else default_cache_dir(), progress=not quiet, per_part=per_part)
     Console().print(to_markdown(result.leaderboard, result.leaderboard_columns, "leaderboard"), markup=False)
     typer.echo(f"-> {result.out_dir / 'leaderboard.csv'}, {result.out_dir / 'leaderboard.md'}, "
-               f"{result.out_dir / 'scores.csv'}", err=True)
+               f"{result.out_dir / 'scores.csv'}" + (f", {result.out_dir / 'part_scores.csv'}" if per_part else ""),
+               err=True)

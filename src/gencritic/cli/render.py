@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -20,11 +21,12 @@ def register(app: typer.Typer) -> None:
 
 def _render_options(rig: str, resolution: int, background: str, normalize: str, up: str, lighting: str,
                     samples: int, radius: float, fov: float, pitch: float, seed: int, no_cache: bool,
-                    cache_dir: Optional[Path], renderer: str = "gl", spp: int = 16) -> dict[str, object]:  # noqa: UP045
+                    cache_dir: Optional[Path], renderer: str = "gl", spp: int = 16,  # noqa: UP045
+                    allow_untextured: bool = False) -> dict[str, object]:
     opts: dict[str, object] = {"rig": rig, "resolution": resolution, "normalize": normalize, "up": up,
                                "lighting": lighting, "samples": samples, "radius": radius, "fov": fov,
                                "pitch": pitch, "seed": seed, "cache": not no_cache, "renderer": renderer,
-                               "spp": spp}
+                               "spp": spp, "allow_untextured": allow_untextured}
     if background.strip().lower() != "transparent":
         opts["background"] = background
     if cache_dir is not None:
@@ -54,6 +56,7 @@ def render_command(
     workers: int = typer.Option(2, "--workers", help="Assets loaded and composited at once (GL work runs on $GENCRITIC_RENDER_THREADS threads, default 2)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root (renders go in CACHE_DIR/renders)."),  # noqa: UP045
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the render cache."),
+    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours and name it in the cameras.json warnings, instead of failing them."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line."),
 ) -> None:
     """Render 3D assets headless (CPU or GPU) into views + camera parameters.
@@ -74,7 +77,7 @@ def render_command(
     from gencritic.render.api import render_to_folder
 
     opts = _render_options(rig, resolution, background, normalize, up, lighting, samples, radius, fov, pitch, seed,
-                           no_cache, cache_dir, renderer, spp)
+                           no_cache, cache_dir, renderer, spp, allow_untextured)
     transparent = background.strip().lower() == "transparent"
 
     def show(report: object) -> None:
@@ -83,6 +86,8 @@ def render_command(
         r = report  # RenderReport
         status = f"error: {r.error}" if r.error else f"{r.views_ok} views" + (f", {r.views_blank} blank" if r.views_blank else "")  # type: ignore[attr-defined]
         typer.echo(f"{r.asset}: {status}", err=True)  # type: ignore[attr-defined]
+        for warning in r.warnings:  # type: ignore[attr-defined]
+            typer.echo(f"  warning: {warning}", err=True)
 
     reports = render_to_folder(source, out, opts, transparent=transparent, workers=workers, on_done=show)
     failed = [r for r in reports if r.error]
@@ -141,6 +146,11 @@ def toys4k_command(
                f"-> {result.results_csv}")
     if s["successful_evaluations"] < s["total_assets"]:
         typer.echo("failed assets have their reason in the 'error' column", err=True)
+    scoring = out / "scoring" / "summary.json"  # the seed's files keep the seed's columns; the pipeline's say more
+    warned = (json.loads(scoring.read_text()).get("warnings") or {}).get("items", 0) if scoring.is_file() else 0
+    if warned:
+        typer.echo(f"{warned} item(s) were drawn degraded (e.g. procedural colours a .blend export drops); see the "
+                   f"'warnings' column of {out / 'scoring' / 'results.csv'}", err=True)
 
 
 def convert_command(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from gencritic.jsonio import dumps_strict
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
 
@@ -40,6 +40,7 @@ def score_command(
     resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels for meshes."),
     renderer: str = typer.Option("gl", "--renderer", help="Meshes: gl (rasteriser, default) or cycles (Blender's path tracer, see `gencritic render --help`)."),
     spp: int = typer.Option(16, "--spp", help="Cycles samples per pixel (with --renderer cycles)."),
+    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours and name it in the row's warnings column, instead of failing the row."),
     reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Folder of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the summary line."),
     engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data actors; same files, same numbers)."),
@@ -64,7 +65,8 @@ def score_command(
         cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         formats=[f.strip() for f in formats.split(",") if f.strip()], overwrite=overwrite, progress=not quiet,
         render={"rig": rig, "resolution": resolution,
-                **({"renderer": renderer, "spp": spp} if renderer != "gl" else {})},  # gl runs keep their fingerprint
+                **({"renderer": renderer, "spp": spp} if renderer != "gl" else {}),  # gl runs keep their fingerprint
+                **({"allow_untextured": True} if allow_untextured else {})},
         reference_dir=reference_dir,
     )
     if engine == "ray":
@@ -84,17 +86,23 @@ def score_command(
     failed = s["count"] - s["successes"]
     if failed:
         typer.echo(f"{failed} item(s) failed; see the 'error' column of {out / 'results.csv'}", err=True)
+    warned = (s.get("warnings") or {}).get("items", 0)
+    if warned:
+        typer.echo(f"{warned} item(s) were drawn degraded; see the 'warnings' column of {out / 'results.csv'}",
+                   err=True)
 
 
 def metrics_command(
     as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON."),
 ) -> None:
-    """List every metric: inputs, range, direction, default model and the paper it comes from."""
+    """List every metric: inputs, range, direction, default model, the paper it comes from and
+    (with --json) its options: keys, types, defaults and what each does."""
     from gencritic.metrics.registry import all_metrics
 
-    infos = [cls.info for cls in all_metrics().values()]
+    classes = list(all_metrics().values())
+    infos = [cls.info for cls in classes]
     if as_json:
-        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        typer.echo(dumps_strict([cls.describe() for cls in classes], indent=2))
         return
     from rich.console import Console
     from rich.table import Table

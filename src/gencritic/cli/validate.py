@@ -34,6 +34,11 @@ def validate_command(
                                           "Default: every numeric column starting with 'mos'."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0 = none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples (same seed, same intervals)."),
+    resample: str = typer.Option("auto", "--resample", help="What the bootstrap draws: groups (whole prompts, or "
+                                 "--group-by groups), items (one by one, as published IQA tables do, too narrow when "
+                                 "images share prompts) or auto (groups when items share one)."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values group the items for "  # noqa: UP045
+                                           "--resample (default: the prompt, or the dataset's group column)."),
     model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="Backbone for CLIP-based metrics."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model batch."),
@@ -46,6 +51,8 @@ def validate_command(
 
     Per rating × metric: PLCC (raw and after the VQEG 4-parameter logistic), SRCC, KRCC (tau-b), RMSE after the mapping and pairwise accuracy, each with a seeded 95% bootstrap interval; and for each pair of metrics, whether they differ (paired bootstrap, Williams' test). Images missing from the dataset folder are counted and reported, not faked.
 
+    When images share a prompt, the bootstrap resamples whole prompts (or --group-by groups); --resample items gives the item bootstrap of published tables. Every output says which was used.
+
     Examples:
 
       gencritic validate data/AGIQA-3K --metrics clip,clip_torchmetrics --out val/
@@ -53,16 +60,22 @@ def validate_command(
       gencritic validate ratings.csv --ratings appeal,realism --metrics clip --out val/ --bootstrap 2000 --seed 1
 
       gencritic validate data/AIGCIQA2023 --format aigciqa2023 --metrics clip,learned:heads/aigc --out val/
+
+      gencritic validate data/AGIQA-3K --metrics clip --out val-items/ --resample items
     """
     from gencritic.meta.validate import ValidateOptions, validate
 
     opts = ValidateOptions(metrics=_split(metrics), model=model, device=device, batch_size=batch_size,
                            cache_dir=cache_dir, use_cache=not no_cache, bootstrap=bootstrap, seed=seed,
-                           plots=not no_plots, progress=not quiet)
+                           resample=resample, group_by=group_by, plots=not no_plots, progress=not quiet)
     report = validate(dataset, out, opts, fmt=fmt, ratings=_split(ratings) or None)
     ds = report.provenance["dataset"]
     typer.echo(f"{ds['items_present']} of {ds['rows']} rated items present ({ds['items_missing']} missing), "
                f"{report.provenance['items_failed']} failed to score -> {out / 'report.md'}")
+    for rating, plan in report.provenance["resampling"].items():
+        unit = (f"{plan['n_groups']} {report.provenance['group_by']} groups" if plan["unit"] == "groups"
+                else "items")
+        typer.echo(f"  {rating}: intervals resample {unit} ({plan['reason']})")
     for row in report.rows:
         srcc = row["srcc"]
         if row["rating"] == "preference":

@@ -43,6 +43,7 @@ from typing import Any
 from gencritic.errors import InputError
 from gencritic.hashing import sha256_file
 from gencritic.items import MESH_EXTENSIONS, Item
+from gencritic.jsonio import dumps_strict, write_json
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
 SEED_COLUMNS = ["sha256", "file_identifier", "aesthetic_score", "clip_score", "num_views_rendered", "success",
@@ -250,7 +251,7 @@ def assemble(rows: Sequence[Toys4kRow], rule: str, failures: dict[str, str],
     out: list[dict[str, Any]] = []
     for row in rows:
         captions = choose_captions(row.captions, rule)
-        caption_used = captions[0] if len(captions) == 1 else json.dumps(captions, ensure_ascii=False)
+        caption_used = captions[0] if len(captions) == 1 else dumps_strict(captions, ensure_ascii=False)
         rec: dict[str, Any] = {"sha256": row.sha256, "file_identifier": row.file_identifier,
                                "aesthetic_score": row.aesthetic_score, "clip_score": None,
                                "num_views_rendered": 0, "success": False,
@@ -290,7 +291,7 @@ def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOpti
     """
     from gencritic.pipeline import ScoreOptions, score
     from gencritic.render.settings import parse_render_options
-    from gencritic.store import atomic_write_text, write_table
+    from gencritic.store import write_table
 
     opts = options or Toys4kOptions()
     if opts.caption not in CAPTION_RULES:
@@ -326,5 +327,5 @@ def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOpti
         results_csv = out / "toys4k_results.csv"
         summary_json = out / "toys4k_summary.json"
         write_table(table, SEED_COLUMNS, results_csv)
-        atomic_write_text(summary_json, json.dumps(summary, indent=2) + "\n")
+        write_json(summary_json, summary)
     return Toys4kResult(table, summary, results_csv, summary_json)

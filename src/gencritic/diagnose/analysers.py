@@ -6,6 +6,10 @@ run, on which region and with which targets is the profile's business, not their
 
 A region with nothing in it (no flame pixels in a "fire" image) is not a zero: the
 measurement says it is unmeasurable and why, and the diagnosis scores it as a failure.
+One exception, for colour: a fire too dim or too dull to pass the emissive thresholds still
+has a colour, and "too cool, raise the flame temperature" is the advice it needs. So the
+colour analysers (temperature, hue) measure the foreground's non-smoke pixels when the
+emissive region is empty, and say so in ``details`` (``fallback_from: emissive``).
 """
 
 from __future__ import annotations
@@ -93,6 +97,29 @@ def _empty(region: str, unit: str) -> Measurement:
     return Measurement(None, unit, {"region": region}, reason=f"the {region} region is empty in this image")
 
 
+EMISSIVE_FALLBACK_NOTE = ("no emissive pixels (nothing bright and saturated enough to read as flame): measured "
+                          "the colour of the foreground's non-smoke pixels instead")
+
+
+def _colour_region(ctx: ImageContext, opts: dict[str, Any], name: str) -> tuple[str, np.ndarray, dict[str, Any]]:
+    """(region, mask, details) for a colour analyser. An empty emissive region falls back to the
+    foreground without its grey smoke pixels (their colour is the smoke's, not the fire's), and
+    the details say so; the caller still reports an empty mask as unmeasurable."""
+    region, m = _region(ctx, opts, name)
+    if region != "emissive" or m.any():
+        return region, m, {"region": region}
+    glow = ctx.masks.foreground & ~ctx.masks.smoke
+    return "foreground", glow, {"region": "foreground", "fallback_from": "emissive", "excluded": "smoke",
+                                "note": EMISSIVE_FALLBACK_NOTE}
+
+
+def _empty_colour(region: str, unit: str, details: dict[str, Any]) -> Measurement:
+    if details.get("fallback_from") == "emissive":
+        return Measurement(None, unit, details, reason="the emissive region is empty and the foreground has no "
+                                                       "pixels besides grey smoke, so there is no colour to measure")
+    return _empty(region, unit)
+
+
 @analyser("brightness", "image", "mean Rec.709 luma of the region, 0 (black) to 1 (white)")
 def brightness(ctx: ImageContext, opts: dict[str, Any]) -> Measurement:
     region, m = _region(ctx, opts, "brightness")
@@ -141,12 +168,12 @@ def contrast(ctx: ImageContext, opts: dict[str, Any]) -> Measurement:
 
 @analyser("color_temperature", "emissive", "correlated colour temperature (McCamy) of the region's mean light, kelvin; lower is warmer/redder")
 def color_temperature(ctx: ImageContext, opts: dict[str, Any]) -> Measurement:
-    region, m = _region(ctx, opts, "color_temperature")
+    region, m, details = _colour_region(ctx, opts, "color_temperature")
     if not m.any():
-        return _empty(region, "K")
+        return _empty_colour(region, "K", details)
     kelvin, xy, method = mean_cct(ctx.rgb, m)
     d = float(duv(np.array(xy)))
-    return Measurement(kelvin, "K", {"region": region, "xy": [xy[0], xy[1]], "method": method, "duv": d,
+    return Measurement(kelvin, "K", {**details, "xy": [xy[0], xy[1]], "method": method, "duv": d,
                                      "near_locus": abs(d) <= CCT_RELIABLE_DUV})
 
 
@@ -164,16 +191,16 @@ HUE_BINS = {"red": (340.0, 20.0), "orange": (20.0, 45.0), "yellow": (45.0, 70.0)
 
 @analyser("emissive_hue", "emissive", "circular mean hue of the region in degrees (0 red, 30 orange, 60 yellow)")
 def emissive_hue(ctx: ImageContext, opts: dict[str, Any]) -> Measurement:
-    region, m = _region(ctx, opts, "emissive_hue")
+    region, m, details = _colour_region(ctx, opts, "emissive_hue")
     if not m.any():
-        return _empty(region, "deg")
+        return _empty_colour(region, "deg", details)
     h, s, v = ctx.hsv[0][m], ctx.hsv[1][m], ctx.hsv[2][m]
     mean, spread = circular_hue_stats(h, weights=s * v + 1e-9)
     hist = {}
     for name, (lo, hi) in HUE_BINS.items():
         inside = (h >= lo) | (h < hi) if lo > hi else (h >= lo) & (h < hi)
         hist[name] = float(inside.mean())
-    return Measurement(mean, "deg", {"region": region, "spread_deg": spread, "histogram": hist})
+    return Measurement(mean, "deg", {**details, "spread_deg": spread, "histogram": hist})
 
 
 @analyser("coverage", "foreground", "fraction of the image the region covers (alpha or background difference)")

@@ -25,7 +25,7 @@ import numpy as np
 from gencritic.diagnose.analysers import DESCRIPTIONS, ImageContext, measure
 from gencritic.diagnose.profiles import DEFAULT_PROFILE, Check, Profile, load_profile
 from gencritic.diagnose.rules import component_score, overall_score, suggest, verdict
-from gencritic.diagnose.segmentation import coverage_curve
+from gencritic.diagnose.segmentation import sequence_regions
 from gencritic.errors import InputError, ItemError, ModelUnavailableError
 from gencritic.io.images import parse_background
 
@@ -36,7 +36,7 @@ TEMPORAL_UNITS = {"flicker_index": "% luma", "temporal_ssim": "SSIM", "warping_e
                   "peak_brightness": "luma", "time_to_peak": "fraction of duration", "decay_rate": "1/s or 1/frame",
                   "dissipation": "fraction of peak"}
 TEMPORAL_DESCRIPTIONS = {
-    "flicker_index": "high-frequency frame-to-frame change of mean luma, in % of full scale (0 = smooth)",
+    "flicker_index": "high-frequency frame-to-frame change of the region's mean luma, in % of full scale (0 = smooth)",
     "temporal_ssim": "mean SSIM between consecutive frames (1 = identical)",
     "warping_error": "mean |luma| error after warping frame t+1 onto t with Farneback optical flow",
     "peak_brightness": "highest mean frame luma",
@@ -75,6 +75,7 @@ def _load_still(path: Path, background: tuple[int, int, int]) -> tuple[np.ndarra
 
 
 def _temporal_values(summary: dict[str, Any], fps: float | None) -> dict[str, float | None]:
+    """The temporal checks' values from one region's summary (the whole frame's, or a region's)."""
     prof = summary.get("brightness_profile", {})
     decay = prof.get("decay_rate_per_s") if fps else prof.get("decay_rate_per_frame")
     return {"flicker_index": summary.get("flicker_index"), "temporal_ssim": summary.get("temporal_ssim"),
@@ -137,17 +138,23 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
 
     # -- media ----------------------------------------------------------------------------
     sequence_info: dict[str, Any] | None = None
-    temporal: dict[str, float | None] = {}
+    temporal: dict[str, dict[str, float | None]] = {}  # region -> check -> value
+    region_info: dict[str, dict[str, Any]] = {}
+    temporal_regions = prof.temporal_regions()
     if is_sequence(path):
         seq = load_frames(path, background)
-        coverage = coverage_curve(seq.frames, seq.alphas, prof.segmentation)
+        wanted = sorted({r for r in temporal_regions.values() if r != "image"})
+        coverage, masks = sequence_regions(seq.frames, seq.alphas, prof.segmentation, wanted)
         needs_flow = prof.check("warping_error") is not None
-        analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=needs_flow)
+        analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=needs_flow, regions=masks)
         key = int(np.argmax(analysis["curves"]["brightness"]))
         rgb = seq.frames[key]
         alpha = None if seq.alphas is None else seq.alphas[key]
         ctx = ImageContext.build(rgb, alpha, prof.segmentation)
-        temporal = _temporal_values(analysis["summary"], seq.fps)
+        temporal["image"] = _temporal_values(analysis["summary"], seq.fps)
+        region_info = analysis["summary"].get("regions", {})
+        for name, part in region_info.items():
+            temporal[name] = _temporal_values(part, seq.fps)
         unavailable.update(analysis["unavailable"])
         sequence_info = {"frames": len(seq), "fps": seq.fps, "key_frame": key, "key_frame_name": seq.names[key],
                          "summary": analysis["summary"]}
@@ -193,9 +200,16 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
             if check.name in unavailable:
                 skipped[check.name] = unavailable[check.name]
                 continue
-            entry = {"unit": TEMPORAL_UNITS[check.name], "description": TEMPORAL_DESCRIPTIONS[check.name]}
-            value = temporal.get(check.name)
-            if value is None or not math.isfinite(value):
+            region = temporal_regions[check.name]
+            details: dict[str, Any] = {"region": region, "whole_frame": temporal["image"].get(check.name)}
+            if region != "image":
+                details["region_fraction"] = region_info[region]["fraction"]
+            entry = {"unit": TEMPORAL_UNITS[check.name], "description": TEMPORAL_DESCRIPTIONS[check.name],
+                     "details": details}
+            value = temporal[region].get(check.name)
+            if region != "image" and "reason" in region_info[region]:
+                entry["reason"] = region_info[region]["reason"]
+            elif value is None or not math.isfinite(value):
                 entry["reason"] = (f"not measurable on this {sequence_info['frames']}-frame sequence "
                                    f"(flicker needs 3 frames, decay a falling tail after the peak)")
             record(check, value, entry)

@@ -21,6 +21,7 @@ import numpy as np
 from gencritic.diagnose.api import diagnose
 from gencritic.diagnose.profiles import DEFAULT_PROFILE
 from gencritic.errors import InputError
+from gencritic.jsonio import dumps_strict
 from gencritic.metrics.sets import novelty
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def diagnose_loop(input: str | Path, archive: str | Path, profile: str = DEFAULT
                 "INSERT INTO diagnoses (created, input, profile, overall, passed, result, model, embedding) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), result["input"], prof_name, overall,
-                 int(bool(result["passed"])), json.dumps(result, sort_keys=True), model,
+                 int(bool(result["passed"])), dumps_strict(result, sort_keys=True), model,
                  None if embedding is None else np.asarray(embedding, np.float64).tobytes()))
         loop["iteration"] = int(cur.lastrowid or 0)
     finally:

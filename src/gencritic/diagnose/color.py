@@ -9,7 +9,8 @@ act on, computed the same way every time. Conventions (all documented in docs/di
   temperature (CCT) is McCamy's cubic approximation (McCamy 1992), accurate to a few kelvin
   near the Planckian locus from ~2000 K up. Below that (deep-red flames) McCamy's cubic turns
   back on itself, so there the CCT is the temperature of the nearest Planckian-locus point in
-  CIE 1960 uv (Kim et al. 2002 locus, 1667-25000 K); see :func:`cct`. Far from the locus (pure
+  CIE 1960 uv (Kim et al. 2002 locus, 1667-25000 K), and bluer than 25000 K reads 25000 K;
+  see :func:`cct`. Far from the locus (pure
   greens, magentas: |Duv| > 0.02) CCT describes the colour poorly; the analyser says so.
 """
 
@@ -94,7 +95,9 @@ def duv(xy: np.ndarray) -> np.ndarray:
 
 CCT_RELIABLE_DUV = 0.02
 MCCAMY_MIN_K = 2000.0  # below this McCamy's cubic bends back (deep reds read *hotter* than orange)
-_LOCUS_T = np.geomspace(1667.0, 25000.0, 4000)
+MCCAMY_POLE_Y = 0.1858  # McCamy's n = (x - 0.3320) / (0.1858 - y) has its pole here (deep blues)
+LOCUS_MAX_K = 25000.0
+_LOCUS_T = np.geomspace(1667.0, LOCUS_MAX_K, 4000)
 
 
 def planckian_locus_xy(t: np.ndarray) -> np.ndarray:
@@ -127,7 +130,7 @@ def locus_cct(xy: np.ndarray) -> np.ndarray:
 
 
 def cct(xy: np.ndarray) -> tuple[float, str]:
-    """(kelvin, method): McCamy's cubic where it holds (>= 2000 K), else the nearest-locus CCT.
+    """(kelvin, method): McCamy's cubic where it holds (2000-25000 K), else the nearest-locus CCT.
 
     McCamy is what papers and the issue ask for and is exact to a few kelvin from 2000 K up,
     but its cubic is not monotone (local maximum at n = -1.28, ~1620 K): below that it turns
@@ -135,12 +138,24 @@ def cct(xy: np.ndarray) -> tuple[float, str]:
     one and a "raise flame temperature" rule would never fire. There the nearest-locus
     definition takes over, capped at 2000 K so the two branches cannot overlap (near the
     locus they agree to ~1 % at the switch; off the locus they may differ by more).
+
+    At the blue end McCamy's ``n`` has a pole at y = 0.1858: bluer than that it changes sign
+    and a deep blue would read as a deep red (2000 K), bluish-white just above it as millions
+    of kelvin. Colours past 25000 K (the locus table's end) read 25000 K (method
+    ``blue-limit``); colours below the pole (deep blues, violets, magentas) take the
+    nearest-locus CCT, which for blues is that same 25000 K end and for magentas is flagged
+    by a large |Duv|.
     """
     xy = np.asarray(xy, dtype=np.float64)
-    n = (xy[..., 0] - 0.3320) / (0.1858 - xy[..., 1])
+    denom = MCCAMY_POLE_Y - float(xy[..., 1])
+    if denom >= 0:  # at or below the pole: McCamy's n flips sign here
+        return float(locus_cct(xy)), "planckian-locus"
+    n = (float(xy[..., 0]) - 0.3320) / denom
     value = float(mccamy_cct(xy))
+    if value > LOCUS_MAX_K and n > 0:
+        return LOCUS_MAX_K, "blue-limit"
     # the cubic rises monotonically only for n > -1.28 (its local maximum); deep reds land beyond it
-    if float(n) > -1.2 and value >= MCCAMY_MIN_K:
+    if n > -1.2 and value >= MCCAMY_MIN_K:
         return value, "mccamy"
     # capped at the switch so the two branches never overlap: the reading stays monotone
     return min(float(locus_cct(xy)), MCCAMY_MIN_K), "planckian-locus"

@@ -4,7 +4,9 @@ A profile says which diagnostics apply (and on which region), their target range
 weights in the unified 0-10 score, the pass threshold, optional CLIP probes and scores, and
 rules that turn verdicts into parameter suggestions. Shipped profiles live in
 ``gencritic/profiles/*.yaml``; users pass a name or a path to their own YAML. The schema is
-documented in docs/diagnostics.md and by the shipped files themselves.
+documented in docs/diagnostics.md and by the shipped files themselves. Its keys are a strict
+schema (:class:`ProfileSpec`, :mod:`gencritic.schemas`): a misspelt key (``regoin:``) is refused
+with the accepted keys and the closest match instead of being carried along as an unused option.
 """
 
 from __future__ import annotations
@@ -13,20 +15,84 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import Field
 
 from gencritic.diagnose.analysers import ANALYSERS, REGIONS
+from gencritic.diagnose.segmentation import DEFAULT_SEGMENTATION
 from gencritic.errors import InputError
+from gencritic.schemas import StrictModel, closest, validate_strict
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 DEFAULT_PROFILE = "explosion"
 TEMPORAL_DIAGNOSTICS = ("flicker_index", "temporal_ssim", "warping_error", "peak_brightness",
                         "time_to_peak", "decay_rate", "dissipation")
+# Temporal checks are read over the effect's own pixels unless the profile says `region: image`:
+# a small or dim emitter's flicker is diluted by the whole frame (issue 16, item 8).
+TEMPORAL_DEFAULT_REGION = "foreground"
 SCORE_NAMES = ("clip_score", "reference_similarity")
 VERDICTS = ("too_low", "good", "too_high")
 CHANGE_RE = re.compile(r"^[+-]\d+(\.\d+)?%?$")
+
+
+# -- the schema of a profile file (keys and plain types; the meaning is checked in parse_profile) --
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # YAML ints count; bools and strings do not
+
+
+class CheckSpec(StrictModel):
+    target: Any = Field(None, description="[low, high], null for an open end")
+    weight: Annotated[Number, Field(ge=0)] = Field(1.0, description="weight in the overall 0-10 score")
+    tolerance: Number | None = Field(None, description="distance outside the target at which the score halves")
+
+
+class DiagnosticSpec(CheckSpec):
+    region: str | None = Field(None, description=f"region measured: {', '.join(REGIONS)}")
+
+
+class ProbeSpec(CheckSpec):
+    ladder: Any = Field(None, description="at least two prompts, low to high")
+
+
+class ScoreSpec(CheckSpec):
+    metric: str | None = Field(None, description="a registered metric spec (default: the score's name)")
+    column: str | None = Field(None, description="which of the metric's columns (default: its first)")
+
+
+class RuleSpec(StrictModel):
+    when: Any = Field(None, description="'NAME too_low|too_high|unmeasurable'")
+    suggest: Any = Field(None, description="parameter -> change, e.g. {emission_strength: '+30%'}")
+    why: str | None = Field(None, description="the reason shown with the suggestion")
+
+
+class SegmentationSpec(StrictModel):
+    """Thresholds of :mod:`gencritic.diagnose.segmentation` (absent: its DEFAULT_SEGMENTATION)."""
+
+    bg_threshold: Number | None = Field(None, description="foreground: max channel difference from the background")
+    emissive_v: Number | None = Field(None, description="emissive: minimum HSV value")
+    emissive_s: Number | None = Field(None, description="emissive: minimum saturation")
+    hot_luma: Number | None = Field(None, description="emissive: luma of near-white hot pixels")
+    smoke_s: Number | None = Field(None, description="smoke: maximum saturation")
+
+
+if set(SegmentationSpec.model_fields) != set(DEFAULT_SEGMENTATION):  # pragma: no cover - a developer's slip
+    raise RuntimeError("SegmentationSpec must list exactly the keys of DEFAULT_SEGMENTATION")
+
+
+class ProfileSpec(StrictModel):
+    name: str | None = None
+    description: str | None = None
+    pass_threshold: Number = Field(7.0, description="overall (0-10) needed to pass")
+    background: str = Field("black", description="colour under transparent pixels")
+    segmentation: SegmentationSpec | None = None
+    diagnostics: dict[str, DiagnosticSpec] | None = None
+    probes: dict[str, ProbeSpec] | None = None
+    scores: dict[str, ScoreSpec] | None = None
+    rules: list[RuleSpec] | None = None
+    required: list[str] | None = Field(None, description="names that must be in range to pass")
+    model: str | None = Field(None, description="a CLIP model the profile asks for even without --model")
 
 
 @dataclass(frozen=True)
@@ -76,6 +142,11 @@ class Profile:
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
+
+    def temporal_regions(self) -> dict[str, str]:
+        """{temporal check: the region it is measured on} (``foreground`` unless the profile says)."""
+        return {c.name: str(c.options.get("region", TEMPORAL_DEFAULT_REGION))
+                for c in self.checks if c.kind == "temporal"}
 
 
 def shipped_profile_paths() -> list[Path]:
@@ -140,8 +211,8 @@ def _num(value: Any, where: str, path: Path) -> float | None:
     return float(value)
 
 
-def _target(spec: dict[str, Any], where: str, path: Path) -> Target:
-    raw = spec.get("target")
+def _target(spec: CheckSpec, where: str, path: Path) -> Target:
+    raw = spec.target
     if not isinstance(raw, list | tuple) or len(raw) != 2:
         raise InputError(f"profile {path}: {where}.target must be [low, high] (null for an open end)")
     low, high = _num(raw[0], f"{where}.target[0]", path), _num(raw[1], f"{where}.target[1]", path)
@@ -149,7 +220,7 @@ def _target(spec: dict[str, Any], where: str, path: Path) -> Target:
         raise InputError(f"profile {path}: {where}.target needs at least one bound")
     if low is not None and high is not None and low > high:
         raise InputError(f"profile {path}: {where}.target low {low} is above high {high}")
-    tol = _num(spec.get("tolerance"), f"{where}.tolerance", path)
+    tol = spec.tolerance
     if tol is None:
         if low is not None and high is not None and high > low:
             tol = high - low
@@ -162,44 +233,41 @@ def _target(spec: dict[str, Any], where: str, path: Path) -> Target:
 
 
 def parse_profile(data: dict[str, Any], path: Path) -> Profile:
-    known = {"name", "description", "pass_threshold", "background", "segmentation", "diagnostics", "probes",
-             "scores", "rules", "required", "model"}
-    extra = sorted(set(data) - known)
-    if extra:
-        raise InputError(f"profile {path}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(known))}")
-    required = set(data.get("required") or [])
+    spec = validate_strict(ProfileSpec, data, f"profile {path}", noun="key")
+    required = set(spec.required or [])
     checks: list[Check] = []
-    for section, kind_of in (("diagnostics", None), ("probes", "probe"), ("scores", "score")):
-        block = data.get(section) or {}
-        if not isinstance(block, dict):
-            raise InputError(f"profile {path}: '{section}' must map names to settings")
-        for name, spec in block.items():
+    sections: tuple[tuple[str, dict[str, Any], str | None], ...] = (
+        ("diagnostics", spec.diagnostics or {}, None), ("probes", spec.probes or {}, "probe"),
+        ("scores", spec.scores or {}, "score"))
+    for section, block, kind_of in sections:
+        for name, check in block.items():
             where = f"{section}.{name}"
-            if not isinstance(spec, dict):
-                raise InputError(f"profile {path}: {where} must be a mapping with target and weight")
             if kind_of is None:
                 if name in ANALYSERS:
                     kind = "image"
                 elif name in TEMPORAL_DIAGNOSTICS:
                     kind = "temporal"
                 else:
-                    known_names = ", ".join(sorted(ANALYSERS) + list(TEMPORAL_DIAGNOSTICS))
-                    raise InputError(f"profile {path}: unknown diagnostic {name!r}; known: {known_names}")
+                    known = sorted(ANALYSERS) + list(TEMPORAL_DIAGNOSTICS)
+                    hint = closest(name, known)
+                    raise InputError(f"profile {path}: unknown diagnostic {name!r}"
+                                     f"{f' (did you mean {hint!r}?)' if hint else ''}; known: {', '.join(known)}")
             else:
                 kind = kind_of
             if kind == "score" and name not in SCORE_NAMES:
                 kind = "metric"  # any registered metric (checked against the registry before work)
-            options = {k: v for k, v in spec.items() if k not in ("target", "weight", "tolerance")}
+            options = check.model_dump(exclude={"target", "weight", "tolerance"}, exclude_unset=True)
+            if kind == "score" and options:
+                raise InputError(f"profile {path}: {where} is a built-in score and takes no "
+                                 f"{' or '.join(sorted(options))} (those name a registry metric: "
+                                 f"scores: {{NAME: {{metric: SPEC, column: COLUMN, target: ...}}}})")
             if "region" in options and options["region"] not in REGIONS:
                 raise InputError(f"profile {path}: {where}.region must be one of {', '.join(REGIONS)}")
             if kind == "probe":
                 ladder = options.get("ladder")
                 if not isinstance(ladder, list) or len(ladder) < 2 or not all(isinstance(t, str) for t in ladder):
                     raise InputError(f"profile {path}: {where}.ladder must list at least two prompts, low to high")
-            weight = _num(spec.get("weight", 1.0), f"{where}.weight", path)
-            if weight is None or weight < 0:
-                raise InputError(f"profile {path}: {where}.weight must be >= 0")
-            checks.append(Check(name, kind, _target(spec, where, path), weight, options, name in required))
+            checks.append(Check(name, kind, _target(check, where, path), check.weight, options, name in required))
     names = [c.name for c in checks]
     if len(set(names)) != len(names):
         raise InputError(f"profile {path}: a name appears in more than one section")
@@ -209,38 +277,29 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
     if unknown_required:
         raise InputError(f"profile {path}: required names not in the profile: {', '.join(unknown_required)}")
     rules = []
-    for i, spec in enumerate(data.get("rules") or []):
+    for i, rule in enumerate(spec.rules or []):
         where = f"rules[{i}]"
-        if not isinstance(spec, dict) or not {"when", "suggest"} <= set(spec):
+        if rule.when is None or rule.suggest is None:
             raise InputError(f"profile {path}: {where} needs 'when: NAME VERDICT' and 'suggest: {{param: change}}'")
-        parts = str(spec["when"]).split()
+        parts = str(rule.when).split()
         if len(parts) != 2 or parts[0] not in names or parts[1] not in ("too_low", "too_high", "unmeasurable"):
             raise InputError(f"profile {path}: {where}.when must be 'NAME too_low|too_high|unmeasurable' with "
-                             f"NAME one of the profile's checks, got {spec['when']!r}")
-        suggest = spec["suggest"]
+                             f"NAME one of the profile's checks, got {rule.when!r}")
+        suggest = rule.suggest
         if not isinstance(suggest, dict) or not suggest:
             raise InputError(f"profile {path}: {where}.suggest must map parameter names to changes like '+20%'")
         for param, change in suggest.items():
             if isinstance(change, str) and change[:1] in "+-" and not CHANGE_RE.match(change):
                 raise InputError(f"profile {path}: {where}.suggest.{param} {change!r} is not a change like +20% or -0.5")
-        rules.append(Rule(parts[0], parts[1], dict(suggest), str(spec.get("why", "")).strip()))
-    threshold = _num(data.get("pass_threshold", 7.0), "pass_threshold", path)
-    if threshold is None or not 0 <= threshold <= 10:
+        rules.append(Rule(parts[0], parts[1], dict(suggest), (rule.why or "").strip()))
+    if not 0 <= spec.pass_threshold <= 10:
         raise InputError(f"profile {path}: pass_threshold must be within 0..10")
-    seg = data.get("segmentation") or {}
-    if not isinstance(seg, dict):
-        raise InputError(f"profile {path}: segmentation must be a mapping of thresholds")
-    from gencritic.diagnose.segmentation import DEFAULT_SEGMENTATION
-
-    bad = sorted(set(seg) - set(DEFAULT_SEGMENTATION))
-    if bad:
-        raise InputError(f"profile {path}: unknown segmentation key(s) {', '.join(bad)}; "
-                         f"allowed: {', '.join(DEFAULT_SEGMENTATION)}")
+    seg: dict[str, float] = spec.segmentation.model_dump(exclude_none=True) if spec.segmentation is not None else {}
     return Profile(
-        name=str(data.get("name", path.stem)), description=str(data.get("description", "")).strip(), path=path,
-        pass_threshold=threshold, background=str(data.get("background", "black")),
+        name=spec.name if spec.name is not None else path.stem, description=(spec.description or "").strip(), path=path,
+        pass_threshold=spec.pass_threshold, background=spec.background,
         segmentation={k: float(v) for k, v in seg.items()}, checks=tuple(checks), rules=tuple(rules),
-        model=data.get("model"),
+        model=spec.model,
     )
 
 

@@ -11,6 +11,10 @@ Rules, chosen to be explainable rather than clever (thresholds come from the pro
 * **smoke**: foreground pixels that are not emissive and nearly grey (S < ``smoke_s``).
 
 The fire/smoke split is then ``smoke / (smoke + emissive)`` in pixel area.
+
+For a frame sequence, a region is the union of its per-frame masks (:func:`sequence_regions`):
+one fixed set of pixels, so a mean over it changes only when those pixels change, not when
+the mask flickers with them.
 """
 
 from __future__ import annotations
@@ -79,3 +83,35 @@ def coverage_curve(frames: np.ndarray, alphas: np.ndarray | None, settings: dict
                                    None if alphas is None else alphas[i], float(cfg["bg_threshold"]))
         out[i] = fg.mean()
     return out
+
+
+def sequence_regions(frames: np.ndarray, alphas: np.ndarray | None, settings: dict[str, Any] | None,
+                     regions: tuple[str, ...] | list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(coverage curve, {region: union over frames of its mask}) of a (T, H, W, 3) uint8 sequence.
+
+    The union is the set of pixels the effect ever occupies: temporal measures averaged over it
+    see a small or dim emitter's own change instead of that change diluted by the whole frame.
+    ``regions`` are names among foreground / emissive / smoke (HSV is only computed when a
+    region other than the foreground is asked for)."""
+    cfg = {**DEFAULT_SEGMENTATION, **(settings or {})}
+    unknown = sorted(set(regions) - {"foreground", "emissive", "smoke"})
+    if unknown:
+        raise ValueError(f"unknown sequence region(s) {', '.join(unknown)}; use foreground, emissive or smoke")
+    full = any(r != "foreground" for r in regions)
+    h, w = np.asarray(frames).shape[1:3]
+    unions = {r: np.zeros((h, w), dtype=bool) for r in regions}
+    coverage = np.empty(len(frames))
+    for i, frame in enumerate(frames):
+        rgb = np.asarray(frame, dtype=np.float64) / 255.0
+        alpha = None if alphas is None else alphas[i]
+        if full:
+            masks = segment(rgb, alpha, cfg)
+            fg = masks.foreground
+            for r in regions:
+                unions[r] |= np.asarray(getattr(masks, r))
+        else:
+            fg, _, _ = foreground_mask(rgb, alpha, float(cfg["bg_threshold"]))
+            if "foreground" in unions:
+                unions["foreground"] |= fg
+        coverage[i] = fg.mean()
+    return coverage, unions

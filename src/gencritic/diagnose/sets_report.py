@@ -16,6 +16,7 @@ import numpy as np
 from gencritic.diagnose.api import _clean
 from gencritic.errors import InputError, ItemError
 from gencritic.io.images import load_image
+from gencritic.io.listing import FolderError, list_folder
 from gencritic.items import IMAGE_EXTENSIONS
 from gencritic.metrics import sets
 
@@ -27,7 +28,13 @@ def list_images(folder: str | Path) -> list[Path]:
     p = Path(folder).expanduser()
     if not p.is_dir():
         raise InputError(f"image folder not found: {p}")
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    try:  # the one listing (io/listing.py): natural order, and no entry silently left out of the set
+        listing = list_folder(p, IMAGE_EXTENSIONS)
+    except FolderError as exc:
+        raise InputError(str(exc)) from None
+    if listing.bad:
+        raise InputError(f"{p} has images that cannot be read: {listing.bad_summary()}; fix or remove them")
+    files = listing.files
     if len(files) < 2:
         raise InputError(f"{p} holds {len(files)} image(s); set metrics need at least 2")
     return files

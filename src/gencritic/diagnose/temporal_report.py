@@ -2,7 +2,8 @@
 
 The edge around :func:`gencritic.metrics.temporal.analyse_sequence`: it reads frames,
 computes the per-frame foreground coverage with the profile's segmentation (the "size" of
-the effect), and writes files people open. Plotting uses matplotlib's Agg backend
+the effect) and the regions the measures are repeated on (the foreground, plus any region
+the profile's temporal checks name), and writes files people open. Plotting uses matplotlib's Agg backend
 (``pip install gencritic[report]``).
 """
 
@@ -15,13 +16,16 @@ import numpy as np
 
 from gencritic.diagnose.api import _clean
 from gencritic.diagnose.profiles import DEFAULT_PROFILE, load_profile
-from gencritic.diagnose.segmentation import coverage_curve
+from gencritic.diagnose.segmentation import sequence_regions
 from gencritic.errors import InputError
+from gencritic.io.fsnames import CSV_ERRORS
 from gencritic.io.images import parse_background
+from gencritic.jsonio import write_json
 from gencritic.store import atomic_write_text, rows_to_csv
 
 CURVE_COLUMNS = ("frame", "name", "time_s", "brightness", "coverage", "flicker", "ssim_to_next", "warp_error",
-                 "unwarped_error", "lpips_to_next")
+                 "unwarped_error", "lpips_to_next", "foreground_brightness", "foreground_flicker",
+                 "foreground_ssim_to_next", "foreground_warp_error")
 
 
 def _load_lpips_net(lpips: str, weights: str | None, unavailable: dict[str, str]) -> Any:
@@ -50,10 +54,12 @@ def temporal_analysis(input: str | Path, profile: str = DEFAULT_PROFILE, flow: b
     if not is_sequence(path):
         raise InputError(f"{path} is a single image; temporal metrics need a folder of frames, a GIF or a video")
     seq = load_frames(path, parse_background(prof.background), max_frames)
-    coverage = coverage_curve(seq.frames, seq.alphas, prof.segmentation)
+    wanted = sorted({"foreground", *prof.temporal_regions().values()} - {"image"})
+    coverage, masks = sequence_regions(seq.frames, seq.alphas, prof.segmentation, wanted)
     lpips_unavailable: dict[str, str] = {}
     net = _load_lpips_net(lpips, lpips_weights, lpips_unavailable) if lpips else None
-    analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=flow, lpips_net=net)
+    analysis = analyse_sequence(seq.frames, seq.fps, {"coverage": coverage}, flow=flow, lpips_net=net,
+                                regions=masks)
     analysis["unavailable"].update(lpips_unavailable)
     curves = analysis["curves"]
     rows = []
@@ -81,11 +87,14 @@ def plot_curves(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     x = col("time_s") if use_time else col("frame")
     fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
     axes[0].plot(x, col("brightness"), label="mean luma (brightness)", color="tab:orange")
+    axes[0].plot(x, col("foreground_brightness"), label="mean luma over the effect's pixels", color="tab:orange",
+                 linestyle="--")
     axes[0].plot(x, col("coverage"), label="foreground coverage (size)", color="tab:grey")
     axes[0].set_ylabel("fraction")
     axes[0].legend(loc="best", fontsize=8)
     axes[0].set_title(title, fontsize=10)
-    axes[1].plot(x, col("flicker"), color="tab:red", marker=".", label="|Δ² mean luma| / 4 (flicker)")
+    axes[1].plot(x, col("flicker"), color="tab:red", marker=".", label="|Δ² mean luma| / 4 (flicker), whole frame")
+    axes[1].plot(x, col("foreground_flicker"), color="tab:red", linestyle="--", label="flicker over the effect's pixels")
     axes[1].set_ylabel("% luma")
     axes[1].legend(loc="best", fontsize=8)
     axes[2].plot(x, col("ssim_to_next"), color="tab:blue", label="SSIM(t, t+1)")
@@ -109,16 +118,14 @@ def temporal_report(input: str | Path, out_dir: str | Path, profile: str = DEFAU
                     plot: bool = True, max_frames: int | None = None, lpips: str | None = None,
                     lpips_weights: str | None = None) -> dict[str, Any]:
     """Write ``temporal.json``, ``curves.csv`` and ``curves.png`` into ``out_dir``; return the summary."""
-    import json
-
     summary, rows = temporal_analysis(input, profile, flow, max_frames, lpips, lpips_weights)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "curves.csv", rows_to_csv(rows, CURVE_COLUMNS))
+    atomic_write_text(out / "curves.csv", rows_to_csv(rows, CURVE_COLUMNS), errors=CSV_ERRORS)  # io/fsnames.py
     files = {"curves_csv": str(out / "curves.csv"), "summary_json": str(out / "temporal.json")}
     if plot:
         plot_curves(rows, f"temporal curves: {Path(summary['input']).name}", out / "curves.png")
         files["curves_png"] = str(out / "curves.png")
     summary["files"] = files
-    atomic_write_text(out / "temporal.json", json.dumps(summary, indent=2) + "\n")
+    write_json(out / "temporal.json", summary)
     return summary

@@ -33,25 +33,27 @@ from gencritic.errors import InputError
 from gencritic.features import describe_settings
 from gencritic.io.manifest import collect_items
 from gencritic.items import Item
+from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line, to_jsonable, write_json
 from gencritic.pipeline import ScoreOptions, ScoreRun, score
-from gencritic.store import STATE_DIR, ResultsStore, atomic_write_text
+from gencritic.store import STATE_DIR, ResultsStore
 
 log = logging.getLogger("gencritic")
 
 
 def item_to_json(item: Item) -> dict[str, Any]:
     return {"item_id": item.item_id, "kind": item.kind, "path": str(item.path), "prompt": item.prompt,
-            "reference": None if item.reference is None else str(item.reference), "columns": item.columns}
+            "reference": None if item.reference is None else str(item.reference), "columns": item.columns,
+            "error": item.error}
 
 
 def item_from_json(d: dict[str, Any]) -> Item:
     return Item(item_id=d["item_id"], kind=d["kind"], path=Path(d["path"]), prompt=d.get("prompt"),
-                reference=None if d.get("reference") is None else Path(d["reference"]), columns=d.get("columns") or {})
+                reference=None if d.get("reference") is None else Path(d["reference"]), columns=d.get("columns") or {},
+                error=d.get("error"))
 
 
 def options_to_json(opts: ScoreOptions) -> dict[str, Any]:
-    d = asdict(opts)
-    return json.loads(json.dumps(d, default=str))
+    return dict(to_jsonable(asdict(opts), default=str))
 
 
 def options_from_json(d: dict[str, Any]) -> ScoreOptions:
@@ -61,6 +63,18 @@ def options_from_json(d: dict[str, Any]) -> ScoreOptions:
             d[key] = Path(d[key])
     known = set(ScoreOptions.__dataclass_fields__)
     return ScoreOptions(**{k: v for k, v in d.items() if k in known})
+
+
+RUNTIME_KEYS = ("device", "dtype", "torch_threads")
+
+
+def actor_runtime(runtimes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The actors' device, dtype and threads: one value when they agree, else the sorted distinct ones."""
+    out: dict[str, Any] = {}
+    for key in RUNTIME_KEYS:
+        values = sorted(dict.fromkeys(r.get(key) for r in runtimes), key=str)
+        out[key] = values[0] if len(values) == 1 else values
+    return out
 
 
 def chunk_items(items: Sequence[Item], size: int) -> list[list[Item]]:
@@ -87,7 +101,7 @@ def read_journal(folder: Path) -> list[dict[str, Any]]:
     path = folder / STATE_DIR / "journal.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [parse_journal_line(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 class ScoreActor:
@@ -147,9 +161,11 @@ class ScoreActor:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             out["chunk"].append(int(chunk_id))
-            out["records"].append(json.dumps(records, allow_nan=True, default=str))
-            out["summary"].append(json.dumps({"cache": run.summary.get("cache", {}),
-                                              "unavailable": run.summary.get("unavailable_metrics", {})}, default=str))
+            out["records"].append("".join(journal_line(r) + "\n" for r in records))  # lossless, as the journal
+            settings = run.summary.get("settings", {})
+            out["summary"].append(dumps_strict({"cache": run.summary.get("cache", {}),
+                                                "unavailable": run.summary.get("unavailable_metrics", {}),
+                                                "runtime": {k: settings.get(k) for k in RUNTIME_KEYS}}, default=str))
         return out
 
 
@@ -217,6 +233,7 @@ def score_with_ray(
 
     cache = {"hits": 0, "misses": 0}
     unavailable: dict[str, str] = {}
+    runtimes: list[dict[str, Any]] = []
     actors = 0
     if torch_threads is None and not ray_address:
         import torch
@@ -248,9 +265,10 @@ def score_with_ray(
                                 fn_constructor_kwargs={"options": options_to_json(opts), "texts": texts,
                                                        "torch_threads": torch_threads})
         for row in scored.iter_rows():
-            records = json.loads(row["records"])
+            records = [parse_journal_line(line) for line in str(row["records"]).splitlines() if line.strip()]
             store.append(records)
             info = json.loads(row["summary"])
+            runtimes.append(info.get("runtime") or {})
             cache["hits"] += int(info["cache"].get("hits", 0))
             cache["misses"] += int(info["cache"].get("misses", 0))
             unavailable.update(info.get("unavailable") or {})
@@ -272,5 +290,7 @@ def score_with_ray(
     })
     if unavailable:
         run.summary["unavailable_metrics"] = unavailable
-    atomic_write_text(out_dir / "summary.json", json.dumps(run.summary, indent=2, sort_keys=False, default=str) + "\n")
+    if runtimes:  # the actors scored, not the driver: their device, dtype and threads are what ran
+        run.summary["settings"].update(actor_runtime(runtimes))
+    write_json(out_dir / "summary.json", run.summary, default=str)
     return run

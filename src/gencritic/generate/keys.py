@@ -13,10 +13,10 @@ calls :meth:`ApiKey.reveal`. Every message that carries text from the server goe
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from gencritic.atomic import SECRET_MODE, atomic_write_text
 from gencritic.errors import InputError
 
 ENV_VAR = "CSM_API_KEY"
@@ -75,17 +75,8 @@ def store_key(value: str, path: Path | None = None) -> Path:
     """Write the key with 0600 permissions (created so, never world-readable even briefly)."""
     path = path or key_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".csm_api_key.", suffix=".tmp")  # mkstemp is 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(value.strip() + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # created 0600 (the umask can only take bits away), so the key is never readable by others, even briefly
+    atomic_write_text(path, value.strip() + "\n", mode=SECRET_MODE)
     return path
 
 

@@ -5,7 +5,8 @@ A matrix is a user-editable YAML or TOML file (the default one ships as
 would otherwise cost an hour of waiting for a job the API rejects, or worse, be accepted
 as a different setting. Each configuration gets a fingerprint of everything that changes
 its output, stored on its jobs so an edited configuration can never pass old meshes off
-as new ones.
+as new ones. The keys of a matrix and of each configuration are strict schemas
+(:mod:`gencritic.schemas`): a misspelt key is refused with the accepted keys and the closest match.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from gencritic.errors import InputError
+from gencritic.jsonio import dumps_strict
+from gencritic.schemas import StrictModel, closest, validate_strict
 
 DEFAULT_MATRIX = Path(__file__).with_name("default_matrix.yaml")
 
@@ -25,8 +30,37 @@ BACKENDS = ("csm", "command")
 CSM_TYPES = ("image_to_3d", "image_to_kit", "chat_to_3d")
 GEOMETRY_MODELS = ("base", "turbo")
 TEXTURE_MODELS = ("none", "baked", "pbr")
+# The settings gencritic knows; CSM accepts others, which pass through, unless one looks like a typo of these.
+KNOWN_SETTINGS = ("geometry_model", "texture_model", "resolution")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-KNOWN_KEYS = {"name", "backend", "type", "settings", "decomposition_model", "prompt", "command", "timeout_s"}
+
+
+class ConfigSpec(StrictModel):
+    """The keys of one configuration (meanings checked in :func:`_build`, with their own messages)."""
+
+    name: Any = Field(None, description="unique; letters, digits, '-', '_' or '.'")
+    backend: Any = Field(None, description=f"{' or '.join(BACKENDS)} (default: defaults.backend, else csm)")
+    type: Any = Field(None, description=f"csm only: {' | '.join(CSM_TYPES)}")
+    settings: Any = Field(None, description="csm only: sent as input.settings; merged over defaults.settings")
+    decomposition_model: Any = Field(None, description="image_to_kit only (e.g. pro)")
+    prompt: Any = Field(None, description="chat_to_3d only: the re-prompt sent with the image")
+    command: Any = Field(None, description="command only: argv list with {image} and {output}")
+    timeout_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="command only: seconds before the local run is killed")
+
+
+class DefaultsSpec(StrictModel):
+    backend: Any = Field(None, description="backend of configurations that name none")
+    settings: Any = Field(None, description="csm settings every csm configuration starts from")
+
+
+class MatrixSpec(StrictModel):
+    version: int | None = Field(None, description="format version (1)")
+    defaults: DefaultsSpec | None = None
+    # checked one by one in _build, so that messages name the configuration
+    configurations: list[Any] = Field(description="the configurations, in matrix order")
+
+
+KNOWN_KEYS = set(ConfigSpec.model_fields)
 
 
 @dataclass(frozen=True)
@@ -59,7 +93,7 @@ class JobConfig:
         data = {"name": self.name, "backend": self.backend, "type": self.type, "settings": self.settings,
                 "decomposition_model": self.decomposition_model, "prompt": self.prompt,
                 "command": list(self.command), "timeout_s": self.timeout_s}
-        return json.dumps(data, sort_keys=True)
+        return dumps_strict(data, sort_keys=True, nonfinite="raise")  # must read back as it was
 
     @classmethod
     def from_json(cls, text: str) -> JobConfig:
@@ -96,6 +130,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("configurations"), list):
         raise InputError(f"matrix {path} needs a top-level 'configurations:' list (see the default matrix in "
                          f"`gencritic generate run --help`)")
+    validate_strict(MatrixSpec, data, f"matrix {path}", noun="key")
     return data
 
 
@@ -110,9 +145,7 @@ def _build(entry: Any, defaults: dict[str, Any], path: Path, index: int) -> JobC
     if not NAME_RE.match(name):
         raise InputError(f"matrix {path}: configuration #{index + 1} needs a 'name' of letters, digits, '-', '_' "
                          f"or '.' (got {name!r})")
-    unknown = sorted(set(entry) - KNOWN_KEYS)
-    if unknown:
-        raise _fail(path, name, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_KEYS))}")
+    validate_strict(ConfigSpec, entry, f"matrix {path}, configuration {name!r}", noun="key")
     backend = str(entry.get("backend", defaults.get("backend", "csm")))
     if backend not in BACKENDS:
         raise _fail(path, name, f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -121,6 +154,11 @@ def _build(entry: Any, defaults: dict[str, Any], path: Path, index: int) -> JobC
     if not isinstance(own, dict):
         raise _fail(path, name, "'settings' must be a mapping such as {geometry_model: turbo}")
     settings.update(own)
+    for key in settings:
+        hint = closest(str(key), KNOWN_SETTINGS) if key not in KNOWN_SETTINGS else None
+        if hint:  # sent as written, a typo would be ignored or rejected an hour later by the API
+            raise _fail(path, name, f"settings key {key!r} looks like a typo of {hint!r}; the settings gencritic "
+                                    f"checks are {', '.join(KNOWN_SETTINGS)} (others are passed to the API as written)")
     if backend == "command":
         command = entry.get("command")
         if isinstance(command, str) or not isinstance(command, list) or not command:
@@ -129,9 +167,7 @@ def _build(entry: Any, defaults: dict[str, Any], path: Path, index: int) -> JobC
         argv = tuple(str(a) for a in command)
         if not any("{output}" in a for a in argv) or not any("{image}" in a for a in argv):
             raise _fail(path, name, "'command' must contain the placeholders {image} and {output}")
-        timeout = float(entry.get("timeout_s", 3600))
-        if timeout <= 0:
-            raise _fail(path, name, "'timeout_s' must be positive")
+        timeout = float(entry.get("timeout_s", 3600))  # the schema refused non-numbers and <= 0
         return JobConfig(name=name, backend=backend, type="command", command=argv, timeout_s=timeout)
     kind = str(entry.get("type", "image_to_3d"))
     if kind not in CSM_TYPES:

@@ -1,11 +1,18 @@
 """The job state machine: plan, reconcile, submit, poll, download. No HTTP, no printing.
 
 Every transition is one tracker transaction, written before the side effect it allows
-(the claim and token before the POST) or right after the effect it records (the session
-id after the POST returns). Whatever is killed in between is found by the next run:
+(the claim and token before the POST, the ``sent`` mark right before each request leaves)
+or right after the effect it records (the session id after the POST returns). Whatever is
+killed in between is found by the next run:
 
-* ``submitting`` with a dead owner: the backend is asked for a session carrying the job's
-  token; found -> adopt its id; not found -> send now, with the same token;
+* ``submitting`` with a dead owner and ``sent=0``: no request can have left; back to
+  ``pending`` and sent in the same pass, without asking the API anything;
+* ``submitting`` with a dead owner and ``sent=1``: the backend is asked for a session
+  carrying the job's token; found -> adopt its id; not found -> send now, with the same
+  token; the lookup cannot answer (no listing endpoint, refused, down) -> ``unconfirmed``;
+* ``unconfirmed``: looked up again once per run; otherwise it waits for
+  ``generate resolve`` (resubmit, forget, or adopt a session id). It is never re-sent on
+  a guess and never waited on: ``run_until_done`` stops when only such jobs are left;
 * ``running``: polled; ``downloading``: outputs fetched (again) and verified;
 * ``complete`` files are re-hashed; one that is missing or altered is fetched again.
 
@@ -15,16 +22,15 @@ So ``generate run`` and ``generate progress`` are the same loop and both idempot
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from gencritic.atomic import atomic_open
 from gencritic.errors import GencriticError, InputError, ItemError
 from gencritic.generate.backends.base import Backend, RemoteState, StageRequest
 from gencritic.generate.backends.command import CommandBackend
@@ -34,7 +40,7 @@ from gencritic.generate.download import Downloader, FileRecord, still_valid, ver
 from gencritic.generate.keys import ApiKey
 from gencritic.generate.matrix import JobConfig
 from gencritic.generate.retry import ApiError, RetriesExhausted, RetryPolicy, Unconfirmed
-from gencritic.generate.tracker import JobRow, NewJob, Tracker
+from gencritic.generate.tracker import ACTIVE, ClaimLost, JobRow, NewJob, Tracker
 from gencritic.hashing import sha256_file
 from gencritic.items import IMAGE_EXTENSIONS
 
@@ -61,12 +67,17 @@ class StepReport:
     """What one pass did, for the CLI to show."""
 
     reconciled: int = 0
+    requeued: int = 0  # interrupted before a request could leave: back to pending
     submitted: int = 0
     polled: int = 0
     downloaded: int = 0
     refetched: int = 0
     failed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unconfirmed: list[str] = field(default_factory=list)
+
+
+RESOLVE_ACTIONS = ("resubmit", "forget", "adopt")
 
 
 def scan_images(folder: Path) -> list[Path]:
@@ -184,14 +195,8 @@ class Runner:
             seen[sha] = image
             copy = store / f"{sha}{image.suffix.lower()}"
             if not copy.exists():  # unique temp name: another process may be copying the same image
-                fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{sha[:16]}.", suffix=".tmp")
-                os.close(fd)
-                try:
-                    shutil.copyfile(image, tmp)
-                    os.replace(tmp, copy)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                with atomic_open(copy, binary=True, prefix=f".{sha[:16]}.") as fh, open(image, "rb") as src:
+                    shutil.copyfileobj(src, fh)
             prompt = sidecar_prompt(image)
             for config in configs:
                 jobs.append(NewJob(image_sha256=sha, config=config.name, config_fp=config.fingerprint(),
@@ -202,12 +207,16 @@ class Runner:
         return len(seen), created, existing
 
     # -- one pass ---------------------------------------------------------------------------
-    def step(self, verify_complete: bool = True) -> StepReport:
-        """Verify, reconcile, submit, poll, submit follow-up stages, download. Idempotent."""
+    def step(self, verify_complete: bool = True, recheck_unconfirmed: bool = True) -> StepReport:
+        """Verify, reconcile, submit, poll, submit follow-up stages, download. Idempotent.
+
+        ``recheck_unconfirmed``: look ``unconfirmed`` jobs up again (once per run is enough:
+        an API without a listing answers the same every poll).
+        """
         report = StepReport()
         if verify_complete:  # first, so a lost or altered file is fetched again in this same pass
             self.verify_complete(report)
-        self.reconcile(report)
+        self.reconcile(report, recheck_unconfirmed)
         self.submit_pending(report)
         self.poll_running(report)
         self.submit_pending(report)  # chat-to-3D: the mesh stage starts as soon as the image exists
@@ -233,21 +242,32 @@ class Runner:
         return path
 
     def active(self) -> int:
+        """Jobs that can still move without the user (``unconfirmed`` ones cannot)."""
         counts = self.tracker.counts()
-        return sum(counts.get(s, 0) for s in ("pending", "submitting", "running", "downloading"))
+        return sum(counts.get(s, 0) for s in ACTIVE)
+
+    def needs_user(self) -> list[JobRow]:
+        """Jobs only ``generate resolve`` can move: submissions that may or may not exist."""
+        return self.tracker.all(["unconfirmed"])
 
     def run_until_done(self, max_passes: int | None = None,
                        on_pass: Callable[[StepReport], None] | None = None) -> StepReport:
-        """Loop ``step`` every ``poll_interval_s`` until no job is active (or ``max_passes``)."""
+        """Loop ``step`` every ``poll_interval_s`` until no job can move without the user.
+
+        Finished, failed and ``unconfirmed`` jobs do not keep the loop alive, so a
+        submission nobody can check ends the wait (the CLI says which and why) instead of
+        polling for ever.
+        """
         total = StepReport()
         passes = 0
         while True:
-            report = self.step(verify_complete=passes == 0)
+            report = self.step(verify_complete=passes == 0, recheck_unconfirmed=passes == 0)
             passes += 1
-            for name in ("reconciled", "submitted", "polled", "downloaded", "refetched"):
+            for name in ("reconciled", "requeued", "submitted", "polled", "downloaded", "refetched"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             total.failed.extend(report.failed)
             total.warnings.extend(report.warnings)
+            total.unconfirmed.extend(report.unconfirmed)
             if on_pass is not None:
                 on_pass(report)
             if self.active() == 0 or (max_passes is not None and passes >= max_passes):
@@ -263,29 +283,46 @@ class Runner:
         self.tracker.release(row.job_id)
         return GencriticError(str(exc))
 
-    def reconcile(self, report: StepReport) -> None:
-        """Settle ``submitting`` rows whose owner is gone: adopt the remote session or send now."""
-        for row in self.tracker.all(["submitting"]):
-            self.backend(row.backend)
+    def _unconfirm(self, row: JobRow, why: str, report: StepReport) -> None:
+        """submitting -> unconfirmed: the request may have landed and nobody can tell now."""
+        message = f"the submission may have reached the API and cannot be checked ({why})"
+        if self.tracker.update(row.job_id, expect="submitting", status="unconfirmed", last_error=message):
+            report.unconfirmed.append(f"{row.image_name} × {row.config}: {message}")
+
+    def reconcile(self, report: StepReport, recheck_unconfirmed: bool = True) -> None:
+        """Settle interrupted submissions (owner gone) and, with ``recheck_unconfirmed``, look
+        ``unconfirmed`` ones up again.
+
+        ``sent=0``: nothing can have left, so the job is pending again (and sent in this
+        pass). ``sent=1``: the token is looked up; found -> adopted; not found -> sent now;
+        no answer -> ``unconfirmed``, for the user to resolve.
+        """
+        statuses = ["submitting", "unconfirmed"] if recheck_unconfirmed else ["submitting"]
+        for row in self.tracker.all(statuses):
+            self.backend(row.backend)  # a missing key fails here, before the job is claimed
             claimed = self.tracker.claim_stale_submission(row.job_id)
-            if claimed is None or claimed.token is None:
+            if claimed is None:
+                continue
+            if not claimed.sent or claimed.token is None:
+                if self.tracker.update(claimed.job_id, expect="submitting", status="pending", sent=0):
+                    log.info("%s: interrupted before its request left; pending again", claimed.job_id)
+                    report.requeued += 1
                 continue
             backend = self.backend(claimed.backend)
             try:
                 found = backend.find_by_token(claimed.token)
             except AuthError as exc:
+                self.tracker.update(claimed.job_id, expect="submitting", status=row.status)
                 raise self._auth_stop(claimed, exc) from None
             except (ApiError, RetriesExhausted) as exc:
-                self.tracker.update(claimed.job_id, last_error=f"cannot check whether the last submission reached "
-                                                               f"the API, will ask again: {exc}")
-                self.tracker.release(claimed.job_id)
-                report.warnings.append(f"{claimed.image_name} × {claimed.config}: {exc}")
+                self._unconfirm(claimed, str(exc), report)
                 continue
             report.reconciled += 1
             if found is not None:
                 log.info("%s: adopted session %s submitted before an interruption", claimed.job_id, found)
                 self.tracker.update(claimed.job_id, expect="submitting", status="running", session_id=found,
-                                    submitted_at=iso(self.clock.now()), remote_status="incomplete", last_error=None)
+                                    submitted_at=iso(self.clock.now()), remote_status="incomplete", last_error=None,
+                                    sent=0)
                 self.tracker.release(claimed.job_id)
             else:
                 self._send(claimed, report)
@@ -301,29 +338,83 @@ class Runner:
         """POST one stage of a row this run owns in ``submitting``; record the outcome."""
         assert row.token is not None
         config = JobConfig.from_json(row.config_json)
+        job_id = row.job_id
         request = StageRequest(config=config, stage=row.stage, image_path=Path(row.image_copy),
                                stage_input=row.stage_input, token=row.token, output_dir=self.output_dir(row),
-                               image_name=row.image_name)
+                               image_name=row.image_name, before_send=lambda: self.tracker.mark_sent(job_id),
+                               not_sent=lambda: self.tracker.mark_not_sent(job_id))
         try:
             session_id = self.backend(row.backend).submit(request)
+        except ClaimLost as exc:  # another process owns it now; it decides what happens
+            report.warnings.append(f"{row.image_name} × {row.config}: {exc}")
+            return
         except AuthError as exc:
             # 401/403 is answered before anything is created: the job goes back to pending.
-            self.tracker.update(row.job_id, expect="submitting", status="pending", token=None)
+            self.tracker.update(job_id, expect="submitting", status="pending", token=None, sent=0)
             raise self._auth_stop(row, exc) from None
+        except Unconfirmed as exc:
+            self._unconfirm(row, str(exc), report)
+            return
         except ApiError as exc:
             self._fail(row, str(exc), report, expect="submitting")
             return
-        except (RetriesExhausted, Unconfirmed) as exc:
-            # The last try may still have landed (timeout): stay in submitting, keep the token,
-            # and let the next pass reconcile by token before any new POST.
-            self.tracker.update(row.job_id, last_error=str(exc))
-            self.tracker.release(row.job_id)
+        except RetriesExhausted as exc:
+            if self.tracker.get(job_id).sent:
+                # The last try may still have landed (timeout, 5xx): stay in submitting, keep the
+                # token; the next pass looks it up before any new POST (or marks it unconfirmed).
+                self.tracker.update(job_id, last_error=str(exc))
+                self.tracker.release(job_id)
+            else:  # every try was answered "not processed" (429): nothing to look up later
+                self.tracker.update(job_id, expect="submitting", status="pending", last_error=str(exc))
             report.warnings.append(f"{row.image_name} × {row.config}: {exc}")
             return
-        self.tracker.update(row.job_id, expect="submitting", status="running", session_id=session_id,
-                            submitted_at=iso(self.clock.now()), remote_status="incomplete", last_error=None)
-        self.tracker.release(row.job_id)
+        self.tracker.update(job_id, expect="submitting", status="running", session_id=session_id,
+                            submitted_at=iso(self.clock.now()), remote_status="incomplete", last_error=None, sent=0)
+        self.tracker.release(job_id)
         report.submitted += 1
+
+    def unconfirmed_job(self, job_id: str) -> JobRow:
+        """The job, if it is one ``resolve`` can act on; else one line saying why not."""
+        try:
+            row = self.tracker.get(job_id)
+        except KeyError:
+            raise InputError(f"no job {job_id!r} in {self.workdir}; `gencritic generate progress --workdir "
+                             f"{self.workdir}` lists the unconfirmed ones with their ids") from None
+        if row.status != "unconfirmed":
+            raise InputError(f"job {job_id} is {row.status}, not unconfirmed: there is nothing to resolve "
+                             f"(`generate progress` settles interrupted submissions by itself)")
+        return row
+
+    def resolve(self, job_id: str, action: str, session_id: str | None = None) -> str:
+        """The user's answer for an ``unconfirmed`` job; returns what happened, in words.
+
+        ``resubmit``: it is not on the API (or a second charge is accepted): pending again,
+        with the same token, so a gateway honouring ``Idempotency-Key`` can still dedupe.
+        ``forget``: stop tracking it (failed, with a note; no request is made).
+        ``adopt``: the user found its session (e.g. in the CSM dashboard): track that id.
+        """
+        if action not in RESOLVE_ACTIONS:
+            raise InputError(f"unknown resolve action {action!r}: use --resubmit, --forget or --adopt SESSION_ID")
+        row = self.unconfirmed_job(job_id)
+        if action == "resubmit":
+            ok = self.tracker.update(job_id, expect="unconfirmed", status="pending", sent=0, last_error=None)
+            what = "pending again; the next `generate run` or `generate progress` sends it (same idempotency token)"
+        elif action == "forget":
+            ok = self.tracker.update(job_id, expect="unconfirmed", status="failed", sent=0,
+                                     error=f"forgotten by `generate resolve --forget`; a session carrying token "
+                                           f"{row.token} may exist on the API and is not tracked")
+            what = "forgotten (failed; nothing was sent)"
+        else:
+            if not session_id:
+                raise InputError("--adopt needs the session id you found, e.g. --adopt SESSION_1700000000_0000001")
+            ok = self.tracker.update(job_id, expect="unconfirmed", status="running", session_id=session_id,
+                                     submitted_at=iso(self.clock.now()), remote_status="incomplete", sent=0,
+                                     last_error=None)
+            what = f"running, tracking session {session_id}; `generate progress` polls it"
+        if not ok:
+            raise InputError(f"job {job_id} changed while resolving it (another gencritic process is checking it); "
+                             f"run `gencritic generate progress` and try again")
+        return f"{job_id}: {what}"
 
     def poll_running(self, report: StepReport) -> None:
         for row in self.tracker.all(["running"]):

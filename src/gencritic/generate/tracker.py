@@ -9,15 +9,24 @@ serialise their state changes instead of overwriting each other.
 One row per job, identified by (image content sha256, configuration name). The state
 machine (see docs/generation.md)::
 
-    pending -> submitting -> running -> downloading -> complete
-                   |            |            |
-                   +------------+------------+--> failed
+    pending --claim--> submitting --POST answered--> running --> downloading --> complete
+      ^  ^                |  |
+      |  +- interrupted, -+  +- interrupted with sent=1 (or the answer was lost)
+      |     sent=0           |  and the token lookup cannot answer
+      |                      v
+      +-- resolve --------- unconfirmed --resolve --adopt ID--> running
+          --resubmit             +------resolve --forget------> failed
 
-``submitting`` is written, with a fresh idempotency token, *before* the request leaves;
-the token travels in the request. After a crash a ``submitting`` row is reconciled by
-asking the backend for a session carrying that token, so it is never submitted twice.
-A claim on a row also records the owning process and a lease, which is how a second
-process tells a live submission from an abandoned one.
+    4xx or a remote failure: submitting/running/downloading --> failed
+
+``submitting`` is written, with an idempotency token, *before* anything is sent; the
+token travels in the request. Separately, the ``sent`` mark is committed right before each
+request leaves and cleared when the API answers "not processed" (429): it is what tells an
+interrupted submission that cannot have been paid for (``sent=0``: back to ``pending``, no
+question asked) from one that may have been (``sent=1``: looked up by token; when the
+lookup cannot answer, ``unconfirmed``, which only the user moves on). A claim also records
+the owning process and a lease, which is how a second process tells a live submission from
+an abandoned one.
 """
 
 from __future__ import annotations
@@ -34,11 +43,13 @@ from typing import Any
 
 from gencritic.errors import InputError
 from gencritic.generate.clock import Clock, iso
+from gencritic.jsonio import dumps_strict
 from gencritic.sqlite_wal import connect_wal
 
-SCHEMA_VERSION = 1
-STATUSES = ("pending", "submitting", "running", "downloading", "complete", "failed")
-ACTIVE = ("pending", "submitting", "running", "downloading")
+SCHEMA_VERSION = 2
+STATUSES = ("pending", "submitting", "unconfirmed", "running", "downloading", "complete", "failed")
+ACTIVE = ("pending", "submitting", "running", "downloading")  # states that move without the user
+_UNOWNED = ("pending", "unconfirmed", "complete", "failed")  # states no process works on
 LEASE_S = 15 * 60.0
 
 _SCHEMA = """
@@ -73,6 +84,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     submitted_at  TEXT,
     updated_at    TEXT NOT NULL,
     completed_at  TEXT,
+    sent          INTEGER NOT NULL DEFAULT 0,
     UNIQUE (image_sha256, config)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
@@ -117,6 +129,7 @@ class JobRow:
     submitted_at: str | None
     updated_at: str
     completed_at: str | None
+    sent: int  # 1: a request carrying ``token`` may have reached the API, outcome unknown
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRow:
@@ -141,6 +154,19 @@ class NewJob:
     prompt: str | None
     stage: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ClaimLost(Exception):
+    """This run no longer owns the row it was about to send (its lease ran out and another
+    process took the job over). Nothing may be sent for it."""
+
+
+def _migrate_1_to_2(c: sqlite3.Connection) -> None:
+    """Add the ``sent`` mark. A version-1 ``submitting`` row may have sent its request, so it
+    is marked sent (it will be looked up, never silently re-sent)."""
+    c.execute("ALTER TABLE jobs ADD COLUMN sent INTEGER NOT NULL DEFAULT 0")
+    c.execute("UPDATE jobs SET sent=1 WHERE status='submitting'")
+    c.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -171,6 +197,8 @@ class Tracker:
             row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 c.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) == 1:
+                _migrate_1_to_2(c)
             elif int(row[0]) != SCHEMA_VERSION:
                 raise InputError(f"{path} was written by another gencritic version (schema {row[0]}); "
                                  f"use a new --workdir")
@@ -271,28 +299,56 @@ class Tracker:
         return float(row["lease_until"] or 0) < self.clock.now()
 
     def claim_for_submit(self, job_id: str) -> JobRow | None:
-        """pending -> submitting with a new token, recorded before anything is sent.
+        """pending -> submitting, recorded before anything is sent; ``sent`` starts at 0.
 
-        Returns None when another process got there first.
+        The row keeps a token it already has (a request that never left, or one the user
+        chose to resubmit: the same ``Idempotency-Key`` lets a gateway that honours it
+        answer with the earlier session); otherwise it gets a fresh one. Returns None when
+        another process got there first.
         """
         now = self._now()
-        token = f"gc-{uuid.uuid4().hex}"
         with self.transaction() as c:
-            row = c.execute("SELECT status FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            row = c.execute("SELECT status, token FROM jobs WHERE job_id=?", (job_id,)).fetchone()
             if row is None or row["status"] != "pending":
                 return None
-            c.execute("UPDATE jobs SET status='submitting', token=?, attempts=attempts+1, owner_pid=?, owner_run=?, "
-                      "lease_until=?, updated_at=? WHERE job_id=?",
+            token = row["token"] or f"gc-{uuid.uuid4().hex}"
+            c.execute("UPDATE jobs SET status='submitting', token=?, sent=0, attempts=attempts+1, owner_pid=?, "
+                      "owner_run=?, lease_until=?, updated_at=? WHERE job_id=?",
                       (token, os.getpid(), self.run_id, self.clock.now() + LEASE_S, now, job_id))
         return self.get(job_id)
 
+    def mark_sent(self, job_id: str) -> None:
+        """Commit "a request may leave now" right before it does; renews the lease.
+
+        Raises :class:`ClaimLost` when this run no longer owns the submission: then
+        another process may be sending it, and sending too would pay twice.
+        """
+        with self.transaction() as c:
+            n = c.execute("UPDATE jobs SET sent=1, lease_until=?, updated_at=? "
+                          "WHERE job_id=? AND status='submitting' AND owner_run=?",
+                          (self.clock.now() + LEASE_S, self._now(), job_id, self.run_id)).rowcount
+        if n != 1:
+            raise ClaimLost(f"{job_id}: another process took this submission over; not sending it")
+
+    def mark_not_sent(self, job_id: str) -> None:
+        """The API answered that the request was not processed (429) and nothing before it is
+        in doubt: an interruption from here on cannot have cost anything."""
+        with self.transaction() as c:
+            c.execute("UPDATE jobs SET sent=0, updated_at=? WHERE job_id=? AND status='submitting' AND owner_run=?",
+                      (self._now(), job_id, self.run_id))
+
     def claim_stale_submission(self, job_id: str) -> JobRow | None:
-        """Take over a ``submitting`` row left by a dead owner, keeping its token (for lookup)."""
+        """Take over a ``submitting`` row left by a dead owner, or an ``unconfirmed`` one to
+        look it up again; either becomes ``submitting`` owned by this run, keeping its token
+        and ``sent`` mark. Returns None when a live process holds it."""
         with self.transaction() as c:
             row = c.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-            if row is None or row["status"] != "submitting" or not self._is_stale(row):
+            if row is None:
                 return None
-            c.execute("UPDATE jobs SET owner_pid=?, owner_run=?, lease_until=?, updated_at=? WHERE job_id=?",
+            if not (row["status"] == "unconfirmed" or (row["status"] == "submitting" and self._is_stale(row))):
+                return None
+            c.execute("UPDATE jobs SET status='submitting', owner_pid=?, owner_run=?, lease_until=?, updated_at=? "
+                      "WHERE job_id=?",
                       (os.getpid(), self.run_id, self.clock.now() + LEASE_S, self._now(), job_id))
         return self.get(job_id)
 
@@ -312,10 +368,11 @@ class Tracker:
         """Set columns atomically; with ``expect``, only if the row is still in that status."""
         for key in ("chain", "outputs", "files"):
             if key in fields:
-                fields[key] = json.dumps(fields[key], sort_keys=True)
+                fields[key] = dumps_strict(fields[key], sort_keys=True)
         fields["updated_at"] = self._now()
         if fields.get("status") in ("complete", "failed"):
             fields.setdefault("completed_at", fields["updated_at"])
+        if fields.get("status") in _UNOWNED:
             fields.setdefault("owner_pid", None)
             fields.setdefault("owner_run", None)
             fields.setdefault("lease_until", None)

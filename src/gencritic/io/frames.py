@@ -1,7 +1,8 @@
 """Read a frame sequence: a folder of frames, an animated GIF/WebP, or a video (MP4, WebM, MOV...).
 
 Why one reader: temporal metrics must see the same frames in the same order whatever the
-container. Folders are sorted *naturally* (``frame_2`` before ``frame_10``); frames with
+container. Folders are listed by :func:`gencritic.io.listing.list_folder` (the listing every
+command uses), sorted *naturally* (``frame_2`` before ``frame_10``); frames with
 alpha are composited on ``background`` (black by default: VFX renders are judged on black);
 videos are decoded with OpenCV (``pip install gencritic[metrics]``), GIF/WebP with Pillow.
 All frames must share one size; anything else is an :class:`~gencritic.errors.InputError`.
@@ -9,7 +10,6 @@ All frames must share one size; anything else is an :class:`~gencritic.errors.In
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from PIL import Image, ImageSequence
 
 from gencritic.errors import InputError, ItemError
 from gencritic.io.images import RGB, load_image, to_rgb
+from gencritic.io.listing import FolderError, list_folder
 from gencritic.items import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"})
@@ -35,10 +36,6 @@ class FrameSequence:
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
-
-
-def natural_key(name: str) -> list[object]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def _animated_frame_count(path: Path) -> int:
@@ -76,8 +73,14 @@ def _stack(frames: list[np.ndarray], alphas: list[np.ndarray | None], source: st
 
 
 def _from_folder(path: Path, background: RGB, max_frames: int | None) -> FrameSequence:
-    files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-                   key=lambda p: natural_key(p.name))
+    # the one folder listing (io/listing.py): the same frames in the same order as `score` reads
+    try:
+        listing = list_folder(path, IMAGE_EXTENSIONS)
+    except FolderError as exc:
+        raise InputError(f"{exc}; check the path and its permissions") from None
+    if listing.bad:  # a frame left out would change every temporal number: name it instead
+        raise InputError(f"frames of {path} cannot all be read: {listing.bad_summary()}")
+    files = listing.files
     if max_frames is not None:
         files = files[:max_frames]
     frames, alphas = [], []

@@ -8,15 +8,19 @@ against the manifest's folder, so a dataset folder can be moved as a whole.
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gencritic.errors import InputError
-from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, kind_for_path
+from gencritic.errors import InputError, ItemError
+from gencritic.io.listing import BadEntry, FolderError, Listing, list_folder, natural_key, walk_files
+from gencritic.io.strict_csv import read_csv_rows
+from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, ItemKind, kind_for_name, kind_for_path
+from gencritic.jsonio import dumps_strict
 
 MEDIA_COLUMNS = ("image", "path", "file", "mesh", "asset", "filename")
 PROMPT_COLUMNS = ("prompt", "caption", "text")
@@ -25,7 +29,15 @@ MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
-    """Read a CSV/TSV/JSONL/Parquet file into a list of row dicts (strings kept as strings)."""
+    """Read a CSV/TSV/JSONL/Parquet file into a list of row dicts (strings kept as strings).
+
+    CSV/TSV are parsed strictly (:mod:`gencritic.io.strict_csv`): a file that does not parse
+    cleanly is an :class:`InputError` naming the line, never a silently different table."""
+    return _read_located(path)[0]
+
+
+def _read_located(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """:func:`read_table`'s rows and where each is in the file (``line 4``, ``row 3``)."""
     suffix = path.suffix.lower()
     if not path.exists():
         raise InputError(f"manifest not found: {path}")
@@ -33,27 +45,30 @@ def read_table(path: Path) -> list[dict[str, Any]]:
         if suffix in (".csv", ".tsv"):
             # the csv module, not pandas: cells stay strings exactly as written, and a CLI run
             # does not pay pandas' import time
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-                if reader.fieldnames is None:
-                    return []
-                names = [str(n) for n in reader.fieldnames]
-                if len(set(names)) != len(names):
-                    raise InputError(f"manifest {path} has repeated column names: {', '.join(names)}")
-                return [{k: ("" if v is None else v) for k, v in row.items() if k is not None} for row in reader]
+            rows, lines = read_csv_rows(path, "\t" if suffix == ".tsv" else ",")
+            return list(rows), [f"line {n}" for n in lines]
         if suffix == ".parquet":
             import pandas as pd
 
-            return [{str(k): v for k, v in r.items()} for r in pd.read_parquet(path).to_dict(orient="records")]
+            records = [{str(k): v for k, v in r.items()} for r in pd.read_parquet(path).to_dict(orient="records")]
+            return records, [f"row {i + 1}" for i in range(len(records))]
         if suffix in (".jsonl", ".json"):
             text = path.read_text(encoding="utf-8")
             if suffix == ".json" and text.lstrip().startswith("["):
                 rows = json.loads(text)
+                where = [f"element {i + 1}" for i in range(len(rows))] if isinstance(rows, list) else []
             else:
-                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            if not all(isinstance(r, dict) for r in rows):
+                rows, where = [], []
+                for n, line in enumerate(text.splitlines(), 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise InputError(f"manifest {path}, line {n}: not valid JSON ({exc.msg})") from None
+                        where.append(f"line {n}")
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise InputError(f"{path}: every JSON line must be an object with named fields")
-            return rows
+            return rows, where
     except InputError:
         raise
     except Exception as exc:
@@ -82,7 +97,7 @@ def _unique_ids(paths: Sequence[str]) -> list[str]:
 
 def items_from_manifest(path: Path, prompt_override: str | None = None) -> list[Item]:
     """Items from a manifest file; the error for missing columns lists the columns found."""
-    rows = read_table(path)
+    rows, where = _read_located(path)
     if not rows:
         raise InputError(f"manifest {path} has no rows")
     columns = list(rows[0].keys())
@@ -95,11 +110,13 @@ def items_from_manifest(path: Path, prompt_override: str | None = None) -> list[
     prompt_col = _pick(columns, PROMPT_COLUMNS)
     ref_col = _pick(columns, REFERENCE_COLUMNS)
     base = path.parent
-    raw_paths = [str(r.get(media_col, "") or "") for r in rows]
+    raw_paths = [_cell_text(r.get(media_col)) for r in rows]
     items = []
-    for item_id, row, raw in zip(_unique_ids(raw_paths), rows, raw_paths, strict=True):
+    for item_id, row, raw, at in zip(_unique_ids(raw_paths), rows, raw_paths, where, strict=True):
         media = Path(raw)
         media = media if media.is_absolute() else base / media
+        # an empty cell is a failed row of its own, not the manifest's folder read as an image
+        error = None if raw.strip() else f"empty image cell (column '{media_col}', {at} of {path.name})"
         prompt = prompt_override if prompt_override is not None else row.get(prompt_col) if prompt_col else None
         ref_raw = row.get(ref_col) if ref_col else None
         reference = None
@@ -114,9 +131,17 @@ def items_from_manifest(path: Path, prompt_override: str | None = None) -> list[
                 prompt=None if prompt is None else str(prompt),
                 reference=reference,
                 columns={k: _plain(v) for k, v in row.items()},
+                error=error,
             )
         )
     return items
+
+
+def _cell_text(value: Any) -> str:
+    """A media cell as text; missing values (None, NaN from Parquet/pandas) are empty."""
+    if value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType":
+        return ""
+    return str(value)
 
 
 def _plain(value: Any) -> Any:
@@ -127,43 +152,65 @@ def _plain(value: Any) -> Any:
         except (ValueError, AttributeError):
             return str(value)
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False)
+        return dumps_strict(value, ensure_ascii=False)
     return value
 
 
 def _sidecar_prompt(media: Path) -> str | None:
-    """``foo.png`` may have its prompt in ``foo.txt`` beside it (a common generator layout)."""
+    """``foo.png`` may have its prompt in ``foo.txt`` beside it (a common generator layout).
+
+    A prompt file that cannot be read is an :class:`ItemError` (that item fails, naming it):
+    scoring without its prompt would be a different number."""
     txt = media.with_suffix(".txt")
-    if txt.is_file():
+    if not txt.is_file():
+        return None
+    try:
         return txt.read_text(encoding="utf-8").strip()
-    return None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
+        raise ItemError(f"prompt file {txt} cannot be read ({reason}); fix it or pass --prompt") from None
 
 
-def _is_views_folder(folder: Path) -> bool:
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-    return bool(files) and all(p.suffix.lower() in IMAGE_EXTENSIONS | {".json", ".txt"} for p in files) and any(
-        p.suffix.lower() in IMAGE_EXTENSIONS for p in files
-    )
+def _is_views_folder(listing: Listing) -> bool:
+    """A folder of only images (and .json/.txt side files) is one multi-view item. An image
+    entry that cannot be read still counts as an image: the item then fails naming it."""
+    names = [p.name for p in listing.files]
+    names += [b.path.name for b in listing.bad if b.path.suffix.lower() in IMAGE_EXTENSIONS]
+    suffixes = {os.path.splitext(n)[1].lower() for n in names}
+    return bool(suffixes) and suffixes <= IMAGE_EXTENSIONS | {".json", ".txt"} and bool(suffixes & IMAGE_EXTENSIONS)
+
+
+def _bad_item(folder: Path, bad: BadEntry, prompt: str | None, is_folder: bool = False) -> Item:
+    """A failed row for an entry the listing could not read, named by its path."""
+    rel = bad.path.relative_to(folder).as_posix()
+    kind: ItemKind = "views" if is_folder else kind_for_name(bad.path)
+    return Item(item_id=rel, kind=kind, path=bad.path, prompt=prompt, columns={"image": rel},
+                error=f"{bad.path}: {bad.reason}")
 
 
 def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
-    """Images and meshes in a folder (sorted, recursive); a sub-folder of only images is one
-    multi-view item (pre-rendered views of an asset)."""
-    entries: list[Path] = []
-    for child in sorted(folder.iterdir()):
-        if child.name.startswith("."):
+    """Images and meshes in a folder (natural order, recursive); a sub-folder of only images is
+    one multi-view item (pre-rendered views of an asset). An entry that cannot be read (symlink
+    loop, broken link, unreadable sub-folder) is a failed row naming it, not the end of the run."""
+    wanted = IMAGE_EXTENSIONS | MESH_EXTENSIONS
+    try:
+        top = list_folder(folder, wanted, folders=True)
+    except FolderError as exc:
+        raise InputError(f"{exc}; check the path and its permissions") from None
+    entries: list[Path] = list(top.files)
+    bad: list[tuple[BadEntry, bool]] = [(b, False) for b in top.bad]
+    for child in top.folders:
+        try:
+            views = _is_views_folder(list_folder(child))
+            sub = None if views else walk_files(child, wanted, above=(folder,))
+        except FolderError as exc:
+            bad.append((BadEntry(child, f"folder cannot be listed ({exc.reason})"), True))
             continue
-        if child.is_dir():
-            if _is_views_folder(child):
-                entries.append(child)
-            else:
-                entries.extend(
-                    p
-                    for p in sorted(child.rglob("*"))
-                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | MESH_EXTENSIONS
-                )
-        elif child.suffix.lower() in IMAGE_EXTENSIONS | MESH_EXTENSIONS:
+        if sub is None:
             entries.append(child)
+        else:
+            entries.extend(sub.files)
+            bad.extend((b, False) for b in sub.bad)
     # a mesh's texture images (named by its MTL/glTF) are part of the mesh, not items to score
     from gencritic.mesh.load import asset_files
 
@@ -176,22 +223,33 @@ def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
     textures = {f.resolve() for p in entries if p.suffix.lower() in MESH_EXTENSIONS for f in asset_files(p)[1:]}
 
     def only_textures(folder: Path) -> bool:  # e.g. model.obj beside textures/ (its map_Kd images)
-        images = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        try:
+            images = list_folder(folder, IMAGE_EXTENSIONS).files
+        except FolderError:
+            return False
         return bool(images) and all(p.resolve() in textures for p in images)
 
     entries = [p for p in entries if p.resolve() not in textures and not (p.is_dir() and only_textures(p))]
-    if not entries:
+    if not entries and not bad:
         raise InputError(
             f"no images or meshes found in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS | MESH_EXTENSIONS))})"
         )
     items = []
     for path in entries:
         rel = path.relative_to(folder).as_posix()
-        text = prompt if prompt is not None else _sidecar_prompt(path)
-        if text is None and path.is_dir():
-            text = _sidecar_prompt(path / "prompt")
-        items.append(Item(item_id=rel, kind=kind_for_path(path), path=path, prompt=text, columns={"image": rel}))
-    return items
+        text, error = prompt, None
+        try:
+            if text is None:
+                text = _sidecar_prompt(path)
+            if text is None and path.is_dir():
+                text = _sidecar_prompt(path / "prompt")
+        except ItemError as exc:
+            error = str(exc)
+        items.append(Item(item_id=rel, kind=kind_for_path(path), path=path, prompt=text, columns={"image": rel},
+                          error=error))
+    items += [_bad_item(folder, b, prompt, is_folder) for b, is_folder in bad]
+    root_parts = len(folder.parts)
+    return sorted(items, key=lambda i: tuple(natural_key(part) for part in i.path.parts[root_parts:]))
 
 
 def collect_items(source: Path, prompt: str | None = None) -> list[Item]:
@@ -203,7 +261,10 @@ def collect_items(source: Path, prompt: str | None = None) -> list[Item]:
     if source.suffix.lower() in MANIFEST_SUFFIXES:
         return items_from_manifest(source, prompt)
     if source.suffix.lower() in IMAGE_EXTENSIONS | MESH_EXTENSIONS:
-        text = prompt if prompt is not None else _sidecar_prompt(source)
+        try:
+            text = prompt if prompt is not None else _sidecar_prompt(source)
+        except ItemError as exc:
+            raise InputError(str(exc)) from None
         return [Item(item_id=source.name, kind=kind_for_path(source), path=source, prompt=text, columns={"image": str(source)})]
     raise InputError(
         f"don't know how to read {source}: give an image, a mesh (.glb/.obj/.ply/.stl), a folder or a manifest"
@@ -218,13 +279,17 @@ def pair_references(items: Sequence[Item], reference_dir: Path) -> list[Item]:
     if not reference_dir.is_dir():
         raise InputError(f"--reference-dir {reference_dir} is not a folder")
     by_stem: dict[str, Path] = {}
-    for p in sorted(reference_dir.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-            if p.stem in by_stem:
-                raise InputError(f"--reference-dir has two images for '{p.stem}': {by_stem[p.stem].name} and {p.name}")
-            by_stem[p.stem] = p
+    try:
+        listing = list_folder(reference_dir, IMAGE_EXTENSIONS)
+    except FolderError as exc:
+        raise InputError(f"--reference-dir: {exc}") from None
+    # an unreadable reference keeps its stem: its item fails when the reference is loaded
+    for p in listing.files + [b.path for b in listing.bad]:
+        if p.stem in by_stem:
+            raise InputError(f"--reference-dir has two images for '{p.stem}': {by_stem[p.stem].name} and {p.name}")
+        by_stem[p.stem] = p
     out = []
     for item in items:
         ref = item.reference if item.reference is not None else by_stem.get(item.path.stem)
-        out.append(Item(item.item_id, item.kind, item.path, item.prompt, ref, item.columns))
+        out.append(replace(item, reference=ref))
     return out

@@ -34,15 +34,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from gencritic.atomic import atomic_open
 from gencritic.blender import BlenderMissing, blender_command, blender_version, last_line
 from gencritic.cache import default_cache_dir
 from gencritic.errors import ItemError
 from gencritic.hashing import sha256_file
+from gencritic.jsonio import dumps_strict
 
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).with_name("blend_worker.py")
-CONVERTER_VERSION = "blend-1"  # bump when the worker's output changes
+# bump when the worker's output changes; blend-2: notes carry their warning kind, Emission shaders are noted
+CONVERTER_VERSION = "blend-2"
 FILES_PER_START = 16
 TIMEOUT_PER_FILE_S = float(os.environ.get("GENCRITIC_BLEND_TIMEOUT", "300"))
 
@@ -116,10 +119,8 @@ def _store(path: Path, converter: str, produced: Path, status: dict) -> Converte
     manifest = {"source": str(path), "converter": converter, "objects": status.get("objects"),
                 "externals": recorded, "notes": status.get("notes", [])}
     os.replace(produced, glb)  # the GLB first: a manifest always names a complete file
-    fd, tmp = tempfile.mkstemp(dir=glb.parent, prefix=f".{key}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
+    with atomic_open(manifest_path, prefix=f".{key}.", fsync=False) as fh:  # a cache entry: no fsync
+        fh.write(dumps_strict(manifest, indent=1))
     return ConvertedBlend(glb, tuple(externals), tuple(manifest["notes"]), converter,
                           (blend_sha256, *(entry["sha256"] for entry in recorded)))
 
@@ -325,13 +326,7 @@ def export_glbs(source: Path, out: Path, show_progress: bool = True) -> list[Exp
             reports.append(ExportReport(blend, None, converted))
             continue
         target = Path(out) / blend.relative_to(base).with_suffix(".glb")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            shutil.copyfile(converted.glb, tmp)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_open(target, binary=True) as fh, open(converted.glb, "rb") as src:  # an output: umask applies
+            shutil.copyfileobj(src, fh)
         reports.append(ExportReport(blend, target, None, converted.notes))
     return reports

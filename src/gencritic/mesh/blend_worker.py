@@ -21,8 +21,10 @@ What a file goes through, and why:
    single shader with a colour (Diffuse, Glossy, Emission, Toon, ...; Blender's older files use
    them widely) came out white. Such a shader's colour, a value or a linked image/attribute, is
    rewired into a Principled BSDF first, in memory. A mix of shaders takes the colour of its
-   first coloured shader, and procedural textures that glTF cannot carry are noted: these notes
-   travel with the conversion and the host logs them.
+   first coloured shader, and procedural textures that glTF cannot carry are noted, as are
+   Emission shaders (drawn in their colour, without the glow): these notes ("kind: text", the
+   kinds of :mod:`gencritic.row_warnings`) travel with the conversion, the host logs them and
+   every row of the asset carries them as warnings.
 4. Curves, surfaces, metaballs and text are converted to meshes (the exporter skips them).
 5. Only what renders is exported (``use_renderable``; collection instances included): hidden
    helpers, cameras and lights stay out;
@@ -103,11 +105,15 @@ def _prepare_material(material: Any, notes: list[str]) -> list[Any]:
     surface = link.from_node
     shader = _colour_shader(surface)
     if shader is None:
-        notes.append(f"material {material.name}: its surface ({surface.bl_label}) has no colour glTF can carry; "
-                     f"drawn in the default colour")
+        notes.append(f"shader-colour: material {material.name}: its surface ({surface.bl_label}) has no colour glTF "
+                     f"can carry, drawn in the default colour")
         return []
     if surface.type in ("MIX_SHADER", "ADD_SHADER"):
-        notes.append(f"material {material.name} mixes shaders: drawn with the colour of its {shader.bl_label}")
+        notes.append(f"shader-mix: material {material.name} mixes shaders, drawn with the colour of its "
+                     f"{shader.bl_label}")
+    if shader.type == "EMISSION":
+        notes.append(f"emissive: material {material.name} is an Emission shader, drawn in its colour under the rig's "
+                     f"light (the glow is not drawn)")
     if shader.type == "BSDF_PRINCIPLED":
         base = shader.inputs["Base Color"]
     else:
@@ -123,8 +129,9 @@ def _prepare_material(material: Any, notes: list[str]) -> list[Any]:
     procedural = sorted({n.bl_label for n in feeding if n.type.startswith(PROCEDURAL_PREFIX)
                          and n.type not in ("TEX_IMAGE", "TEX_ENVIRONMENT")})
     if procedural:
-        notes.append(f"material {material.name}: its colour comes from procedural nodes ({', '.join(procedural)}) "
-                     f"that glTF cannot carry; drawn {'with its image' if images else 'in a plain colour'}")
+        notes.append(f"procedural-colour: material {material.name}: its colour comes from procedural nodes "
+                     f"({', '.join(procedural)}) that glTF cannot carry, drawn "
+                     f"{'with its image' if images else 'in a plain colour'}")
     return images
 
 

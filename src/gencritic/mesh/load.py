@@ -32,6 +32,7 @@ import numpy as np
 
 from gencritic.errors import ItemError
 from gencritic.items import CONVERT_3D_HINT, UNREAD_3D_EXTENSIONS
+from gencritic.mesh.kit import is_kit, load_kit, read_kit
 
 log = logging.getLogger("gencritic")
 
@@ -95,17 +96,29 @@ _MTL_MAP = re.compile(r"^\s*(?:map_\w+|bump|disp|decal|norm)\s+(.+?)\s*$", re.MU
 _OBJ_MTLLIB_BYTES = re.compile(rb"^[ \t]*mtllib[ \t]+(.+?)[ \t\r]*$", re.MULTILINE)
 
 
+_OBJ_USEMTL_BYTES = re.compile(rb"^[ \t]*usemtl[ \t]+(.+?)[ \t\r]*$", re.MULTILINE)
+
+
 def obj_material_libraries(path: Path) -> list[str]:
     """The ``mtllib`` names of an OBJ, read once per file version (hashing, the side-file check
     and the texture check all ask; a large OBJ is tens of megabytes of text)."""
     st = path.stat()
-    return list(_obj_material_libraries(str(path), st.st_mtime_ns, st.st_size))
+    return list(_obj_material_statements(str(path), st.st_mtime_ns, st.st_size)[0])
+
+
+def obj_used_materials(path: Path) -> list[str]:
+    """The material names an OBJ's faces select (``usemtl``), in first-use order."""
+    st = path.stat()
+    return list(_obj_material_statements(str(path), st.st_mtime_ns, st.st_size)[1])
 
 
 @functools.lru_cache(maxsize=64)
-def _obj_material_libraries(path: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
+def _obj_material_statements(path: str, _mtime_ns: int, _size: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(``mtllib`` names, distinct ``usemtl`` names) of one file version, in one read."""
     data = Path(path).read_bytes()
-    return tuple(m.decode("utf-8", errors="replace") for m in _OBJ_MTLLIB_BYTES.findall(data))
+    libs = tuple(m.decode("utf-8", errors="replace") for m in _OBJ_MTLLIB_BYTES.findall(data))
+    used = tuple(dict.fromkeys(m.decode("utf-8", errors="replace") for m in _OBJ_USEMTL_BYTES.findall(data)))
+    return libs, used
 
 
 _PLY_TEXTURE = re.compile(rb"^comment\s+TextureFile\s+(.+?)[ \t\r]*$", re.MULTILINE | re.IGNORECASE)
@@ -146,16 +159,26 @@ def _mtl_map_file(folder: Path, spec: str) -> Path | None:
     return None
 
 
+def mtl_material_names(mtl: Path) -> set[str]:
+    """The materials a material library defines (``newmtl``)."""
+    return set(mtl_material_blocks(mtl))
+
+
+def mtl_material_blocks(mtl: Path) -> dict[str, str]:
+    """Material name -> the statements of its ``newmtl`` block, in one material library."""
+    text = mtl.read_text(errors="replace")
+    starts = list(_MTL_BLOCK.finditer(text))
+    return {match.group(1): text[match.end():starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+            for i, match in enumerate(starts)}
+
+
 def _mtl_textured_materials(mtl: Path) -> dict[str, str]:
     """Material name -> its ``map_Kd`` statement, in one material library."""
-    text = mtl.read_text(errors="replace")
     out: dict[str, str] = {}
-    starts = list(_MTL_BLOCK.finditer(text))
-    for i, match in enumerate(starts):
-        block = text[match.end():starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+    for name, block in mtl_material_blocks(mtl).items():
         maps = _MTL_DIFFUSE_MAP.findall(block)
         if maps:
-            out[match.group(1)] = maps[0]
+            out[name] = maps[0]
     return out
 
 
@@ -169,7 +192,10 @@ def asset_files(path: Path) -> list[Path]:
     files = [path]
     suffix = path.suffix.lower()
     try:
-        if suffix == ".blend":  # its textures and libraries are known once Blender has read it
+        if is_kit(path):  # its parts and theirs
+            for part in read_kit(path):
+                files.extend(asset_files(part))
+        elif suffix == ".blend":  # its textures and libraries are known once Blender has read it
             from gencritic.blender import BlenderMissing
             from gencritic.mesh.blend import cached_conversion
 
@@ -181,9 +207,7 @@ def asset_files(path: Path) -> list[Path]:
         elif suffix == ".obj":
             for lib in obj_material_libraries(path):
                 mtl = path.parent / lib
-                if not mtl.is_file():
-                    note_missing_material_library(path, lib)
-                else:
+                if mtl.is_file():
                     files.append(mtl)
                     for spec in _MTL_MAP.findall(mtl.read_text(errors="replace")):
                         found = _mtl_map_file(mtl.parent, spec)
@@ -201,22 +225,23 @@ def asset_files(path: Path) -> list[Path]:
                     candidate = path.parent / uri
                     if candidate.is_file():
                         files.append(candidate)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ItemError):
         pass  # the loader reports the real problem with this file
     return list(dict.fromkeys(files))
 
 
 _warned_missing_mtl: set[str] = set()
-# mesh-loader worker processes leave this warning to the parent, which hashes every asset
-# (asset_files) before a worker loads it: otherwise each process printed it once more
+# mesh-loader worker processes leave this warning to the parent, which checks every asset's side
+# files (render.api.render_asset) before a worker loads it: otherwise each process printed it once more
 warn_in_this_process = True
+
+UNTEXTURED_OPTION = "allow_untextured=true (--allow-untextured)"
 
 
 def note_missing_material_library(path: Path, lib: str) -> None:
-    """Log, once per file, that an OBJ names a material library that is not beside it.
-
-    Common in the wild (an exporter's default line for a geometry-only file); the asset is drawn
-    in trimesh's default colour, and the log says why."""
+    """Log, once per file, that an OBJ names a material library that is not beside it although
+    none of its faces uses a material (an exporter's default line for a geometry-only file): the
+    asset looks exactly as it would with the library, so this is a note, not a row warning."""
     mtl = str(path.parent / lib)
     if not warn_in_this_process or mtl in _warned_missing_mtl:
         return
@@ -225,31 +250,68 @@ def note_missing_material_library(path: Path, lib: str) -> None:
                 "colour", path.name, lib)
 
 
-def missing_side_files(path: Path) -> list[str]:
-    """Files the asset's colours come from that are not there: the diffuse textures (``map_Kd``)
-    of an OBJ's material libraries, a PLY's ``TextureFile``, a .gltf's buffers and base-colour
-    images. (A missing
-    material library itself is only logged: geometry-only OBJ files often name one.)
+def _missing_material_libraries(path: Path) -> list[str]:
+    """The OBJ's absent ``mtllib`` files, described, when its faces use materials that no present
+    library defines (without them those faces are drawn in the default colour); [] otherwise.
 
-    Why: trimesh draws an OBJ whose texture is missing in its plain material colour, usually
-    white, without a word; a pipeline that copied the .obj without its texture would score white
-    renders. Bump and specular maps are not checked: the renderer does not use them."""
-    missing: list[str] = []
+    Why the distinction: exporters write an ``mtllib`` line for geometry-only files too, and an OBJ
+    whose faces select no material (no ``usemtl``) is drawn the same with or without its library
+    (trimesh applies no material then), so failing it would refuse a correct render."""
+    libs = obj_material_libraries(path)
+    absent = [lib for lib in libs if not (path.parent / lib).is_file()]
+    if not absent:
+        return []
+    defined: set[str] = set()
+    for lib in libs:
+        if lib not in absent:
+            defined |= mtl_material_names(path.parent / lib)
+    undefined = [m for m in obj_used_materials(path) if m not in defined]
+    if not undefined:
+        for lib in absent:
+            note_missing_material_library(path, lib)
+        return []
+    shown = ", ".join(undefined[:3]) + (f" and {len(undefined) - 3} more" if len(undefined) > 3 else "")
+    return [f"material library {lib} (mtllib; its faces use material{'s' if len(undefined) > 1 else ''} {shown})"
+            for lib in absent]
+
+
+@dataclass(frozen=True)
+class MissingFiles:
+    """Side files an asset names that are not there, by what is lost without them.
+
+    ``colour``: what its colours come from (textures, material libraries): without them it is
+    drawn in plain material or default colours, which is accepted only when asked for.
+    ``geometry``: what its shape comes from (a .gltf's buffers): it cannot be drawn at all."""
+
+    colour: tuple[str, ...] = ()
+    geometry: tuple[str, ...] = ()
+
+
+def missing_side_files(path: Path) -> MissingFiles:
+    """Files the asset's colours or shape come from that are not there: an OBJ's material
+    libraries (when its faces use their materials) and their diffuse textures (``map_Kd``), a
+    PLY's ``TextureFile``, a .gltf's buffers and base-colour images.
+
+    Why: trimesh draws an OBJ whose texture or material library is missing in a plain colour,
+    usually white or grey, without a word; a pipeline that copied the .obj without its side files
+    would score plain renders. Bump and specular maps are not checked: the renderer does not use them."""
+    colour: list[str] = []
+    geometry: list[str] = []
     suffix = path.suffix.lower()
     try:
         if suffix == ".obj":
+            colour.extend(_missing_material_libraries(path))
             for lib in obj_material_libraries(path):
                 mtl = path.parent / lib
                 if not mtl.is_file():
-                    note_missing_material_library(path, lib)
                     continue
                 for spec in _mtl_textured_materials(mtl).values():
                     if _mtl_map_file(mtl.parent, spec) is None:
-                        missing.append(f"texture {_map_file_candidates(spec)[0]} (map_Kd in {mtl.name})")
+                        colour.append(f"texture {_map_file_candidates(spec)[0]} (map_Kd in {mtl.name})")
         elif suffix == ".ply":
             texture = ply_texture_name(path)
             if texture and not (path.parent / texture).is_file():
-                missing.append(f"texture {texture} (TextureFile in its header)")
+                colour.append(f"texture {texture} (TextureFile in its header)")
         elif suffix == ".gltf":
             from urllib.parse import unquote
 
@@ -257,15 +319,35 @@ def missing_side_files(path: Path) -> list[str]:
 
             doc = json.loads(path.read_text(errors="replace"))
             used_images = set(base_colour_images(doc))
-            entries = [("buffer", b) for b in doc.get("buffers") or []]
-            entries += [("image", img) for i, img in enumerate(doc.get("images") or []) if i in used_images]
-            for kind, entry in entries:
-                uri = entry.get("uri", "")
+            for buffer in doc.get("buffers") or []:
+                uri = buffer.get("uri", "")
                 if uri and not uri.startswith("data:") and not (path.parent / unquote(uri)).is_file():
-                    missing.append(f"{kind} {unquote(uri)}")
+                    geometry.append(f"buffer {unquote(uri)}")
+            for i, image in enumerate(doc.get("images") or []):
+                uri = image.get("uri", "")
+                if (i in used_images and uri and not uri.startswith("data:")
+                        and not (path.parent / unquote(uri)).is_file()):
+                    colour.append(f"image {unquote(uri)}")
     except (OSError, ValueError, IndexError, TypeError, AttributeError):
         pass  # an unreadable or malformed file is the loader's to report
-    return list(dict.fromkeys(missing))
+    return MissingFiles(tuple(dict.fromkeys(colour)), tuple(dict.fromkeys(geometry)))
+
+
+def check_side_files(path: Path, allow_untextured: bool = False) -> list[str]:
+    """Fail the asset for missing side files, or, for missing colour files when
+    ``allow_untextured``, accept it and return the row warnings that say what it is drawn without."""
+    from gencritic.row_warnings import warning
+
+    missing = missing_side_files(path)
+    if missing.geometry:
+        raise ItemError(f"mesh {path.name} needs {', '.join(missing.geometry + missing.colour)}, not found beside "
+                        f"it in {path.parent}: copy it there (the asset cannot be drawn without it)")
+    if missing.colour and not allow_untextured:
+        raise ItemError(f"mesh {path.name} needs {', '.join(missing.colour)}, not found beside it in {path.parent}: "
+                        f"copy it there (without it the asset would be drawn in a plain colour), or pass the render "
+                        f"option {UNTEXTURED_OPTION} to score it drawn without it")
+    return [warning("untextured", f"{path.name} drawn without {what}, not found beside it, in a plain colour "
+                                  f"(allow_untextured)") for what in missing.colour]
 
 
 def asset_sha256(path: Path) -> str:
@@ -274,6 +356,14 @@ def asset_sha256(path: Path) -> str:
     A .blend is converted first (cached): its hash covers the files Blender read and the
     converter's and Blender's versions, since another Blender may export other geometry."""
     h = hashlib.sha256()
+    if is_kit(path):  # its parts' contents in order: the kit file's own bytes name paths, not content
+        h.update(b"kit\0")
+        for part in read_kit(path):
+            try:
+                h.update(bytes.fromhex(asset_sha256(part)))
+            except ItemError as exc:
+                raise ItemError(f"kit {path.name}, part {part.name}: {exc}") from None
+        return h.hexdigest()
     if path.suffix.lower() == ".blend" and path.is_file():
         from gencritic.mesh.blend import converted_blend
 
@@ -535,9 +625,15 @@ def _load_npz(path: Path) -> MeshData:
     return MeshData([prim] if prim else [], str(path))
 
 
-def load_asset(path: Path) -> MeshData:
-    """Load a mesh or point cloud; corrupt, empty or degenerate files raise :class:`ItemError`."""
+def load_asset(path: Path, allow_untextured: bool = False) -> MeshData:
+    """Load a mesh, a point cloud or a kit of parts (:mod:`gencritic.mesh.kit`); corrupt, empty
+    or degenerate files raise :class:`ItemError`, and so do missing textures and material
+    libraries unless ``allow_untextured`` (then :func:`check_side_files` names them as warnings)."""
     path = Path(path)
+    if is_kit(path):
+        data = load_kit(path, lambda part: load_asset(part, allow_untextured))
+        _validate(data, path)
+        return data
     if not path.exists():
         raise ItemError(f"mesh file not found: {path}")
     if path.is_dir():
@@ -552,12 +648,9 @@ def load_asset(path: Path) -> MeshData:
     elif path.suffix.lower() == ".blend":
         data = _load_blend(path)
     else:
-        missing = missing_side_files(path)
-        if missing:
-            raise ItemError(f"mesh {path.name} needs {', '.join(missing)}, not found beside it in {path.parent}: "
-                            f"copy it there (without it the asset would be drawn in its plain material colour)")
+        untextured = check_side_files(path, allow_untextured)
         data = _load_with_trimesh(path)
-        if not any(p.texture is not None for p in data.primitives):
+        if not untextured and not any(p.texture is not None for p in data.primitives):
             texture = _declared_texture(path)
             if texture is not None:  # present (checked above) yet not applied: undecodable, or no uvs
                 raise ItemError(f"mesh {path.name}: its texture {texture} could not be applied (an image Pillow "
@@ -684,21 +777,24 @@ def _resolver_class() -> type:
     return _Resolver
 
 
-def _obj_textured_materials(path: Path) -> dict[str, str]:
-    """Material name -> the file name its ``map_Kd`` gives, over the OBJ's material libraries."""
+def _obj_textured_materials(path: Path, present_only: bool = False) -> dict[str, str]:
+    """Material name -> the file name its ``map_Kd`` gives, over the OBJ's material libraries
+    (``present_only``: only textures whose file is there)."""
     out: dict[str, str] = {}
     for lib in obj_material_libraries(path):
         mtl = path.parent / lib
         if mtl.is_file():
             for name, spec in _mtl_textured_materials(mtl).items():
-                out.setdefault(name, _map_file_candidates(spec)[0])
+                if not present_only or _mtl_map_file(mtl.parent, spec) is not None:
+                    out.setdefault(name, _map_file_candidates(spec)[0])
     return out
 
 
 def _check_obj_textures(scene: Any, path: Path) -> None:
     """Fail when a material whose MTL names a ``map_Kd`` image came out of trimesh without it
-    (undecodable image): one untextured part among textured ones is as wrong as all of them."""
-    textured = _obj_textured_materials(path)
+    (undecodable image): one untextured part among textured ones is as wrong as all of them.
+    (Absent images were dealt with before loading: failed, or accepted with ``allow_untextured``.)"""
+    textured = _obj_textured_materials(path, present_only=True)
     if not textured:
         return
     for geom in scene.geometry.values():

@@ -224,15 +224,17 @@ def shutdown(kill: bool = False) -> None:
     pool.shutdown(wait=not kill, cancel_futures=True)
 
 
-def load_asset_in_worker(path: Path) -> MeshData:
+def load_asset_in_worker(path: Path, allow_untextured: bool = False) -> MeshData:
     """:func:`~gencritic.mesh.load.load_asset` in a worker process (or here when there is none)."""
     timeout = load_timeout_s()
+    # the keyword only when set: load_asset(path) is the call every worker has always made
+    load = functools.partial(load_asset, allow_untextured=True) if allow_untextured else load_asset
     for _attempt in range(2):
         pool = _get_pool()
         if pool is None:
-            return load_asset(path)
+            return load(path)
         try:
-            return pool.submit(load_asset, Path(path)).result(timeout=timeout)
+            return pool.submit(load, Path(path)).result(timeout=timeout)
         except FutureTimeout:
             shutdown(kill=True)  # files in flight beside this one are retried in a fresh pool
             raise ItemError(f"loading {Path(path).name} took over {timeout:g} s in its worker process and was "

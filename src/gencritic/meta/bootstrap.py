@@ -19,15 +19,21 @@ copied array, so B resamples become one (B, n) integer matrix and a handful of a
   resamples measure the sampling spread of the mapped PLCC/RMSE (refitting 1,000 curves
   would cost minutes and is not what papers do either).
 
-Intervals are percentile intervals. Resampling is of items (not of prompts), as in the
-IQA literature. Two metrics compared on the same rating share the same ``W``, so their
-differences are paired.
+Intervals are percentile intervals. What is resampled matters as much as how: in AGIQA-3K or
+AIGCIQA2023 several images share a prompt and their scores and ratings move together, so
+resampling images as if independent (as the IQA literature does) gives intervals that are too
+narrow (in a simulation of 100 prompts x 10 images, 95 % intervals that held the truth 66 % of
+the time). When items carry groups, whole groups are drawn with replacement by default (the
+cluster bootstrap: each item's count is its group's); item resampling stays available by name,
+for comparison with published tables. Either way the counts matrix has the same form, so every
+statistic below is unchanged. Two metrics compared on the same rating share the same ``W``, so
+their differences are paired.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +43,8 @@ from gencritic.meta.logistic import LogisticFit, fit_logistic4
 
 STATS = ("plcc", "plcc_logistic", "srcc", "krcc", "rmse", "pairwise_acc")
 KRCC_EXACT_MAX = 6000
+RESAMPLE_CHOICES = ("auto", "groups", "items")
+FEW_GROUPS = 10  # below this many groups, say that group-bootstrap intervals are rough
 
 
 def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -47,6 +55,78 @@ def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
     idx = rng.integers(0, n, size=(n_boot, n))
     idx += np.arange(n_boot)[:, None] * n
     return np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.int32)
+
+
+def resample_group_counts(groups: Sequence[Hashable] | np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) int32 counts when whole groups are drawn with replacement (cluster bootstrap).
+
+    Each resample draws as many groups as there are, uniformly with replacement; every item of
+    a group drawn k times gets count k, so resamples keep a group's items together and their
+    sizes vary with the groups drawn. Groups are numbered in sorted order of their labels, so
+    the result does not depend on the order of the rows.
+    """
+    labels = np.asarray([str(g) for g in groups])
+    if n_boot <= 0 or labels.size == 0:
+        return np.zeros((0, labels.size), dtype=np.int32)
+    _, gid = np.unique(labels, return_inverse=True)
+    n_groups = int(gid.max()) + 1
+    per_group = resample_counts(n_groups, n_boot, seed)  # draws of each group in each resample
+    return np.ascontiguousarray(per_group[:, gid.ravel()])
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """What a bootstrap resamples, and why: every output that shows an interval names it."""
+
+    unit: str  # "groups" or "items"
+    n_groups: int  # distinct groups among the items (every item its own group when none)
+    reason: str
+
+    def describe(self, group_name: str = "group") -> str:
+        if self.unit == "groups":
+            return f"{self.n_groups} {group_name} groups resampled ({self.reason})"
+        return f"items resampled ({self.reason})"
+
+
+def plan_resampling(groups: Sequence[Hashable] | np.ndarray | None, n: int, resample: str = "auto") -> Resampling:
+    """Choose the resampling unit. ``auto``: groups when at least two items share one, else
+    items; ``groups``/``items``: as asked (groups needs at least two groups)."""
+    if resample not in RESAMPLE_CHOICES:
+        raise ValueError(f"resample must be one of {', '.join(RESAMPLE_CHOICES)}, got {resample!r}")
+    labels = None if groups is None else np.asarray([str(g) for g in groups])
+    if labels is not None and labels.size != n:
+        raise ValueError(f"groups are given for {labels.size} items, data has {n}")
+    n_groups = n if labels is None else int(np.unique(labels).size)
+    shared = labels is not None and n_groups < n
+    if resample == "items":
+        why = ("as asked; items of one group are treated as independent, as in published IQA tables"
+               if shared else "as asked")
+        return Resampling("items", n_groups, why)
+    if resample == "groups":
+        if labels is None or n_groups < 2:
+            raise ValueError(f"cannot resample groups: the items form {n_groups} group(s); give a column that "
+                             f"groups them or resample items")
+        return Resampling("groups", n_groups, "as asked" + _rough(n_groups))
+    if not shared:
+        return Resampling("items", n_groups, "no two items share a group")
+    if n_groups < 2:
+        return Resampling("items", n_groups, "all items share one group, so only items can be resampled")
+    return Resampling("groups", n_groups, "items of one group move together, so whole groups are drawn"
+                      + _rough(n_groups))
+
+
+def _rough(n_groups: int) -> str:
+    return f"; with only {n_groups} groups the intervals are rough" if n_groups < FEW_GROUPS else ""
+
+
+def bootstrap_counts(n: int, n_boot: int, seed: int, groups: Sequence[Hashable] | np.ndarray | None = None,
+                     resample: str = "auto") -> tuple[np.ndarray, Resampling]:
+    """Counts of every item in every resample, drawn as :func:`plan_resampling` decides."""
+    plan = plan_resampling(groups, n, resample)
+    if plan.unit == "groups":
+        assert groups is not None
+        return resample_group_counts(groups, n_boot, seed), plan
+    return resample_counts(n, n_boot, seed), plan
 
 
 def _group_sums(W: np.ndarray, gid: np.ndarray) -> np.ndarray:
@@ -160,6 +240,7 @@ class Agreement:
     hi: dict[str, float] = field(default_factory=dict)
     draws: dict[str, np.ndarray] = field(default_factory=dict)
     logistic: LogisticFit = field(default_factory=LogisticFit)
+    resampling: Resampling | None = None  # None: no intervals
 
     def row(self) -> dict[str, float]:
         out: dict[str, float] = {"n": self.n}
@@ -190,13 +271,24 @@ def point_agreement(metric: np.ndarray, human: np.ndarray, higher_is_better: boo
 
 def agreement(metric: np.ndarray, human: np.ndarray, counts: np.ndarray | None = None,
               higher_is_better: bool = True, confidence: float = 0.95, seed: int = 0,
-              krcc_exact_max: int = KRCC_EXACT_MAX) -> Agreement:
-    """Point estimates plus percentile bootstrap intervals over the resamples in ``counts``."""
+              krcc_exact_max: int = KRCC_EXACT_MAX, *, groups: Sequence[Hashable] | np.ndarray | None = None,
+              n_boot: int = 0, resample: str = "auto", resampling: Resampling | None = None) -> Agreement:
+    """Point estimates plus percentile bootstrap intervals.
+
+    The resamples are ``counts`` when given (callers comparing metrics share one matrix;
+    ``resampling`` says how it was drawn, items if omitted), else ``n_boot`` resamples drawn
+    here with ``seed``: of whole ``groups`` by default when items share them, of items when
+    ``resample="items"`` (see :func:`plan_resampling`).
+    """
     result = point_agreement(metric, human, higher_is_better)
-    if counts is None or counts.shape[0] == 0:
-        return result
     x = np.asarray(metric, dtype=np.float64)
     y = np.asarray(human, dtype=np.float64)
+    if counts is None and n_boot > 0:
+        counts, resampling = bootstrap_counts(x.size, n_boot, seed, groups, resample)
+    if counts is None or counts.shape[0] == 0:
+        return result
+    plan = resampling or Resampling("items", x.size, "as given")
+    result.resampling = plan
     W = counts.astype(np.float64)  # converted once; every resampled statistic reads it
     if W.shape[1] != x.size:
         raise ValueError(f"bootstrap counts are for {W.shape[1]} items, data has {x.size}")
@@ -212,7 +304,9 @@ def agreement(metric: np.ndarray, human: np.ndarray, counts: np.ndarray | None =
         draws.update(resampled_kendall(W, x, y, sign))
     else:
         keep = np.sort(np.random.default_rng(seed + 7919).choice(x.size, krcc_exact_max, replace=False))
-        sub = resample_counts(krcc_exact_max, W.shape[0], seed + 7919)
+        # the kept items' counts in the same group resamples keep groups whole; for items, a
+        # fresh item bootstrap of the subset
+        sub = counts[:, keep] if plan.unit == "groups" else resample_counts(krcc_exact_max, W.shape[0], seed + 7919)
         draws.update(resampled_kendall(sub, x[keep], y[keep], sign))
     result.draws = draws
     alpha = (1.0 - confidence) / 2.0

@@ -143,10 +143,11 @@ CARD_FORMAT = "gencritic-head/1"
 def save_head(folder: Any, head: AssessmentHead, card: dict[str, Any]) -> dict[str, Any]:
     """Write weights and card; the card gets the weights' sha256 so a swap is detectable."""
     import hashlib
-    import json
     from pathlib import Path
 
     from safetensors.torch import save_file
+
+    from gencritic.jsonio import write_json
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,7 @@ def save_head(folder: Any, head: AssessmentHead, card: dict[str, Any]) -> dict[s
     save_file(state, str(out / WEIGHTS_FILE))
     card = {**card, "format": CARD_FORMAT, "config": head.config,
             "weights_sha256": hashlib.sha256((out / WEIGHTS_FILE).read_bytes()).hexdigest()}
-    (out / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+    write_json(out / CARD_FILE, card, default=str)
     return card
 
 

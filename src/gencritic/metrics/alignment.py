@@ -16,7 +16,7 @@ import numpy as np
 
 from gencritic.errors import InputError
 from gencritic.features import RunContext, ViewBatch
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult, prompt_errors
+from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
@@ -38,6 +38,8 @@ def text_image_cosines(batch: ViewBatch, metric: Metric) -> tuple[np.ndarray, li
 
 
 class _ClipBase(Metric):
+    options_schema = ClipModelOptions
+
     def setup(self, ctx: RunContext) -> None:
         model = self.model_id()
         if model is None:

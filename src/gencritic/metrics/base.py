@@ -11,14 +11,33 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
+from pydantic import Field
+
+from gencritic.schemas import StrictModel, describe_schema, validate_strict
 
 if TYPE_CHECKING:
     from gencritic.features import RunContext, ViewBatch
 
 INPUT_KINDS = ("image", "text", "reference", "frames", "set")
+
+
+class MetricOptions(StrictModel):
+    """A metric's ``name:key=value;...`` options. This base declares none, so a metric that does
+    not declare its own schema refuses every key instead of ignoring it. Values arrive as
+    strings from ``--metrics`` and are converted (and refused when they do not convert) here."""
+
+
+class ClipModelOptions(MetricOptions):
+    """The options of metrics that only need a CLIP backbone."""
+
+    model: str | None = Field(None, description="CLIP backbone: a Hugging Face id, a save_pretrained folder, a "
+                                                "checkpoint file or an open_clip NAME/TAG; default: the run's --model")
+
+
+OptionsT = TypeVar("OptionsT", bound=MetricOptions)
 
 
 @dataclass(frozen=True)
@@ -86,20 +105,39 @@ def parse_options(text: str) -> dict[str, str]:
 
 
 class Metric(ABC):
-    """Base class. Subclasses set ``info`` and implement ``setup`` and ``compute``."""
+    """Base class. Subclasses set ``info`` (and ``options_schema`` when they take options) and
+    implement ``setup`` and ``compute``."""
 
     info: ClassVar[MetricInfo]
+    options_schema: ClassVar[type[MetricOptions]] = MetricOptions
 
     def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
-        self.options = dict(options or {})
+        self.options = dict(options or {})  # as written: what settings() records
+        # Checked here, when the metric is created, so a typo stops the run before any work.
+        self.opts = validate_strict(self.options_schema, self.options, f"metric {self.info.name!r}")
         self.default_model = default_model  # the run's --model, for CLIP-based metrics
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """The metric's metadata and its options schema (what ``gencritic metrics --json`` prints)."""
+        return {**cls.info.as_dict(), "options": describe_schema(cls.options_schema)}
+
+    def typed_options(self, schema: type[OptionsT]) -> OptionsT:
+        """The validated options as the subclass's own schema type (for typed access)."""
+        if not isinstance(self.opts, schema):
+            raise TypeError(f"{self.name}: options are {type(self.opts).__name__}, not {schema.__name__}")
+        return self.opts
 
     @property
     def name(self) -> str:
         return self.info.name
 
     def model_id(self) -> str | None:
-        """The model this metric's numbers come from (recorded in every row)."""
+        """The model this metric's numbers come from (recorded in every row), or None for a
+        metric that uses none: the run's ``--model`` replaces only a declared default model, so
+        a weight-free metric (flicker, SSIM, ...) never names a CLIP model it did not use."""
+        if self.info.default_model is None:
+            return self.options.get("model")
         return self.options.get("model") or self.default_model or self.info.default_model
 
     def settings(self) -> dict[str, Any]:

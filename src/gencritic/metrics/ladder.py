@@ -27,13 +27,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from gencritic.errors import InputError
 from gencritic.features import RunContext, ViewBatch
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult, parse_options
+from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, parse_options
 from gencritic.metrics.registry import register
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
@@ -101,8 +103,18 @@ def _checked_rungs(rungs: list[str], source: str) -> list[str]:
     return rungs
 
 
+class LadderOptions(ClipModelOptions):
+    prompts: str | None = Field(None, description="the rungs, bottom first, separated by '|' (no ',' or ';' "
+                                                  "inside a rung); give this or prompts_file")
+    prompts_file: str | None = Field(None, description="a UTF-8 file with one rung per line, bottom first "
+                                                       "(blank lines and # comments skipped)")
+    scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        None, description="softmax temperature, > 0; default: the model's learned logit_scale (about 100 for CLIP)")
+
+
 @register
 class Ladder(Metric):
+    options_schema = LadderOptions
     info = MetricInfo(
         name="ladder",
         family="alignment",
@@ -124,10 +136,7 @@ class Ladder(Metric):
 
     def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
         super().__init__(options, default_model)
-        unknown = set(self.options) - {"prompts", "prompts_file", "model", "scale"}
-        if unknown:
-            raise InputError(f"ladder: unknown option(s) {', '.join(sorted(unknown))}; "
-                             f"use prompts= (or prompts_file=), model=, scale=")
+        opts = self.typed_options(LadderOptions)
         if ("prompts" in self.options) == ("prompts_file" in self.options):
             raise InputError("ladder needs its rungs, once: --metrics 'ladder:prompts=faint smoke|some smoke|dramatic "
                              "fireball' or 'ladder:prompts_file=rungs.txt' (one rung per line), not both")
@@ -135,14 +144,7 @@ class Ladder(Metric):
             self.rungs = parse_ladder(self.options["prompts"])
         else:  # the rungs themselves (not the file name) are the setting: editing the file re-scores
             self.rungs = read_ladder_file(Path(self.options["prompts_file"]).expanduser())
-        self.scale: float | None = None
-        if "scale" in self.options:
-            try:
-                self.scale = float(self.options["scale"])
-            except ValueError:
-                raise InputError(f"ladder: scale={self.options['scale']!r} is not a number") from None
-            if not np.isfinite(self.scale) or self.scale <= 0:
-                raise InputError("ladder: scale must be a positive number (CLIP's is about 100)")
+        self.scale: float | None = opts.scale  # the schema refused non-numbers, <= 0 and inf
 
     @classmethod
     def from_spec(cls, arg: str, default_model: str | None) -> Ladder:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from gencritic.errors import InputError
 from gencritic.features import RunContext, ViewBatch
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, parse_options
 from gencritic.metrics.registry import register
 
 
@@ -32,8 +34,17 @@ def _read_card(path: Path) -> dict[str, Any]:
     return load_head(path)[1]
 
 
+class LearnedOptions(MetricOptions):
+    head: str | None = Field(None, description="the head folder made by `gencritic train` (card.json + "
+                                               "head.safetensors); also given positionally: learned:/path/to/head")
+
+
+_KEY_VALUE = re.compile(r"^\s*[A-Za-z_]\w*\s*=")
+
+
 @register
 class LearnedMetric(Metric):
+    options_schema = LearnedOptions
     info = MetricInfo(
         name="learned",
         family="learned",
@@ -49,7 +60,15 @@ class LearnedMetric(Metric):
 
     @classmethod
     def from_spec(cls, arg: str, default_model: str | None) -> LearnedMetric:
-        """``learned:/path/to/head`` → an instance whose columns are the head's tasks."""
+        """``learned:/path/to/head`` (or ``learned:head=/path``) → an instance whose columns are the
+        head's tasks. Text that reads as ``key=value`` and is not an existing path is taken as
+        options, so ``learned:haed=/x`` is refused by name instead of looked for as a folder."""
+        if _KEY_VALUE.match(arg) and not Path(arg.strip()).expanduser().exists():
+            try:
+                options = parse_options(arg)
+            except ValueError as exc:
+                raise InputError(f"metric 'learned:{arg}': {exc}") from None
+            arg = cls(options, default_model).options.get("head") or ""  # validates the keys
         if not arg.strip():
             raise InputError("metric 'learned' needs a head folder: --metrics learned:/path/to/head "
                              "(made by `gencritic train DATASET --out /path/to/head`)")

@@ -29,11 +29,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from gencritic.errors import InputError
 from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.alignment import text_image_cosines
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult, prompt_errors
+from gencritic.metrics.base import (
+    ClipModelOptions,
+    Metric,
+    MetricInfo,
+    MetricOptions,
+    MetricResult,
+    prompt_errors,
+)
 from gencritic.metrics.registry import register
 from gencritic.models.hubfile import WeightsSource, resolve_weights
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
@@ -109,6 +117,17 @@ def aggregate_chunk_cosines(cosines: np.ndarray) -> tuple[float, float]:
 # metrics
 
 
+class LongClipOptions(MetricOptions):
+    model: str | None = Field(None, description="a Long-CLIP checkpoint (248-token text context); default: "
+                                                "$GENCRITIC_LONGCLIP_MODEL, the run's --model when it is a checkpoint "
+                                                "file, then longclip-L.pt in the Hugging Face cache")
+
+
+class SpecsOptions(MetricOptions):
+    model: str | None = Field(None, description="the SPECS checkpoint (Long-CLIP format); default: "
+                                                "$GENCRITIC_SPECS_MODEL, or the run's --model when it is a checkpoint file")
+
+
 class _LongClipBase(Metric):
     """A Long-CLIP-format backbone, found via option, env var or hub cache; never the run's 77-token model."""
 
@@ -128,9 +147,6 @@ class _LongClipBase(Metric):
         return {}
 
     def setup(self, ctx: RunContext) -> None:
-        unknown = set(self.options) - {"model"}
-        if unknown:
-            raise InputError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))}; only model= is accepted")
         spec = resolve_weights(self.weights, self._given())
         backbone = ctx.pool.clip(spec)
         if backbone.context_length <= 77:
@@ -143,6 +159,7 @@ class _LongClipBase(Metric):
 @register
 class LongClipScore(_LongClipBase):
     weights = LONGCLIP_WEIGHTS
+    options_schema = LongClipOptions
     info = MetricInfo(
         name="longclip",
         family="longcaption",
@@ -168,6 +185,7 @@ class LongClipScore(_LongClipBase):
 @register
 class SpecsScore(_LongClipBase):
     weights = SPECS_WEIGHTS
+    options_schema = SpecsOptions
     info = MetricInfo(
         name="specs",
         family="longcaption",
@@ -192,6 +210,7 @@ class SpecsScore(_LongClipBase):
 
 @register
 class ClipChunked(Metric):
+    options_schema = ClipModelOptions
     info = MetricInfo(
         name="clip_chunked",
         family="longcaption",
@@ -211,9 +230,6 @@ class ClipChunked(Metric):
     )
 
     def setup(self, ctx: RunContext) -> None:
-        unknown = set(self.options) - {"model"}
-        if unknown:
-            raise InputError(f"clip_chunked: unknown option(s) {', '.join(sorted(unknown))}; only model= is accepted")
         model = self.model_id()
         if model is None:
             raise InputError("metric clip_chunked needs a model")

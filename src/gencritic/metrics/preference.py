@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from gencritic.errors import InputError
 from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.alignment import text_image_cosines
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult, prompt_errors
+from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.hubfile import resolve_weights
 from gencritic.models.imagereward import (
@@ -48,15 +50,32 @@ def pickscore_from_cosine(cos: np.ndarray, logit_scale: float) -> np.ndarray:
     return float(logit_scale) * np.asarray(cos, dtype=np.float64)
 
 
-def _check_options(name: str, options: dict[str, str], allowed: set[str]) -> None:
-    unknown = set(options) - allowed
-    if unknown:
-        raise InputError(f"{name}: unknown option(s) {', '.join(sorted(unknown))}; "
-                         f"accepted: {', '.join(sorted(allowed))}")
+class PickScoreOptions(MetricOptions):
+    model: str | None = Field(None, description="PickScore model (Hugging Face id or folder); default: "
+                                                "$GENCRITIC_PICKSCORE_MODEL, then yuvalkirstain/PickScore_v1")
+    processor: str | None = Field(None, description="its CLIP processor; default: $GENCRITIC_PICKSCORE_PROCESSOR, "
+                                                    "then laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+
+
+class HPSv2Options(MetricOptions):
+    model: str | None = Field(None, description="HPSv2 checkpoint file; default: $GENCRITIC_HPSV2_MODEL, then the "
+                                                "version's file from xswu/HPSv2 in the Hugging Face cache")
+    version: Literal["v2.0", "v2.1"] = Field("v2.1", description="which published HPS release the checkpoint is")
+    arch: str = Field("ViT-H-14", description="open_clip architecture of the checkpoint")
+
+
+class ImageRewardOptions(MetricOptions):
+    model: str | None = Field(None, description="ImageReward.pt; default: $GENCRITIC_IMAGEREWARD_MODEL, then "
+                                                "THUDM/ImageReward in the Hugging Face cache")
+    med_config: str | None = Field(None, description="BLIP med_config.json; default: the file beside the checkpoint, "
+                                                     "else the hub's")
+    tokenizer: str | None = Field(None, description="bert-base-uncased tokenizer folder or id; default: "
+                                                    "$GENCRITIC_IMAGEREWARD_TOKENIZER, then bert-base-uncased")
 
 
 @register
 class PickScore(Metric):
+    options_schema = PickScoreOptions
     info = MetricInfo(
         name="pickscore",
         family="preference",
@@ -89,7 +108,6 @@ class PickScore(Metric):
         return {"processor": self._sources()[1]}
 
     def setup(self, ctx: RunContext) -> None:
-        _check_options(self.name, self.options, {"model", "processor"})
         model, processor = self._sources()
         pool = ctx.pool
         self.backbone = pool.get(("pickscore", f"{model}|{processor}"),
@@ -102,6 +120,7 @@ class PickScore(Metric):
 
 @register
 class HPSv2(Metric):
+    options_schema = HPSv2Options
     info = MetricInfo(
         name="hpsv2",
         family="preference",
@@ -124,11 +143,11 @@ class HPSv2(Metric):
 
     def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
         super().__init__(options, default_model)
-        _check_options(self.name, self.options, {"model", "version", "arch"})
-        self.version = self.options.get("version", "v2.1")
-        if self.version not in HPSV2_FILES:
+        opts = self.typed_options(HPSv2Options)
+        self.version: str = opts.version
+        if self.version not in HPSV2_FILES:  # the schema's choices and the known files must agree
             raise InputError(f"hpsv2: version={self.version!r}; use one of {', '.join(HPSV2_FILES)}")
-        self.arch = self.options.get("arch", "ViT-H-14")
+        self.arch = opts.arch
 
     def model_id(self) -> str | None:
         return getattr(self, "_checkpoint", None) or self.options.get("model") or self.info.default_model
@@ -159,6 +178,7 @@ def _med_config_for(checkpoint: str, given: str | None) -> str:
 
 @register
 class ImageReward(Metric):
+    options_schema = ImageRewardOptions
     info = MetricInfo(
         name="imagereward",
         family="preference",
@@ -180,10 +200,6 @@ class ImageReward(Metric):
         needs_pixels=True,
         optional_weights=True,
     )
-
-    def __init__(self, options: dict[str, str] | None = None, default_model: str | None = None) -> None:
-        super().__init__(options, default_model)
-        _check_options(self.name, self.options, {"model", "med_config", "tokenizer"})
 
     def model_id(self) -> str | None:
         return getattr(self, "_checkpoint", None) or self.options.get("model") or self.info.default_model

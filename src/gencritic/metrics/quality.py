@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.features import RunContext, ViewBatch
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
 from gencritic.metrics.registry import register
 from gencritic.models.clip import ClipBackbone
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
@@ -43,8 +44,34 @@ def clip_embedding_dim(backbone: ClipBackbone) -> int | None:
     return None
 
 
+class AestheticOptions(MetricOptions):
+    head: str | None = Field(None, description="LAION head file (v1 sa_0_4_vit_*_linear.pth or v2 "
+                                               "sac+logos+ava1-l14-linearMSE.pth); default: $GENCRITIC_AESTHETIC_HEAD")
+    model: str | None = Field(None, description="the CLIP the head was trained on; default: decided by the head "
+                                                "(768-d: ViT-L/14; 512-d: ViT-B/32 or B/16 as its file name says), "
+                                                "never the run's --model")
+
+
+class ClipIqaOptions(ClipModelOptions):
+    pairs: str | None = Field(None, description="antonym prompt pairs 'pos|neg', joined by '+'; default: "
+                                                "Good photo.|Bad photo.")
+
+
+class NiqeOptions(MetricOptions):
+    model: str | None = Field(None, description=".npz/.mat with mu_pris_param and cov_pris_param; default: the "
+                                                "bundled LIVE pristine model")
+
+
+class BrisqueOptions(MetricOptions):
+    model: str | None = Field(None, description="LIVE SVR (libsvm text model, 'allmodel'); default: "
+                                                "$GENCRITIC_BRISQUE_MODEL")
+    range: str | None = Field(None, description="its svm-scale range file ('allrange'); default: "
+                                                "$GENCRITIC_BRISQUE_RANGE")
+
+
 @register
 class Aesthetic(Metric):
+    options_schema = AestheticOptions
     info = MetricInfo(
         name="aesthetic", family="quality", inputs=("image",), columns=("aesthetic",),
         range=(float("-inf"), float("inf")), higher_is_better=True, default_model=AESTHETIC_DEFAULT_MODEL,
@@ -52,28 +79,27 @@ class Aesthetic(Metric):
         description=("LAION aesthetic predictor: a regression head (v1 linear, or the improved v2 MLP "
                      "sac+logos+ava1-l14-linearMSE) on the L2-normalised CLIP image embedding of the model it was "
                      "trained on; about 1-10 on real images. head=PATH or $GENCRITIC_AESTHETIC_HEAD; "
-                     "model= the matching CLIP (default OpenAI ViT-L/14, not the run's --model). A head whose input "
+                     "model= the matching CLIP (default: the head decides, 768-d -> OpenAI ViT-L/14, 512-d -> "
+                     "ViT-B/32 or B/16 as its file name says; never the run's --model). A head whose input "
                      "size differs from the model's embedding size is refused."),
         reference="Schuhmann et al., LAION-5B, NeurIPS 2022 Datasets and Benchmarks (LAION-Aesthetics predictor); "
                   "github.com/christophschuhmann/improved-aesthetic-predictor",
     )
 
     def model_id(self) -> str | None:
-        return self.options.get("model") or AESTHETIC_DEFAULT_MODEL
+        """After setup, the backbone the head decided (or the one model= named)."""
+        return getattr(self, "_model", None) or self.options.get("model") or AESTHETIC_DEFAULT_MODEL
 
     def settings(self) -> dict[str, Any]:
         return {"head": Path(self.head_path).name if getattr(self, "head_path", None) else self.options.get("head")}
 
     def setup(self, ctx: RunContext) -> None:
-        from gencritic.models.heads import load_head, resolve_head_path
+        from gencritic.models.heads import backbone_for_head, load_head, resolve_head_path
 
-        unknown = set(self.options) - {"head", "model"}
-        if unknown:
-            raise InputError(f"aesthetic: unknown option(s) {', '.join(sorted(unknown))}; use head=PATH and model=CLIP")
         path = resolve_head_path(self.options.get("head"))
         self.head_path = str(path)
         self.head = ctx.pool.get(("aesthetic_head", str(path.resolve())), lambda: load_head(path))
-        model = self.model_id() or AESTHETIC_DEFAULT_MODEL
+        model = self._model = backbone_for_head(self.head, self.options.get("model"))
         self.backbone = ctx.pool.clip(model)
         dim = clip_embedding_dim(self.backbone)
         if dim is not None:
@@ -111,6 +137,7 @@ def clip_iqa_scores(img: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, log
 
 @register
 class ClipIQA(Metric):
+    options_schema = ClipIqaOptions
     info = MetricInfo(
         name="clip_iqa", family="quality", inputs=("image",), columns=("clip_iqa",), range=(0.0, 1.0),
         higher_is_better=True, default_model=DEFAULT_CLIP_MODEL,
@@ -125,9 +152,6 @@ class ClipIQA(Metric):
         return {"pairs": [list(p) for p in self.pairs]} if hasattr(self, "pairs") else dict(self.options)
 
     def setup(self, ctx: RunContext) -> None:
-        unknown = set(self.options) - {"pairs", "model"}
-        if unknown:
-            raise InputError(f"clip_iqa: unknown option(s) {', '.join(sorted(unknown))}; use pairs= and model=")
         self.pairs = parse_pairs(self.options.get("pairs"))
         model = self.model_id()
         if model is None:
@@ -156,6 +180,7 @@ def _pixel_scores(batch: ViewBatch, column: str, fn: Callable[[np.ndarray], floa
 
 @register
 class NIQE(Metric):
+    options_schema = NiqeOptions
     info = MetricInfo(
         name="niqe", family="quality", inputs=("image",), columns=("niqe",), range=(0.0, float("inf")),
         higher_is_better=False, default_model="niqe-live-pristine", needs_pixels=True,
@@ -172,9 +197,6 @@ class NIQE(Metric):
     def setup(self, ctx: RunContext) -> None:
         from gencritic.metrics._iqa.niqe import load_niqe_model
 
-        unknown = set(self.options) - {"model"}
-        if unknown:
-            raise InputError(f"niqe: unknown option(s) {', '.join(sorted(unknown))}; only model=PATH")
         path = self.options.get("model")
         if path and not Path(path).is_file():
             raise ModelUnavailableError(f"niqe: model file not found: {path}")
@@ -195,6 +217,7 @@ BRISQUE_RANGE_ENV = "GENCRITIC_BRISQUE_RANGE"
 
 @register
 class BRISQUE(Metric):
+    options_schema = BrisqueOptions
     info = MetricInfo(
         name="brisque", family="quality", inputs=("image",), columns=("brisque",), range=(float("-inf"), float("inf")),
         higher_is_better=False, default_model="brisque-live-allmodel", needs_pixels=True, optional_weights=True,
@@ -211,9 +234,6 @@ class BRISQUE(Metric):
     def setup(self, ctx: RunContext) -> None:
         from gencritic.metrics._iqa.brisque import load_brisque_model
 
-        unknown = set(self.options) - {"model", "range"}
-        if unknown:
-            raise InputError(f"brisque: unknown option(s) {', '.join(sorted(unknown))}; use model= and range=")
         model = self.options.get("model") or os.environ.get(BRISQUE_MODEL_ENV)
         rng = self.options.get("range") or os.environ.get(BRISQUE_RANGE_ENV)
         if not model or not rng:

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import BeforeValidator, Field
 
 from gencritic.errors import InputError
 from gencritic.features import RunContext, View, ViewBatch, encode_images_cached
 from gencritic.io.images import LoadedImage
 from gencritic.metrics._iqa import ssim as ssim_math
-from gencritic.metrics.base import Metric, MetricInfo, MetricResult
+from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
 from gencritic.metrics.registry import register
 from gencritic.models.device import resolve_device
 from gencritic.models.dino import DEFAULT_DINO_MODEL, load_dino
@@ -87,11 +88,36 @@ def aligned_pair(view: View, ref: LoadedImage, use_mask: bool, dtype: torch.dtyp
     return x, y, m
 
 
+def _mask_value(value: object) -> object:
+    """``mask=`` is case-blind; anything but auto/none is refused with the two choices."""
+    text = str(value).strip().lower()
+    if text not in ("auto", "none"):
+        raise ValueError(f"mask={text!r} is not an option; use mask=auto (honour alpha) or mask=none")
+    return text
+
+
+MaskOption = Annotated[Literal["auto", "none"], BeforeValidator(_mask_value)]
+MASK_HELP = "auto: weight the comparison by the union of both images' alpha; none: compare whole frames"
+
+
+class PixelOptions(MetricOptions):
+    mask: MaskOption = Field("auto", description=MASK_HELP)
+
+
+class LpipsOptions(MetricOptions):
+    net: str = Field("alex", description="backbone: alex, vgg or squeeze")
+    weights: str | None = Field(None, description="the backbone's torchvision weights file; default: "
+                                                  "$GENCRITIC_LPIPS_<NET>_WEIGHTS, then torchvision's cache")
+    mask: MaskOption = Field("auto", description=MASK_HELP)
+
+
+class DinoOptions(MetricOptions):
+    model: str | None = Field(None, description="DINOv2 model (Hugging Face id or save_pretrained folder); "
+                                                f"default: {DEFAULT_DINO_MODEL}, never the run's CLIP --model")
+
+
 def _mask_option(metric: Metric) -> bool:
-    value = metric.options.get("mask", "auto").lower()
-    if value not in ("auto", "none"):
-        raise InputError(f"{metric.name}: mask={value!r} is not an option; use mask=auto (honour alpha) or mask=none")
-    return value == "auto"
+    return metric.options.get("mask", "auto").strip().lower() == "auto"  # validated by the schema
 
 
 def per_view(batch: ViewBatch, fn: Callable[[View, LoadedImage], float]) -> tuple[np.ndarray, list[str | None]]:
@@ -113,14 +139,13 @@ def per_view(batch: ViewBatch, fn: Callable[[View, LoadedImage], float]) -> tupl
 class _PixelMetric(Metric):
     """Shared shell of the pure pixel metrics (no model to load)."""
 
+    options_schema = PixelOptions
+
     def model_id(self) -> str | None:
         return None
 
     def setup(self, ctx: RunContext) -> None:
         self.use_mask = _mask_option(self)
-        unknown = set(self.options) - {"mask"}
-        if unknown:
-            raise InputError(f"{self.name}: unknown option(s) {', '.join(sorted(unknown))}; only mask=auto|none")
 
     def score_pair(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> float:
         raise NotImplementedError
@@ -159,7 +184,7 @@ class MSSSIM(_PixelMetric):
         name="ms_ssim", family="reference", inputs=("image", "reference"), columns=("ms_ssim",), range=(0.0, 1.0),
         higher_is_better=True, default_model=None, needs_pixels=True,
         description=("Multi-scale SSIM: 5 scales, weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average "
-                     "pooling, per-scale terms clamped at 0; needs images of at least 161x161." + _PIXEL_NOTE),
+                     "pooling, per-scale terms clamped at 0; needs images of at least 176x176." + _PIXEL_NOTE),
         reference="Wang, Simoncelli, Bovik, Multiscale Structural Similarity for Image Quality Assessment, "
                   "Asilomar 2003",
     )
@@ -184,6 +209,7 @@ class PSNR(_PixelMetric):
 
 @register
 class LPIPS(Metric):
+    options_schema = LpipsOptions
     info = MetricInfo(
         name="lpips", family="reference", inputs=("image", "reference"), columns=("lpips",), range=(0.0, float("inf")),
         higher_is_better=False, default_model="alex", needs_pixels=True, optional_weights=True,
@@ -205,9 +231,6 @@ class LPIPS(Metric):
     def setup(self, ctx: RunContext) -> None:
         from gencritic.models.lpips_nets import canonical_net, load_lpips
 
-        unknown = set(self.options) - {"net", "weights", "mask"}
-        if unknown:
-            raise InputError(f"lpips: unknown option(s) {', '.join(sorted(unknown))}; use net=, weights=, mask=")
         self.use_mask = _mask_option(self)
         net = canonical_net(self.options.get("net", "alex"))
         weights = self.options.get("weights")
@@ -266,6 +289,7 @@ def _embedding_cosines(batch: ViewBatch, view_emb: Callable[[], torch.Tensor],
 
 @register
 class ClipImageImage(Metric):
+    options_schema = ClipModelOptions
     info = MetricInfo(
         name="clip_i2i", family="reference", inputs=("image", "reference"), columns=("clip_i2i",), range=(-1.0, 1.0),
         higher_is_better=True, default_model=DEFAULT_CLIP_MODEL,
@@ -294,6 +318,7 @@ class ClipImageImage(Metric):
 
 @register
 class DinoSimilarity(Metric):
+    options_schema = DinoOptions
     info = MetricInfo(
         name="dino", family="reference", inputs=("image", "reference"), columns=("dino",), range=(-1.0, 1.0),
         higher_is_better=True, default_model=DEFAULT_DINO_MODEL, optional_weights=True,

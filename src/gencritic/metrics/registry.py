@@ -1,7 +1,9 @@
 """The one list of metrics. ``gencritic metrics`` reads it; ``--metrics`` specs resolve here.
 
 A spec is ``name`` or ``name:options`` (``lpips:net=vgg``, ``learned:/path/to/head``).
-Family modules register their classes with :func:`register` when imported; this module
+Every metric declares its options as a strict schema (``Metric.options_schema``); creating a
+metric validates them, so an unknown key or a value of the wrong type is one InputError line
+with the accepted keys and the closest match, before any work. Family modules register their classes with :func:`register` when imported; this module
 imports every family so the registry is always complete.
 """
 
@@ -12,6 +14,7 @@ from collections.abc import Iterable
 
 from gencritic.errors import InputError
 from gencritic.metrics.base import Metric, parse_options
+from gencritic.schemas import closest
 
 _REGISTRY: dict[str, type[Metric]] = {}
 
@@ -60,14 +63,17 @@ def split_specs(text: str | Iterable[str]) -> list[str]:
 
 
 def create_metric(spec: str, default_model: str | None = None) -> Metric:
-    """Instantiate a metric from its spec, or fail with the list of known names."""
+    """Instantiate a metric from its spec (options validated against its schema), or fail with
+    one line: the known names for an unknown metric, the accepted keys for an unknown option."""
     _ensure_loaded()
     name, _, arg = spec.partition(":")
     name = name.strip().lower()
     cls = _REGISTRY.get(name)
     if cls is None:
         known = ", ".join(sorted(_REGISTRY))
-        raise InputError(f"unknown metric {name!r}; known metrics: {known} (see `gencritic metrics`)")
+        hint = closest(name, sorted(_REGISTRY))
+        raise InputError(f"unknown metric {name!r}{f' (did you mean {hint!r}?)' if hint else ''}; "
+                         f"known metrics: {known} (see `gencritic metrics`)")
     from_spec = getattr(cls, "from_spec", None)
     if from_spec is not None:
         return from_spec(arg, default_model)  # type: ignore[no-any-return]

@@ -53,3 +53,15 @@ def dtype_name(dtype: torch.dtype, int8: bool = False) -> str:
     if int8:
         return "int8"
     return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+
+
+def describe_runtime(device: str = "auto", dtype: str = "auto") -> dict[str, str | int]:
+    """What a run actually ran on: the resolved device (``cuda:0``, not ``auto``), dtype in
+    ``--dtype``'s words (``fp32``, ``fp16``, ``int8``...) and torch's CPU thread count, which
+    moves the last bits of CPU results. Recorded in ``summary.json`` so a published number
+    says where it came from."""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    compute, int8 = resolve_dtype(dtype, dev)
+    return {"device": str(dev), "dtype": dtype_name(compute, int8), "torch_threads": torch.get_num_threads()}

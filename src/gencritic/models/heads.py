@@ -10,6 +10,14 @@ Two published formats are recognised from the state-dict keys alone:
 Both take the L2-normalised image embedding of the CLIP model they were trained on. A head whose
 input size does not match the backbone's embedding size is refused, because feeding it the wrong
 model's embeddings yields a number with no meaning.
+
+Which backbone, when the user names none (:func:`backbone_for_head`): the head decides, by its
+input width. 768 is OpenAI ViT-L/14 (the v2 MLP and the v1 L/14 head). 512 is ambiguous: the v1
+ViT-B/32 and ViT-B/16 heads are both 512-d and nothing in their weights tells them apart, so the
+file name decides, as LAION names them (``vit_b_32``/``b32``/``patch32``, ``vit_b_16``/...); a
+512-d head whose name says neither is refused with the two choices rather than guessed. Any other
+width needs ``model=``. An explicit ``model=`` is refused when its width differs from the head's,
+or when it is one of these OpenAI models and the head's file name names another.
 """
 
 from __future__ import annotations
@@ -25,6 +33,17 @@ import torch
 from gencritic.errors import InputError, ModelUnavailableError
 
 HEAD_ENV = "GENCRITIC_AESTHETIC_HEAD"
+VIT_L14 = "openai/clip-vit-large-patch14"
+VIT_B32 = "openai/clip-vit-base-patch32"
+VIT_B16 = "openai/clip-vit-base-patch16"
+# Input width -> the OpenAI CLIPs whose image embeddings have it (LAION trained its heads on these).
+HEAD_BACKBONES: dict[int, tuple[str, ...]] = {768: (VIT_L14,), 512: (VIT_B32, VIT_B16)}
+# What LAION's file names say: sa_0_4_vit_b_32_linear.pth, sa_0_4_vit_l_14_linear.pth, sac+logos+ava1-l14-...
+_NAME_HINTS = (
+    (re.compile(r"(?<![a-z0-9])(?:vit[-_]?)?b[-_/]?32(?![0-9])|patch32"), VIT_B32),
+    (re.compile(r"(?<![a-z0-9])(?:vit[-_]?)?b[-_/]?16(?![0-9])|patch16"), VIT_B16),
+    (re.compile(r"(?<![a-z0-9])(?:vit[-_]?)?l[-_/]?14(?![0-9])|patch14"), VIT_L14),
+)
 
 
 @dataclass
@@ -53,6 +72,39 @@ class EmbeddingHead:
                 f"aesthetic head {self.path} expects {self.in_dim}-d CLIP embeddings but model '{model_id}' gives "
                 f"{dim}-d: use the head trained for that model (v1 B/32 or B/16 heads are 512-d, L/14 heads 768-d) "
                 f"or set aesthetic:model=<matching CLIP>")
+
+
+def named_backbone(path: str | Path) -> str | None:
+    """The OpenAI CLIP a head's file name names (LAION's naming), or None."""
+    name = Path(path).name.lower()
+    return next((model for pattern, model in _NAME_HINTS if pattern.search(name)), None)
+
+
+def backbone_for_head(head: EmbeddingHead, explicit: str | None) -> str:
+    """The CLIP to run under ``head``: ``explicit`` when given and consistent with the head's
+    name, else the one its input width (and, for 512-d, its file name) decides; one InputError
+    line otherwise. The width of an explicit model is checked once it is loaded (check_dim)."""
+    width = head.in_dim
+    named = named_backbone(head.path)
+    candidates = HEAD_BACKBONES.get(width, ())
+    if named not in candidates:  # a name that contradicts the width says nothing
+        named = None
+    if explicit:
+        known = {m for models in HEAD_BACKBONES.values() for m in models}
+        if named and explicit in known and explicit != named:
+            raise InputError(f"aesthetic head {head.path} was trained on {named} (its file name says so) but "
+                             f"model={explicit}: drop model= or give the head trained for {explicit}")
+        return explicit
+    if named:
+        return named
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise InputError(f"aesthetic head {head.path} takes {width}-d embeddings, which {' and '.join(candidates)} "
+                         f"both give, and its file name does not say which: add model={candidates[0]} (or "
+                         f"model={candidates[1]}) to the aesthetic spec")
+    raise InputError(f"aesthetic head {head.path} takes {width}-d embeddings, which no default CLIP gives (768-d: "
+                     f"ViT-L/14, 512-d: ViT-B/32 or B/16): add model=<the CLIP it was trained on> to the aesthetic spec")
 
 
 def parse_head(state: dict[str, torch.Tensor], path: str) -> EmbeddingHead:

@@ -2,8 +2,11 @@
 
 ``render_asset(path, options)`` is the contract with :mod:`gencritic.media`: its ``views`` hold
 one :class:`RenderedView` per camera of the rig (a view that shows nothing has ``error`` set and
-no image, so it is never scored) and its ``meta`` says which renderer drew them. Whole-asset problems (missing, corrupt, empty, degenerate
-mesh; no GL context) raise :class:`~gencritic.errors.ItemError`, which fails the item's row.
+no image, so it is never scored), its ``meta`` says which renderer drew them and its ``warnings``
+what of the asset's appearance they leave out (:mod:`gencritic.mesh.fidelity`; the same whether
+the views were drawn now or served from the cache). Whole-asset problems (missing, corrupt, empty,
+degenerate mesh; missing textures unless ``allow_untextured``; no GL context) raise
+:class:`~gencritic.errors.ItemError`, which fails the item's row.
 
 Thread-safe: the GL work runs on gencritic's own render threads, one context each (see
 :func:`gencritic.render.gl.render_views`); loading and compositing run in the caller's thread.
@@ -23,6 +26,8 @@ from PIL import Image
 
 from gencritic.errors import ItemError
 from gencritic.io.images import LoadedImage
+from gencritic.jsonio import write_json
+from gencritic.mesh.fidelity import asset_warnings
 from gencritic.mesh.load import asset_sha256
 from gencritic.mesh.normalize import normalization_transform
 from gencritic.mesh.parallel import load_asset_in_worker
@@ -53,6 +58,7 @@ class AssetRender:
     views: list[RenderedView] = field(default_factory=list)
     from_cache: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # row warnings: "kind: text" (gencritic.row_warnings)
 
 
 def _render_key(asset_sha: str, settings: RenderSettings) -> str:
@@ -70,7 +76,7 @@ def view_sha256(asset_sha: str, settings: RenderSettings, index: int) -> str:
 def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> tuple[np.ndarray, dict[str, Any]]:
     from gencritic.render.gl import RenderContextError, render_views
 
-    mesh = load_asset_in_worker(path)
+    mesh = load_asset_in_worker(path, allow_untextured=settings.allow_untextured)
     model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
     # back faces may be skipped only if every camera is outside the geometry's bounding sphere
     lo, hi = mesh.bounds()
@@ -104,6 +110,7 @@ def render_asset(path: Path, options: dict[str, Any] | RenderSettings | None = N
     settings = options if isinstance(options, RenderSettings) else parse_render_options(options)
     path = Path(path)
     sha = asset_sha256(path)
+    warnings = asset_warnings(path, settings.allow_untextured)  # before the cache: fails what must not be drawn
     cameras = settings.cameras()
     cache = RenderCache(settings.cache_dir) if settings.cache else None
     key = _render_key(sha, settings)
@@ -116,7 +123,7 @@ def render_asset(path: Path, options: dict[str, Any] | RenderSettings | None = N
         from_cache = False
         if cache is not None:
             cache.put(key, premult, meta)
-    result = AssetRender(path, sha, settings, cameras, premult, from_cache=from_cache, meta=meta)
+    result = AssetRender(path, sha, settings, cameras, premult, from_cache=from_cache, meta=meta, warnings=warnings)
     for i, cam in enumerate(cameras):
         rgb_image, alpha, problem = composite_view(premult[i], settings.background)
         if rgb_image is None:
@@ -154,9 +161,9 @@ def write_views(render: AssetRender, out_dir: Path, transparent: bool = False) -
         "settings": render.settings.pixel_settings(), "world": {
             "up": "+Y", "front": "+Z", "units": "normalised asset frame (see docs/rendering.md)"},
         "model_matrix": render.meta.get("model_matrix"), "renderer": render.meta.get("renderer"),
-        "views": views_json,
+        "warnings": render.warnings, "views": views_json,
     }
-    (out_dir / "cameras.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(out_dir / "cameras.json", doc, indent=1)
     return out_dir
 
 
@@ -170,27 +177,39 @@ class RenderReport:
     views_blank: int
     error: str | None = None
     renderer: str | None = None  # GL_RENDERER or Cycles: shows whether the GPU or a CPU rasteriser drew
+    warnings: list[str] = field(default_factory=list)  # what the views leave out (AssetRender.warnings)
 
 
 def find_assets(source: Path) -> list[Path]:
-    """A mesh file, or every mesh/point-cloud file under a folder (sorted, recursive)."""
+    """A mesh file (or kit file), or every mesh/point-cloud file under a folder (natural order,
+    recursive; kit files are not picked up there: their parts would be rendered twice)."""
+    return _asset_listing(source)[0]
+
+
+def _asset_listing(source: Path) -> tuple[list[Path], dict[Path, str]]:
+    """:func:`find_assets`, plus the entries that cannot be read (path -> why), each of which is
+    reported as a failed asset while the others are rendered (the one listing, io/listing.py)."""
     from gencritic.errors import InputError
+    from gencritic.io.listing import FolderError, walk_files
     from gencritic.items import CONVERT_3D_HINT, MESH_EXTENSIONS, UNREAD_3D_EXTENSIONS
+    from gencritic.mesh.kit import is_kit
 
     source = Path(source)
     if source.is_file():
-        if source.suffix.lower() not in MESH_EXTENSIONS:
+        if source.suffix.lower() not in MESH_EXTENSIONS and not is_kit(source):
             hint = f"; {CONVERT_3D_HINT}" if source.suffix.lower() in UNREAD_3D_EXTENSIONS else ""
             raise InputError(f"{source} is not a mesh: give {', '.join(sorted(MESH_EXTENSIONS))} or a folder of them"
                              f"{hint}")
-        return [source]
+        return [source], {}
     if not source.is_dir():
         raise InputError(f"input not found: {source} (give a mesh file or a folder of meshes)")
-    found = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in MESH_EXTENSIONS
-                   and not any(part.startswith(".") for part in p.relative_to(source).parts))
-    if not found:
+    try:
+        listing = walk_files(source, MESH_EXTENSIONS)
+    except FolderError as exc:
+        raise InputError(str(exc)) from None
+    if not listing.files and not listing.bad:
         raise InputError(f"no meshes under {source} (looked for {', '.join(sorted(MESH_EXTENSIONS))})")
-    return found
+    return listing.files, {b.path: f"{b.path}: {b.reason}" for b in listing.bad}
 
 
 def asset_out_name(asset: Path, source: Path) -> str:
@@ -213,10 +232,12 @@ def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = N
 
     settings = parse_render_options(options)
     check_environment()
-    assets = find_assets(Path(source))
+    assets, unreadable = _asset_listing(Path(source))
     from gencritic.mesh.blend import prepare_blend_files
 
     blend_failures = prepare_blend_files(assets, show_progress=on_done is not None)
+    blend_failures.update(unreadable)
+    assets = assets + list(unreadable)
 
     def one(asset: Path) -> RenderReport:
         if asset in blend_failures:
@@ -230,7 +251,8 @@ def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = N
         folder = write_views(result, Path(out) / asset_out_name(asset, Path(source)), transparent)
         blank = sum(v.error is not None for v in result.views)
         return RenderReport(asset, folder, len(result.views) - blank, blank,
-                            renderer=str(result.meta.get("renderer")) if result.meta.get("renderer") else None)
+                            renderer=str(result.meta.get("renderer")) if result.meta.get("renderer") else None,
+                            warnings=result.warnings)
 
     reports = []
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gencritic-render") as pool:

@@ -21,12 +21,12 @@ import json
 import logging
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gencritic.atomic import atomic_open
 from gencritic.cache import default_cache_dir
 
 log = logging.getLogger("gencritic")
@@ -85,18 +85,9 @@ class RenderCache:
         views = np.ascontiguousarray(views, dtype=np.uint8)
         header = json.dumps({"meta": meta, "shape": list(views.shape)}).encode()
         body = _zstd().ZstdCompressor(level=ZSTD_LEVEL).compress(views.data)
-        tmp: Path | None = None
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".gcr", dir=target.parent)
-            tmp = Path(name)
-            with os.fdopen(fd, "wb") as f:
+        try:  # a cache: no fsync (a file lost to a crash is rendered again); the umask decides who reads it
+            with atomic_open(target, binary=True, prefix=".tmp-", suffix=".gcr", fsync=False) as f:
                 f.write(MAGIC + _HEADER_LEN.pack(len(header)) + header)
                 f.write(body)
-            os.replace(tmp, target)
-            tmp = None
         except OSError as exc:  # disk full, read-only cache folder...
             log.warning("render cache: cannot store %s (%s); the render is used uncached", target, exc)
-        finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)

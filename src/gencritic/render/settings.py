@@ -4,6 +4,11 @@ Why one frozen record: every number a view's pixels depend on (rig, resolution, 
 normalisation, MSAA, background...) must enter the content key, or a cache would serve a
 picture made with other settings. ``RENDERER_VERSION`` changes whenever the shader or the
 compositing changes pixels, which invalidates old cache entries.
+
+Why a pydantic model: it is the one schema of render options (CLI, Python API, service, Toys4k),
+strict like every user-facing schema (:mod:`gencritic.schemas`): an unknown option or a value of
+the wrong type or range is one InputError line with the accepted keys and the closest match,
+whichever entry point built it.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field, field_validator, model_validator
 
 from gencritic.errors import InputError
 from gencritic.io.images import RGB, WHITE, parse_background
 from gencritic.mesh.normalize import NORMALIZATIONS, UP_AXES
 from gencritic.render.cameras import RIG_HELP, Camera, make_rig
+from gencritic.schemas import StrictModel, validate_strict
 
 # gl-2: back faces of closed meshes culled; gl-3: linear colours (glTF factors and COLOR_0,
 # Blender's MTL Kd) encoded to sRGB; gl-4: glTF base-colour factors and float/16-bit COLOR_0 at
@@ -26,29 +33,109 @@ from gencritic.render.cameras import RIG_HELP, Camera, make_rig
 RENDERER_VERSION = "gl-4"
 LIGHTINGS = ("default", "flat")
 RENDERERS = ("gl", "cycles")
+MSAA_SAMPLES = (0, 1, 2, 4, 8, 16)
 
 
-@dataclass(frozen=True)
-class RenderSettings:
-    """Everything that decides a rendered view's pixels (plus where the cache lives)."""
+class RenderSettings(StrictModel):
+    """Everything that decides a rendered view's pixels (plus where the cache lives).
 
-    rig: str = "toys4k8"
-    resolution: int = 512
-    background: RGB = WHITE
-    normalize: str = "trellis"
-    up: str = "y"
-    sphere_radius: float = 0.5
-    radius: float = 2.0
-    fov: float = 40.0
-    pitch: float = 30.0
-    seed: int = 0
-    lighting: str = "default"
-    samples: int = 0  # MSAA; 0 by default: on llvmpipe 4x costs ~6x time for ~0 change at CLIP size (docs)
-    point_size: float = 0.0  # pixels; 0 = resolution / 128
-    renderer: str = "gl"  # gl: the rasteriser (default); cycles: Blender's path tracer (render/pathtrace.py)
-    spp: int = 16  # Cycles samples per pixel (the gl renderer ignores it)
-    cache: bool = True
-    cache_dir: Path | None = field(default=None, compare=False)
+    Constructing one validates it (types, ranges, the rig); :func:`parse_render_options` is the
+    entry point that also checks the environment (Blender for ``renderer=cycles``)."""
+
+    rig: str = Field("toys4k8", description=f"camera rig: {RIG_HELP}")
+    resolution: int = Field(512, description="view size in pixels, 16..4096")
+    background: RGB = Field(WHITE, description="colour under transparent pixels: white, black, grey, #rrggbb or r,g,b")
+    normalize: str = Field("trellis", description=f"mesh normalisation: {', '.join(NORMALIZATIONS)}")
+    up: str = Field("y", description="up axis: y (glTF, most OBJ) or z (Blender/CAD)")
+    sphere_radius: float = Field(0.5, description="radius of the bounding sphere with normalize=sphere (> 0)")
+    radius: float = Field(2.0, description="camera distance from the centre")
+    fov: float = Field(40.0, description="vertical field of view, degrees")
+    pitch: float = Field(30.0, description="camera elevation, degrees")
+    seed: int = Field(0, description="seed of random rigs")
+    lighting: str = Field("default", description="default (ambient + 2 directional) or flat (unlit albedo)")
+    # MSAA; 0 by default: on llvmpipe 4x costs ~6x time for ~0 change at CLIP size (docs)
+    samples: int = Field(0, description="MSAA samples: 0, 1, 2, 4, 8 or 16")
+    point_size: float = Field(0.0, description="point-cloud point size in pixels; 0 = resolution / 128")
+    # gl: the rasteriser (default); cycles: Blender's path tracer (render/pathtrace.py)
+    renderer: str = Field("gl", description="gl (rasteriser) or cycles (Blender's path tracer)")
+    spp: int = Field(16, description="Cycles samples per pixel, 1..65536 (the gl renderer ignores it)")
+    # decides whether an asset is drawn, never its pixels: not in pixel_settings (cache keys)
+    allow_untextured: bool = Field(False, description="draw an asset whose textures or material library are "
+                                                      "missing in plain colours (a row warning) instead of "
+                                                      "failing it")
+    cache: bool = Field(True, description="read and write the render cache")
+    cache_dir: Path | None = Field(None, description="where the render cache lives (never changes pixels)")
+
+    @field_validator("background", mode="before")
+    @classmethod
+    def _background(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            value = tuple(value)
+        return parse_background(value) if isinstance(value, str | tuple) else value
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, value: int) -> int:
+        if not 16 <= value <= 4096:
+            raise ValueError(f"--resolution {value}: use 16..4096 pixels")
+        return value
+
+    @field_validator("normalize")
+    @classmethod
+    def _normalize(cls, value: str) -> str:
+        if value not in NORMALIZATIONS:
+            raise ValueError(f"normalize={value!r}: use one of {', '.join(NORMALIZATIONS)}")
+        return value
+
+    @field_validator("up")
+    @classmethod
+    def _up(cls, value: str) -> str:
+        if value not in UP_AXES:
+            raise ValueError(f"up={value!r}: use y (glTF, most OBJ) or z (Blender/CAD Z-up)")
+        return value
+
+    @field_validator("lighting")
+    @classmethod
+    def _lighting(cls, value: str) -> str:
+        if value not in LIGHTINGS:
+            raise ValueError(f"lighting={value!r}: use default (ambient + 2 directional) or flat (unlit albedo)")
+        return value
+
+    @field_validator("samples")
+    @classmethod
+    def _samples(cls, value: int) -> int:
+        if value not in MSAA_SAMPLES:
+            raise ValueError(f"samples={value}: MSAA samples must be 0, 1, 2, 4, 8 or 16")
+        return value
+
+    @field_validator("renderer")
+    @classmethod
+    def _renderer(cls, value: str) -> str:
+        if value not in RENDERERS:
+            raise ValueError(f"renderer={value!r}: use gl (rasteriser, default) or cycles (Blender's path tracer)")
+        return value
+
+    @field_validator("spp")
+    @classmethod
+    def _spp(cls, value: int) -> int:
+        if not 1 <= value <= 65536:
+            raise ValueError(f"spp={value}: Cycles samples per pixel must be 1..65536")
+        return value
+
+    @field_validator("sphere_radius")
+    @classmethod
+    def _sphere_radius(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("sphere_radius must be > 0")
+        return value
+
+    @model_validator(mode="after")
+    def _rig(self) -> RenderSettings:
+        try:
+            self.cameras()
+        except ValueError as exc:
+            raise ValueError(f"--rig: {exc} ({RIG_HELP})") from None
+        return self
 
     def cameras(self) -> list[Camera]:
         return make_rig(self.rig, self.radius, self.fov, self.pitch, self.seed)
@@ -58,10 +145,8 @@ class RenderSettings:
         return self.point_size if self.point_size > 0 else max(1.0, self.resolution / 128.0)
 
     def pixel_settings(self) -> dict[str, Any]:
-        """The settings that change pixels (cache-dir and cache on/off do not)."""
-        d = asdict(self)
-        for k in ("cache", "cache_dir"):
-            d.pop(k)
+        """The settings that change pixels (cache-dir, cache on/off and allow_untextured do not)."""
+        d = self.model_dump(exclude={"cache", "cache_dir", "allow_untextured"})
         d["background"] = list(self.background)
         d["point_size"] = self.effective_point_size
         if self.renderer == "cycles":  # Blender's version is part of what a path-traced view is
@@ -82,46 +167,14 @@ class RenderSettings:
         return hashlib.sha256(json.dumps(self.pixel_settings(), sort_keys=True).encode()).hexdigest()
 
 
-_FIELDS = {f for f in RenderSettings.__dataclass_fields__}
-
-
 def parse_render_options(options: dict[str, Any] | None) -> RenderSettings:
     """Validate a render-options dict (from the CLI or the Python API) into settings.
 
-    Raises :class:`InputError` with one line naming the bad option and the valid values.
+    Raises :class:`InputError` with one line naming the bad option and the valid values (for an
+    unknown key, the accepted keys and the closest match).
     """
     opts = {k: v for k, v in (options or {}).items() if v is not None}
-    unknown = sorted(set(opts) - _FIELDS)
-    if unknown:
-        raise InputError(f"unknown render option(s) {', '.join(unknown)}: valid are {', '.join(sorted(_FIELDS))}")
-    try:
-        if "background" in opts:
-            opts["background"] = parse_background(opts["background"])
-        for name in ("resolution", "seed", "samples", "spp"):
-            if name in opts:
-                opts[name] = int(opts[name])
-        for name in ("sphere_radius", "radius", "fov", "pitch", "point_size"):
-            if name in opts:
-                opts[name] = float(opts[name])
-        if "cache_dir" in opts:
-            opts["cache_dir"] = Path(opts["cache_dir"])
-        settings = RenderSettings(**opts)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"bad render option: {exc}") from None
-    if not 16 <= settings.resolution <= 4096:
-        raise InputError(f"--resolution {settings.resolution}: use 16..4096 pixels")
-    if settings.normalize not in NORMALIZATIONS:
-        raise InputError(f"normalize={settings.normalize!r}: use one of {', '.join(NORMALIZATIONS)}")
-    if settings.up not in UP_AXES:
-        raise InputError(f"up={settings.up!r}: use y (glTF, most OBJ) or z (Blender/CAD Z-up)")
-    if settings.lighting not in LIGHTINGS:
-        raise InputError(f"lighting={settings.lighting!r}: use default (ambient + 2 directional) or flat (unlit albedo)")
-    if settings.samples not in (0, 1, 2, 4, 8, 16):
-        raise InputError(f"samples={settings.samples}: MSAA samples must be 0, 1, 2, 4, 8 or 16")
-    if settings.renderer not in RENDERERS:
-        raise InputError(f"renderer={settings.renderer!r}: use gl (rasteriser, default) or cycles (Blender's path tracer)")
-    if not 1 <= settings.spp <= 65536:
-        raise InputError(f"spp={settings.spp}: Cycles samples per pixel must be 1..65536")
+    settings = validate_strict(RenderSettings, opts, None, noun="render option")
     if settings.renderer == "cycles":
         from gencritic.render.pathtrace import BlenderMissing, blender_version
 
@@ -129,10 +182,4 @@ def parse_render_options(options: dict[str, Any] | None) -> RenderSettings:
             blender_version()  # no Blender is one line before any asset is touched
         except BlenderMissing as exc:
             raise InputError(f"--renderer cycles: {exc}") from None
-    if settings.sphere_radius <= 0:
-        raise InputError("sphere_radius must be > 0")
-    try:
-        settings.cameras()
-    except ValueError as exc:
-        raise InputError(f"--rig: {exc} ({RIG_HELP})") from None
     return settings

@@ -11,7 +11,6 @@ summaries of them (means per group, correlations with human ratings), never scor
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from dataclasses import dataclass, field
 from html import escape
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
+from gencritic.io.fsnames import printable
+from gencritic.jsonio import dumps_strict
 from gencritic.report.data import ResultsData, group_means, load_results, ranked
 from gencritic.report.plots import correlations, histogram_svg, scatter_svg
 from gencritic.report.thumbs import Thumb, thumbnails
@@ -71,7 +72,7 @@ def _float(v: Any) -> float:
 
 def _script_json(obj: Any) -> str:
     """JSON safe inside <script>: no '</' can close the element early."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False).replace("</", "<\\/").replace("<!--", "<\\!--")
+    return dumps_strict(obj, ensure_ascii=False).replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
 # -- sections ----------------------------------------------------------------------------------
@@ -302,9 +303,9 @@ def build_report(results: str | Path, out: str | Path, markdown: str | Path | No
     thumbs = thumbnails(data, out.parent.resolve(), views_dir=opts.views_dir, media_root=opts.media_root,
                         embed=opts.embed, size=opts.thumb_size, render=opts.render,
                         render_options=opts.render_options)
-    atomic_write_text(out, render_html(data, thumbs, opts))
+    atomic_write_text(out, printable(render_html(data, thumbs, opts)))  # a non-UTF-8 name shows as \xNN
     md_path = Path(markdown) if markdown is not None else None
     if md_path is not None:
-        atomic_write_text(md_path, markdown_summary(data, top_n=opts.top_n))
+        atomic_write_text(md_path, printable(markdown_summary(data, top_n=opts.top_n)))
     return ReportWritten(html=out, markdown=md_path, items=len(data.rows),
                          thumbnails=sum(len(v) for v in thumbs.values()))

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
+from gencritic.io.fsnames import CSV_ERRORS
 
 HUMAN_PATTERN = re.compile(r"^d?mos|human|rating", re.IGNORECASE)
-BOOKKEEPING = {"success", "error", "num_views", "num_views_scored", "prompt_tokens_cut", "item_id"}
+BOOKKEEPING = {"success", "error", "warnings", "num_views", "num_views_scored", "prompt_tokens_cut", "item_id"}
 MAX_GROUPS = 60
 
 
@@ -66,7 +67,8 @@ def to_number(text: Any) -> Any:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    with open(path, newline="", encoding="utf-8") as fh:
+    # CSV_ERRORS: file names that are not UTF-8 are written as their bytes (io/fsnames.py)
+    with open(path, newline="", encoding="utf-8", errors=CSV_ERRORS) as fh:
         reader = csv.DictReader(fh)
         columns = list(reader.fieldnames or [])
         return columns, [dict(r) for r in reader]

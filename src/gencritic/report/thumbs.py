@@ -16,7 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from gencritic.io.listing import FolderError, list_folder
 from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, kind_for_path
 from gencritic.report.data import ResultsData
 
@@ -31,7 +33,12 @@ class Thumb:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The folder's images in the order scoring saw them (the one listing, io/listing.py), so a
+    thumbnail sits beside its own view's score; unreadable entries have no thumbnail."""
+    try:
+        return list_folder(folder, IMAGE_EXTENSIONS).files
+    except FolderError:
+        return []
 
 
 def item_location(data: ResultsData, row: dict[str, Any], media_root: Path | None) -> tuple[Path | None, str | None]:
@@ -135,7 +142,8 @@ def thumbnails(data: ResultsData, html_dir: Path, *, views_dir: Path | None = No
             else:
                 label = name if value is None else f"{name}: {value:.4f}"
             try:
-                src = encode_thumbnail(p, size) if embed else Path(os.path.relpath(p, html_dir)).as_posix()
+                # a link is the path's bytes percent-encoded: any file name (io/fsnames.py) stays a working URL
+                src = encode_thumbnail(p, size) if embed else quote(os.fsencode(Path(os.path.relpath(p, html_dir)).as_posix()))
             except OSError:
                 continue
             thumbs.append(Thumb(src=src, label=label))

@@ -19,7 +19,6 @@ byte of the body is read (:class:`Gate`), and the body is then counted as it arr
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gencritic.errors import GencriticError, InputError
+from gencritic.jsonio import dumps_strict
 from gencritic.serve.errors import AccessDenied, NotAvailable, describe, label, one_line
 from gencritic.serve.security import check_headers
 from gencritic.serve.service import ImageJob, ScoringService
@@ -41,6 +41,14 @@ API_KEY_HEADER = "X-API-Key"
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and small fields around an upload
 SPOOL_IN_MEMORY = 1024 * 1024
 REPLAY_CHUNK = 64 * 1024
+
+
+class StrictJSONResponse(JSONResponse):
+    """Every response body is strict JSON: a NaN or ±inf (a score that did not compute, PSNR of
+    identical images) is null, where Starlette's own would fail the request with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps_strict(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class ErrorBody(BaseModel):
@@ -71,7 +79,7 @@ INPUT_ERRORS = (400, 401, 403, 404, 413, 415, 422, 501, 503)
 
 
 def _json_error(status: int, detail: str) -> tuple[Message, Message]:
-    body = json.dumps({"detail": detail}).encode()
+    body = dumps_strict({"detail": detail}).encode()
     return ({"type": "http.response.start", "status": status,
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]},
             {"type": "http.response.body", "body": body})
@@ -171,7 +179,8 @@ def create_app(service: ScoringService) -> FastAPI:
 
     app = FastAPI(title="gencritic", version=gencritic.__version__,
                   description="Score images and 3D assets against prompts, run diagnostics, list metrics. "
-                              "Every number comes from the gencritic Python API.")
+                              "Every number comes from the gencritic Python API.",
+                  default_response_class=StrictJSONResponse)
     app.state.service = service
     app.add_middleware(Gate, service=service, limit=service.config.max_upload_bytes + MULTIPART_OVERHEAD)
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
@@ -278,9 +287,9 @@ def _checked(result: dict[str, Any]) -> dict[str, Any]:
 
 async def _handler(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ItemFailed):
-        return JSONResponse({"detail": one_line(f"could not score: {exc}"), "result": exc.result}, status_code=422)
+        return StrictJSONResponse({"detail": one_line(f"could not score: {exc}"), "result": exc.result}, status_code=422)
     status, line = describe(exc)
-    return JSONResponse({"detail": line}, status_code=status)
+    return StrictJSONResponse({"detail": line}, status_code=status)
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -288,7 +297,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     parts = [f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body') or 'body'}: {e.get('msg', 'invalid')}"
              for e in errors[:5]]
-    return JSONResponse({"detail": one_line("invalid request: " + "; ".join(parts or ["malformed"]))},
+    return StrictJSONResponse({"detail": one_line("invalid request: " + "; ".join(parts or ["malformed"]))},
                         status_code=400)
 
 
@@ -297,4 +306,4 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
     if status == 400 and detail == "There was an error parsing the body":
         detail = "malformed request body: send multipart/form-data (or JSON for /v1/score/asset)"
-    return JSONResponse({"detail": one_line(str(detail))}, status_code=status)
+    return StrictJSONResponse({"detail": one_line(str(detail))}, status_code=status)

@@ -10,6 +10,9 @@ Tools, each with a JSON schema derived from the typed signature below:
 * ``compare(paths, prompt, metrics)``  several candidates for one prompt, ranked best first
 * ``list_metrics()``  the registry
 
+Every tool result is strict JSON (:func:`gencritic.jsonio.to_jsonable`: NaN and ±inf are null),
+since the SDK would otherwise send bare NaN/Infinity, which JSON-RPC clients reject.
+
 Like the HTTP service it is a shell over :class:`ScoringService`: the same model pool,
 micro-batcher and path confinement. Paths are confined to ``roots`` (the current folder
 when none are given, since a stdio server runs on the user's own machine for the user).
@@ -24,6 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from gencritic.jsonio import to_jsonable
 from gencritic.serve.errors import AccessDenied, describe, label
 from gencritic.serve.service import ImageJob, ScoringService
 
@@ -67,7 +71,7 @@ def build_mcp(service: ScoringService) -> Any:
     ) -> dict[str, Any]:
         with _tool_errors():
             specs = service.parse_metrics(metrics)
-            return await service.score_image(ImageJob(image_path(path), prompt, label(path)), specs)
+            return to_jsonable(await service.score_image(ImageJob(image_path(path), prompt, label(path)), specs))
 
     @mcp.tool(description="Score a 3D asset: a mesh file (rendered with the server's camera rig) or a folder "
                           "of rendered views. Returns the mean over views and every view's score.")
@@ -77,7 +81,7 @@ def build_mcp(service: ScoringService) -> Any:
         metrics: Annotated[str, Field(description="Comma-separated metric specs")] = "clip",
     ) -> dict[str, Any]:
         with _tool_errors():
-            return service.score_asset(path, prompt, service.parse_metrics(metrics))
+            return to_jsonable(service.score_asset(path, prompt, service.parse_metrics(metrics)))
 
     @mcp.tool(description="Diagnose an image or frame sequence against a profile: returns {passed, overall, "
                           "scores, diagnostics, suggested_parameters, ...} to drive the next generation step.")
@@ -88,7 +92,7 @@ def build_mcp(service: ScoringService) -> Any:
         reference: Annotated[str | None, Field(description="Reference image under a root")] = None,
     ) -> dict[str, Any]:
         with _tool_errors():
-            return service.diagnose_input(path, None, None, profile, prompt, reference)
+            return to_jsonable(service.diagnose_input(path, None, None, profile, prompt, reference))
 
     @mcp.tool(description="Rank several candidate images for one prompt, best first by the first metric's "
                           "primary column (direction from the metric's declaration).")
@@ -107,13 +111,13 @@ def build_mcp(service: ScoringService) -> Any:
         column = head.info.columns[0]
         scored = [r for r in results if r["success"] and r["scores"].get(column) is not None]
         ranked = sorted(scored, key=lambda r: r["scores"][column], reverse=head.info.higher_is_better)
-        return {"prompt": prompt, "ranked_by": column, "higher_is_better": head.info.higher_is_better,
-                "ranking": [r["input"] for r in ranked], "results": results,
-                "failed": [r["input"] for r in results if r not in scored]}
+        return to_jsonable({"prompt": prompt, "ranked_by": column, "higher_is_better": head.info.higher_is_better,
+                            "ranking": [r["input"] for r in ranked], "results": results,
+                            "failed": [r["input"] for r in results if r not in scored]})
 
     @mcp.tool(description="List every metric: name, inputs, output columns, range, direction, default model, paper.")
     def list_metrics() -> dict[str, Any]:
-        return {"metrics": service.list_metrics()}
+        return to_jsonable({"metrics": service.list_metrics()})  # open ranges: null, not -Infinity
 
     return mcp
 

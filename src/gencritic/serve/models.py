@@ -72,7 +72,7 @@ class ModelPolicy:
         cls = all_metrics().get(key)
         if cls is None:
             return spec  # the registry says it is unknown; nothing is opened
-        if key == "learned":
+        if key == "learned" and "=" not in arg:  # learned:DIR (learned:head=DIR is options, below)
             return f"{name}:{self.resolve(f'learned head {shown(arg.strip())}', arg.strip())}"
         try:
             options = parse_options(arg)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import GencriticError, InputError
+from gencritic.io.fsnames import printable_tree
 from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, kind_for_path
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
 from gencritic.serve.batching import MicroBatcher
@@ -131,13 +132,17 @@ def json_number(value: Any) -> Any:
 def row_result(row: dict[str, Any], columns: Sequence[str], label: str,
                names: dict[str, str] | None = None) -> dict[str, Any]:
     """A result row of the pipeline as the JSON the service returns (scores + provenance).
-    ``names``: server paths -> the client's names, for the error text."""
+    ``names``: server paths -> the client's names, for the error and warning texts."""
+    from gencritic.row_warnings import split_cell
+
     scores = {c: json_number(row.get(c)) for c in columns if c in row}
     error = row.get("error") or None
-    return {"input": label, "scores": scores, "success": bool(row.get("success")),
-            "error": scrub(str(error), names or {}) if error else None,
-            "model": row.get("model"), "settings_id": row.get("settings_id"), "prompt": row.get("prompt"),
-            "num_views": row.get("num_views"), "num_views_scored": row.get("num_views_scored")}
+    return printable_tree({  # type: ignore[no-any-return]
+        "input": label, "scores": scores, "success": bool(row.get("success")),
+        "error": scrub(str(error), names or {}) if error else None,
+        "model": row.get("model"), "settings_id": row.get("settings_id"), "prompt": row.get("prompt"),
+        "num_views": row.get("num_views"), "num_views_scored": row.get("num_views_scored"),
+        "warnings": [scrub(str(w), names or {}) for w in split_cell(row.get("warnings"))]})  # gencritic.row_warnings
 
 
 class ScoringService:
@@ -272,9 +277,9 @@ class ScoringService:
         with self.heavy(), client_names(names):
             run = score([item], options=self.options(metrics), pool=self.pool)
         result = row_result(run.rows[0], metric_columns(metrics), label(raw), names)
-        result["views"] = [{k: (scrub(v, names) if k == "error" and isinstance(v, str) else json_number(v))
-                            for k, v in vr.items() if k in ("view", "metric", "value", "error")}
-                           for vr in run.view_rows]
+        result["views"] = printable_tree([{k: (scrub(v, names) if k == "error" and isinstance(v, str) else json_number(v))
+                                           for k, v in vr.items() if k in ("view", "metric", "value", "error")}
+                                          for vr in run.view_rows])
         return result
 
     def diagnose(self, target: Path, profile: str | None, prompt: str | None, reference: Path | None,
@@ -300,7 +305,7 @@ class ScoringService:
                 result[key] = names.get(result[key], result[key])
         if isinstance(result.get("profile"), dict):  # shipped profiles are named, not located (as /v1/profiles)
             result["profile"] = {k: v for k, v in result["profile"].items() if k != "path"}
-        return result
+        return printable_tree(result)  # type: ignore[no-any-return]  # frame names: io/fsnames.py
 
     def diagnose_input(self, path: str | None, upload: Path | None, upload_name: str | None, profile: str | None,
                        prompt: str | None, reference: str | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ layout. That split is why a local script (the ``command`` backend) and a hosted 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -45,9 +46,20 @@ class RemoteState:
     next_input: str | None = None
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class StageRequest:
-    """Everything needed to start one stage of one job."""
+    """Everything needed to start one stage of one job.
+
+    A backend that may be charged for a request calls ``before_send`` right before each
+    request leaves (the runner commits the job's ``sent`` mark there, and raises to stop the
+    send if the job is no longer this run's), and ``not_sent`` when the service answered that
+    the request was not processed and no earlier try is in doubt. A local backend calls
+    neither: a local run interrupted half way costs nothing and is simply run again.
+    """
 
     config: JobConfig
     stage: str
@@ -56,6 +68,8 @@ class StageRequest:
     token: str
     output_dir: Path
     image_name: str = ""
+    before_send: Callable[[], None] = _nothing
+    not_sent: Callable[[], None] = _nothing
 
 
 class Backend(Protocol):

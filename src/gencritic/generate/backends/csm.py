@@ -10,9 +10,12 @@ Request shapes (one per configuration type)::
                   whose images[].asset is then sent to image_to_3d (the job's second stage)
 
 Every POST carries ``metadata.gencritic_token`` and an ``Idempotency-Key`` header with the
-job's client token. That is what makes submission exactly-once: after a crash, or after a
-POST whose answer was lost (timeout, reset, 5xx), the recent sessions are listed
-(``GET /v3/sessions/``) and one carrying the token is adopted instead of posting again.
+job's client token, and is preceded by ``request.before_send()`` (the job's durable "sent"
+mark); a 429 answer to a POST nobody is in doubt about calls ``request.not_sent()``. After a
+crash, or after a POST whose answer was lost (timeout, reset, 5xx), the recent sessions are
+listed (``GET /v3/sessions/``) and one carrying the token is adopted instead of posting
+again. A deployment without that listing cannot answer the question; the runner then asks
+the user (the job becomes ``unconfirmed``) rather than guessing either way.
 
 The key is sent only to the API host, never to download URLs (those are often signed
 storage links on another host), and every message built from a server answer is redacted.
@@ -220,20 +223,25 @@ class CsmBackend:
 
         def attempt() -> str:
             nonlocal ambiguous
+            doing = "the token lookup (GET /v3/sessions/)"
             try:
                 if ambiguous:  # the last POST may have landed: look before posting again
                     found = self._find_once(request.token)
                     if found is not None:
                         return found
+                request.before_send()  # durable before the socket write: a kill from here on may have cost
+                doing = "the next POST"
                 return session_id_of(self._once("POST", "/v3/sessions/", json=body, headers=headers))
             except RetryableError as exc:
                 if exc.status is None or exc.status >= 500:  # 429 means "not processed"; the rest may have been
                     ambiguous = True
+                elif not ambiguous:
+                    request.not_sent()  # a kill during the Retry-After wait leaves nothing in doubt
                 raise
             except ApiError as exc:
                 if ambiguous:  # a refusal now says nothing about the earlier POST whose answer was lost
-                    raise Unconfirmed(f"an earlier try may have created the session and it cannot be checked "
-                                      f"now ({exc}); it will be looked up again before any re-send") from None
+                    raise Unconfirmed(f"the answer to an earlier try was lost, then {doing} answered {exc}") \
+                        from None
                 raise
 
         return call_with_retry(attempt, what=f"submit {request.config.name}/{request.stage}", clock=self.clock,
@@ -257,8 +265,13 @@ class CsmBackend:
         return None
 
     def find_by_token(self, token: str) -> str | None:
-        return call_with_retry(lambda: self._find_once(token), what="look up an earlier submission",
-                               clock=self.clock, policy=self.policy, rng=self.rng)
+        try:
+            return call_with_retry(lambda: self._find_once(token), what="look up an earlier submission",
+                                   clock=self.clock, policy=self.policy, rng=self.rng)
+        except AuthError:
+            raise
+        except ApiError as exc:  # say which request answered: the user reads this next to the job
+            raise ApiError(f"looking up the token (GET /v3/sessions/) answered {exc}", exc.status) from None
 
     def poll(self, session_id: str, stage: str) -> RemoteState:
         data = self._call(f"poll {session_id}", "GET", f"/v3/sessions/{session_id}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 from scipy.special import gamma as gamma_fn
 
 RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray
@@ -55,10 +54,42 @@ def mscn(img: np.ndarray, window: np.ndarray, mode: str) -> tuple[np.ndarray, np
 
     ``mode="nearest"`` is MATLAB imfilter 'replicate' (NIQE); ``mode="constant"`` is filter2 'same'
     with zero padding (BRISQUE).
+
+    Mathematically ``(I - mu) / (sigma + 1)`` with ``mu = sum w I``, ``sigma^2 = sum w I^2 - mu^2``.
+    Computed that way a flat window leaves round-off residue (|x| ~ 1e-14) instead of 0, with a
+    sign that depends on the grey level and the summation order; the AGGD fits count zeros on
+    neither side but residue on one, so it decided the left/right statistics of flat areas (a
+    third of TID2013's I19: NIQE 0.49 from MATLAB's run, which has zeros there). Here the moments
+    are taken about the centre pixel, ``mu - I = sum w (I_q - I)`` and ``sigma^2 = sum w (I_q - I)^2
+    - (mu - I)^2``, and the differences of taps that share a weight (the window's symmetries) are
+    added before being weighted. In a flat window every difference is an exact 0, so the
+    coefficient and the std are exact zeros for every grey level; so is a window whose equal-weight
+    differences cancel (a linear ramp; any integer image, where those sums are exact). Elsewhere
+    this equals the textbook formula to float rounding.
     """
-    mu = ndimage.correlate(img, window, mode=mode, cval=0.0)
-    sigma = np.sqrt(np.abs(ndimage.correlate(img * img, window, mode=mode, cval=0.0) - mu * mu))
-    return (img - mu) / (sigma + 1.0), sigma
+    n = window.shape[0]
+    if window.shape != (n, n) or n % 2 == 0:
+        raise ValueError(f"mscn needs an odd square window, got {window.shape}")
+    r = n // 2
+    h, w = img.shape
+    padded = np.pad(img, r, mode="edge" if mode == "nearest" else "constant")
+    dev = np.zeros_like(img)  # sum w (I_q - I_p) = mu - I_p
+    sq = np.zeros_like(img)  # sum w (I_q - I_p)^2
+    diff_sum, sq_sum, d = np.empty_like(img), np.empty_like(img), np.empty_like(img)
+    for weight in np.unique(window):
+        taps = [(i, j) for i, j in zip(*np.nonzero(window == weight), strict=True) if (i, j) != (r, r)]
+        if not taps:  # the centre alone: its difference is 0
+            continue
+        diff_sum.fill(0.0)
+        sq_sum.fill(0.0)
+        for i, j in taps:
+            np.subtract(padded[i:i + h, j:j + w], img, out=d)
+            diff_sum += d
+            sq_sum += np.multiply(d, d, out=d)
+        dev += np.multiply(diff_sum, weight, out=diff_sum)
+        sq += np.multiply(sq_sum, weight, out=sq_sum)
+    sigma = np.sqrt(np.abs(sq - dev * dev))
+    return -dev / (sigma + 1.0), sigma
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:

@@ -113,7 +113,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
             data_range: float = 1.0, weights: tuple[float, ...] = MS_WEIGHTS) -> torch.Tensor:
     """Multi-scale SSIM per image; the mask is average-pooled along with the images."""
     levels = len(weights)
-    need = (WIN_SIZE - 1) * 2 ** (levels - 1) + 1
+    need = WIN_SIZE * 2 ** (levels - 1)  # 2x2 pooling floors: the last scale must still hold one window
     if min(x.shape[-2:]) < need:
         raise ValueError(f"{levels}-scale MS-SSIM needs images of at least {need}x{need} pixels, "
                          f"got {tuple(x.shape[-2:])} (use ssim for small images)")
