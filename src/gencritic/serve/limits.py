@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from gencritic.errors import InputError
 from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, UNREAD_3D_EXTENSIONS
 from gencritic.serve.errors import TooLarge, UnsupportedMedia
 
@@ -47,7 +48,8 @@ class Limits:
 
     def __post_init__(self) -> None:
         if min(self.max_bytes, self.max_pixels, self.max_frames) < 1:
-            raise ValueError("limits must be positive")
+            raise InputError(f"--max-upload-mb, --max-pixels and --max-frames must be positive (got "
+                             f"{self.max_bytes} bytes, {self.max_pixels} pixels, {self.max_frames} frames)")
 
 
 @dataclass(frozen=True)
