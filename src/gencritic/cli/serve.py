@@ -81,7 +81,7 @@ def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: st
              no_cache: bool, limits: _Limits, batch_window_ms: float, max_batch: int, rig: str,
              resolution: int) -> ScoringService:
     from gencritic.cache import default_cache_dir
-    from gencritic.serve.service import ScoringService, ServiceConfig
+    from gencritic.serve.service import ScoringService, ServiceConfig, tune_allocator
 
     config = ServiceConfig(model=model, device=device, dtype=dtype, roots=roots, api_key=api_key,
                            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
@@ -90,6 +90,7 @@ def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: st
                            max_models=limits.max_models, max_concurrent=limits.max_concurrent,
                            batch_window_ms=batch_window_ms, max_batch=max_batch,
                            render={"rig": rig, "resolution": resolution})
+    tune_allocator()  # large arrays in their own mappings: see its docstring
     with contextlib.suppress(ImportError):  # mesh loading is optional (gencritic[render])
         from gencritic.mesh import parallel
 
