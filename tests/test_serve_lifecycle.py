@@ -3,6 +3,7 @@ workers with it, frees its port for a restart, and leaves no upload folder behin
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -154,3 +155,39 @@ def test_workers_die_with_the_service_and_the_port_restarts(setup: tuple[Path, P
         if third.proc.poll() is None:
             third.proc.kill()
     assert not [p for p in tmp.iterdir() if p.name.startswith("gencritic-serve-")], "upload folders left at exit"
+
+
+def test_mcp_stdio_stops_cleanly_on_sigterm_with_its_client_still_attached(setup: tuple[Path, Path, Path]) -> None:
+    """SIGTERM killed the stdio server before any cleanup (upload folder, workers); handled like
+    Ctrl-C, it then waited for ever on the stdin its client still held."""
+    root, model, tmp = setup
+    env = dict(os.environ, GENCRITIC_LOAD_PROCESSES="2", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TMPDIR=str(tmp))
+    proc = subprocess.Popen([sys.executable, "-m", "gencritic.cli.main", "mcp", "--root", str(root), "--model",
+                             str(model), "--device", "cpu", "--dtype", "fp32", "--no-cache"],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                 "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                            "clientInfo": {"name": "test", "version": "0"}}}
+        proc.stdin.write((json.dumps(hello) + "\n").encode())
+        proc.stdin.flush()
+        answer = json.loads(proc.stdout.readline())  # the server is in its stdio loop now
+        assert answer.get("id") == 1 and "result" in answer, answer
+        assert any(p.name.startswith(f"gencritic-serve-{proc.pid}-") for p in tmp.iterdir())
+        workers = _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=60)  # stdin is still open: the client has not gone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdin:
+            proc.stdin.close()
+    left = _wait_gone(workers)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert status == 0
+    assert left == []
+    assert not [p for p in tmp.iterdir() if p.name.startswith("gencritic-serve-")]

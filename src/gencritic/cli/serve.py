@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,12 +102,15 @@ def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: st
     return service
 
 
-def _until_stopped(run: Callable[[], None], service: ScoringService) -> None:
+def _until_stopped(run: Callable[[], None], service: ScoringService, stdio: bool = False) -> None:
     """Run a server until Ctrl-C or SIGTERM, then shut down the same way for both.
 
     uvicorn stops gracefully on either signal and then raises it again; with the default
     SIGTERM action that killed the process before any cleanup (the upload folder, the mesh
     workers). SIGTERM is made a KeyboardInterrupt, like Ctrl-C, and both end here, cleanly.
+    ``stdio``: the MCP stdio transport reads stdin on a thread that no signal wakes, so once
+    everything is cleaned up the process ends at once instead of waiting for its client to
+    close the pipe (it hung there for ever).
     """
     from gencritic.mesh import parallel
 
@@ -114,14 +118,20 @@ def _until_stopped(run: Callable[[], None], service: ScoringService) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    stopped = False
     try:
         run()
     except KeyboardInterrupt:
+        stopped = True
         typer.echo("gencritic: stopped", err=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
         service.close()
         parallel.shutdown()
+    if stdio and stopped:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 _ALLOW_HELP = ("Another model metric options may name (model=...), besides --model and each metric's own default "
@@ -219,7 +229,7 @@ def mcp_command(
     service = _service(model, device, dtype, roots, api_key, cache_dir, no_cache, limits, 5.0, 32, rig, resolution)
     mcp = build_mcp(service)
     if transport == "stdio":
-        _until_stopped(lambda: mcp.run("stdio"), service)
+        _until_stopped(lambda: mcp.run("stdio"), service, stdio=True)
         return
     import uvicorn
 
