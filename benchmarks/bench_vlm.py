@@ -1,14 +1,16 @@
 """VQAScore speed: gencritic's batched path vs a loop that calls the model once per image.
 
-Both compute P("Yes" | image, question) at the first answer position with the *same* model
+All compute P("Yes" | image, question) at the first answer position with the *same* model
 object, processor, images and questions. The loop is t2v_metrics' way for Qwen2-VL: per item,
 the chat template, the processor on one image, ``generate(max_new_tokens=1)`` and a softmax.
 gencritic's path is the public one (:class:`~gencritic.models.vlm_cache.VLMClient` with the answer
-cache off): the same call on left-padded batches. Prints images/s of both, their ratio, and the
-largest difference between their probabilities. Interleaved rounds, best of each.
+cache off): one forward pass per left-padded batch, the language head on the answer position
+only. It is also timed one image per call, which separates what batching gains from what
+dropping generate() gains. Prints images/s of each, the ratios (wall and process CPU time), and
+the largest difference between the loop's and the batched probabilities. Interleaved rounds,
+best of each.
 
-    python benchmarks/bench_vlm.py                       # CPU: a small random Qwen2-VL, 112² images
-    python benchmarks/bench_vlm.py --size 224            # the same with 4x the visual tokens
+    python benchmarks/bench_vlm.py --threads 1           # CPU: tiny and small random LLaVA and Qwen2-VL
     python benchmarks/bench_vlm.py --shape 2b --device cuda --dtype bf16 --size 448 --n 256
 
 ``--shape 2b`` is Qwen2-VL-2B-Instruct's architecture (1.5B language model, 675M vision tower,
@@ -95,23 +97,29 @@ def build_2b(device: torch.device, dtype: torch.dtype) -> Any:
     return HFVisionLanguageModel(model, processor, "qwen2-vl-2b-shape-random", device, dtype, max_side=None)
 
 
-def build_small(folder: Path, device: str) -> Any:
-    """A small random Qwen2-VL saved and loaded through gencritic's public loader."""
+def build_local(shape: str, family: str, folder: Path, device: str) -> Any:
+    """A random VLM saved and loaded through gencritic's public loader. ``tiny``: the tests' models
+    (width 32, 2 layers; LLaVA sees 32², Qwen2-VL up to 112²): per-call costs dominate. ``small``:
+    width 64 with 112² views for both (64 patches): the model's own work is a real share."""
     from gencritic.models.vlm import load_vlm
-    from tests.vlm_fixtures import build_tiny_qwen2_vl
+    from tests.vlm_fixtures import build_tiny_llava, build_tiny_qwen2_vl
 
-    build_tiny_qwen2_vl(folder, hidden=128, layers=4, vision_depth=2, vision_dim=64, max_pixels=448 * 448)
+    if family == "llava":
+        if shape == "tiny":
+            build_tiny_llava(folder)
+        else:
+            build_tiny_llava(folder, hidden=64, layers=2, vision_dim=64, image_size=112, patch_size=14)
+    elif shape == "tiny":
+        build_tiny_qwen2_vl(folder)
+    else:
+        build_tiny_qwen2_vl(folder, hidden=64, layers=2, vision_depth=2, vision_dim=32, max_pixels=448 * 448)
     return load_vlm(str(folder), device=device, max_side=None)
 
 
 def loop_path(vlm: Any, images: list[Image.Image], prompts: list[str]) -> np.ndarray:
     """t2v_metrics' loop: the model called once per image (same model, processor and readout)."""
-    from transformers import GenerationConfig
-
     yes = vlm.token_id("Yes")
-    config = GenerationConfig(max_new_tokens=1, do_sample=False, pad_token_id=vlm.tokenizer.pad_token_id,
-                              eos_token_id=vlm.tokenizer.eos_token_id, output_logits=True,
-                              return_dict_in_generate=True)
+    config = vlm._generation_config(1, logits=True)  # the same greedy settings as the batched path
     out = []
     with torch.inference_mode():
         for image, prompt in zip(images, prompts, strict=True):
@@ -141,9 +149,40 @@ def timed(fn: Any, sync: bool) -> tuple[float, float, np.ndarray]:
     return time.perf_counter() - t, time.process_time() - c, values
 
 
+def run(vlm: Any, args: argparse.Namespace, label: str) -> None:
+    images, prompts = make_images(args.n, args.size)
+    sync = vlm.device.type == "cuda"
+    loop_n = args.loop_n or args.n
+    paths = {  # name -> (function, images it scores)
+        "loop": (lambda: loop_path(vlm, images[:loop_n], prompts[:loop_n]), loop_n),
+        "single": (lambda: batched_path(vlm, images[:loop_n], prompts[:loop_n], 1), loop_n),
+        "batched": (lambda: batched_path(vlm, images, prompts, args.batch), args.n),
+    }
+    batched_path(vlm, images[:args.batch], prompts[:args.batch], args.batch)  # warm-up (kernels, allocator)
+    loop_path(vlm, images[:2], prompts[:2])
+    wall = dict.fromkeys(paths, float("inf"))
+    cpu = dict.fromkeys(paths, float("inf"))
+    values: dict[str, np.ndarray] = {}
+    for _ in range(args.rounds):  # interleaved, so a busy minute hurts every path
+        for name, (fn, n) in paths.items():
+            t, c, values[name] = timed(fn, sync)
+            wall[name], cpu[name] = min(wall[name], t / n), min(cpu[name], c / n)
+    diff = float(np.abs(values["loop"] - values["batched"][:loop_n]).max())
+    print(f"[{label}] {args.n} images {args.size}², {vlm.device}, {args.dtype}, torch threads "
+          f"{torch.get_num_threads()}, transformers {__import__('transformers').__version__}")
+    print(f"[{label}] loop, generate() once per image (t2v_metrics): {1 / wall['loop']:8.1f} images/s")
+    print(f"[{label}] gencritic, one image per call:                {1 / wall['single']:8.1f} images/s")
+    print(f"[{label}] gencritic batched (batch {args.batch}):                 {1 / wall['batched']:8.1f} images/s")
+    print(f"[{label}] batched vs loop: {wall['loop'] / wall['batched']:.2f}x (CPU time "
+          f"{cpu['loop'] / cpu['batched']:.2f}x); vs one per call: {wall['single'] / wall['batched']:.2f}x; "
+          f"max |ΔP(Yes)| batched vs loop: {diff:.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", choices=["small", "2b"], default="small")
+    ap.add_argument("--shape", default="tiny,small", help="comma-separated: tiny, small (CPU) or 2b (GPU)")
+    ap.add_argument("--family", choices=["llava", "qwen2_vl", "both"], default="both",
+                    help="architecture of the tiny/small models")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     ap.add_argument("--n", type=int, default=64, help="images")
@@ -151,35 +190,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--loop-n", type=int, default=None, help="images for the loop path (default: --n)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    images, prompts = make_images(args.n, args.size)
-    sync = device.type == "cuda"
+    shapes = [x.strip() for x in args.shape.split(",") if x.strip()]
+    if "2b" in shapes:
+        run(build_2b(device, dtype), args, "qwen2-vl-2b shape")
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        if args.shape == "2b":
-            vlm = build_2b(device, dtype)
-        else:
-            vlm = build_small(Path(tmp) / "small_qwen2_vl", args.device)
-            vlm.model.to(dtype)
-            vlm.dtype = dtype
-        print(f"{args.n} images {args.size}², batch {args.batch}, {device}, {args.dtype}, torch threads "
-              f"{torch.get_num_threads()}, transformers {__import__('transformers').__version__}")
-        loop_n = args.loop_n or args.n
-        batched_path(vlm, images[:args.batch], prompts[:args.batch], args.batch)  # warm-up (kernels, allocator)
-        loop_path(vlm, images[:2], prompts[:2])
-        best_loop = best_batch = cpu_loop = cpu_batch = float("inf")
-        loop_vals = batch_vals = np.zeros(0)
-        for _ in range(args.rounds):  # interleaved, so a busy minute hurts both
-            t, c, loop_vals = timed(lambda: loop_path(vlm, images[:loop_n], prompts[:loop_n]), sync)
-            best_loop, cpu_loop = min(best_loop, t / loop_n), min(cpu_loop, c / loop_n)
-            t, c, batch_vals = timed(lambda: batched_path(vlm, images, prompts, args.batch), sync)
-            best_batch, cpu_batch = min(best_batch, t / args.n), min(cpu_batch, c / args.n)
-    diff = float(np.abs(loop_vals - batch_vals[:loop_n]).max())
-    print(f"loop, one model call per image: {1 / best_loop:8.1f} images/s")
-    print(f"gencritic batched (batch {args.batch}):  {1 / best_batch:8.1f} images/s")
-    print(f"ratio: {best_loop / best_batch:.2f}x (CPU time: {cpu_loop / cpu_batch:.2f}x)   "
-          f"max |ΔP(Yes)| between the paths: {diff:.2e}")
+        for shape in shapes:
+            for family in (["llava", "qwen2_vl"] if args.family == "both" else [args.family]):
+                vlm = build_local(shape, family, Path(tmp) / f"{shape}_{family}", args.device)
+                vlm.model.to(dtype)
+                vlm.dtype = dtype
+                run(vlm, args, f"{shape} {family}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ echo "== 4. VQAScore with a 2B-class VLM at 448² (bf16 on CUDA), images/s"
 if [ "$DEVICE" = cuda ]; then
   VLM_ARGS=(--shape 2b --device cuda --dtype bf16 --size 448 --n 256 --batch 32 --rounds 3 --loop-n 32)
 else  # the local rehearsal: the small model, a few images
-  VLM_ARGS=(--n 16 --rounds 1)
+  VLM_ARGS=(--shape tiny --n 16 --rounds 1)
 fi
 "$PY" benchmarks/bench_vlm.py "${VLM_ARGS[@]}" 2>&1 | grep -v -E "slow image processor|fast processor" \
   | tee "$OUT/vlm.txt"

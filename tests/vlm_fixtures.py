@@ -122,7 +122,8 @@ def build_tiny_qwen2_vl(folder: Path, seed: int = 0, hidden: int = 32, layers: i
     return folder
 
 
-def build_tiny_llava(folder: Path, seed: int = 0) -> Path:
+def build_tiny_llava(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2, vision_dim: int = 32,
+                     image_size: int = 32, patch_size: int = 8) -> Path:
     """A random LLaVA (CLIP vision tower + Llama) saved with save_pretrained, with a LlavaProcessor."""
     import torch
     from transformers import (
@@ -138,20 +139,23 @@ def build_tiny_llava(folder: Path, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tok = PreTrainedTokenizerFast(tokenizer_object=word_tokenizer(LLAVA_SPECIAL), bos_token="<s>", eos_token="</s>",
                                   pad_token="<pad>", unk_token="[UNK]", model_input_names=["input_ids", "attention_mask"])
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8,
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch_size,
                                vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
                                image_token="<image>", num_additional_image_tokens=1)
     torch.manual_seed(seed)
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                       image_size=32, patch_size=8, projection_dim=16),
-        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        vision_config=CLIPVisionConfig(hidden_size=vision_dim, intermediate_size=2 * vision_dim, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=image_size, patch_size=patch_size,
+                                       projection_dim=16),
+        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                                num_hidden_layers=layers,
                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                 pad_token_id=tok.pad_token_id),
         image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default",
-        vision_feature_layer=-1, image_seq_length=16,
+        vision_feature_layer=-1, image_seq_length=(image_size // patch_size) ** 2,
     )
     model = LlavaForConditionalGeneration(config).eval()
     model.save_pretrained(folder)

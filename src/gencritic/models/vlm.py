@@ -23,6 +23,7 @@ call, and answers are cached by (image hash, prompt, model, settings) in
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections.abc import Sequence
@@ -165,17 +166,57 @@ class HFVisionLanguageModel:
                                 bos_token_id=getattr(shipped, "bos_token_id", None), **extra)
 
     # -- questions ------------------------------------------------------------------------------
+    def _answer_position_logits(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """(B, vocab) logits at the first answer position (the last one: rows are left-padded).
+
+        One forward pass, no generate(): its per-call set-up cost as much as the model on small
+        batches. Positions of left-padded rows are given explicitly (as generate() does), except
+        for models that build their own 3-D rotary index from the mask (Qwen2-VL and kin). Only
+        the last position goes through the language head: the full (B, L, vocab) logits of a 2B
+        model at batch 32 are ~3 GB and as many FLOPs as the rest of the model."""
+        model = self.model
+        kwargs = dict(inputs, use_cache=False)
+        mask = inputs.get("attention_mask")
+        if mask is not None and self._explicit_positions:
+            positions = mask.long().cumsum(-1) - 1
+            kwargs["position_ids"] = positions.masked_fill(mask == 0, 1)
+        if self._keeps_logits:
+            return model(**kwargs, logits_to_keep=1).logits[:, -1]
+        if self._head_split:
+            hidden = model.model(**kwargs).last_hidden_state[:, -1]
+            return model.get_output_embeddings()(hidden)
+        return model(**kwargs).logits[:, -1]
+
+    @property
+    def _explicit_positions(self) -> bool:
+        model = self.model
+        builds_own = any(hasattr(m, "get_rope_index") for m in (model, getattr(model, "model", None)))
+        return not builds_own and "position_ids" in inspect.signature(model.forward).parameters
+
+    @property
+    def _keeps_logits(self) -> bool:
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    @property
+    def _head_split(self) -> bool:
+        """The base model then the head by hand, when nothing else happens between them: configs
+        that rescale or soft-cap logits after the head keep the model's own forward."""
+        model = self.model
+        if getattr(model, "model", None) is None or model.get_output_embeddings() is None:
+            return False
+        configs = [model.config, getattr(model.config, "text_config", None)]
+        post = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+        return not any(getattr(c, a, None) not in (None, 1, 1.0) for c in configs if c is not None for a in post)
+
     def first_token_logprobs(self, images: Sequence[Image.Image], prompts: Sequence[str],
                              answers: Sequence[str]) -> list[list[float | None]]:
         ids = [self.token_id(a) for a in answers]
         with self.lock, torch.inference_mode():
             torch.manual_seed(SEED)
             inputs = self.inputs(images, prompts)
-            # generate() for one token: it builds each architecture's positions for left-padded rows
-            # (Qwen2-VL's 3-D rope index, absolute positions elsewhere) and keeps the raw logits.
-            out = self.model.generate(**inputs, generation_config=self._generation_config(1, logits=True))
+            logits = self._answer_position_logits(inputs)
             self.images_seen += len(images)
-            logp = torch.log_softmax(out.logits[0].float(), dim=-1)[:, ids]
+            logp = torch.log_softmax(logits.float(), dim=-1)[:, ids]
         return [[float(v) for v in row] for row in logp.cpu().numpy()]
 
     def generate(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
@@ -243,7 +284,9 @@ def load_hf_vlm(spec: str, device: str = "auto", dtype: str = "auto",
     try:
         model = AutoModelForImageTextToText.from_pretrained(source, local_files_only=local,
                                                             **{_dtype_keyword(): torch_dtype})
-        processor = AutoProcessor.from_pretrained(source, local_files_only=local)
+        # the torchvision ("fast") image processors: transformers 5's default, so 4.x and 5.x see the same
+        # pixels, and they preprocess a batch in a few tensor ops instead of image by image in PIL
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local, use_fast=True)
     except (OSError, ValueError) as exc:
         raise _unavailable(spec, str(exc).split("\n")[0]) from None
     return HFVisionLanguageModel(model, processor, spec, dev, torch_dtype, max_side)
