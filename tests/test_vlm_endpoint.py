@@ -153,3 +153,13 @@ def test_a_refused_key_is_one_clear_error(server: FakeOpenAI, monkeypatch: pytes
     server.models = ["a", "b"]
     with pytest.raises(Exception, match="serves 2 models"):
         load_vlm(server.url)
+
+
+def test_the_vlm_can_be_named_once_in_the_environment(server: FakeOpenAI, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """$GENCRITIC_VLM_MODEL names the judge of every VLM metric and command that is not told one;
+    the run's --model (a CLIP) never is."""
+    monkeypatch.setenv("GENCRITIC_VLM_MODEL", f"{server.url}#fake-vlm")
+    run = score(_items(tmp_path)[:1], metrics="vqascore", model="openai/clip-vit-base-patch32", cache_dir=None,
+                pool=ModelPool("cpu"), progress=False, device="cpu")
+    assert run.rows[0]["vqascore"] == math.exp(-0.1) and run.rows[0]["model"] == f"{server.url}#fake-vlm"

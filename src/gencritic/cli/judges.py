@@ -24,11 +24,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _vlm_spec(vlm: Optional[str]) -> str:  # noqa: UP045
-    import os
+    from gencritic.models.vlm import default_vlm_spec
 
-    from gencritic.models.vlm import DEFAULT_VLM_MODEL
-
-    return vlm or os.environ.get("GENCRITIC_VLM_MODEL") or DEFAULT_VLM_MODEL
+    return vlm or default_vlm_spec()
 
 
 def _cache(cache_dir: Optional[Path], no_cache: bool) -> Path | None:  # noqa: UP045

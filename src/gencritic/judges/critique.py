@@ -223,9 +223,9 @@ def critique(input: str | Path, profile: str = "explosion", vlm: str | VLMClient
 
     The image the rules measured (a still, or a sequence's key frame) is the one the VLM sees."""
     from gencritic.diagnose.api import diagnose
-    from gencritic.models.vlm import DEFAULT_VLM_MODEL
+    from gencritic.models.vlm import default_vlm_spec
 
-    client = make_client(vlm or DEFAULT_VLM_MODEL, pool, cache_dir)
+    client = make_client(vlm or default_vlm_spec(), pool, cache_dir)
     result = diagnose(input, profile=profile, pool=pool, vlm=client, vlm_max_new_tokens=max_new_tokens)
     return {"input": result["input"], "kind": result["kind"], "profile": result["profile"],
             "rules": {"passed": result["passed"], "overall": result["overall"],

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +24,7 @@ from pydantic import Field, field_validator
 
 from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
-from gencritic.models.vlm import DEFAULT_MAX_SIDE, DEFAULT_VLM_MODEL, pool_vlm
+from gencritic.models.vlm import DEFAULT_MAX_SIDE, DEFAULT_VLM_MODEL, default_vlm_spec, pool_vlm
 from gencritic.models.vlm_cache import AnswerCache, VLMClient
 
 if TYPE_CHECKING:
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 
 DEFAULT_QUESTION = 'Does this figure show "{}"? Please answer yes or no.'  # t2v_metrics' default template
 DEFAULT_ANSWER = "Yes"
-MODEL_ENV = "GENCRITIC_VLM_MODEL"
 
 
 class VQAScoreOptions(MetricOptions):
@@ -82,7 +80,7 @@ class VQAScore(Metric):
 
     def model_id(self) -> str | None:
         # never the run's --model (a CLIP model): a VLM is named by its own option or variable
-        return self.options.get("model") or os.environ.get(MODEL_ENV) or DEFAULT_VLM_MODEL
+        return self.options.get("model") or default_vlm_spec()
 
     def settings(self) -> dict[str, object]:
         opts = self.typed_options(VQAScoreOptions)
@@ -90,7 +88,7 @@ class VQAScore(Metric):
 
     def setup(self, ctx: RunContext) -> None:
         opts = self.typed_options(VQAScoreOptions)
-        spec = self.model_id() or DEFAULT_VLM_MODEL
+        spec = self.model_id() or default_vlm_spec()
         vlm = pool_vlm(ctx.pool, spec, opts.max_side, opts.api_key_env)
         path = ctx.cache.path
         cache = ctx.pool.get(("vlm-answers", str(path)), lambda: AnswerCache.in_dir(None if path is None

@@ -39,6 +39,7 @@ from gencritic.models.device import dtype_name, resolve_device
 from gencritic.models.loader import hub_offline
 
 DEFAULT_VLM_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+MODEL_ENV = "GENCRITIC_VLM_MODEL"
 DEFAULT_MAX_SIDE = 448  # the resolution the speed target names; views are 512² and come down to 448²
 SEED = 0
 
@@ -292,6 +293,13 @@ def load_hf_vlm(spec: str, device: str = "auto", dtype: str = "auto",
     return HFVisionLanguageModel(model, processor, spec, dev, torch_dtype, max_side)
 
 
+def default_vlm_spec() -> str:
+    """``$GENCRITIC_VLM_MODEL``, else :data:`DEFAULT_VLM_MODEL`: what every judge uses unless told."""
+    import os
+
+    return os.environ.get(MODEL_ENV, "").strip() or DEFAULT_VLM_MODEL
+
+
 def is_endpoint(spec: str) -> bool:
     return spec.strip().lower().startswith(("http://", "https://"))
 
@@ -301,7 +309,7 @@ def load_vlm(spec: str | None = None, device: str = "auto", dtype: str = "auto",
              **endpoint_options: Any) -> VisionLanguageModel:
     """A VLM from a spec: an endpoint URL, else a Hugging Face id or folder (see the module docstring).
     ``endpoint_options`` (clock, policy, timeout_s, transport) reach :class:`EndpointVLM` only."""
-    spec = (spec or DEFAULT_VLM_MODEL).strip()
+    spec = (spec or default_vlm_spec()).strip()
     if not spec:
         raise InputError("empty VLM spec: give a Hugging Face id, a local folder or an http(s):// endpoint URL")
     if is_endpoint(spec):
