@@ -81,7 +81,11 @@ def build_2b(device: torch.device, dtype: torch.dtype) -> Any:
         video = Qwen2VLVideoProcessor()
     except ImportError:
         pass
-    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok, video_processor=video,
+    try:  # the torchvision processor, as load_vlm asks for (use_fast=True)
+        from transformers import Qwen2VLImageProcessorFast as ImageProcessor
+    except ImportError:
+        ImageProcessor = Qwen2VLImageProcessor
+    processor = Qwen2VLProcessor(image_processor=ImageProcessor(), tokenizer=tok, video_processor=video,
                                  chat_template=QWEN_TEMPLATE)
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
     text = dict(QWEN2_VL_2B["text"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
