@@ -12,12 +12,14 @@ placeholder zeros, a KTX2/Basis texture is dropped and the asset is drawn in its
 
 It also ignores sparse accessors (their substitutions are never applied).
 
-So, before trimesh: a file that needs an extension nothing here decodes fails its row with one
-line naming the extension and how to convert the file; a file with normalized integer or
-sparse accessors is rewritten in memory, each such accessor replaced by dense data (decoded to
-float32 by the glTF 2.0 rules where normalized; a new buffer, as a data URI), and that
-rewritten document is what trimesh reads. Files without either are passed through untouched
-(no cost beyond reading the JSON header).
+So, before trimesh: what the file means beyond plain triangles (meshopt, KTX2 textures,
+instancing, primitive modes, morph targets, skins, texture transforms, alpha and unlit materials)
+is applied by :mod:`gencritic.mesh.gltf_features`, whose decoders refuse with one line naming the
+install or the conversion when they are missing; a file with normalized integer or sparse
+accessors is rewritten in memory, each such accessor replaced by dense data (decoded to float32 by
+the glTF 2.0 rules where normalized; a new buffer, as a data URI), and that rewritten document is
+what trimesh reads. Files without any of it are passed through untouched (no cost beyond reading
+the JSON header).
 """
 
 from __future__ import annotations

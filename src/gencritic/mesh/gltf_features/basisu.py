@@ -53,11 +53,27 @@ def _image_bytes(edit: GltfEdit, image: dict[str, Any]) -> bytes:
     return path.read_bytes()
 
 
+def _is_ktx2(image: Any) -> bool:
+    return isinstance(image, dict) and (image.get("mimeType") == "image/ktx2"
+                                        or str(image.get("uri", "")).lower().endswith(".ktx2"))
+
+
+def _ktx2_source(doc: dict[str, Any], texture: dict[str, Any]) -> int | None:
+    """The KTX2 image a texture draws: its extension's source when it has no other, or its plain
+    ``source`` when that is a KTX2 file (written so by some exporters, without the extension)."""
+    images = doc.get("images") or []
+    spec = (texture.get("extensions") or {}).get(EXTENSION)
+    if "source" not in texture:
+        return int(spec["source"]) if isinstance(spec, dict) and "source" in spec else None
+    source = int(texture["source"])
+    return source if 0 <= source < len(images) and _is_ktx2(images[source]) else None
+
+
 def transcode_basisu(edit: GltfEdit) -> None:
     """Point every base-colour texture whose source is KTX2 at a PNG transcoded from it."""
     textures = edit.doc.get("textures") or []
-    wanted = [i for i in _base_colour_textures(edit.doc) if 0 <= i < len(textures)
-              and EXTENSION in (textures[i].get("extensions") or {}) and "source" not in textures[i]]
+    wanted = [i for i in _base_colour_textures(edit.doc)
+              if 0 <= i < len(textures) and _ktx2_source(edit.doc, textures[i]) is not None]
     if not wanted:
         return
     try:
@@ -70,7 +86,8 @@ def transcode_basisu(edit: GltfEdit) -> None:
     done: dict[int, int] = {}
     for index in wanted:
         texture = textures[index]
-        source = int(texture["extensions"][EXTENSION]["source"])
+        source = _ktx2_source(edit.doc, texture)
+        assert source is not None
         if source not in done:
             image = edit.doc["images"][source]
             try:
@@ -91,12 +108,12 @@ def transcode_basisu(edit: GltfEdit) -> None:
                                        "name": str(image.get("uri") or image.get("name") or f"image {source}")})
             done[source] = len(edit.doc["images"]) - 1
         texture["source"] = done[source]
-        del texture["extensions"][EXTENSION]
+        (texture.get("extensions") or {}).pop(EXTENSION, None)
     edit.changed = True
 
 
 def needs_transcoding(doc: dict[str, Any]) -> bool:
-    """Whether a base-colour texture has only a KTX2 source."""
+    """Whether a base-colour texture's image is KTX2 (and no PNG/JPEG fallback is given)."""
     textures = doc.get("textures") or []
-    return any(0 <= i < len(textures) and EXTENSION in (textures[i].get("extensions") or {})
-               and "source" not in textures[i] for i in _base_colour_textures(doc))
+    return any(0 <= i < len(textures) and _ktx2_source(doc, textures[i]) is not None
+               for i in _base_colour_textures(doc))
