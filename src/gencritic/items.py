@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gencritic.io.urls import UrlPath
+
 ItemKind = Literal["image", "mesh", "views", "frames"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -40,21 +42,29 @@ class Item:
 
     item_id: str
     kind: ItemKind
-    path: Path
+    path: Path | UrlPath  # an address (s3://, gs://, az://, https://) is read where the item is scored
     prompt: str | None = None
-    reference: Path | None = None
+    reference: Path | UrlPath | None = None
     columns: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
 
-def kind_for_name(path: Path) -> ItemKind:
+def kind_for_name(path: Path | UrlPath) -> ItemKind:
     """The item kind a path's name suggests, without touching the disk (for entries that cannot
     be examined: a broken link named ``x.glb`` is a failed mesh row)."""
     return "mesh" if path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS else "image"
 
 
-def kind_for_path(path: Path) -> ItemKind:
-    """Guess the item kind from a path: a mesh file, a folder of views, or an image."""
+def kind_for_path(path: Path | UrlPath) -> ItemKind:
+    """Guess the item kind from a path: a mesh file, a folder of views, or an image.
+
+    An address is judged by its name alone (a manifest of a million addresses must not cost a
+    request each on the driver): a mesh or image suffix says which, no suffix means a folder."""
+    if isinstance(path, UrlPath):
+        suffix = path.suffix.lower()
+        if path.name.lower().endswith(KIT_SUFFIX) or suffix in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS:
+            return "mesh"
+        return "image" if suffix else "views"
     if path.is_dir():
         return "views"
     if path.name.lower().endswith(KIT_SUFFIX) or path.suffix.lower() in MESH_EXTENSIONS | UNREAD_3D_EXTENSIONS:

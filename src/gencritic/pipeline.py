@@ -26,8 +26,11 @@ import torch
 from gencritic.cache import EmbeddingCache, default_cache_dir
 from gencritic.errors import InputError, ItemError, ModelUnavailableError
 from gencritic.features import RunContext, ViewBatch, describe_settings
+from gencritic.io.fetch import STATS as FETCH_STATS
+from gencritic.io.fetch import ObjectCache, require_backends, stats_delta
 from gencritic.io.images import parse_background
 from gencritic.io.manifest import collect_items
+from gencritic.io.urls import UrlPath, as_path, is_url
 from gencritic.items import Item
 from gencritic.jsonio import write_json
 from gencritic.media import PreparedItem, prepare_item
@@ -102,7 +105,8 @@ class ScoreOptions:
     overwrite: bool = False
     progress: bool = True
     render: dict[str, Any] = field(default_factory=dict)
-    reference_dir: Path | None = None  # pair each item with the same-stem image here (reference metrics)
+    # pair each item with the same-stem image here (reference metrics); a folder or an address
+    reference_dir: Path | UrlPath | None = None
 
     def numeric_settings(self, with_render: bool = True) -> dict[str, Any]:
         """The settings that can change a score (what resume and rows are keyed on).
@@ -113,7 +117,8 @@ class ScoreOptions:
             # where the render cache lives (or whether there is one) never changes a score
             out["render"] = {k: v for k, v in sorted(self.render.items()) if k not in ("cache", "cache_dir")}
         if self.reference_dir is not None:  # other references, other numbers (absent: fingerprint unchanged)
-            out["reference_dir"] = str(Path(self.reference_dir).resolve())
+            ref = as_path(self.reference_dir)
+            out["reference_dir"] = str(ref.resolve())
         return out
 
 
@@ -125,7 +130,7 @@ class ScoreRun:
     columns: list[str]
     view_rows: list[dict[str, Any]]
     summary: dict[str, Any]
-    out_dir: Path | None
+    out_dir: Path | UrlPath | None
 
     def to_pandas(self) -> Any:
         import pandas as pd
@@ -445,8 +450,8 @@ def _token_cuts(items: Sequence[Item], backbones: Sequence[ClipBackbone]) -> dic
 
 
 def score(
-    source: str | Path | Sequence[Item],
-    out: str | Path | None = None,
+    source: str | Path | UrlPath | Sequence[Item],
+    out: str | Path | UrlPath | None = None,
     prompt: str | None = None,
     options: ScoreOptions | None = None,
     pool: ModelPool | None = None,
@@ -470,23 +475,28 @@ def score(
             raise InputError(f"unknown output format {fmt!r}: use {', '.join(FORMATS)}")
     if opts.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
+    if out is not None and is_url(out):  # written locally, kept in step with the address
+        return _score_to_address(UrlPath(str(out)), source, prompt, opts, pool)
     started = time.perf_counter()
     try:
         background = parse_background(opts.background)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
-    items = list(source) if isinstance(source, Sequence) and not isinstance(source, str) else collect_items(Path(source), prompt)
+    items = list(source) if isinstance(source, Sequence) and not isinstance(source, str) \
+        else collect_items(as_path(source), prompt)
     if opts.reference_dir is not None:
         from gencritic.io.manifest import pair_references
 
-        items = pair_references(items, Path(opts.reference_dir))
+        items = pair_references(items, as_path(opts.reference_dir))
+    remote = [u for i in items for u in (i.path, i.reference) if isinstance(u, UrlPath)]
+    require_backends(remote)  # an address whose scheme has no fsspec implementation: one line, up front
     if any(i.kind == "mesh" for i in items):  # a bad render option (or no Blender for cycles): one line, up front
         from gencritic.mesh.blend import require_blender
         from gencritic.render.settings import parse_render_options
 
         parse_render_options(dict(opts.render))
-        require_blender([i.path for i in items if i.kind == "mesh" and i.error is None])
+        require_blender([i.path for i in items if i.kind == "mesh" and i.error is None and isinstance(i.path, Path)])
     metrics = build_metrics(opts.metrics, opts.model)
     file_inputs = {m.name: inputs for m in metrics if (inputs := m.external_inputs()) is not None}
     pool = pool or ModelPool(opts.device, opts.dtype)
@@ -502,15 +512,16 @@ def score(
         numeric["metric_files"] = file_inputs
     fingerprint = describe_settings(numeric)
     model_label = ",".join(dict.fromkeys(str(m.model_id()) for m in metrics if m.model_id()))
-    out_dir = Path(out) if out is not None else None
+    out_dir = Path(str(out)) if out is not None else None  # an address was staged above
     store = ResultsStore(out_dir, fingerprint, opts.overwrite) if out_dir is not None else None
     done = store.done_ids if store else set()
     pending = [i for i in items if i.item_id not in done]
     from gencritic.mesh.blend import prepare_blend_files
 
     # .blend assets are converted by Blender in batches first; a file that cannot be is a failed row
-    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh" and i.error is None],
-                                         opts.progress)
+    # (one behind an address is converted where it is fetched, when it is prepared)
+    blend_failures = prepare_blend_files([i.path for i in pending if i.kind == "mesh" and i.error is None
+                                          and isinstance(i.path, Path)], opts.progress)
 
     backbones = metric_backbones(metrics)
     any_text = any("text" in m.info.inputs for m in metrics)
@@ -532,11 +543,15 @@ def score(
     if opts.cache_dir is not None:
         render_opts.setdefault("cache_dir", str(Path(opts.cache_dir) / "renders"))
 
+    objects = ObjectCache(opts.cache_dir)  # media behind addresses, fetched by the thread that prepares them
+    fetched_before = FETCH_STATS.snapshot()
+
     def prepare(item: Item) -> PreparedItem:
-        if item.kind == "mesh" and item.path in blend_failures:
+        if item.kind == "mesh" and isinstance(item.path, Path) and item.path in blend_failures:
             return PreparedItem(item, error=blend_failures[item.path])
         try:
-            prepared = prepare_item(item, background, render_opts, decode=False, need_reference=needs_reference)
+            prepared = prepare_item(item, background, render_opts, decode=False, need_reference=needs_reference,
+                                    objects=objects)
             if prepared.error is None and prepared.views:
                 _warm_views(prepared, backbones, cache, needs_pixels)
         except ItemError as exc:  # decode failure surfaces here when pixels are first needed
@@ -572,6 +587,10 @@ def score(
     summary["cache"] = {"hits": cache.hits, "misses": cache.misses, "path": str(cache.path) if cache.path else None}
     summary["resumed_items"] = len(done)
     summary["warnings"] = summarise_warnings(ordered)  # degradations accepted, by kind (gencritic.row_warnings)
+    if remote:  # absent otherwise: summaries of local runs are unchanged
+        summary["remote"] = {**stats_delta(fetched_before, FETCH_STATS.snapshot()), "cache": None
+                             if opts.cache_dir is None else str(objects.root)}
+    objects.close()
     if out_dir is not None:
         for fmt in dict.fromkeys(["csv", *opts.formats]):
             write_table(rows, columns, out_dir / f"results.{fmt}")
@@ -581,6 +600,24 @@ def score(
     if interrupted:
         raise KeyboardInterrupt
     return ScoreRun(rows=rows, columns=columns, view_rows=view_rows, summary=summary, out_dir=out_dir)
+
+
+def _score_to_address(url: UrlPath, source: str | Path | UrlPath | Sequence[Item], prompt: str | None, opts: ScoreOptions,
+                      pool: ModelPool | None) -> ScoreRun:
+    """:func:`score` into a local folder kept in step with ``url`` (:mod:`gencritic.io.staged_out`)."""
+    from dataclasses import replace
+
+    from gencritic.io.staged_out import StagedOutput
+    from gencritic.store import JOURNAL, STATE_DIR
+
+    staged = StagedOutput(url, STATE_DIR, JOURNAL, overwrite=opts.overwrite)
+    with staged as local:
+        try:
+            run = score(source, out=local, prompt=prompt, options=replace(opts, overwrite=False), pool=pool)
+        except InputError as exc:
+            raise InputError(staged.name(str(exc))) from None
+    run.out_dir = url
+    return run
 
 
 def _warm_views(prepared: PreparedItem, backbones: Sequence[ClipBackbone], cache: EmbeddingCache,

@@ -17,10 +17,12 @@ def register(app: typer.Typer) -> None:
 
 
 def score_command(
-    input: Path = typer.Argument(..., help="An image, a mesh, a folder (images, meshes, sub-folders of views) "
-                                           "or a manifest .csv/.jsonl/.parquet with 'image' and 'prompt' columns."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: results.csv, views.csv, summary.json. "
-                                                      "Re-running into the same folder resumes."),
+    input: str = typer.Argument(..., help="An image, a mesh, a folder (images, meshes, sub-folders of views) "
+                                          "or a manifest .csv/.jsonl/.parquet with 'image' and 'prompt' columns; "
+                                          "local, or an address (s3://, gs://, az://, https://)."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder: results.csv, views.csv, summary.json; or an "
+                                                     "address (s3://bucket/run/, gs://, az://). "
+                                                     "Re-running into the same folder resumes."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Prompt for every item (overrides manifest/sidecar prompts)."),  # noqa: UP045
     model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m",
                               help="CLIP model: HF id, local folder, checkpoint file, or open_clip NAME/TAG."),
@@ -41,7 +43,7 @@ def score_command(
     renderer: str = typer.Option("gl", "--renderer", help="Meshes: gl (rasteriser, default) or cycles (Blender's path tracer, see `gencritic render --help`)."),
     spp: int = typer.Option(16, "--spp", help="Cycles samples per pixel (with --renderer cycles)."),
     allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours and name it in the row's warnings column, instead of failing the row."),
-    reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Folder of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
+    reference_dir: Optional[str] = typer.Option(None, "--reference-dir", help="Folder (or address) of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the summary line."),
     engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data actors; same files, same numbers)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (default: start a local one)."),  # noqa: UP045
@@ -57,6 +59,7 @@ def score_command(
       gencritic score photo.png --prompt "a red apple" --out out/ --device cpu --dtype int8
     """
     from gencritic.cache import default_cache_dir
+    from gencritic.io.urls import as_path
     from gencritic.pipeline import ScoreOptions, score
 
     options = ScoreOptions(
@@ -67,14 +70,15 @@ def score_command(
         render={"rig": rig, "resolution": resolution,
                 **({"renderer": renderer, "spp": spp} if renderer != "gl" else {}),  # gl runs keep their fingerprint
                 **({"allow_untextured": True} if allow_untextured else {})},
-        reference_dir=reference_dir,
+        reference_dir=None if reference_dir is None else as_path(reference_dir),
     )
+    source, target = as_path(input), as_path(out)
     if engine == "ray":
         from gencritic.engines.ray_engine import score_with_ray
 
-        run = score_with_ray(input, out=out, prompt=prompt, options=options, ray_address=ray_address)
+        run = score_with_ray(source, out=target, prompt=prompt, options=options, ray_address=ray_address)
     elif engine == "local":
-        run = score(input, out=out, prompt=prompt, options=options)
+        run = score(source, out=target, prompt=prompt, options=options)
     else:
         from gencritic.errors import InputError
 
@@ -82,13 +86,13 @@ def score_command(
     s = run.summary
     mean = "n/a" if s["mean"] is None else f"{s['mean']:.4f}"
     typer.echo(f"{s['successes']}/{s['count']} items scored; mean {s['primary_metric']} = {mean} "
-               f"-> {out / 'results.csv'}")
+               f"-> {target / 'results.csv'}")
     failed = s["count"] - s["successes"]
     if failed:
-        typer.echo(f"{failed} item(s) failed; see the 'error' column of {out / 'results.csv'}", err=True)
+        typer.echo(f"{failed} item(s) failed; see the 'error' column of {target / 'results.csv'}", err=True)
     warned = (s.get("warnings") or {}).get("items", 0)
     if warned:
-        typer.echo(f"{warned} item(s) were drawn degraded; see the 'warnings' column of {out / 'results.csv'}",
+        typer.echo(f"{warned} item(s) were drawn degraded; see the 'warnings' column of {target / 'results.csv'}",
                    err=True)
 
 

@@ -120,8 +120,9 @@ def _require(columns: Sequence[str], needed: Sequence[str], source: Path, what: 
 
 def _finish(fmt: str, source: Path, candidates: list[Item], total: int, sha: str, ratings: list[str],
             pairs: list[PreferencePair] | None = None) -> HumanDataset:
-    present = [i for i in candidates if i.path.exists()]
-    missing = [str(i.path) for i in candidates if not i.path.exists()]
+    found = [isinstance(i.path, Path) and i.path.exists() for i in candidates]  # rating sets are local
+    present = [i for i, ok in zip(candidates, found, strict=True) if ok]
+    missing = [str(i.path) for i, ok in zip(candidates, found, strict=True) if not ok]
     if not present:
         example = missing[0] if missing else "?"
         raise InputError(f"none of the {len(candidates)} images listed in {source} were found (e.g. {example}); "

@@ -13,8 +13,18 @@ Why it is built this way:
   actors' cache counters and an ``engine`` entry.
 * **Models load once per actor**, not per chunk (each actor keeps a :class:`ModelPool`).
 
-Paths must be readable on the workers: on one machine they are; on a remote cluster
-(``ray_address``) put media on storage every node mounts at the same path.
+* **No shared disk needed.** Items travel as their paths or addresses; each actor reads its
+  items' media itself (``s3://``, ``gs://``, ``az://``, ``https://`` through fsspec, into its
+  node's own cache by content: :mod:`gencritic.io.fetch`), so on a cluster (``ray_address``)
+  only the driver reads the manifest and writes the output folder (or stages it to an address,
+  :mod:`gencritic.io.staged_out`). Local paths must exist on every node, as before.
+* **Node loss.** Ray Data restarts a dead actor and retries its chunk (actors are created with
+  unlimited restarts and task retries); a chunk is journaled when its result reaches the driver,
+  and a record that arrives twice (a retried chunk whose first result was already in) is
+  journaled once, so the run ends with every item once.
+* **Progress** names the nodes that returned chunks and the throughput
+  (:class:`gencritic.engines.ray_progress.RayProgress`); ``summary.json``'s ``engine`` entry keeps
+  per-node items, chunks and object fetches, Ray's start-up time and the scoring throughput.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,7 @@ from typing import Any
 from gencritic.errors import InputError
 from gencritic.features import describe_settings
 from gencritic.io.manifest import collect_items
+from gencritic.io.urls import UrlPath, as_path, is_url
 from gencritic.items import Item
 from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line, to_jsonable, write_json
 from gencritic.pipeline import ScoreOptions, ScoreRun, score
@@ -47,9 +58,9 @@ def item_to_json(item: Item) -> dict[str, Any]:
 
 
 def item_from_json(d: dict[str, Any]) -> Item:
-    return Item(item_id=d["item_id"], kind=d["kind"], path=Path(d["path"]), prompt=d.get("prompt"),
-                reference=None if d.get("reference") is None else Path(d["reference"]), columns=d.get("columns") or {},
-                error=d.get("error"))
+    return Item(item_id=d["item_id"], kind=d["kind"], path=as_path(d["path"]), prompt=d.get("prompt"),
+                reference=None if d.get("reference") is None else as_path(d["reference"]),
+                columns=d.get("columns") or {}, error=d.get("error"))
 
 
 def options_to_json(opts: ScoreOptions) -> dict[str, Any]:
@@ -58,9 +69,10 @@ def options_to_json(opts: ScoreOptions) -> dict[str, Any]:
 
 def options_from_json(d: dict[str, Any]) -> ScoreOptions:
     d = dict(d)
-    for key in ("cache_dir", "reference_dir"):
-        if d.get(key) is not None:
-            d[key] = Path(d[key])
+    if d.get("cache_dir") is not None:
+        d["cache_dir"] = Path(d["cache_dir"])
+    if d.get("reference_dir") is not None:
+        d["reference_dir"] = as_path(d["reference_dir"])
     known = set(ScoreOptions.__dataclass_fields__)
     return ScoreOptions(**{k: v for k, v in d.items() if k in known})
 
@@ -113,7 +125,8 @@ class ScoreActor:
     reads those exact vectors back: identical numbers, not merely close ones.
     """
 
-    def __init__(self, options: dict[str, Any], texts: list[str], torch_threads: int | None = None) -> None:
+    def __init__(self, options: dict[str, Any], texts: list[str], torch_threads: int | None = None,
+                 node_cache: bool = False) -> None:
         from gencritic.models.loader import ModelPool
 
         if torch_threads:  # CPU kernels split work by thread count, and the split moves the last float bit
@@ -122,6 +135,12 @@ class ScoreActor:
             torch.set_num_threads(torch_threads)
 
         opts = replace(options_from_json(options), progress=False, overwrite=True, formats=("csv",))
+        if node_cache and opts.cache_dir is not None:
+            # on a cluster the driver's cache folder is not this node's: use the node's own
+            # (its GENCRITIC_CACHE_DIR, else ~/.cache/gencritic), as a local run there would
+            from gencritic.cache import default_cache_dir
+
+            opts = replace(opts, cache_dir=default_cache_dir())
         self._private_cache: Path | None = None
         if opts.cache_dir is None:  # the run asked for no shared cache: keep one for this actor only
             self._private_cache = Path(tempfile.mkdtemp(prefix="gencritic-ray-cache-"))
@@ -151,10 +170,17 @@ class ScoreActor:
             shutil.rmtree(str(self._private_cache), ignore_errors=True)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        import ray
+
+        from gencritic.io.fetch import STATS, stats_delta
+
+        node = ray.get_runtime_context().get_node_id()
         out: dict[str, list[Any]] = {"chunk": [], "records": [], "summary": []}
         for chunk_id, payload in zip(batch["chunk"], batch["items"], strict=True):
             items = [item_from_json(d) for d in json.loads(str(payload))]
             tmp = Path(tempfile.mkdtemp(prefix="gencritic-ray-"))
+            fetched = STATS.snapshot()
+            started = time.perf_counter()
             try:
                 run = score(items, out=tmp, options=replace(self.options), pool=self.pool)
                 records = read_journal(tmp)
@@ -165,11 +191,14 @@ class ScoreActor:
             settings = run.summary.get("settings", {})
             out["summary"].append(dumps_strict({"cache": run.summary.get("cache", {}),
                                                 "unavailable": run.summary.get("unavailable_metrics", {}),
-                                                "runtime": {k: settings.get(k) for k in RUNTIME_KEYS}}, default=str))
+                                                "runtime": {k: settings.get(k) for k in RUNTIME_KEYS},
+                                                "node": node, "seconds": time.perf_counter() - started,
+                                                "fetch": stats_delta(fetched, STATS.snapshot())}, default=str))
         return out
 
 
 def _init_ray(address: str | None, num_cpus: int | None) -> Any:
+    """Connect to ``address`` (or start a local cluster); a driver already connected stays so."""
     import ray
 
     if ray.is_initialized():
@@ -184,8 +213,8 @@ def _init_ray(address: str | None, num_cpus: int | None) -> Any:
 
 
 def score_with_ray(
-    source: str | Path | Sequence[Item],
-    out: str | Path,
+    source: str | Path | UrlPath | Sequence[Item],
+    out: str | Path | UrlPath,
     prompt: str | None = None,
     options: ScoreOptions | None = None,
     ray_address: str | None = None,
@@ -194,6 +223,7 @@ def score_with_ray(
     gpus_per_actor: float | None = None,
     num_cpus: int | None = None,
     torch_threads: int | None = None,
+    on_chunk: Callable[[str, int], None] | None = None,
 ) -> ScoreRun:
     """Score like :func:`gencritic.pipeline.score`, with the work spread over Ray actors.
 
@@ -209,22 +239,53 @@ def score_with_ray(
     own torch thread count, because CPU kernels partition work by thread count and that moves
     the last float32 bit; with it, a local Ray run is byte-identical to a local-engine run.
     (A remote cluster on other CPUs can match only to float32 precision.)
+
+    ``out`` may be an address (``s3://bucket/run/``): see :mod:`gencritic.io.staged_out`.
+    ``on_chunk(node_id, items)`` is called on the driver as each chunk's result is journaled.
     """
     try:
-        import ray.data
+        import ray.data  # noqa: F401
     except ImportError:
         raise InputError("--engine ray needs Ray Data: pip install 'gencritic[ray]' (ray[data])") from None
-    opts = replace(options or ScoreOptions(), progress=False)
+    opts = options or ScoreOptions()
     if opts.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
     if num_actors is not None and num_actors < 1:
         raise InputError("--ray-actors must be at least 1")
+
+    def run_into(folder: Path, run_options: ScoreOptions) -> ScoreRun:
+        return _score_with_ray(source, folder, prompt, run_options, ray_address, num_actors, cpus_per_actor,
+                               gpus_per_actor, num_cpus, torch_threads, on_chunk)
+    if is_url(out):  # the driver writes a local folder kept in step with the address
+        from gencritic.io.staged_out import StagedOutput
+        from gencritic.store import JOURNAL
+
+        url = UrlPath(str(out))
+        staged = StagedOutput(url, STATE_DIR, JOURNAL, overwrite=opts.overwrite)
+        with staged as local:
+            try:
+                run = run_into(local, replace(opts, overwrite=False))
+            except InputError as exc:
+                raise InputError(staged.name(str(exc))) from None
+        run.out_dir = url
+        return run
+    return run_into(Path(str(out)), opts)
+
+
+def _score_with_ray(source: str | Path | UrlPath | Sequence[Item], out_dir: Path, prompt: str | None, options: ScoreOptions,
+                    ray_address: str | None, num_actors: int | None, cpus_per_actor: float,
+                    gpus_per_actor: float | None, num_cpus: int | None, torch_threads: int | None,
+                    on_chunk: Callable[[str, int], None] | None) -> ScoreRun:
+    from gencritic.engines.ray_progress import RayProgress
+    from gencritic.io.fetch import require_backends
+
+    opts = replace(options, progress=False)
     started = time.perf_counter()
     items = list(source) if isinstance(source, Sequence) and not isinstance(source, str) \
-        else collect_items(Path(source), prompt)
+        else collect_items(as_path(source), prompt)
     if not items:
         raise InputError("nothing to score")
-    out_dir = Path(out)
+    require_backends([u for i in items for u in (i.path, i.reference) if isinstance(u, UrlPath)])
     # The same fingerprint the local pipeline writes, so local and Ray runs resume each other.
     has_meshes = any(i.kind == "mesh" for i in items)
     store = ResultsStore(out_dir, describe_settings(opts.numeric_settings(has_meshes)), opts.overwrite)
@@ -235,12 +296,16 @@ def score_with_ray(
     unavailable: dict[str, str] = {}
     runtimes: list[dict[str, Any]] = []
     actors = 0
+    ray_start_s = 0.0
+    progress = RayProgress(len(items), resumed, options.progress)
     if torch_threads is None and not ray_address:
         import torch
 
         torch_threads = torch.get_num_threads()
     if pending:
+        ray_started = time.perf_counter()
         ray = _init_ray(ray_address, num_cpus)
+        ray_start_s = time.perf_counter() - ray_started
         from ray.data import DataContext
 
         ctx = DataContext.get_current()
@@ -263,15 +328,24 @@ def score_with_ray(
         scored = ds.map_batches(ScoreActor, batch_size=1, batch_format="numpy", compute=pool,
                                 num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
                                 fn_constructor_kwargs={"options": options_to_json(opts), "texts": texts,
-                                                       "torch_threads": torch_threads})
-        for row in scored.iter_rows():
-            records = [parse_journal_line(line) for line in str(row["records"]).splitlines() if line.strip()]
-            store.append(records)
-            info = json.loads(row["summary"])
-            runtimes.append(info.get("runtime") or {})
-            cache["hits"] += int(info["cache"].get("hits", 0))
-            cache["misses"] += int(info["cache"].get("misses", 0))
-            unavailable.update(info.get("unavailable") or {})
+                                                       "torch_threads": torch_threads,
+                                                       "node_cache": bool(ray_address)})
+        with progress:
+            for row in scored.iter_rows():
+                records = [parse_journal_line(line) for line in str(row["records"]).splitlines() if line.strip()]
+                done = store.done_ids
+                fresh = [r for r in records if r["item"]["item_id"] not in done]  # a retried chunk's second copy
+                store.append(fresh)
+                info = json.loads(row["summary"])
+                runtimes.append(info.get("runtime") or {})
+                cache["hits"] += int(info["cache"].get("hits", 0))
+                cache["misses"] += int(info["cache"].get("misses", 0))
+                unavailable.update(info.get("unavailable") or {})
+                node = str(info.get("node") or "?")
+                progress.chunk(node, len(fresh), len(records) - len(fresh), float(info.get("seconds") or 0.0),
+                               info.get("fetch") or {})
+                if on_chunk is not None:
+                    on_chunk(node, len(fresh))
     missing = [i.item_id for i in pending if i.item_id not in store.done_ids]
     if missing:
         raise InputError(f"the Ray run returned no result for {len(missing)} item(s) (e.g. {missing[0]}); "
@@ -286,11 +360,17 @@ def score_with_ray(
         "resumed_items": resumed,
         "engine": {"name": "ray", "address": ray_address or "local", "actors": actors,
                    "cpus_per_actor": cpus_per_actor, "gpus_per_actor": gpus_per_actor,
-                   "torch_threads": torch_threads},
+                   "torch_threads": torch_threads, "ray_start_s": round(ray_start_s, 3), **progress.summary()},
     })
     if unavailable:
         run.summary["unavailable_metrics"] = unavailable
     if runtimes:  # the actors scored, not the driver: their device, dtype and threads are what ran
         run.summary["settings"].update(actor_runtime(runtimes))
+    if any(isinstance(i.path, UrlPath) or isinstance(i.reference, UrlPath) for i in items):
+        fetched: dict[str, int] = {}
+        for counts in progress.nodes.values():
+            for key, value in counts.fetch.items():
+                fetched[key] = fetched.get(key, 0) + value
+        run.summary["remote"] = {**fetched, "cache": "each node's own"}
     write_json(out_dir / "summary.json", run.summary, default=str)
     return run

@@ -17,6 +17,7 @@ from typing import Any
 from gencritic.errors import InputError, ItemError
 from gencritic.geometry.health import HEALTH_COLUMNS, mesh_health
 from gencritic.geometry.runs import RowRun, column_stats, software_versions
+from gencritic.io.urls import local_path
 from gencritic.items import Item
 
 log = logging.getLogger("gencritic")
@@ -60,7 +61,7 @@ def check_asset(item: Item) -> dict[str, Any]:
             raise ItemError(item.error)
         if item.kind != "mesh":
             raise ItemError(f"{item.path} is not a mesh file (meshcheck reads .glb .gltf .obj .ply .stl .off .blend)")
-        row.update(mesh_health(item.path))
+        row.update(mesh_health(local_path(item.path, "meshcheck")))
         row.update({"success": True, "error": ""})
     except ItemError as exc:
         row.update({"success": False, "error": str(exc)})

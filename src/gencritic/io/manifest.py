@@ -19,6 +19,7 @@ from typing import Any
 from gencritic.errors import InputError, ItemError
 from gencritic.io.listing import BadEntry, FolderError, Listing, list_folder, natural_key, walk_files
 from gencritic.io.strict_csv import read_csv_rows
+from gencritic.io.urls import UrlPath, as_path, redact
 from gencritic.items import IMAGE_EXTENSIONS, MESH_EXTENSIONS, Item, ItemKind, kind_for_name, kind_for_path
 from gencritic.jsonio import dumps_strict
 
@@ -95,8 +96,12 @@ def _unique_ids(paths: Sequence[str]) -> list[str]:
     return ids
 
 
-def items_from_manifest(path: Path, prompt_override: str | None = None) -> list[Item]:
-    """Items from a manifest file; the error for missing columns lists the columns found."""
+def items_from_manifest(path: Path, prompt_override: str | None = None,
+                        base: Path | UrlPath | None = None) -> list[Item]:
+    """Items from a manifest file; the error for missing columns lists the columns found.
+
+    Relative media paths resolve against ``base`` (default: the manifest's folder; the address's
+    folder for a manifest read from object storage). A cell may itself be an address."""
     rows, where = _read_located(path)
     if not rows:
         raise InputError(f"manifest {path} has no rows")
@@ -109,20 +114,22 @@ def items_from_manifest(path: Path, prompt_override: str | None = None) -> list[
         )
     prompt_col = _pick(columns, PROMPT_COLUMNS)
     ref_col = _pick(columns, REFERENCE_COLUMNS)
-    base = path.parent
+    folder: Path | UrlPath = path.parent if base is None else base
     raw_paths = [_cell_text(r.get(media_col)) for r in rows]
     items = []
     for item_id, row, raw, at in zip(_unique_ids(raw_paths), rows, raw_paths, where, strict=True):
-        media = Path(raw)
-        media = media if media.is_absolute() else base / media
+        media = as_path(raw)
+        if isinstance(media, Path) and not media.is_absolute():
+            media = folder / media
         # an empty cell is a failed row of its own, not the manifest's folder read as an image
         error = None if raw.strip() else f"empty image cell (column '{media_col}', {at} of {path.name})"
         prompt = prompt_override if prompt_override is not None else row.get(prompt_col) if prompt_col else None
         ref_raw = row.get(ref_col) if ref_col else None
-        reference = None
+        reference: Path | UrlPath | None = None
         if ref_raw:
-            reference = Path(str(ref_raw))
-            reference = reference if reference.is_absolute() else base / reference
+            reference = as_path(str(ref_raw))
+            if isinstance(reference, Path) and not reference.is_absolute():
+                reference = folder / reference
         items.append(
             Item(
                 item_id=item_id,
@@ -252,8 +259,10 @@ def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
     return sorted(items, key=lambda i: tuple(natural_key(part) for part in i.path.parts[root_parts:]))
 
 
-def collect_items(source: Path, prompt: str | None = None) -> list[Item]:
-    """Dispatch on what ``source`` is: manifest, folder, or a single image/mesh."""
+def collect_items(source: Path | UrlPath, prompt: str | None = None) -> list[Item]:
+    """Dispatch on what ``source`` is: manifest, folder, or a single image/mesh (local or at an address)."""
+    if isinstance(source, UrlPath):
+        return _collect_remote(source, prompt)
     if not source.exists():
         raise InputError(f"input not found: {source} (give an image, a mesh, a folder or a manifest .csv/.jsonl/.parquet)")
     if source.is_dir():
@@ -271,20 +280,71 @@ def collect_items(source: Path, prompt: str | None = None) -> list[Item]:
     )
 
 
-def pair_references(items: Sequence[Item], reference_dir: Path) -> list[Item]:
+def _collect_remote(source: UrlPath, prompt: str | None) -> list[Item]:
+    """:func:`collect_items` for an address: the manifest is read here (the driver), media where
+    each item is scored."""
+    import tempfile
+
+    from gencritic.io.fetch import ObjectNotFound, filesystem, read_object
+    from gencritic.io.remote_folder import items_from_remote_folder
+
+    filesystem(source)  # no fsspec implementation for the scheme: one line now
+    suffix = source.suffix.lower()
+    if suffix in MANIFEST_SUFFIXES:
+        try:
+            data = read_object(source)
+        except ItemError as exc:
+            raise InputError(f"manifest {exc}") from None
+        with tempfile.TemporaryDirectory(prefix="gencritic-manifest-") as tmp:
+            local = Path(tmp) / (source.name or f"manifest{suffix}")  # messages name it as written
+            local.write_bytes(data)
+            try:
+                return items_from_manifest(local, prompt, base=source.parent)
+            except InputError as exc:
+                raise InputError(str(exc).replace(str(local), redact(str(source)))) from None
+    if suffix in IMAGE_EXTENSIONS | MESH_EXTENSIONS or source.name.lower().endswith(".kit.json"):
+        text = prompt
+        if text is None:  # a prompt file beside it, as locally
+            try:
+                text = read_object(source.with_suffix(".txt")).decode("utf-8").strip()
+            except ObjectNotFound:
+                text = None
+            except (ItemError, UnicodeDecodeError) as exc:
+                raise InputError(f"prompt file beside {redact(str(source))} cannot be read ({exc}); "
+                                 f"fix it or pass --prompt") from None
+        return [Item(item_id=source.name, kind=kind_for_path(source), path=source, prompt=text,
+                     columns={"image": str(source)})]
+    return items_from_remote_folder(source, prompt)
+
+
+def pair_references(items: Sequence[Item], reference_dir: Path | UrlPath) -> list[Item]:
     """Set each item's ``reference`` to the image in ``reference_dir`` with the same file stem
     (``cat.png`` <-> ``refs/cat.jpg``); items that already have one keep it, unmatched items stay
     without (reference metrics then fail them with a clear reason). Two candidates for one stem
-    is an input error, because guessing would silently pick one."""
+    is an input error, because guessing would silently pick one. ``reference_dir`` may be an
+    address (its images are listed here, fetched where each item is scored)."""
+    if isinstance(reference_dir, UrlPath):
+        from gencritic.io.fetch import list_folder_urls
+
+        try:
+            candidates: list[Path | UrlPath] = [u for u in list_folder_urls(reference_dir)
+                                                if u.suffix.lower() in IMAGE_EXTENSIONS]
+        except ItemError as exc:
+            raise InputError(f"--reference-dir: {exc}") from None
+        return _pair_by_stem(items, candidates)
     if not reference_dir.is_dir():
         raise InputError(f"--reference-dir {reference_dir} is not a folder")
-    by_stem: dict[str, Path] = {}
     try:
         listing = list_folder(reference_dir, IMAGE_EXTENSIONS)
     except FolderError as exc:
         raise InputError(f"--reference-dir: {exc}") from None
     # an unreadable reference keeps its stem: its item fails when the reference is loaded
-    for p in listing.files + [b.path for b in listing.bad]:
+    return _pair_by_stem(items, [*listing.files, *[b.path for b in listing.bad]])
+
+
+def _pair_by_stem(items: Sequence[Item], references: Sequence[Path | UrlPath]) -> list[Item]:
+    by_stem: dict[str, Path | UrlPath] = {}
+    for p in references:
         if p.stem in by_stem:
             raise InputError(f"--reference-dir has two images for '{p.stem}': {by_stem[p.stem].name} and {p.name}")
         by_stem[p.stem] = p
