@@ -9,7 +9,19 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.cli.options import (
+    DEFAULT_CLIP_MODEL,
+    CacheDir,
+    Device,
+    Dtype,
+    Model,
+    NoCache,
+    Resolution,
+    Rig,
+    cache_root,
+    render_options,
+    render_settings_from_cli,
+)
 
 if TYPE_CHECKING:
     from gencritic.serve.service import ScoringService
@@ -40,8 +52,8 @@ def report_command(
                                                               "low-cardinality columns are offered anyway)."),
     render: bool = typer.Option(False, "--render", help="Render meshes that have no --views folder (cached under "
                                                         "RESULTS/.gencritic/report_views)."),
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for --render."),
-    resolution: int = typer.Option(256, "--resolution", help="View size for --render."),
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 256,
 ) -> None:
     """Write an HTML report (table, histograms, leaderboards, galleries, correlations) and a Markdown summary.
 
@@ -51,9 +63,9 @@ def report_command(
     """
     from gencritic.report.builder import ReportOptions, build_report
 
+    settings = render_settings_from_cli(rig=rig, resolution=resolution)
     opts = ReportOptions(views_dir=views, media_root=media_root, embed=not link, thumb_size=thumb_size, top_n=top_n,
-                         title=title, render=render, render_options={"rig": rig, "resolution": resolution},
-                         group_by=group_by)
+                         title=title, render=render, render_options=render_options(settings), group_by=group_by)
     md_path = markdown or out.with_suffix(".md")
     written = build_report(results, out, markdown=md_path, options=opts)
     typer.echo(f"report: {written.html} ({written.items} items, {written.thumbnails} thumbnails) and {written.markdown}")
@@ -62,13 +74,13 @@ def report_command(
 def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: str | None, cache_dir: Path | None,
              no_cache: bool, max_upload_mb: float, batch_window_ms: float, max_batch: int, rig: str,
              resolution: int) -> ScoringService:
-    from gencritic.cache import default_cache_dir
     from gencritic.serve.service import ScoringService, ServiceConfig
 
+    render = render_settings_from_cli(rig=rig, resolution=resolution)
     config = ServiceConfig(model=model, device=device, dtype=dtype, roots=roots, api_key=api_key,
-                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                           cache_dir=cache_root(cache_dir, no_cache),
                            max_upload_bytes=int(max_upload_mb * 1024 * 1024), batch_window_ms=batch_window_ms,
-                           max_batch=max_batch, render={"rig": rig, "resolution": resolution})
+                           max_batch=max_batch, render=render_options(render))
     service = ScoringService(config)
     atexit.register(service.close)  # its temp folder of uploads goes with the process
     service.warm_up()
@@ -82,17 +94,17 @@ def serve_command(
                                                        "Without it, only uploads are accepted."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENCRITIC_API_KEY",  # noqa: UP045
                                           help="Key clients send in X-API-Key; required to bind beyond loopback."),
-    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="CLIP model, loaded once at start."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache."),
+    model: Model = DEFAULT_CLIP_MODEL,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body / file accepted."),
     batch_window_ms: float = typer.Option(5.0, "--batch-window-ms", help="How long a request waits for others to "
                                                                          "share its model call."),
     max_batch: int = typer.Option(32, "--max-batch", help="Most requests in one model call."),
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes."),
-    resolution: int = typer.Option(512, "--resolution", help="Rendered view size for meshes."),
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 512,
 ) -> None:
     """Run the HTTP API (FastAPI + uvicorn). OpenAPI schema at /openapi.json, docs at /docs.
 
@@ -122,13 +134,13 @@ def mcp_command(
                                                        "folder)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENCRITIC_API_KEY",  # noqa: UP045
                                           help="For --transport http: key clients send; required beyond loopback."),
-    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="CLIP model, loaded once at start."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache"),
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes."),
-    resolution: int = typer.Option(512, "--resolution", help="Rendered view size for meshes."),
+    model: Model = DEFAULT_CLIP_MODEL,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 512,
 ) -> None:
     """Run the MCP server: tools evaluate_image, evaluate_asset, diagnose, compare, list_metrics.
 

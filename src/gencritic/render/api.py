@@ -219,7 +219,8 @@ def asset_out_name(asset: Path, source: Path) -> str:
     return asset.relative_to(source).with_suffix("").as_posix()
 
 
-def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = None, transparent: bool = False,
+def render_to_folder(source: Path, out: Path, options: dict[str, Any] | RenderSettings | None = None,
+                     transparent: bool = False,
                      workers: int = 2, on_done: Any = None) -> list[RenderReport]:
     """Render every asset under ``source`` into ``out/<asset-name>/NNN.png`` + ``cameras.json``.
 

@@ -167,14 +167,18 @@ class RenderSettings(StrictModel):
         return hashlib.sha256(json.dumps(self.pixel_settings(), sort_keys=True).encode()).hexdigest()
 
 
-def parse_render_options(options: dict[str, Any] | None) -> RenderSettings:
-    """Validate a render-options dict (from the CLI or the Python API) into settings.
+def parse_render_options(options: dict[str, Any] | RenderSettings | None) -> RenderSettings:
+    """Validate a render-options dict (from the Python API) into settings, or take settings
+    already made (by the CLI's ``render_settings_from_cli``), and check the environment they need.
 
     Raises :class:`InputError` with one line naming the bad option and the valid values (for an
     unknown key, the accepted keys and the closest match).
     """
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
-    settings = validate_strict(RenderSettings, opts, None, noun="render option")
+    if isinstance(options, RenderSettings):
+        settings = options
+    else:
+        opts = {k: v for k, v in (options or {}).items() if v is not None}
+        settings = validate_strict(RenderSettings, opts, None, noun="render option")
     if settings.renderer == "cycles":
         from gencritic.render.pathtrace import BlenderMissing, blender_version
 
