@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -25,6 +25,16 @@ from gencritic.cli.options import (
 
 if TYPE_CHECKING:
     from gencritic.serve.service import ScoringService
+
+
+# The network options of both servers (mcp uses them with --transport http).
+Host = Annotated[str, typer.Option(
+    "--host", help="Address to bind (mcp: with --transport http). Beyond loopback an API key is required.")]
+Port = Annotated[int, typer.Option("--port", help="Port to listen on (mcp: with --transport http).")]
+ApiKey = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--api-key", envvar="GENCRITIC_API_KEY",
+    help="Key clients send in the X-API-Key header (or Authorization: Bearer KEY); required to bind beyond "
+         "loopback.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -88,12 +98,11 @@ def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: st
 
 
 def serve_command(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Beyond loopback an API key is required."),
-    port: int = typer.Option(8008, "--port"),
+    host: Host = "127.0.0.1",
+    port: Port = 8008,
     root: list[Path] = typer.Option([], "--root", help="Folder whose files requests may name by path (repeatable). "
                                                        "Without it, only uploads are accepted."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENCRITIC_API_KEY",  # noqa: UP045
-                                          help="Key clients send in X-API-Key; required to bind beyond loopback."),
+    api_key: ApiKey = None,
     model: Model = DEFAULT_CLIP_MODEL,
     device: Device = "auto",
     dtype: Dtype = "auto",
@@ -128,12 +137,11 @@ def serve_command(
 def mcp_command(
     transport: str = typer.Option("stdio", "--transport", help="stdio (an agent starts this process) or http "
                                                                "(streamable HTTP at /mcp)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="For --transport http."),
-    port: int = typer.Option(8009, "--port", help="For --transport http."),
+    host: Host = "127.0.0.1",
+    port: Port = 8009,
     root: list[Path] = typer.Option([], "--root", help="Folder tools may read (repeatable; default: the current "
                                                        "folder)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENCRITIC_API_KEY",  # noqa: UP045
-                                          help="For --transport http: key clients send; required beyond loopback."),
+    api_key: ApiKey = None,
     model: Model = DEFAULT_CLIP_MODEL,
     device: Device = "auto",
     dtype: Dtype = "auto",
