@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 MODEL_PANEL = "Model"
-RENDER_PANEL = "Rendering (3D assets)"
+RENDER_PANEL = "3D assets"
 CACHE_PANEL = "Cache"
 
 # -- models ---------------------------------------------------------------------------------------
@@ -84,7 +84,8 @@ NoCache = Annotated[bool, typer.Option(
     "--no-cache", help="Neither read nor write the caches (embeddings, rendered views): everything is computed again.",
     rich_help_panel=CACHE_PANEL)]
 
-# -- rendering (one option per RenderSettings field; defaults checked against it by the tests) ------
+# -- 3D assets: rendering, and the frame meshes are normalised into (one option per RenderSettings
+# field; the tests check the commands' defaults against it) ------------------------------------------
 
 Rig = Annotated[str, typer.Option(
     "--rig", help="Camera rig for meshes: toys4k8 (8 views, yaw 0..315° in 45° steps, pitch 30°, radius 2, FoV 40°: "
