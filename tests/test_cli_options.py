@@ -36,6 +36,8 @@ SEVERAL_MEANINGS = {
     "--batch-size": "train: the training batch; elsewhere: images per model call",
     "--samples": "render: MSAA samples per pixel; compare3d: surface points per asset",
     "--max-frames": "temporal: frames read; serve/mcp: the most an input may have (refused beyond)",
+    "--bootstrap": "validate: resamples of the rated items; judge3d: resamples of the prompts (Elo intervals)",
+    "--views": "report: a folder of rendered views; judge3d: how many views the judge sees",
 }
 
 

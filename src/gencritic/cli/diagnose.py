@@ -11,13 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencritic.cli.options import Device, Model, OptionalModel
+from gencritic.cli.options import Device, Model, OptionalModel, Profile, Vlm
 from gencritic.errors import InputError
-
-# The diagnosis profile, as every command of this area takes it (cli/options.py holds the shared ones).
-Profile = Annotated[str, typer.Option(
-    "--profile", "-P", help="Diagnosis profile: a shipped name (list them with `gencritic profiles`) or a path to "
-                            "your own .yaml.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -53,10 +48,12 @@ def diagnose_command(
     archive: Optional[Path] = typer.Option(None, "--archive", help="Loop mode: SQLite archive; adds a 'loop' block "  # noqa: UP045
                                                                    "with the improvement since the last iteration."),
     device: Device = "auto",
+    vlm: Vlm = None,
 ) -> None:
     """Diagnose an image or animation against a profile and print an action plan as JSON.
 
     Without --model only model-free diagnostics run; with it, CLIP probes and (with --prompt) a CLIP score.
+    With --vlm, a 'vlm' block adds a vision-language model's critique beside the rules (see `gencritic critique`).
 
     JSON: passed, overall (0-10), scores, diagnostics, suggested_parameters, issues.
 
@@ -71,19 +68,22 @@ def diagnose_command(
       gencritic diagnose iter_007.png --profile my_profile.yaml --archive loop.sqlite
     """
     pool = None
-    if model is not None:
+    if model is not None or vlm is not None:
         from gencritic.models import ModelPool
 
         pool = ModelPool(device=device)
     if archive is not None:
         from gencritic.diagnose.archive import diagnose_loop
 
+        if vlm is not None:  # refused rather than dropped: the archive would not hold the critique
+            raise InputError("--vlm cannot be combined with --archive yet; run `gencritic critique` on the iteration")
+
         result = diagnose_loop(input, archive, profile=profile, prompt=prompt, reference=reference, pool=pool,
                                model=model)
     else:
         from gencritic.diagnose.api import diagnose
 
-        result = diagnose(input, profile=profile, prompt=prompt, reference=reference, pool=pool, model=model)
+        result = diagnose(input, profile=profile, prompt=prompt, reference=reference, pool=pool, model=model, vlm=vlm)
     _emit(result, out)
 
 

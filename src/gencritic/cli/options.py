@@ -29,8 +29,9 @@ from gencritic.models.defaults import DEFAULT_CLIP_MODEL  # a name only: no mode
 
 __all__ = [
     "DEFAULT_CLIP_MODEL", "AllowUntextured", "Background", "BatchSize", "CacheDir", "Device", "Dtype", "Fov",
-    "Lighting", "Metrics", "Model", "NoCache", "Normalize", "OptionalModel", "Overwrite", "Pitch", "Quiet", "Radius",
-    "Renderer", "Resolution", "ResultFormats", "Rig", "RigSeed", "Samples", "Spp", "Up", "Workers", "cache_root",
+    "Lighting", "Metrics", "Model", "NoCache", "Normalize", "OptionalModel", "Overwrite", "Pitch", "Profile", "Quiet",
+    "Radius", "Renderer", "Resolution", "ResultFormats", "Rig", "RigSeed", "Samples", "Spp", "Up", "Vlm", "Workers",
+    "cache_root",
     "render_options", "render_settings_from_cli", "split_list",
 ]
 
@@ -50,8 +51,8 @@ Device = Annotated[str, typer.Option(
     "--device", help="Where models run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
     rich_help_panel=MODEL_PANEL)]
 Dtype = Annotated[str, typer.Option(
-    "--dtype", help="Model precision: auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, or int8 (the CPU fast "
-                    "mode: dynamic quantisation of the image tower).",
+    "--dtype", help="Model precision: auto (on a GPU fp16, bf16 for vision-language models; on a CPU fp32), fp32, "
+                    "fp16, bf16, or int8 (the CPU fast mode of CLIP models: dynamic quantisation of the image tower).",
     rich_help_panel=MODEL_PANEL)]
 BatchSize = Annotated[int, typer.Option(
     "--batch-size", "-b", help="Images (or rendered views) per model call: larger is faster until memory runs out.",
@@ -62,7 +63,17 @@ Workers = Annotated[int | None, typer.Option(
                       "calls; 0 = inline).",
     rich_help_panel=MODEL_PANEL)]
 
+# The vision-language judge; where it is optional (diagnose) absent means none, elsewhere the default.
+Vlm = Annotated[str | None, typer.Option(
+    "--vlm", help="Vision-language model: a Hugging Face id or save_pretrained folder of an image-text-to-text model, "
+                  "or an OpenAI-compatible endpoint URL[#model] (key in $GENCRITIC_VLM_API_KEY).",
+    rich_help_panel=MODEL_PANEL)]
+
 # -- what to run, and how much to say -------------------------------------------------------------
+
+Profile = Annotated[str, typer.Option(
+    "--profile", "-P", help="Diagnosis profile: a shipped name (list them with `gencritic profiles`) or a path to "
+                            "your own .yaml.")]
 
 Metrics = Annotated[str, typer.Option(
     "--metrics", help="Comma-separated metric specs, NAME or NAME:key=value;..., e.g. clip,lpips:net=vgg "
@@ -76,12 +87,13 @@ Quiet = Annotated[bool, typer.Option(
 # -- cache ----------------------------------------------------------------------------------------
 
 CacheDir = Annotated[Path | None, typer.Option(
-    "--cache-dir", help="Cache root: embeddings (CACHE_DIR/embeddings.sqlite) and rendered views (CACHE_DIR/renders); "
-                        "default $GENCRITIC_CACHE_DIR, else ~/.cache/gencritic. `gencritic cache info` shows what "
-                        "it holds.",
+    "--cache-dir", help="Cache root: embeddings (CACHE_DIR/embeddings.sqlite), rendered views (CACHE_DIR/renders) "
+                        "and VLM answers (CACHE_DIR/vlm_answers.sqlite); default $GENCRITIC_CACHE_DIR, else "
+                        "~/.cache/gencritic. `gencritic cache info` shows what it holds.",
     rich_help_panel=CACHE_PANEL)]
 NoCache = Annotated[bool, typer.Option(
-    "--no-cache", help="Neither read nor write the caches (embeddings, rendered views): everything is computed again.",
+    "--no-cache", help="Neither read nor write the caches (embeddings, rendered views, VLM answers): everything is "
+                       "computed again.",
     rich_help_panel=CACHE_PANEL)]
 
 # -- 3D assets: rendering, and the frame meshes are normalised into (one option per RenderSettings
