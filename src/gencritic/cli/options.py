@@ -129,7 +129,8 @@ Lighting = Annotated[str, typer.Option(
     "--lighting", help="default (soft ambient + 2 directional lights) or flat (unlit colours).",
     rich_help_panel=RENDER_PANEL)]
 Samples = Annotated[int, typer.Option(
-    "--samples", help="MSAA samples (0, 1, 2, 4, 8 or 16): smoother edges, 4 is ~6x slower on CPU.", rich_help_panel=RENDER_PANEL)]
+    "--samples", help="MSAA samples (0, 1, 2, 4, 8 or 16): smoother edges, 4 is ~6x slower on CPU.",
+    rich_help_panel=RENDER_PANEL)]
 Radius = Annotated[float, typer.Option(
     "--radius", help="Camera distance from the origin.", rich_help_panel=RENDER_PANEL)]
 Fov = Annotated[float, typer.Option(
