@@ -3,7 +3,7 @@
 ``gencritic --help`` took 1.5 s on a quiet machine and 3 s on a busy one because torch and
 transformers were imported to build help text. Help, the metric and profile listings and the
 other light commands must not import the heavy stacks: each is run in a fresh interpreter and
-the heavy modules it left in ``sys.modules`` are named. benchmarks/bench_startup.py times them.
+the heavy modules it left in ``sys.modules`` are named. benchmarks/bench_help_startup.py times them.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_metric_listing_is_complete_without_torch() -> None:
 
 
 def test_help_starts_quickly() -> None:
-    """Generous bound (the machine is shared); the quiet-machine figure is in benchmarks/bench_startup.py."""
+    """Generous bound (the machine is shared); the quiet-machine figure is in benchmarks/bench_help_startup.py."""
     times = []
     for _ in range(5):
         start = time.perf_counter()

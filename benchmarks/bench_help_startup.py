@@ -12,7 +12,7 @@ print help). ``hyperfine`` gives the same figure with more statistics:
 
     hyperfine -w 2 'gencritic --help'
 
-    python benchmarks/bench_startup.py [--runs 10] [--ref /path/to/other/checkout]
+    python benchmarks/bench_help_startup.py [--runs 10] [--ref /path/to/other/checkout]
 """
 
 from __future__ import annotations
