@@ -36,6 +36,7 @@ SEVERAL_MEANINGS = {
     "--batch-size": "train: the training batch; elsewhere: images per model call",
     "--samples": "render: MSAA samples per pixel; compare3d: surface points per asset",
     "--max-frames": "temporal: frames read; serve/mcp: the most an input may have (refused beyond)",
+    "--margin": "render: framing room around the asset; calibrate: the rating gap a pair needs",
     "--bootstrap": "validate: resamples of the rated items; judge3d: resamples of the prompts (Elo intervals)",
     "--views": "report: a folder of rendered views; judge3d: how many views the judge sees",
 }
@@ -86,13 +87,14 @@ def test_commands_default_to_the_render_models_defaults() -> None:
     for flag, field in (("--rig", "rig"), ("--resolution", "resolution"), ("--renderer", "renderer"),
                         ("--spp", "spp"), ("--allow-untextured", "allow_untextured"), ("--normalize", "normalize"),
                         ("--up", "up"), ("--lighting", "lighting"), ("--samples", "samples"), ("--radius", "radius"),
-                        ("--fov", "fov"), ("--pitch", "pitch"), ("--background", "background")):
+                        ("--fov", "fov"), ("--pitch", "pitch"), ("--background", "background"),
+                        ("--margin", "margin")):
         for command, param in options[flag].items():
             if (flag, command) == ("--resolution", "report"):
                 assert param.default == 256  # report thumbnails: smaller views on purpose
                 continue
-            if (flag, command) == ("--samples", "compare3d"):
-                continue  # surface points, not MSAA (SEVERAL_MEANINGS)
+            if (flag, command) in (("--samples", "compare3d"), ("--margin", "calibrate")):
+                continue  # another option of the same name (SEVERAL_MEANINGS)
             default = parse_background(param.default) if flag == "--background" else param.default
             assert default == fields[field].default, (command, flag, param.default)
             checked += 1
@@ -155,10 +157,10 @@ def test_render_builds_the_settings_it_did_from_its_flags(tmp_path: Path, monkey
         (["--background", "transparent", "--no-cache"], {**base, "cache": False, "background": None}, True),
         (["--rig", "random5", "--seed", "3", "-r", "64", "--up", "z", "--normalize", "sphere", "--lighting", "flat",
           "--samples", "4", "--radius", "3", "--fov", "30", "--pitch", "10", "--background", "#102030",
-          "--cache-dir", str(tmp_path), "--allow-untextured"],
+          "--cache-dir", str(tmp_path), "--allow-untextured", "--margin", "0.05"],
          {**base, "rig": "random5", "seed": 3, "resolution": 64, "up": "z", "normalize": "sphere", "lighting": "flat",
           "samples": 4, "radius": 3.0, "fov": 30.0, "pitch": 10.0, "background": "#102030",
-          "cache_dir": tmp_path / "renders", "allow_untextured": True}, False),
+          "cache_dir": tmp_path / "renders", "allow_untextured": True, "margin": 0.05}, False),
     ]
     for flags, before, transparent in cases:
         seen.clear()

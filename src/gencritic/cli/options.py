@@ -29,10 +29,9 @@ from gencritic.models.defaults import DEFAULT_CLIP_MODEL  # a name only: no mode
 
 __all__ = [
     "DEFAULT_CLIP_MODEL", "AllowUntextured", "Background", "BatchSize", "CacheDir", "Device", "Dtype", "Fov",
-    "Lighting", "Metrics", "Model", "NoCache", "Normalize", "OptionalModel", "Overwrite", "Pitch", "Profile", "Quiet",
-    "Radius", "Renderer", "Resolution", "ResultFormats", "Rig", "RigSeed", "Samples", "Spp", "Up", "Vlm", "Workers",
-    "cache_root",
-    "render_options", "render_settings_from_cli", "split_list",
+    "Lighting", "Margin", "Metrics", "Model", "NoCache", "Normalize", "OptionalModel", "Overwrite", "Pitch",
+    "Profile", "Quiet", "Radius", "Renderer", "Resolution", "ResultFormats", "Rig", "RigSeed", "Samples", "Spp",
+    "Up", "Vlm", "Workers", "cache_root", "render_options", "render_settings_from_cli", "split_list",
 ]
 
 MODEL_PANEL = "Model"
@@ -125,6 +124,11 @@ Normalize = Annotated[str, typer.Option(
     rich_help_panel=RENDER_PANEL)]
 Up = Annotated[str, typer.Option(
     "--up", help="The asset's up axis: y (glTF, most OBJ) or z (Blender/CAD exports).", rich_help_panel=RENDER_PANEL)]
+Margin = Annotated[float | None, typer.Option(
+    "--margin", help="Scale the normalised asset so every vertex stays this fraction of the half-frame (0..0.5, e.g. "
+                     "0.05) from the edge in every view; unset: the protocol's framing, where box-like assets touch "
+                     "the edge.",
+    rich_help_panel=RENDER_PANEL)]
 Lighting = Annotated[str, typer.Option(
     "--lighting", help="default (soft ambient + 2 directional lights) or flat (unlit colours).",
     rich_help_panel=RENDER_PANEL)]
@@ -159,8 +163,8 @@ def render_settings_from_cli(*, rig: str, resolution: int, renderer: str = "gl",
                              allow_untextured: bool = False, background: str | None = None,
                              normalize: str | None = None, up: str | None = None, lighting: str | None = None,
                              samples: int | None = None, radius: float | None = None, fov: float | None = None,
-                             pitch: float | None = None, seed: int | None = None, cache: bool | None = None,
-                             cache_dir: Path | None = None) -> RenderSettings:
+                             pitch: float | None = None, seed: int | None = None, margin: float | None = None,
+                             cache: bool | None = None, cache_dir: Path | None = None) -> RenderSettings:
     """The render options a command line gave, validated into the one settings model.
 
     A bad value is one :class:`~gencritic.errors.InputError` line before any work (the
@@ -180,7 +184,7 @@ def render_settings_from_cli(*, rig: str, resolution: int, renderer: str = "gl",
 
     given: dict[str, Any] = {"rig": rig, "resolution": resolution, "normalize": normalize, "up": up,
                              "lighting": lighting, "samples": samples, "radius": radius, "fov": fov, "pitch": pitch,
-                             "seed": seed, "cache": cache}
+                             "seed": seed, "margin": margin, "cache": cache}
     if renderer != "gl":
         given.update(renderer=renderer, spp=spp)
     if allow_untextured:

@@ -19,6 +19,7 @@ from gencritic.cli.options import (
     Dtype,
     Fov,
     Lighting,
+    Margin,
     Model,
     NoCache,
     Normalize,
@@ -54,6 +55,7 @@ def render_command(
     background: Background = "white",
     normalize: Normalize = "trellis",
     up: Up = "y",
+    margin: Margin = None,
     lighting: Lighting = "default",
     samples: Samples = 0,
     renderer: Renderer = "gl",
@@ -88,7 +90,7 @@ def render_command(
     settings = render_settings_from_cli(
         rig=rig, resolution=resolution, renderer=renderer, spp=spp, allow_untextured=allow_untextured,
         background=background, normalize=normalize, up=up, lighting=lighting, samples=samples, radius=radius,
-        fov=fov, pitch=pitch, seed=seed, cache=not no_cache, cache_dir=cache_dir)
+        fov=fov, pitch=pitch, seed=seed, margin=margin, cache=not no_cache, cache_dir=cache_dir)
     transparent = background.strip().lower() == "transparent"
 
     def show(report: object) -> None:
