@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 def _render_options(rig: str, resolution: int, background: str, normalize: str, up: str, lighting: str,
                     samples: int, radius: float, fov: float, pitch: float, seed: int, no_cache: bool,
-                    cache_dir: Optional[Path], renderer: str = "gl", spp: int = 16,  # noqa: UP045
+                    cache_dir: Optional[Path], renderer: str = "gl", spp: Optional[int] = None,  # noqa: UP045
                     allow_untextured: bool = False) -> dict[str, object]:
     opts: dict[str, object] = {"rig": rig, "resolution": resolution, "normalize": normalize, "up": up,
                                "lighting": lighting, "samples": samples, "radius": radius, "fov": fov,
@@ -44,11 +44,11 @@ def render_command(
     normalize: str = typer.Option("trellis", "--normalize", help="trellis (bbox centre at origin, longest side 1), "
                                                                  "sphere (fits a sphere of radius 0.5), none (own scale)."),
     up: str = typer.Option("y", "--up", help="The asset's up axis: y (glTF, most OBJ) or z (Blender/CAD exports)."),
-    lighting: str = typer.Option("default", "--lighting", help="default (soft ambient + 2 directional) or flat (unlit colours)."),
+    lighting: str = typer.Option("default", "--lighting", help="default (soft ambient + 2 directional), flat (unlit colours) or trellis (TRELLIS' Blender scene: exact with --renderer cycles, fitted for gl; docs/rendering.md)."),
     samples: int = typer.Option(0, "--samples", help="MSAA samples (0, 2, 4, 8): smoother edges, ~6x slower on CPU."),
     renderer: str = typer.Option("gl", "--renderer", help="gl (rasteriser, default, fast) or cycles (Blender's path tracer: "
                                                           "shadows, seconds per view; needs GENCRITIC_BLENDER, see docs/rendering.md)."),
-    spp: int = typer.Option(16, "--spp", help="Cycles samples per pixel (with --renderer cycles)."),
+    spp: Optional[int] = typer.Option(None, "--spp", help="Cycles samples per pixel (with --renderer cycles; default 16, 128 with --lighting trellis)."),  # noqa: UP045
     radius: float = typer.Option(2.0, "--radius", help="Camera distance from the origin."),
     fov: float = typer.Option(40.0, "--fov", help="Vertical field of view in degrees."),
     pitch: float = typer.Option(30.0, "--pitch", help="Elevation of orbitN views in degrees."),

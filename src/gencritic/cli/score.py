@@ -39,7 +39,8 @@ def score_command(
     rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes (see `gencritic render --help`)."),
     resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels for meshes."),
     renderer: str = typer.Option("gl", "--renderer", help="Meshes: gl (rasteriser, default) or cycles (Blender's path tracer, see `gencritic render --help`)."),
-    spp: int = typer.Option(16, "--spp", help="Cycles samples per pixel (with --renderer cycles)."),
+    spp: Optional[int] = typer.Option(None, "--spp", help="Cycles samples per pixel (with --renderer cycles; default 16, 128 with --lighting trellis)."),  # noqa: UP045
+    lighting: str = typer.Option("default", "--lighting", help="Meshes: default, flat or trellis (TRELLIS' Blender scene; see `gencritic render --help`)."),
     allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours and name it in the row's warnings column, instead of failing the row."),
     reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Folder of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the summary line."),
@@ -59,13 +60,18 @@ def score_command(
     from gencritic.cache import default_cache_dir
     from gencritic.pipeline import ScoreOptions, score
 
+    cycles_spp = spp if spp is not None else (None if lighting == "trellis" else 16)
+
     options = ScoreOptions(
         metrics=[m.strip() for m in metrics.split(",") if m.strip()],
         model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers, background=background,
         cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         formats=[f.strip() for f in formats.split(",") if f.strip()], overwrite=overwrite, progress=not quiet,
         render={"rig": rig, "resolution": resolution,
-                **({"renderer": renderer, "spp": spp} if renderer != "gl" else {}),  # gl runs keep their fingerprint
+                # gl runs (and cycles runs at the default spp) keep their fingerprints
+                **({"renderer": renderer, **({"spp": cycles_spp} if cycles_spp is not None else {})}
+                   if renderer != "gl" else {}),
+                **({"lighting": lighting} if lighting != "default" else {}),
                 **({"allow_untextured": True} if allow_untextured else {})},
         reference_dir=reference_dir,
     )
