@@ -203,3 +203,29 @@ def test_score_command_takes_lighting_trellis(tmp_path: Path, tiny_clip_dir: Pat
         runs[lighting] = [r for r in csv.DictReader((out / "views.csv").open()) if r["metric"] == "clip_score"]
     # other pixels, other per-view scores: the option reached the renderer
     assert [v["value"] for v in runs["default"]] != [v["value"] for v in runs["trellis"]]
+
+
+def test_gap_measures_by_hand() -> None:
+    from benchmarks.bench_trellis_gap import view_gap
+
+    view = np.zeros((32, 32, 4), np.uint8)
+    view[8:24, 8:24] = (120, 60, 30, 255)
+    same = view_gap(view, view)
+    assert same["ssim"] == pytest.approx(1.0) and same["iou"] == 1.0 and same["dE"] == 0.0 and same["dRGB"] == 0.0
+    shifted = np.zeros_like(view)
+    shifted[8:24, 12:28] = (120, 60, 30, 255)  # 16x16 squares overlapping on 16x12
+    assert view_gap(view, shifted)["iou"] == pytest.approx(12 * 16 / (16 * 20))
+    darker = view.copy()
+    darker[8:24, 8:24, :3] -= 10
+    assert view_gap(view, darker)["dRGB"] == pytest.approx(10.0)
+
+
+def test_gap_benchmark_prints_the_clip_difference_with_weights(tmp_path: Path, blender: str,
+                                                              tiny_clip_dir: Path) -> None:
+    from benchmarks.bench_trellis_gap import clip_gap
+
+    path = tmp_path / "cube.glb"
+    textured_cube().export(path)
+    rows = clip_gap([path], str(tiny_clip_dir), 16, False, None, {path: "a cube"})
+    (name, cycles, raster), = rows
+    assert name == "cube.glb" and np.isfinite(cycles) and np.isfinite(raster) and cycles != raster

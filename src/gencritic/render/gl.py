@@ -186,7 +186,7 @@ class TrellisLighting:
     tone: tuple[float, float, float, float] = (0.002582, 0.034204, 0.663465, 1.460018)
 
 
-TRELLIS_LIGHTING = TrellisLighting(ambient=0.48, top=1.0, point=54.0, gloss=1.6)
+TRELLIS_LIGHTING = TrellisLighting(ambient=0.3703, top=0.9974, point=58.7415, gloss=2.4771)
 
 
 @functools.lru_cache(maxsize=1)
