@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -403,14 +404,27 @@ def _rgba_float(color: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.clip(arr[:, :4], 0.0, 1.0), dtype=np.float32)
 
 
-def _texture_rgba(image: Any) -> np.ndarray | None:
+class TextureUnreadable(Exception):
+    """A material's texture image that Pillow opened lazily but cannot decode (truncated, corrupt);
+    the loader turns it into an :class:`ItemError` naming the asset and the texture."""
+
+    def __init__(self, material: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.material = material
+        self.reason = reason
+
+
+def _texture_rgba(image: Any, material: str | None = None) -> np.ndarray | None:
     if image is None:
         return None
     from PIL import Image
 
     if not isinstance(image, Image.Image):
         return None
-    return np.ascontiguousarray(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+    try:
+        return np.ascontiguousarray(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
+        raise TextureUnreadable(material, " ".join(str(exc).split())[:200] or type(exc).__name__) from None
 
 
 def _exact_factor(material: Any, quantized: np.ndarray,
@@ -441,8 +455,8 @@ def _material_color_and_texture(visual: Any, float_factors: Sequence[tuple[str |
         if factor is not None and np.asarray(factor).dtype == np.uint8:
             exact = _exact_factor(material, np.asarray(factor), float_factors)
             fac = fac if exact is None else exact
-        return fac, _texture_rgba(material.baseColorTexture)
-    texture = _texture_rgba(getattr(material, "image", None))
+        return fac, _texture_rgba(material.baseColorTexture, getattr(material, "name", None))
+    texture = _texture_rgba(getattr(material, "image", None), getattr(material, "name", None))
     if texture is not None:
         return np.ones(4, np.float32), texture
     diffuse = getattr(material, "diffuse", None)
@@ -697,7 +711,13 @@ def _load_with_trimesh(path: Path) -> MeshData:
             continue
         matrix = np.asarray(transform, dtype=np.float64)
         if isinstance(geom, trimesh.Trimesh):
-            prim = _triangles_primitive(geom, matrix, linear_colours, float_factors, linear_vertex_colours)
+            try:
+                prim = _triangles_primitive(geom, matrix, linear_colours, float_factors, linear_vertex_colours)
+            except TextureUnreadable as exc:
+                texture = _texture_name(path, exc.material)
+                raise ItemError(f"mesh {path.name}: its texture {texture} (material {exc.material or 'unnamed'}) "
+                                f"cannot be decoded ({exc.reason}): re-save the image as PNG and export the asset "
+                                f"again") from None
         elif isinstance(geom, trimesh.PointCloud):
             prim = _points_primitive(geom.vertices, getattr(geom, "colors", None), matrix, linear_vertex_colours)
         else:
@@ -783,6 +803,27 @@ def _check_obj_textures(scene: Any, path: Path) -> None:
         if name in textured and getattr(material, "image", None) is None:
             raise ItemError(f"mesh {path.name}: the texture {textured[name]} of material {name} could not be read "
                             f"as an image (corrupt, or a format Pillow cannot open): convert it to PNG")
+
+
+def _texture_name(path: Path, material: str | None) -> str:
+    """The file a material's base colour texture comes from, as the asset names it (an OBJ's
+    ``map_Kd``, a glTF image's uri or name, or its index when embedded without a name)."""
+    try:
+        if path.suffix.lower() == ".obj" and material in _obj_textured_materials(path):
+            return _obj_textured_materials(path)[str(material)]
+        if path.suffix.lower() in (".gltf", ".glb"):
+            from gencritic.mesh.gltf_prepare import read_document
+
+            doc, _ = read_document(path)
+            for mat in doc.get("materials") or []:
+                info = (mat.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
+                if mat.get("name") == material and info and "index" in info:
+                    source = int(doc["textures"][int(info["index"])]["source"])
+                    image = doc["images"][source]
+                    return str(image.get("uri") or image.get("name") or f"embedded image {source}")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, ItemError):
+        pass  # malformed: named as well as it can be below
+    return _declared_texture(path) or "(unnamed)"
 
 
 def _declared_texture(path: Path) -> str | None:
