@@ -229,3 +229,25 @@ def test_gap_benchmark_prints_the_clip_difference_with_weights(tmp_path: Path, b
     rows = clip_gap([path], str(tiny_clip_dir), 16, False, None, {path: "a cube"})
     (name, cycles, raster), = rows
     assert name == "cube.glb" and np.isfinite(cycles) and np.isfinite(raster) and cycles != raster
+
+
+def test_kits_and_blend_files_are_placed_as_gencritic_places_them(tmp_path: Path, blender: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from gencritic.mesh.kit import write_kit
+    from tests.test_blend import make_blend
+
+    monkeypatch.setenv("GENCRITIC_CACHE_DIR", str(tmp_path / "cache"))
+    trimesh.creation.box(extents=(1.0, 1.0, 1.0)).export(tmp_path / "a.glb")
+    trimesh.creation.box(extents=(1.0, 3.0, 1.0), transform=trimesh.transformations.translation_matrix(
+        (4.0, 0.0, 0.0))).export(tmp_path / "b.obj")
+    kit = write_kit(tmp_path / "two.kit.json", [tmp_path / "a.glb", tmp_path / "b.obj"])
+    settings = parse_render_options({"renderer": "cycles", "lighting": "trellis", "rig": "orbit1"})
+    scene = describe_trellis_scene(kit, settings)
+    # the kit spans x -0.5..4.5 (5), y -1.5..1.5, z -0.5..0.5: longest side 1, centred, in Blender's frame
+    expected = np.array([[-0.5, -0.1, -0.3], [0.5, 0.1, 0.3]])
+    assert np.asarray(scene["bounds"]) == pytest.approx(expected, abs=1e-6)
+    blend = make_blend(tmp_path, "scene", "toy.blend")
+    scene = describe_trellis_scene(blend, settings)
+    lo, hi = np.asarray(scene["bounds"])
+    assert (hi - lo).max() == pytest.approx(1.0, abs=1e-6) and (hi + lo) == pytest.approx(np.zeros(3), abs=1e-6)
+    assert {light["name"] for light in scene["lights"]} == {"Default_Light", "Top_Light", "Bottom_Light"}
