@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 def _render_options(rig: str, resolution: int, background: str, normalize: str, up: str, lighting: str,
                     samples: int, radius: float, fov: float, pitch: float, seed: int, no_cache: bool,
                     cache_dir: Optional[Path], renderer: str = "gl", spp: Optional[int] = None,  # noqa: UP045
-                    allow_untextured: bool = False) -> dict[str, object]:
+                    allow_untextured: bool = False, margin: Optional[float] = None) -> dict[str, object]:  # noqa: UP045
     opts: dict[str, object] = {"rig": rig, "resolution": resolution, "normalize": normalize, "up": up,
                                "lighting": lighting, "samples": samples, "radius": radius, "fov": fov,
                                "pitch": pitch, "seed": seed, "cache": not no_cache, "renderer": renderer,
@@ -31,6 +31,8 @@ def _render_options(rig: str, resolution: int, background: str, normalize: str, 
         opts["background"] = background
     if cache_dir is not None:
         opts["cache_dir"] = cache_dir / "renders"
+    if margin is not None:
+        opts["margin"] = margin
     return opts
 
 
@@ -44,6 +46,7 @@ def render_command(
     normalize: str = typer.Option("trellis", "--normalize", help="trellis (bbox centre at origin, longest side 1), "
                                                                  "sphere (fits a sphere of radius 0.5), none (own scale)."),
     up: str = typer.Option("y", "--up", help="The asset's up axis: y (glTF, most OBJ) or z (Blender/CAD exports)."),
+    margin: Optional[float] = typer.Option(None, "--margin", help="Scale the normalised asset so every vertex stays this fraction of the half-frame (0..0.5, e.g. 0.05) from the edge in every view; unset: the protocol's framing, where box-like assets touch the edge."),  # noqa: UP045
     lighting: str = typer.Option("default", "--lighting", help="default (soft ambient + 2 directional), flat (unlit colours) or trellis (TRELLIS' Blender scene: exact with --renderer cycles, fitted for gl; docs/rendering.md)."),
     samples: int = typer.Option(0, "--samples", help="MSAA samples (0, 2, 4, 8): smoother edges, ~6x slower on CPU."),
     renderer: str = typer.Option("gl", "--renderer", help="gl (rasteriser, default, fast) or cycles (Blender's path tracer: "
@@ -77,7 +80,7 @@ def render_command(
     from gencritic.render.api import render_to_folder
 
     opts = _render_options(rig, resolution, background, normalize, up, lighting, samples, radius, fov, pitch, seed,
-                           no_cache, cache_dir, renderer, spp, allow_untextured)
+                           no_cache, cache_dir, renderer, spp, allow_untextured, margin)
     transparent = background.strip().lower() == "transparent"
 
     def show(report: object) -> None:

@@ -73,9 +73,11 @@ def asset_warnings(path: Path, allow_untextured: bool = False) -> list[str]:
     out = check_side_files(path, allow_untextured)
     try:
         if suffix in (".glb", ".gltf"):
+            from gencritic.mesh.gltf_features.notes import gltf_feature_warnings
             from gencritic.mesh.gltf_prepare import read_document
 
-            out += gltf_material_warnings(read_document(path)[0], path.name)
+            doc = read_document(path)[0]
+            out += gltf_material_warnings(doc, path.name) + gltf_feature_warnings(doc, path.name)
         elif suffix == ".obj":
             out += _obj_emissive_warnings(path)
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, ItemError):

@@ -12,12 +12,14 @@ placeholder zeros, a KTX2/Basis texture is dropped and the asset is drawn in its
 
 It also ignores sparse accessors (their substitutions are never applied).
 
-So, before trimesh: a file that needs an extension nothing here decodes fails its row with one
-line naming the extension and how to convert the file; a file with normalized integer or
-sparse accessors is rewritten in memory, each such accessor replaced by dense data (decoded to
-float32 by the glTF 2.0 rules where normalized; a new buffer, as a data URI), and that
-rewritten document is what trimesh reads. Files without either are passed through untouched
-(no cost beyond reading the JSON header).
+So, before trimesh: what the file means beyond plain triangles (meshopt, KTX2 textures,
+instancing, primitive modes, morph targets, skins, texture transforms, alpha and unlit materials)
+is applied by :mod:`gencritic.mesh.gltf_features`, whose decoders refuse with one line naming the
+install or the conversion when they are missing; a file with normalized integer or sparse
+accessors is rewritten in memory, each such accessor replaced by dense data (decoded to float32 by
+the glTF 2.0 rules where normalized; a new buffer, as a data URI), and that rewritten document is
+what trimesh reads. Files without any of it are passed through untouched (no cost beyond reading
+the JSON header).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -46,15 +48,9 @@ _COMPONENTS: dict[int, tuple[str, float]] = {
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 
 CONVERT_HINT = "convert it first, e.g. `npx @gltf-transform/cli copy {name} plain.glb`"
-# Extensions that change how geometry or textures must be decoded, and what to do about each.
-UNDECODED: dict[str, str] = {
-    "EXT_meshopt_compression": "its geometry is meshopt-compressed, which gencritic cannot decode: " + CONVERT_HINT,
-    "KHR_meshopt_compression": "its geometry is meshopt-compressed, which gencritic cannot decode: " + CONVERT_HINT,
-    "EXT_mesh_gpu_instancing": ("it places copies of a mesh by GPU instancing, which gencritic does not expand (only "
-                                "one copy would be drawn): import it into Blender and export it again"),
-    "KHR_texture_basisu": ("its textures are KTX2/Basis Universal, which gencritic cannot decode (the asset would be "
-                           "drawn untextured): re-export it with PNG or JPEG textures"),
-}
+# Extensions that change how geometry or textures must be decoded and that nothing here decodes
+# (meshopt, KTX2/Basis, instancing and texture transforms are applied by mesh/gltf_features).
+UNDECODED: dict[str, str] = {}
 
 
 def read_document(path: Path, with_binary: bool = False) -> tuple[dict[str, Any], bytes | None]:
@@ -86,32 +82,12 @@ def _uses_draco(doc: dict[str, Any]) -> bool:
     return "KHR_draco_mesh_compression" in (doc.get("extensionsUsed") or [])
 
 
-def _texture_transformed(doc: dict[str, Any]) -> bool:
-    """Whether any texture reference carries a non-identity KHR_texture_transform."""
-    def walk(node: Any) -> bool:
-        if isinstance(node, dict):
-            tt = (node.get("extensions") or {}).get("KHR_texture_transform")
-            if isinstance(tt, dict) and (any(float(v) != 0.0 for v in tt.get("offset", [0, 0]))
-                                         or float(tt.get("rotation", 0.0)) != 0.0
-                                         or any(float(v) != 1.0 for v in tt.get("scale", [1, 1]))):
-                return True
-            return any(walk(v) for v in node.values())
-        if isinstance(node, list):
-            return any(walk(v) for v in node)
-        return False
-    return walk(doc.get("materials") or [])
-
-
 def check_supported(doc: dict[str, Any], name: str) -> None:
     """Raise :class:`ItemError` for a document whose content would be drawn wrongly here."""
     used = set(doc.get("extensionsUsed") or []) | set(doc.get("extensionsRequired") or [])
     for ext, why in UNDECODED.items():
         if ext in used:
             raise ItemError(f"mesh {name} uses {ext}: {why.format(name=name)}")
-    if "KHR_texture_transform" in used and _texture_transformed(doc):
-        raise ItemError(f"mesh {name} uses KHR_texture_transform (offset/scale/rotation of texture coordinates), which "
-                        f"gencritic does not apply and would map its textures wrongly: bake the transform into the "
-                        f"texture coordinates (e.g. Blender's glTF exporter) and export again")
     if _uses_draco(doc):
         try:
             import DracoPy  # noqa: F401  (trimesh decodes Draco through it)
@@ -380,6 +356,7 @@ class PreparedGltf:
     data: bytes | None  # a rewritten GLB, or None: read the file as it is
     document: dict[str, Any]  # the file's glTF JSON (its float base-colour factors)
     vertex_colours_srgb: bool  # COLOR_0 was encoded to sRGB here; otherwise it is linear
+    lines: list[Any] = field(default_factory=list)  # gltf_features.modes.LineSet: drawn beside trimesh's
 
 
 def prepare_gltf(path: Path) -> PreparedGltf:
@@ -391,15 +368,25 @@ def prepare_gltf(path: Path) -> PreparedGltf:
         raise ItemError(f"cannot read mesh {path.name}: its glTF JSON is not valid ({exc})") from None
     if not isinstance(doc, dict):
         raise ItemError(f"cannot read mesh {path.name}: its glTF JSON is not an object")
+    from gencritic.mesh.gltf_features import apply_features, needs_features
+
+    binary: bytes | None = None
+    features = needs_features(doc)
+    lines: list[Any] = []
+    if features:  # meshopt, KTX2, instancing, modes, morphs, skins, texture transforms, alpha/unlit
+        _, binary = read_document(path, with_binary=True)
+        applied = apply_features(doc, binary, path)
+        doc, lines = applied.document, applied.lines
     check_supported(doc, path.name)
     try:
         original = doc
         doc, remapped = remap_base_colour_uvs(doc, path.name)
         encode = colours_need_encoding(doc)
-        if not (remapped or encode or needs_rewrite(doc)):
+        if not (features or remapped or encode or needs_rewrite(doc)):
             return PreparedGltf(None, original, False)
-        _, binary = read_document(path, with_binary=True)
+        if binary is None:
+            _, binary = read_document(path, with_binary=True)
         rewritten = rewrite_accessors(doc, binary, path.parent, path.name, encode_colours=encode)
-        return PreparedGltf(to_glb(rewritten, binary), original, encode)
+        return PreparedGltf(to_glb(rewritten, binary), original, encode, lines)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ItemError(f"cannot read mesh {path.name}: malformed accessor or buffer view ({exc})") from None

@@ -41,18 +41,28 @@ POINT_CLOUD_SUFFIXES = frozenset({".npz"})
 
 @dataclass
 class Primitive:
-    """One draw call: indexed triangles or a point set, with per-vertex attributes."""
+    """One draw call: indexed triangles, line segments or a point set, with per-vertex attributes."""
 
-    mode: Literal["triangles", "points"]
+    mode: Literal["triangles", "points", "lines"]
     positions: np.ndarray  # float32 (N, 3), world frame of the file
     colors: np.ndarray  # float32 (N, 4) in [0, 1], sRGB-encoded: vertex colour x material factor
-    indices: np.ndarray | None = None  # uint32 (3F,), triangles only
+    indices: np.ndarray | None = None  # uint32 (3F,) triangles, (2S,) line segments
     normals: np.ndarray | None = None  # float32 (N, 3) unit; None = shade flat (face normals)
     uvs: np.ndarray | None = None  # float32 (N, 2), image space (v=0 at the image's top row)
     texture: np.ndarray | None = None  # uint8 (H, W, 4), row 0 = image top
     # +1: closed surface(s) wound counter-clockwise seen from outside, -1: clockwise, 0: open,
     # inconsistent or mixed. Lets the renderer skip back faces, which a camera outside can never see.
     orientation: int = 0
+    # glTF material (mesh/gltf_features/materials.py): OPAQUE ignores alpha, MASK cuts fragments whose
+    # alpha is below alpha_cutoff, BLEND blends them; unlit shows the albedo without the rig's light
+    alpha_mode: Literal["OPAQUE", "MASK", "BLEND"] = "OPAQUE"
+    alpha_cutoff: float = 0.5
+    unlit: bool = False
+    # (u, v) texture wrap as GL and glTF number it: 10497 repeat, 33071 clamp to edge, 33648 mirrored repeat
+    texture_wrap: tuple[int, int] = (10497, 10497)
+    # lines and points of a glTF mesh: coloured as a surface facing the camera under the rig's light
+    # (render/gl.py), so a white line is not lost on the white background; point clouds stay unlit
+    facing_light: bool = False
 
     @property
     def count(self) -> int:
@@ -60,7 +70,7 @@ class Primitive:
 
     @property
     def num_faces(self) -> int:
-        return 0 if self.indices is None else int(self.indices.shape[0] // 3)
+        return 0 if self.indices is None or self.mode != "triangles" else int(self.indices.shape[0] // 3)
 
 
 @dataclass
@@ -384,6 +394,10 @@ def asset_sha256(path: Path) -> str:
         if i == 0 and not data:
             raise ItemError(f"mesh file is empty (0 bytes): {f}")
         h.update((f.name if i else "").encode() + b"\0" + hashlib.sha256(data).digest())
+    if path.suffix.lower() in (".glb", ".gltf"):  # drawn otherwise since mesh/gltf_features: new keys
+        from gencritic.mesh.gltf_features import features_salt
+
+        h.update(features_salt(path))
     return h.hexdigest()
 
 
@@ -685,10 +699,11 @@ def _load_with_trimesh(path: Path) -> MeshData:
     resolver = _side_file_resolver(path)
     linear_colours = path.suffix.lower() in (".glb", ".gltf") or _written_by_blender(path)
     linear_vertex_colours = linear_colours
+    prepared = None
     if path.suffix.lower() in (".glb", ".gltf"):
         from gencritic.mesh.gltf_prepare import base_colour_factors, prepare_gltf
 
-        # fails what would be drawn wrongly; dequantizes what trimesh misreads
+        # fails what would be drawn wrongly; dequantizes what trimesh misreads; applies mesh/gltf_features
         prepared = prepare_gltf(path)
         rewritten, float_factors = prepared.data, base_colour_factors(prepared.document)
         linear_vertex_colours = not prepared.vertex_colours_srgb
@@ -713,6 +728,10 @@ def _load_with_trimesh(path: Path) -> MeshData:
         if isinstance(geom, trimesh.Trimesh):
             try:
                 prim = _triangles_primitive(geom, matrix, linear_colours, float_factors, linear_vertex_colours)
+                if prim is not None and prepared is not None:
+                    from gencritic.mesh.gltf_features.drawn import apply_material_flags
+
+                    apply_material_flags(prim, geom.metadata, prepared.document)
             except TextureUnreadable as exc:
                 texture = _texture_name(path, exc.material)
                 raise ItemError(f"mesh {path.name}: its texture {texture} (material {exc.material or 'unnamed'}) "
@@ -720,10 +739,16 @@ def _load_with_trimesh(path: Path) -> MeshData:
                                 f"again") from None
         elif isinstance(geom, trimesh.PointCloud):
             prim = _points_primitive(geom.vertices, getattr(geom, "colors", None), matrix, linear_vertex_colours)
+            if prim is not None and prepared is not None:
+                prim.facing_light = True  # a glTF mesh's points, not a point cloud: lit as lines are
         else:
             continue  # paths/lines are not surfaces; they are not drawn
         if prim is not None:
             prims.append(prim)
+    if prepared is not None and prepared.lines:
+        from gencritic.mesh.gltf_features.drawn import line_primitives
+
+        prims.extend(line_primitives(prepared.lines))
     return MeshData(prims, str(path))
 
 
@@ -856,7 +881,7 @@ def _validate(data: MeshData, path: Path) -> None:
     extent = float((hi - lo).max())
     if not extent > 0.0:
         raise ItemError(f"mesh {path.name} is degenerate: all vertices at one point (zero-size bounding box)")
-    if data.num_faces and not data.num_points:
+    if data.num_faces and not data.num_points and all(p.mode == "triangles" for p in data.primitives):
         areas = [np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum()
                  for t in (p.positions.astype(np.float64)[p.indices.reshape(-1, 3)]
                            for p in data.primitives if p.indices is not None)]

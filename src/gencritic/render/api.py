@@ -78,6 +78,10 @@ def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> t
 
     mesh = load_asset_in_worker(path, allow_untextured=settings.allow_untextured)
     model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
+    if settings.margin is not None:  # fit every view with room to spare (render/framing.py)
+        from gencritic.render.framing import with_margin
+
+        model = with_margin(model, mesh.all_positions(), cameras, settings.margin)
     # back faces may be skipped only if every camera is outside the geometry's bounding sphere
     lo, hi = mesh.bounds()
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])

@@ -68,6 +68,8 @@ const bool u_use_tex = USE_TEX;
 const bool u_lit = LIT;
 const bool u_flat = FLAT;
 const bool u_trellis = TRELLIS;
+const int u_alpha = ALPHA;  // 0 opaque (alpha ignored), 1 mask (cut below u_cutoff), 2 blend (premultiplied)
+uniform float u_cutoff;
 uniform float u_ambient;
 uniform vec3 u_key_dir;
 uniform float u_key;
@@ -100,10 +102,18 @@ vec3 tone(vec3 x) {  // Filmic (base contrast) fitted as a logistic of a cubic i
 void main() {
     vec3 albedo = v_color.rgb;
     vec3 linear = u_trellis ? to_linear(v_color.rgb) : albedo;
+    float alpha = 1.0;
     if (u_use_tex) {
-        vec3 texel = texture(u_tex, v_uv).rgb;
-        albedo *= texel;
-        linear *= u_trellis ? to_linear(texel) : texel;
+        vec4 texel = texture(u_tex, v_uv);
+        albedo *= texel.rgb;
+        linear *= u_trellis ? to_linear(texel.rgb) : texel.rgb;
+        if (u_alpha != 0) { alpha = v_color.a * texel.a; }
+    } else if (u_alpha != 0) {
+        alpha = v_color.a;
+    }
+    if (u_alpha == 1) {
+        if (alpha < u_cutoff) { discard; }
+        alpha = 1.0;
     }
     vec3 rgb = albedo;
     if (u_lit) {
@@ -126,13 +136,22 @@ void main() {
             rgb = albedo * light;
         }
     }
-    f_color = vec4(clamp(rgb, 0.0, 1.0), 1.0);
+    if (u_alpha == 2) {
+        alpha = clamp(alpha, 0.0, 1.0);
+        f_color = vec4(clamp(rgb, 0.0, 1.0) * alpha, alpha);
+    } else {
+        f_color = vec4(clamp(rgb, 0.0, 1.0), 1.0);
+    }
 }
 """
 
+ALPHA_MODES = {"OPAQUE": 0, "MASK": 1, "BLEND": 2}
 
-def fragment_shader(use_tex: bool, lit: bool, flat: bool, trellis: bool = False) -> str:
-    """The fragment shader with its switches fixed at compile time.
+
+def fragment_shader(use_tex: bool, lit: bool, flat: bool, alpha: int = 0, trellis: bool = False) -> str:
+    """The fragment shader with its switches fixed at compile time (``alpha``: 0 opaque,
+    1 masked, 2 blended; the opaque variant is the shader drawn before alpha modes existed;
+    ``trellis``: the ``--lighting trellis`` shading, :class:`TrellisLighting`).
 
     Why variants instead of uniform switches: llvmpipe then compiles only the path a primitive
     takes (no texture fetch for an untextured mesh, no derivative normals for a smooth one).
@@ -142,8 +161,8 @@ def fragment_shader(use_tex: bool, lit: bool, flat: bool, trellis: bool = False)
         return "true" if flag else "false"
 
     return (FRAGMENT_SHADER.replace("USE_TEX", glsl(use_tex)).replace("= LIT", "= " + glsl(lit))
-            .replace("= FLAT", "= " + glsl(flat and lit)).replace("= TRELLIS", "= " + glsl(trellis and lit))
-            .replace("TOP_SAMPLES", str(TOP_SAMPLES)))
+            .replace("= FLAT", "= " + glsl(flat and lit)).replace("= ALPHA", f"= {int(alpha)}")
+            .replace("= TRELLIS", "= " + glsl(trellis and lit)).replace("TOP_SAMPLES", str(TOP_SAMPLES)))
 
 
 # lights in camera space (x right, y up, z toward the viewer): a key from upper left-front,
@@ -153,6 +172,9 @@ KEY = 0.5
 FILL = 0.15
 KEY_DIR = np.array([-0.4, 0.6, 0.7]) / np.linalg.norm([-0.4, 0.6, 0.7])
 FILL_DIR = np.array([0.6, 0.1, 0.5]) / np.linalg.norm([0.6, 0.1, 0.5])
+
+# the light on a surface facing the camera (n = +z in camera space): what glTF lines and points get
+FACING = float(AMBIENT + KEY * max(KEY_DIR[2], 0.0) + FILL * max(FILL_DIR[2], 0.0))
 
 # -- the trellis preset (``--lighting trellis``): TRELLIS' Blender scene as far as a rasteriser goes.
 # TRELLIS' lights are fixed in the world (Blender, Z up); in gencritic's Y-up world the 1000 W point
@@ -277,6 +299,38 @@ def _gl_finish_releasing_the_gil() -> Callable[[], None] | None:
     return ctypes.CFUNCTYPE(None)(address) if address else None
 
 
+GL_REPEAT, GL_CLAMP_TO_EDGE, GL_MIRRORED_REPEAT = 10497, 33071, 33648
+
+
+@functools.lru_cache(maxsize=1)
+def _gl_tex_parameteri() -> Callable[[int, int, int], None] | None:
+    """``glTexParameteri`` of the current context's driver (through eglGetProcAddress, as
+    :func:`_gl_finish_releasing_the_gil`): moderngl sets repeat or clamp, not mirrored repeat."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("EGL") or "libEGL.so.1"
+    try:
+        egl = ctypes.CDLL(name)
+        egl.eglGetProcAddress.restype = ctypes.c_void_p
+        egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
+        address = egl.eglGetProcAddress(b"glTexParameteri")
+    except (OSError, AttributeError):
+        return None
+    return ctypes.CFUNCTYPE(None, ctypes.c_uint, ctypes.c_uint, ctypes.c_int)(address) if address else None
+
+
+def _set_wrap(tex: Any, wrap: Sequence[int]) -> None:
+    """Set a texture's wrap modes (GL/glTF numbers) on the bound context."""
+    parameteri = _gl_tex_parameteri()
+    if parameteri is None:
+        raise RenderContextError("glTexParameteri is not available from EGL: cannot set a texture's wrap mode")
+    tex.use(0)
+    for pname, mode in zip((0x2802, 0x2803), wrap, strict=True):  # GL_TEXTURE_WRAP_S, GL_TEXTURE_WRAP_T
+        parameteri(0x0DE1, pname, int(mode) if int(mode) in (GL_REPEAT, GL_CLAMP_TO_EDGE, GL_MIRRORED_REPEAT)
+                   else GL_REPEAT)  # GL_TEXTURE_2D
+
+
 def _set_uniform(program: Any, name: str, value: Any) -> None:
     """Set a uniform if this shader variant kept it (the compiler drops the ones it never reads)."""
     uniform = program.get(name, None)
@@ -302,7 +356,7 @@ class GLRenderer:
         except Exception as exc:
             raise RenderContextError(f"cannot create a headless EGL context ({exc}); {EGL_HINT}") from None
         self._mgl = moderngl
-        self._programs: dict[tuple[bool, bool, bool, bool], Any] = {}
+        self._programs: dict[tuple[bool, bool, bool, int, bool], Any] = {}
         self.max_size = int(self.ctx.info.get("GL_MAX_RENDERBUFFER_SIZE", 8192))
         self.max_samples = int(self.ctx.max_samples)
         self._fbos: dict[tuple[int, int, int], tuple[Any, Any]] = {}
@@ -361,9 +415,9 @@ class GLRenderer:
                     tex.release()
         return np.concatenate(out, axis=0)
 
-    def program(self, use_tex: bool, lit: bool, flat: bool, trellis: bool = False) -> Any:
-        """This context's compiled variant (compiled on first use, at most 12 per context)."""
-        key = (use_tex, lit, flat and lit, trellis and lit)
+    def program(self, use_tex: bool, lit: bool, flat: bool, alpha: int = 0, trellis: bool = False) -> Any:
+        """This context's compiled variant (compiled on first use, at most 36 per context)."""
+        key = (use_tex, lit, flat and lit, alpha, trellis and lit)
         if key not in self._programs:
             self._programs[key] = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=fragment_shader(*key))
         return self._programs[key]
@@ -375,14 +429,20 @@ class GLRenderer:
             n = prim.count
             normals = prim.normals if prim.normals is not None else np.zeros((n, 3), np.float32)
             uvs = prim.uvs if prim.uvs is not None else np.zeros((n, 2), np.float32)
+            colors = prim.colors
+            if lit and prim.facing_light and not prim.unlit:  # glTF lines and points: lit as if facing the camera
+                colors = colors * np.array([FACING, FACING, FACING, 1.0], np.float32)
             buffers = [ctx.buffer(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-                       for a in (prim.positions, normals, prim.colors, uvs)]
+                       for a in (prim.positions, normals, colors, uvs)]
             content = [(buffers[0], "3f", "in_pos"), (buffers[1], "3f", "in_normal"),
                        (buffers[2], "4f", "in_color"), (buffers[3], "2f", "in_uv")]
             points = prim.mode == "points"
             flat = prim.mode == "triangles" and prim.normals is None
-            # points have no normals: albedo; a variant drops the inputs it does not read (skip_errors)
-            program = self.program(prim.texture is not None, lit and not points, flat, trellis)
+            alpha = ALPHA_MODES.get(prim.alpha_mode, 0) if prim.mode == "triangles" else 0
+            # points and lines have no normals: albedo, as unlit materials; a variant drops the inputs it
+            # does not read (skip_errors)
+            shaded = lit and prim.mode == "triangles" and not prim.unlit
+            program = self.program(prim.texture is not None, shaded, flat, alpha, trellis)
             if prim.indices is not None:
                 ibo = ctx.buffer(np.ascontiguousarray(prim.indices, dtype=np.uint32).tobytes())
                 buffers.append(ibo)
@@ -397,8 +457,13 @@ class GLRenderer:
                 tex.filter = (self._mgl.LINEAR_MIPMAP_LINEAR, self._mgl.LINEAR)
                 tex.repeat_x = True
                 tex.repeat_y = True
-            mode = self._mgl.POINTS if points else self._mgl.TRIANGLES
-            uploads.append((vao, buffers, tex, (mode, program, prim.orientation)))
+                if tuple(prim.texture_wrap) != (GL_REPEAT, GL_REPEAT):  # a glTF sampler's clamp or mirror
+                    _set_wrap(tex, prim.texture_wrap)
+            mode = self._mgl.POINTS if points else self._mgl.LINES if prim.mode == "lines" else self._mgl.TRIANGLES
+            sort = (prim.positions.astype(np.float64), prim.indices.reshape(-1, 3), ibo) \
+                if alpha == 2 and prim.indices is not None else None
+            cutoff = prim.alpha_cutoff if alpha == 1 else None  # only the masked variant reads it
+            uploads.append((vao, buffers, tex, (mode, program, prim.orientation, sort, cutoff)))
         return uploads
 
     def _render_chunk(self, uploads: list[tuple[Any, list[Any], Any, Any]], model: np.ndarray,
@@ -433,6 +498,9 @@ class GLRenderer:
                 _set_uniform(prog, "u_trellis_gains", (trellis.ambient, trellis.top, trellis.point, trellis.gloss))
                 _set_uniform(prog, "u_tone", tuple(float(x) for x in trellis.tone))
                 _set_uniform(prog, "u_top_profile", top_light_profile())
+        ctx.line_width = float(point_size)
+        opaque = [u for u in uploads if u[3][3] is None]
+        blended = [u for u in uploads if u[3][3] is not None]
         for i, cam in enumerate(cameras):
             col, row = i % cols, i // cols
             ctx.viewport = (col * res, (rows - 1 - row) * res, res, res)  # flipped at readback
@@ -447,7 +515,7 @@ class GLRenderer:
                 if trellis is not None:  # the lights stay in the world: camera space differs per view
                     _set_uniform(prog, "u_up", up_cam)
                     _set_uniform(prog, "u_point_pos", light_cam)
-            for vao, _, tex, (mode, _prog, orientation) in uploads:
+            for vao, _, tex, (mode, prog, orientation, _sort, cutoff) in opaque:
                 if cull_closed and orientation != 0:  # back faces of a closed surface are never visible
                     ctx.enable(self._mgl.CULL_FACE)
                     ctx.front_face = "ccw" if orientation > 0 else "cw"
@@ -455,7 +523,11 @@ class GLRenderer:
                     ctx.disable(self._mgl.CULL_FACE)
                 if tex is not None:  # untextured variants never sample
                     tex.use(0)
+                if cutoff is not None:
+                    _set_uniform(prog, "u_cutoff", float(cutoff))
                 vao.render(mode)
+            if blended:
+                self._draw_blended(blended, model, cam, cull_closed, draw)
         if resolve is not draw:
             ctx.copy_framebuffer(resolve, draw)
         finish = _gl_finish_releasing_the_gil()
@@ -466,6 +538,41 @@ class GLRenderer:
         views = [atlas[(i // cols) * res:(i // cols + 1) * res, (i % cols) * res:(i % cols + 1) * res]
                  for i in range(n)]
         return np.ascontiguousarray(np.stack(views))
+
+
+    def _draw_blended(self, blended: list[tuple[Any, list[Any], Any, Any]], model: np.ndarray, cam: Camera,
+                      cull_closed: bool, draw: Any) -> None:
+        """Blended primitives after everything opaque, far to near: primitives by their mean depth,
+        each one's triangles by their centroid's depth (stable sorts, so the order is the same on
+        every run). Depth is tested, not written. Exact unless transparent triangles intersect or a
+        primitive's triangles interleave in depth with another's (named in the row's warnings)."""
+        ctx = self.ctx
+        to_camera = cam.view_matrix() @ model
+        order = []
+        for item in blended:
+            positions, triangles, _ = item[3][3]
+            z = positions @ to_camera[2, :3] + to_camera[2, 3]  # camera looks along -z: more negative is farther
+            depth = z[triangles].mean(axis=1)
+            order.append((float(depth.mean()) if len(depth) else 0.0, item, depth))
+        order.sort(key=lambda entry: entry[0])  # stable: ties keep the file's order
+        ctx.enable(self._mgl.BLEND)
+        ctx.blend_func = (self._mgl.ONE, self._mgl.ONE_MINUS_SRC_ALPHA)  # premultiplied colour and coverage
+        draw.depth_mask = False
+        try:
+            for _, (vao, _, tex, (mode, _prog, orientation, (_, triangles, ibo), _cutoff)), depth in order:
+                far_first = np.argsort(depth, kind="stable")
+                ibo.write(np.ascontiguousarray(triangles[far_first].reshape(-1), dtype=np.uint32).tobytes())
+                if cull_closed and orientation != 0:
+                    ctx.enable(self._mgl.CULL_FACE)
+                    ctx.front_face = "ccw" if orientation > 0 else "cw"
+                else:
+                    ctx.disable(self._mgl.CULL_FACE)
+                if tex is not None:
+                    tex.use(0)
+                vao.render(mode)
+        finally:
+            draw.depth_mask = True
+            ctx.disable(self._mgl.BLEND)
 
 
 _local = threading.local()

@@ -50,6 +50,10 @@ class RenderSettings(StrictModel):
     normalize: str = Field("trellis", description=f"mesh normalisation: {', '.join(NORMALIZATIONS)}")
     up: str = Field("y", description="up axis: y (glTF, most OBJ) or z (Blender/CAD)")
     sphere_radius: float = Field(0.5, description="radius of the bounding sphere with normalize=sphere (> 0)")
+    # None: the protocol's normalisation alone (cube-like assets touch the frame edge); not in cache keys then
+    margin: float | None = Field(None, description="after normalising, scale the asset so every vertex stays this "
+                                                   "fraction of the half-frame away from the edge in every view "
+                                                   "(0..0.5; unset: the protocol's framing, which can clip)")
     radius: float = Field(2.0, description="camera distance from the centre")
     fov: float = Field(40.0, description="vertical field of view, degrees")
     pitch: float = Field(30.0, description="camera elevation, degrees")
@@ -81,6 +85,13 @@ class RenderSettings(StrictModel):
     def _resolution(cls, value: int) -> int:
         if not 16 <= value <= 4096:
             raise ValueError(f"--resolution {value}: use 16..4096 pixels")
+        return value
+
+    @field_validator("margin")
+    @classmethod
+    def _margin(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value < 0.5:
+            raise ValueError(f"margin={value}: use a fraction of the half-frame in 0..0.5, e.g. 0.05")
         return value
 
     @field_validator("normalize")
@@ -160,6 +171,8 @@ class RenderSettings(StrictModel):
     def pixel_settings(self) -> dict[str, Any]:
         """The settings that change pixels (cache-dir, cache on/off and allow_untextured do not)."""
         d = self.model_dump(exclude={"cache", "cache_dir", "allow_untextured"})
+        if self.margin is None:  # the keys of renders without a margin are what they were before it existed
+            d.pop("margin")
         d["background"] = list(self.background)
         d["point_size"] = self.effective_point_size
         if self.renderer == "cycles":  # Blender's version is part of what a path-traced view is

@@ -105,6 +105,10 @@ def describe_trellis_scene(path: Path, settings: Any) -> dict[str, Any]:
 
     mesh = load_asset(Path(path), allow_untextured=settings.allow_untextured)
     model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
+    if settings.margin is not None:  # as render/api.py places it
+        from gencritic.render.framing import with_margin
+
+        model = with_margin(model, mesh.all_positions(), settings.cameras(), settings.margin)
     job = job_for(Path(path), model, mesh.bounds(), settings.cameras(), settings.resolution, settings.spp,
                   settings.seed, render=False)
     with tempfile.TemporaryDirectory(prefix="gencritic-trellis-") as tmp:
