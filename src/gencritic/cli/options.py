@@ -112,8 +112,9 @@ Renderer = Annotated[str, typer.Option(
     "--renderer", help="How meshes are drawn: gl (rasteriser, fast, the default) or cycles (Blender's path tracer: "
                        "shadows, seconds per view; needs GENCRITIC_BLENDER, see docs/rendering.md).",
     rich_help_panel=RENDER_PANEL)]
-Spp = Annotated[int, typer.Option(
-    "--spp", help="Cycles samples per pixel (with --renderer cycles).", rich_help_panel=RENDER_PANEL)]
+Spp = Annotated[int | None, typer.Option(
+    "--spp", help="Cycles samples per pixel (with --renderer cycles; default 16, 128 with --lighting trellis).",
+    rich_help_panel=RENDER_PANEL)]
 AllowUntextured = Annotated[bool, typer.Option(
     "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours "
                                "and name it in their warnings, instead of failing them.",
@@ -130,7 +131,8 @@ Margin = Annotated[float | None, typer.Option(
                      "the edge.",
     rich_help_panel=RENDER_PANEL)]
 Lighting = Annotated[str, typer.Option(
-    "--lighting", help="default (soft ambient + 2 directional lights) or flat (unlit colours).",
+    "--lighting", help="default (soft ambient + 2 directional lights), flat (unlit colours) or trellis (TRELLIS' "
+                       "Blender scene: exact with --renderer cycles, fitted for gl; docs/rendering.md).",
     rich_help_panel=RENDER_PANEL)]
 Samples = Annotated[int, typer.Option(
     "--samples", help="MSAA samples (0, 1, 2, 4, 8 or 16): smoother edges, 4 is ~6x slower on CPU.",
@@ -159,7 +161,7 @@ def cache_root(cache_dir: Path | None, no_cache: bool) -> Path | None:
     return cache_dir or default_cache_dir()
 
 
-def render_settings_from_cli(*, rig: str, resolution: int, renderer: str = "gl", spp: int = 16,
+def render_settings_from_cli(*, rig: str, resolution: int, renderer: str = "gl", spp: int | None = None,
                              allow_untextured: bool = False, background: str | None = None,
                              normalize: str | None = None, up: str | None = None, lighting: str | None = None,
                              samples: int | None = None, radius: float | None = None, fov: float | None = None,
@@ -186,7 +188,9 @@ def render_settings_from_cli(*, rig: str, resolution: int, renderer: str = "gl",
                              "lighting": lighting, "samples": samples, "radius": radius, "fov": fov, "pitch": pitch,
                              "seed": seed, "margin": margin, "cache": cache}
     if renderer != "gl":
-        given.update(renderer=renderer, spp=spp)
+        # Cycles runs at the default 16 samples record it (their fingerprints predate the trellis
+        # preset); under lighting=trellis an unset spp is the preset's 128 (RenderSettings says so)
+        given.update(renderer=renderer, spp=spp if spp is not None else (None if lighting == "trellis" else 16))
     if allow_untextured:
         given["allow_untextured"] = True
     if background is not None and background.strip().lower() != "transparent":

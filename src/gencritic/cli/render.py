@@ -59,7 +59,7 @@ def render_command(
     lighting: Lighting = "default",
     samples: Samples = 0,
     renderer: Renderer = "gl",
-    spp: Spp = 16,
+    spp: Spp = None,
     radius: Radius = 2.0,
     fov: Fov = 40.0,
     pitch: Pitch = 30.0,

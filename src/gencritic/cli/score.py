@@ -15,6 +15,7 @@ from gencritic.cli.options import (
     CacheDir,
     Device,
     Dtype,
+    Lighting,
     Metrics,
     Model,
     NoCache,
@@ -58,7 +59,8 @@ def score_command(
     rig: Rig = "toys4k8",
     resolution: Resolution = 512,
     renderer: Renderer = "gl",
-    spp: Spp = 16,
+    spp: Spp = None,
+    lighting: Lighting = "default",
     allow_untextured: AllowUntextured = False,
     reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Folder of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
     quiet: Quiet = False,
@@ -77,7 +79,9 @@ def score_command(
     """
     from gencritic.pipeline import ScoreOptions, score
 
+    # lighting is given only when not the default, so earlier output folders keep their fingerprints
     render = render_settings_from_cli(rig=rig, resolution=resolution, renderer=renderer, spp=spp,
+                                      lighting=None if lighting == "default" else lighting,
                                       allow_untextured=allow_untextured)
     options = ScoreOptions(
         metrics=split_list(metrics), model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers,
