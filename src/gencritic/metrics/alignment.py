@@ -12,13 +12,17 @@ Because all three come from the same embeddings, asking for several costs one en
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from gencritic.errors import InputError
-from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
+
+if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
+    from gencritic.features import RunContext, ViewBatch
 
 PAPER = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021"
 

@@ -12,18 +12,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from gencritic.errors import InputError, ModelUnavailableError
-from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
 from gencritic.metrics.registry import register
-from gencritic.models.clip import ClipBackbone
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
+
+if TYPE_CHECKING:  # the metadata below is read without torch (`gencritic metrics`)
+    import torch
+
+    from gencritic.features import RunContext, ViewBatch
+    from gencritic.models.clip import ClipBackbone
 
 AESTHETIC_DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 DEFAULT_IQA_PAIRS: tuple[tuple[str, str], ...] = (("Good photo.", "Bad photo."),)
@@ -31,6 +34,8 @@ DEFAULT_IQA_PAIRS: tuple[tuple[str, str], ...] = (("Good photo.", "Bad photo."),
 
 def clip_embedding_dim(backbone: ClipBackbone) -> int | None:
     """Output size of the image tower, read from the model without running it."""
+    import torch
+
     model: Any = getattr(backbone, "model", None)
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "projection_dim", None):
@@ -131,6 +136,8 @@ def clip_iqa_scores(img: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, log
 
     img (N, D), pos/neg (P, D) -> (N,). The two-way softmax equals sigmoid(scale * (cos_pos - cos_neg)).
     """
+    import torch
+
     logits = torch.stack([img.double() @ pos.double().T, img.double() @ neg.double().T], dim=-1) * logit_scale
     return torch.softmax(logits, dim=-1)[..., 0].mean(dim=-1)
 

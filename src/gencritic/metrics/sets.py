@@ -22,7 +22,6 @@ al. 2022) documented for Inception FID; numbers from different resizers are not 
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 
 def _as2d(x: np.ndarray, name: str) -> np.ndarray:
@@ -38,6 +37,8 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
+    from scipy import linalg  # here, not at the top: the registry imports this module to list metrics
+
     diff = np.asarray(mu_a) - np.asarray(mu_b)
     with np.errstate(all="ignore"):
         covmean = linalg.sqrtm(cov_a @ cov_b)

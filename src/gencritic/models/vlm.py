@@ -35,12 +35,13 @@ import torch
 from PIL import Image
 
 from gencritic.errors import InputError, ModelUnavailableError
+from gencritic.models.defaults import DEFAULT_VLM_MODEL
+from gencritic.models.defaults import VLM_MAX_SIDE as DEFAULT_MAX_SIDE
+from gencritic.models.defaults import VLM_MODEL_ENV as MODEL_ENV  # noqa: F401 (named here, where VLMs load)
+from gencritic.models.defaults import default_vlm_spec as default_vlm_spec
 from gencritic.models.device import dtype_name, resolve_device
 from gencritic.models.loader import hub_offline
 
-DEFAULT_VLM_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
-MODEL_ENV = "GENCRITIC_VLM_MODEL"
-DEFAULT_MAX_SIDE = 448  # the resolution the speed target names; views are 512² and come down to 448²
 SEED = 0
 
 
@@ -291,13 +292,6 @@ def load_hf_vlm(spec: str, device: str = "auto", dtype: str = "auto",
     except (OSError, ValueError) as exc:
         raise _unavailable(spec, str(exc).split("\n")[0]) from None
     return HFVisionLanguageModel(model, processor, spec, dev, torch_dtype, max_side)
-
-
-def default_vlm_spec() -> str:
-    """``$GENCRITIC_VLM_MODEL``, else :data:`DEFAULT_VLM_MODEL`: what every judge uses unless told."""
-    import os
-
-    return os.environ.get(MODEL_ENV, "").strip() or DEFAULT_VLM_MODEL
 
 
 def is_endpoint(spec: str) -> bool:

@@ -88,7 +88,16 @@ def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> t
     reach = float(np.linalg.norm(corners @ model[:3, :3].T + model[:3, 3], axis=1).max())
     cull = min(float(np.linalg.norm(c.eye)) for c in cameras) > reach * 1.001
     try:
-        if settings.renderer == "cycles":
+        if settings.renderer == "cycles" and settings.lighting == "trellis":
+            from gencritic.render.pathtrace import blender_version
+            from gencritic.render.trellis import render_views_trellis
+
+            if any(p.mode != "triangles" for p in mesh.primitives):
+                raise ItemError("the cycles renderer draws surfaces only: render point clouds with --renderer gl")
+            views = render_views_trellis(path, model, mesh.bounds(), cameras, settings.resolution, settings.spp,
+                                         settings.seed)
+            renderer_name = f"Cycles (Blender {blender_version()}), {settings.spp} spp, TRELLIS' scene"
+        elif settings.renderer == "cycles":
             from gencritic.render.pathtrace import blender_version, render_views_cycles
 
             views = render_views_cycles(mesh, model, cameras, settings.resolution, settings.spp, settings.seed,
@@ -96,7 +105,7 @@ def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> t
             renderer_name = f"Cycles (Blender {blender_version()}), {settings.spp} spp"
         else:
             views, renderer_name = render_views(mesh, model, cameras, settings.resolution, samples=settings.samples,
-                                                lit=settings.lighting == "default",
+                                                lit=settings.lighting != "flat", trellis=settings.lighting == "trellis",
                                                 point_size=settings.effective_point_size, cull_closed=cull)
     except ItemError:
         raise
@@ -223,7 +232,8 @@ def asset_out_name(asset: Path, source: Path) -> str:
     return asset.relative_to(source).with_suffix("").as_posix()
 
 
-def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = None, transparent: bool = False,
+def render_to_folder(source: Path, out: Path, options: dict[str, Any] | RenderSettings | None = None,
+                     transparent: bool = False,
                      workers: int = 2, on_done: Any = None) -> list[RenderReport]:
     """Render every asset under ``source`` into ``out/<asset-name>/NNN.png`` + ``cameras.json``.
 

@@ -31,7 +31,9 @@ from gencritic.schemas import StrictModel, validate_strict
 # Blender's MTL Kd) encoded to sRGB; gl-4: glTF base-colour factors and float/16-bit COLOR_0 at
 # their precision (were bytes of the linear value), glTF point-cloud colours read as linear
 RENDERER_VERSION = "gl-4"
-LIGHTINGS = ("default", "flat")
+LIGHTINGS = ("default", "flat", "trellis")
+LIGHTING_HELP = ("default (ambient + 2 directional), flat (unlit albedo) or trellis (TRELLIS' Blender scene: "
+                 "with --renderer cycles its exact settings, with gl a rasteriser fitted to them)")
 RENDERERS = ("gl", "cycles")
 MSAA_SAMPLES = (0, 1, 2, 4, 8, 16)
 
@@ -56,13 +58,14 @@ class RenderSettings(StrictModel):
     fov: float = Field(40.0, description="vertical field of view, degrees")
     pitch: float = Field(30.0, description="camera elevation, degrees")
     seed: int = Field(0, description="seed of random rigs")
-    lighting: str = Field("default", description="default (ambient + 2 directional) or flat (unlit albedo)")
+    lighting: str = Field("default", description=LIGHTING_HELP)
     # MSAA; 0 by default: on llvmpipe 4x costs ~6x time for ~0 change at CLIP size (docs)
     samples: int = Field(0, description="MSAA samples: 0, 1, 2, 4, 8 or 16")
     point_size: float = Field(0.0, description="point-cloud point size in pixels; 0 = resolution / 128")
     # gl: the rasteriser (default); cycles: Blender's path tracer (render/pathtrace.py)
     renderer: str = Field("gl", description="gl (rasteriser) or cycles (Blender's path tracer)")
-    spp: int = Field(16, description="Cycles samples per pixel, 1..65536 (the gl renderer ignores it)")
+    spp: int = Field(16, description="Cycles samples per pixel, 1..65536 (the gl renderer ignores it; "
+                                     "128 by default with lighting=trellis, as TRELLIS renders)")
     # decides whether an asset is drawn, never its pixels: not in pixel_settings (cache keys)
     allow_untextured: bool = Field(False, description="draw an asset whose textures or material library are "
                                                       "missing in plain colours (a row warning) instead of "
@@ -109,7 +112,7 @@ class RenderSettings(StrictModel):
     @classmethod
     def _lighting(cls, value: str) -> str:
         if value not in LIGHTINGS:
-            raise ValueError(f"lighting={value!r}: use default (ambient + 2 directional) or flat (unlit albedo)")
+            raise ValueError(f"lighting={value!r}: use {LIGHTING_HELP}")
         return value
 
     @field_validator("samples")
@@ -139,6 +142,16 @@ class RenderSettings(StrictModel):
         if value <= 0:
             raise ValueError("sphere_radius must be > 0")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trellis_samples(cls, data: Any) -> Any:
+        """TRELLIS renders with 128 samples: the preset's default, unless spp is given."""
+        if isinstance(data, dict) and data.get("lighting") == "trellis" and data.get("spp") is None:
+            from gencritic.render.trellis import TRELLIS_SPP
+
+            data = {**data, "spp": TRELLIS_SPP}
+        return data
 
     @model_validator(mode="after")
     def _rig(self) -> RenderSettings:
@@ -170,6 +183,11 @@ class RenderSettings(StrictModel):
         else:  # the keys of rasterised views are what they were before Cycles existed
             d.pop("spp")
             d["renderer"] = RENDERER_VERSION
+        if self.lighting == "trellis":  # only then: every other key stays what it was
+            from gencritic.render.gl import TRELLIS_GL_VERSION
+            from gencritic.render.trellis import TRELLIS_CYCLES_VERSION
+
+            d["lighting"] = TRELLIS_CYCLES_VERSION if self.renderer == "cycles" else TRELLIS_GL_VERSION
         return d
 
     def key(self) -> str:
@@ -180,14 +198,18 @@ class RenderSettings(StrictModel):
         return hashlib.sha256(json.dumps(self.pixel_settings(), sort_keys=True).encode()).hexdigest()
 
 
-def parse_render_options(options: dict[str, Any] | None) -> RenderSettings:
-    """Validate a render-options dict (from the CLI or the Python API) into settings.
+def parse_render_options(options: dict[str, Any] | RenderSettings | None) -> RenderSettings:
+    """Validate a render-options dict (from the Python API) into settings, or take settings
+    already made (by the CLI's ``render_settings_from_cli``), and check the environment they need.
 
     Raises :class:`InputError` with one line naming the bad option and the valid values (for an
     unknown key, the accepted keys and the closest match).
     """
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
-    settings = validate_strict(RenderSettings, opts, None, noun="render option")
+    if isinstance(options, RenderSettings):
+        settings = options
+    else:
+        opts = {k: v for k, v in (options or {}).items() if v is not None}
+        settings = validate_strict(RenderSettings, opts, None, noun="render option")
     if settings.renderer == "cycles":
         from gencritic.render.pathtrace import BlenderMissing, blender_version
 
