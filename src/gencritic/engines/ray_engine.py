@@ -159,6 +159,9 @@ class ScoreActor:
         try:
             ctx = RunContext(pool=self.pool, cache=cache, default_model=self.options.model)
             metrics, _ = setup_metrics(build_metrics(self.options.metrics, self.options.model), ctx)
+            # ready to score: process started, imports done, models loaded (what Ray's start-up adds
+            # to a run; the prompts below are encoded by a local run as well)
+            self.ready_at = time.time()
             if texts and any("text" in m.info.inputs for m in metrics):
                 for backbone in metric_backbones(metrics):
                     encode_texts_cached(backbone, ctx, texts)
@@ -193,6 +196,7 @@ class ScoreActor:
                                                 "unavailable": run.summary.get("unavailable_metrics", {}),
                                                 "runtime": {k: settings.get(k) for k in RUNTIME_KEYS},
                                                 "node": node, "seconds": time.perf_counter() - started,
+                                                "ready_at": self.ready_at,
                                                 "fetch": stats_delta(fetched, STATS.snapshot())}, default=str))
         return out
 
@@ -323,6 +327,7 @@ def _score_with_ray(source: str | Path | UrlPath | Sequence[Item], out_dir: Path
         actors = num_actors
         texts = sorted({i.prompt for i in pending if i.prompt and i.prompt.strip()})  # as the local engine
         rows = [{"chunk": i, "items": json.dumps([item_to_json(it) for it in chunk])} for i, chunk in enumerate(chunks)]
+        progress.mark_start()
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         pool = ray.data.ActorPoolStrategy(size=num_actors)  # fixed size: each actor loads the models once
         scored = ds.map_batches(ScoreActor, batch_size=1, batch_format="numpy", compute=pool,
@@ -343,7 +348,7 @@ def _score_with_ray(source: str | Path | UrlPath | Sequence[Item], out_dir: Path
                 unavailable.update(info.get("unavailable") or {})
                 node = str(info.get("node") or "?")
                 progress.chunk(node, len(fresh), len(records) - len(fresh), float(info.get("seconds") or 0.0),
-                               info.get("fetch") or {})
+                               info.get("fetch") or {}, ready_at=info.get("ready_at"))
                 if on_chunk is not None:
                     on_chunk(node, len(fresh))
     missing = [i.item_id for i in pending if i.item_id not in store.done_ids]

@@ -40,14 +40,24 @@ class RayProgress:
         self.clock = clock
         self.started = clock()
         self.first_result: float | None = None
+        self.start_wall: float | None = None  # time.time() when the engine handed Ray its work
+        self.first_ready_wall: float | None = None  # the first actor ready to score (time.time())
         self.enabled = enabled
         self._bar: Any = None
         self._task: Any = None
 
-    def chunk(self, node: str, items: int, duplicates: int, seconds: float, fetch: dict[str, int]) -> None:
-        """A chunk's result reached the driver: ``items`` new records, ``duplicates`` already journaled."""
+    def mark_start(self) -> None:
+        """The engine hands Ray its work now (after connecting): actor start-up is counted from here."""
+        self.start_wall = time.time()
+
+    def chunk(self, node: str, items: int, duplicates: int, seconds: float, fetch: dict[str, int],
+              ready_at: float | None = None) -> None:
+        """A chunk's result reached the driver: ``items`` new records, ``duplicates`` already journaled;
+        ``ready_at``: when the actor that scored it had its models loaded (``time.time()``)."""
         if self.first_result is None:
             self.first_result = self.clock()
+        if ready_at is not None and (self.first_ready_wall is None or ready_at < self.first_ready_wall):
+            self.first_ready_wall = float(ready_at)
         counts = self.nodes.setdefault(node, NodeCounts())
         counts.chunks += 1
         counts.items += items
@@ -77,6 +87,9 @@ class RayProgress:
             "nodes": {node[:12]: c.as_dict() for node, c in sorted(self.nodes.items())},
             "items_per_s": None if rate is None else round(rate, 3),
             "first_result_s": None if self.first_result is None else round(self.first_result - self.started, 3),
+            # Ray's start-up: actor processes, imports and model loads until the first actor could score
+            "actor_startup_s": None if self.first_ready_wall is None or self.start_wall is None
+            else round(max(0.0, self.first_ready_wall - self.start_wall), 3),
             "duplicates_dropped": self.duplicates,
         }
 
