@@ -4,8 +4,8 @@ Run:  python benchmarks/bench_scale.py [--items 200] [--workers 1,2,4] [--rounds
 
 The run of the acceptance test at benchmark size: full-size ViT-B/32 with random weights
 (benchmarks/_models.py, needs ../shared/data/clip-vit-b32-tokenizer), 224² PNGs served by an
-S3-compatible server on loopback (moto's server mode; `pip install 'moto[server]' s3fs`), their
-local copies deleted after upload, results written locally. No embedding cache anywhere, so every
+S3-compatible server on loopback (moto's server mode in its own process; `pip install
+'moto[server]' s3fs`), their local copies deleted after upload, results written locally. No embedding cache anywhere, so every
 run downloads and encodes every image.
 
 What is timed, and what is left out of the ratio:
@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,15 +45,26 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._models import build_vit_b32  # noqa: E402
 
 
-def start_s3() -> tuple[object, object]:
-    """moto's S3 server on 127.0.0.1 and an s3fs file system on it (standard AWS variables)."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench",
+def start_s3() -> tuple[subprocess.Popen[bytes], object]:
+    """moto's S3 server in a process of its own on 127.0.0.1 (not a thread of this one: serving
+    requests would take this process's GIL from the local engine it times), and an s3fs file system
+    on it through the standard AWS variables."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("moto's S3 server did not start (pip install 'moto[server]')") from None
+            time.sleep(0.2)
+    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
                       AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     import s3fs
 
@@ -139,23 +151,26 @@ def main() -> None:
         print(f"\n{args.items} items, ViT-B/32 fp32 (random weights), 224² PNGs from S3 on loopback, "
               f"batch {args.batch_size}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
         print(f"local engine, cold (model load included): {cold_s:.2f} s; ray.init: {init_s:.2f} s")
-        print("| engine | wall s | start-up s (excluded) | scoring s | items/s | vs local |")
-        print("|---|---:|---:|---:|---:|---:|")
-        print(f"| local engine (models loaded) | {local_s:.2f} | - | {local_s:.2f} | {args.items / local_s:.2f} | 1.00 |")
+        print("| engine | wall s | start-up s (excluded) | scoring s | items/s | time vs local | efficiency |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        print(f"| local engine (models loaded) | {local_s:.2f} | - | {local_s:.2f} | {args.items / local_s:.2f} "
+              f"| 1.00 | - |")
         result: dict[str, object] = {"items": args.items, "batch_size": args.batch_size, "cpus": os.cpu_count(),
                                      "torch_threads": torch.get_num_threads(), "local_cold_s": round(cold_s, 3),
                                      "local_s": round(local_s, 3), "ray_init_s": round(init_s, 3),
                                      "rounds": args.rounds, "files_identical": identical, "ray": {}}
+        one = statistics.median(x["scoring"] for x in ray_runs[min(workers)]) * min(workers)
         for w in workers:
             wall = statistics.median(x["wall"] for x in ray_runs[w])
             startup = statistics.median(x["startup"] for x in ray_runs[w])
             scoring = statistics.median(x["scoring"] for x in ray_runs[w])
             ratio = scoring / local_s
+            efficiency = one / (w * scoring)  # throughput per worker against the fewest workers' (1.0 = linear)
             print(f"| ray, {w} worker(s) | {wall:.2f} | {startup:.2f} | {scoring:.2f} | {args.items / scoring:.2f} "
-                  f"| {ratio:.2f} |")
+                  f"| {ratio:.2f} | {efficiency:.2f} |")
             result["ray"][w] = {"wall_s": round(wall, 3), "startup_s": round(startup, 3),  # type: ignore[index]
                                 "scoring_s": round(scoring, 3), "items_per_s": round(args.items / scoring, 3),
-                                "time_vs_local": round(ratio, 3)}
+                                "time_vs_local": round(ratio, 3), "efficiency": round(efficiency, 3)}
         if 1 in ray_runs:
             over = statistics.median(x["scoring"] for x in ray_runs[1]) / local_s - 1
             print(f"\nRay's overhead at 1 worker (start-up excluded): {100 * over:+.1f} % (target <= 15 %)")
@@ -166,7 +181,8 @@ def main() -> None:
         print(f"files identical to the local engine's: {identical}")
         print(json.dumps(result))
     finally:
-        server.stop()  # type: ignore[attr-defined]
+        server.terminate()
+        server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
 

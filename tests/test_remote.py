@@ -222,10 +222,11 @@ def test_journal_segments_survive_a_driver_that_dies(s3: S3Server, tmp_path: Pat
 
 def test_failures_name_the_address(s3: S3Server, bucket: str, tiny_clip_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     s3.fs.pipe_file(f"{bucket}/set/corrupt.png", b"not an image at all")
+    s3.fs.pipe_file(f"{bucket}/set/model.fbx", b"Kaydara FBX Binary" + bytes(4096))
     signed = f"{s3.endpoint}/{bucket}/set/absent.png?X-Amz-Signature=SIGNATURE123&X-Amz-Credential=CRED456"
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"image,prompt\ns3://{bucket}/set/img/p0.png,ok\ns3://{bucket}/set/missing.png,gone\n"
-                        f"s3://{bucket}/set/corrupt.png,bad\n{signed},signed\n")
+                        f"s3://{bucket}/set/corrupt.png,bad\n{signed},signed\ns3://{bucket}/set/model.fbx,fbx\n")
     run = score(manifest, out=tmp_path / "out", options=_opts(tiny_clip_dir, tmp_path / "cache"))
     rows = {r["prompt"]: r for r in run.rows}
     assert rows["ok"]["success"] is True
@@ -234,6 +235,9 @@ def test_failures_name_the_address(s3: S3Server, bucket: str, tiny_clip_dir: Pat
     assert rows["bad"]["error"] == f"not an image (unrecognised format): s3://{bucket}/set/corrupt.png"
     assert rows["signed"]["success"] is False
     assert "SIGNATURE123" not in rows["signed"]["error"] and "CRED456" not in rows["signed"]["error"]
+    # a format gencritic does not read fails as a local copy would, and is not downloaded for nothing
+    assert rows["fbx"]["error"].startswith("model.fbx: gencritic does not read .fbx files")
+    assert run.summary["remote"]["fetches"] == 2  # p0.png and corrupt.png
     assert str(tmp_path / "cache") not in (tmp_path / "out" / "results.csv").read_text()
 
 

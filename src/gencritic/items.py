@@ -29,6 +29,12 @@ CONVERT_3D_HINT = ("convert it to .glb, e.g. open it in Blender and use File > E
                    "(FBX also: `npx fbx2gltf`)")
 
 
+def unread_3d_message(name: str, suffix: str) -> str:
+    """Why a file of a 3D format gencritic does not read fails its row, and how to convert it."""
+    return (f"{name}: gencritic does not read {suffix} files (it reads .glb .gltf .obj .ply "
+            f".stl .off, .npz point clouds and, through Blender, .blend): {CONVERT_3D_HINT}")
+
+
 @dataclass(frozen=True)
 class Item:
     """One thing to score.

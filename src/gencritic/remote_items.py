@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gencritic.errors import ItemError
-from gencritic.io.fetch import ObjectCache, list_folder_urls, name_addresses
+from gencritic.io.fetch import ObjectCache, list_folder_urls, name_addresses, stat_object
 from gencritic.io.urls import UrlPath, is_url, redact
-from gencritic.items import IMAGE_EXTENSIONS, Item
+from gencritic.items import IMAGE_EXTENSIONS, UNREAD_3D_EXTENSIONS, Item, unread_3d_message
 
 
 def is_remote(item: Item) -> bool:
@@ -51,6 +51,9 @@ def localize(item: Item, objects: ObjectCache) -> Localized:
     out = Localized(item)
     if isinstance(item.path, UrlPath) and item.error is None:
         url = item.path
+        if item.kind == "mesh" and url.suffix.lower() in UNREAD_3D_EXTENSIONS:
+            stat_object(url)  # a missing object says so, as a missing local file does
+            raise ItemError(unread_3d_message(url.name, url.suffix))  # not downloaded: it would not be read
         if item.kind == "mesh":
             from gencritic.mesh.remote import fetch_asset
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gencritic.errors import ItemError
-from gencritic.items import CONVERT_3D_HINT, UNREAD_3D_EXTENSIONS
+from gencritic.items import UNREAD_3D_EXTENSIONS, unread_3d_message
 from gencritic.mesh.kit import is_kit, load_kit, read_kit
 
 log = logging.getLogger("gencritic")
@@ -655,8 +655,7 @@ def load_asset(path: Path, allow_untextured: bool = False) -> MeshData:
     if path.stat().st_size == 0:
         raise ItemError(f"mesh file is empty (0 bytes): {path}")
     if path.suffix.lower() in UNREAD_3D_EXTENSIONS:
-        raise ItemError(f"{path.name}: gencritic does not read {path.suffix} files (it reads .glb .gltf .obj .ply "
-                        f".stl .off, .npz point clouds and, through Blender, .blend): {CONVERT_3D_HINT}")
+        raise ItemError(unread_3d_message(path.name, path.suffix))
     if path.suffix.lower() in POINT_CLOUD_SUFFIXES:
         data = _load_npz(path)
     elif path.suffix.lower() == ".blend":
