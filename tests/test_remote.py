@@ -325,3 +325,29 @@ def test_meshes_with_side_files_render_from_addresses_as_from_disk(s3: S3Server,
     error = failed.rows[0]["error"]
     assert failed.rows[0]["success"] is False and texture.name in error
     assert f"s3://{bucket}/assets" in error and str(tmp_path / "cache") not in error
+
+
+def test_cache_commands_count_prune_and_clear_fetched_objects(bucket: str, tiny_clip_dir: Path,
+                                                              tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gencritic.cli.main import app
+
+    cache = tmp_path / "cache"
+    manifest = f"s3://{bucket}/set/manifest.csv"
+    score(manifest, out=tmp_path / "a", options=_opts(tiny_clip_dir, cache))
+
+    def info() -> dict:
+        result = CliRunner().invoke(app, ["cache", "info", "--cache-dir", str(cache), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert info()["remote"]["count"] == 11 and info()["remote"]["bytes"] > 0
+    kept = CliRunner().invoke(app, ["cache", "prune", "--unused-days", "1", "--cache-dir", str(cache), "--json"])
+    assert json.loads(kept.output)["remote"]["count"] == 0  # used just now
+    cleared = CliRunner().invoke(app, ["cache", "clear", "--remote", "--cache-dir", str(cache), "--json"])
+    assert json.loads(cleared.output)["remote"]["count"] == 11
+    assert info()["remote"]["count"] == 0
+    again = score(manifest, out=tmp_path / "b", options=_opts(tiny_clip_dir, cache))
+    assert again.summary["remote"]["fetches"] == 11  # gone from the cache: fetched again, same numbers
+    assert (tmp_path / "b" / "results.csv").read_bytes() == (tmp_path / "a" / "results.csv").read_bytes()

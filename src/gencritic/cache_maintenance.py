@@ -51,6 +51,7 @@ class CacheReport:
     temporaries: Tally = field(default_factory=Tally)
     embeddings: Tally = field(default_factory=Tally)  # rows, and the SQLite files' size
     conversions: Tally = field(default_factory=Tally)  # .blend files converted to GLB (mesh/blend.py)
+    remote: Tally = field(default_factory=Tally)  # objects fetched from addresses (io/fetch.py), by content
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +92,31 @@ def _walk_conversions(root: Path) -> Iterator[tuple[str, Path, int, float]]:
                     yield "conversion", glb, size, glb.stat().st_mtime
         except FileNotFoundError:  # removed by a concurrent run
             continue
+
+
+def _walk_remote(root: Path) -> Iterator[tuple[str, Path, int, float]]:
+    """(kind, path, bytes, mtime) under ``root/remote``: each fetched 'object', each asset 'tree'
+    (hard links to objects: no bytes of its own) and each download or tree in progress ('temp')."""
+    from gencritic.io.fetch import REMOTE_DIR
+
+    for sub, kind in (("objects", "object"), ("trees", "tree")):
+        folder = root / REMOTE_DIR / sub
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            try:
+                if entry.name.startswith("."):  # a download (.fetch-*.tmp) in progress or left by a dead process
+                    st = entry.stat()
+                    yield "temp", entry, _tree_size(entry) if entry.is_dir() else st.st_size, st.st_mtime
+                    continue
+                for item in sorted(entry.iterdir()) if entry.is_dir() else []:
+                    st = item.stat()
+                    if item.name.startswith("."):
+                        yield "temp", item, _tree_size(item) if item.is_dir() else st.st_size, st.st_mtime
+                    else:
+                        yield kind, item, st.st_size if kind == "object" else 0, st.st_mtime
+            except FileNotFoundError:  # removed by a concurrent run
+                continue
 
 
 def _embedding_files(root: Path) -> list[Path]:
@@ -136,6 +162,11 @@ def inspect_cache(root: Path) -> CacheReport:
             report.temporaries.add(_tree_size(path) if path.is_dir() else st.st_size)
     for kind, _, size, _ in _walk_conversions(root):
         (report.conversions if kind == "conversion" else report.temporaries).add(size)
+    for kind, _, size, _ in _walk_remote(root):
+        if kind == "object":
+            report.remote.add(size)
+        elif kind == "temp":
+            report.temporaries.add(size)
     files = _embedding_files(root)
     if files:
         cache = EmbeddingCache(root / "embeddings.sqlite")
@@ -180,17 +211,38 @@ def prune_cache(root: Path, unused_days: float | None = None, dry_run: bool = Fa
             removed.temporaries.add(size)
             if not dry_run:
                 _remove(path)
+    for kind, path, size, mtime in _walk_remote(root):
+        old = now - mtime > (STALE_TEMP_S if kind == "temp" else (unused_days or 0) * 86400)
+        if not old or (kind != "temp" and unused_days is None):
+            continue
+        if kind == "object":
+            removed.remote.add(size)
+        elif kind == "temp":
+            removed.temporaries.add(size)
+        if not dry_run:  # an index entry whose object is gone is a miss: the object is fetched again
+            _remove(path)
     return removed
 
 
 def clear_cache(root: Path, renders: bool, embeddings: bool, dry_run: bool = False,
-                conversions: bool = False) -> CacheReport:
-    """Empty the render cache, the embedding cache and/or the .blend conversions under ``root``;
-    returns what went."""
+                conversions: bool = False, remote: bool = False) -> CacheReport:
+    """Empty the render cache, the embedding cache, the .blend conversions and/or the objects
+    fetched from addresses under ``root``; returns what went."""
     _check_root(root)
-    if not (renders or embeddings or conversions):
-        raise InputError("say what to clear: --renders, --embeddings, --conversions, or several")
+    if not (renders or embeddings or conversions or remote):
+        raise InputError("say what to clear: --renders, --embeddings, --conversions, --remote, or several")
     removed = CacheReport(str(root))
+    if remote:
+        from gencritic.io.fetch import REMOTE_DIR
+
+        if not dry_run:  # the index first: a lookup then misses instead of finding a file being removed
+            shutil.rmtree(root / REMOTE_DIR / "index", ignore_errors=True)
+        for kind, path, size, mtime in _walk_remote(root):
+            if kind == "temp" and time.time() - mtime <= STALE_TEMP_S:
+                continue  # a download in flight
+            (removed.remote if kind == "object" else removed.temporaries if kind == "temp" else Tally()).add(size)
+            if not dry_run:
+                _remove(path)
     if conversions:
         for kind, path, size, mtime in _walk_conversions(root):
             if kind == "conversion":

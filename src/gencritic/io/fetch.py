@@ -24,6 +24,7 @@ Counters (:data:`STATS`) say what this process fetched — the Ray engine report
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -270,7 +271,11 @@ class ObjectCache:
         except OSError:
             return None
         local = self._object_file(sha, suffix)
-        return local if local.is_file() else None
+        try:
+            os.utime(local)  # used now: `gencritic cache prune --unused-days` keeps it
+        except OSError:
+            return None
+        return local
 
     def fetch(self, url: UrlPath) -> Path:
         """A local file with the object's current bytes; :class:`ItemError` naming the address
@@ -338,6 +343,8 @@ class ObjectCache:
         key = hashlib.sha256(listing.encode("utf-8", errors="surrogateescape")).hexdigest()
         folder = self.root / "trees" / key[:2] / key
         if folder.is_dir():
+            with contextlib.suppress(OSError):
+                os.utime(folder)  # used now (see lookup)
             return folder
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(f".{key}.{secrets.token_hex(6)}.tmp")
