@@ -2,7 +2,7 @@
 
 Built with Ray's own test utilities (:class:`ray.cluster_utils.Cluster`): each node is a real
 raylet with its own worker processes, started in its own working folder with its own temporary
-folder, home and gencritic cache (``GENCRITIC_CACHE_DIR``), so a file one node writes is never
+folder and caches (``GENCRITIC_CACHE_DIR``, ``XDG_CACHE_HOME``), so a file one node writes is never
 found by another's lookup. Removing a node kills its raylet and workers, as a lost machine would.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,8 +33,10 @@ class NodeDirs:
         return self.root / "tmp"
 
     def env(self) -> dict[str, str]:
-        return {"GENCRITIC_CACHE_DIR": str(self.cache), "TMPDIR": str(self.tmp), "HOME": str(self.root / "home"),
-                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        # every cache of its own (XDG_CACHE_HOME covers Hugging Face's and pip's too); HOME stays,
+        # since Ray keeps its cluster's authentication token there
+        return {"GENCRITIC_CACHE_DIR": str(self.cache), "TMPDIR": str(self.tmp),
+                "XDG_CACHE_HOME": str(self.root / "xdg-cache"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 @dataclass
@@ -61,7 +64,7 @@ def _cwd(folder: Path) -> Iterator[None]:
 
 def _node_dirs(base: Path, name: str) -> NodeDirs:
     dirs = NodeDirs(base / name)
-    for sub in (dirs.cache, dirs.tmp, dirs.root / "home", dirs.root / "work"):
+    for sub in (dirs.cache, dirs.tmp, dirs.root / "xdg-cache", dirs.root / "work"):
         sub.mkdir(parents=True, exist_ok=True)
     return dirs
 
@@ -76,30 +79,30 @@ def local_cluster(base: Path, head_cpus: int = 2, worker_cpus: tuple[int, ...] =
     dirs = {"head": _node_dirs(base, "head")}
     # Ray's socket paths must stay short: its own session folders go in a short temporary folder each
     ray_tmp = {"head": tempfile.mkdtemp(prefix="gcr-h-")}
-    with _cwd(dirs["head"].root / "work"):
-        cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": head_cpus, "env_vars": dirs["head"].env(), "include_dashboard": False,
-            "temp_dir": ray_tmp["head"],
-            # a lost node is declared dead after ~2 s instead of Ray's default ~30 s
-            "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-                               "health_check_failure_threshold": 4}})
-    workers = []
-    for i, cpus in enumerate(worker_cpus):
-        name = f"worker{i}"
-        dirs[name] = _node_dirs(base, name)
-        ray_tmp[name] = tempfile.mkdtemp(prefix=f"gcr-w{i}-")
-        with _cwd(dirs[name].root / "work"):
-            workers.append(cluster.add_node(num_cpus=cpus, env_vars=dirs[name].env(), temp_dir=ray_tmp[name]))
-    ray.init(address=cluster.address, log_to_driver=False, configure_logging=False, include_dashboard=False)
-    by_id = {cluster.head_node.node_id: dirs["head"]}
-    for i, node in enumerate(workers):
-        by_id[node.node_id] = dirs[f"worker{i}"]
+    cluster = None
     try:
+        with _cwd(dirs["head"].root / "work"):
+            cluster = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": head_cpus, "env_vars": dirs["head"].env(), "include_dashboard": False,
+                "temp_dir": ray_tmp["head"],
+                # a lost node is declared dead after ~2 s instead of Ray's default ~30 s
+                "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+                                   "health_check_failure_threshold": 4}})
+        workers = []
+        for i, cpus in enumerate(worker_cpus):
+            name = f"worker{i}"
+            dirs[name] = _node_dirs(base, name)
+            ray_tmp[name] = tempfile.mkdtemp(prefix=f"gcr-w{i}-")
+            with _cwd(dirs[name].root / "work"):
+                workers.append(cluster.add_node(num_cpus=cpus, env_vars=dirs[name].env(), temp_dir=ray_tmp[name]))
+        ray.init(address=cluster.address, log_to_driver=False, configure_logging=False, include_dashboard=False)
+        by_id = {cluster.head_node.node_id: dirs["head"]}
+        for i, node in enumerate(workers):
+            by_id[node.node_id] = dirs[f"worker{i}"]
         yield LocalCluster(cluster=cluster, head=cluster.head_node, workers=workers, dirs=by_id)
     finally:
         ray.shutdown()
-        cluster.shutdown()
-        import shutil
-
+        if cluster is not None:
+            cluster.shutdown()
         for folder in ray_tmp.values():
             shutil.rmtree(folder, ignore_errors=True)
