@@ -80,6 +80,8 @@ def test_redact_hides_signatures_and_passwords() -> None:
     text = redact("cannot read https://u:pw@h/x.png?X-Amz-Signature=S1&X-Amz-Credential=C1&v=2 and s3://b/k")
     assert "S1" not in text and "C1" not in text and "pw" not in text
     assert "v=2" in text and "s3://b/k" in text and "https://u:***@h/x.png" in text
+    assert redact("https://ghp_TOKEN@host/a.png") == "https://***@host/a.png"  # a bare token before @
+    assert redact("abfs://container@account.dfs.core.windows.net/a.png").startswith("abfs://container@")
 
 
 # ------------------------------------------------------------------------------------------------

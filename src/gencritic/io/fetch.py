@@ -103,7 +103,7 @@ def describe_failure(url: UrlPath, exc: BaseException) -> str:
     text = redact(str(exc)).replace("\n", " ")
     if isinstance(exc, FileNotFoundError):
         return f"not found: {where} (check the address; the object may have been deleted)"
-    if isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text or "403" in text:
+    if isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
         return f"access denied: {where} (check the credentials this machine's {url.scheme} client finds)"
     if name in ("NoCredentialsError", "DefaultCredentialsError", "ClientAuthenticationError") \
             or ("credentials" in text.lower() and "unable to locate" in text.lower()):

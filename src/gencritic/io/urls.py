@@ -204,9 +204,11 @@ def redact(text: str) -> str:
         url = match.group(0)
         parts = urlsplit(url)
         netloc = parts.netloc
-        if "@" in netloc:
-            user, _, host = netloc.rpartition("@")
-            netloc = (user.split(":", 1)[0] + ":***@" if ":" in user else "***@") + host
+        user, at, host = netloc.rpartition("@")
+        if at and ":" in user:  # user:password@
+            netloc = f"{user.split(':', 1)[0]}:***@{host}"
+        elif at and parts.scheme.lower() in READ_ONLY:  # https://TOKEN@host: a bare token is a secret too
+            netloc = f"***@{host}"  # (abfs://container@account names a container: it stays)
         query = parts.query
         if query:
             kept = []
