@@ -211,7 +211,7 @@ def test_cli_contract(tiny_clip_dir: Path, many_images: Path, tmp_path: Path) ->
 
 def test_a_crashing_metric_or_loader_fails_items_not_the_run(tiny_clip_dir: Path, many_images: Path,
                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gencritic import media
+    from gencritic import prepare
     from gencritic.metrics.alignment import ClipScoreHessel
 
     def boom(self, batch):  # type: ignore[no-untyped-def]
@@ -223,7 +223,7 @@ def test_a_crashing_metric_or_loader_fails_items_not_the_run(tiny_clip_dir: Path
     assert all(not r["success"] and "clipscore_hessel failed: RuntimeError: kaboom" in r["error"] for r in run.rows)
     assert all(isinstance(r["clip_score"], float) and r["clip_score"] == r["clip_score"] for r in run.rows)
 
-    real = media.prepare_item
+    real = prepare.prepare_item
 
     def flaky(item, *a, **k):  # type: ignore[no-untyped-def]
         if item.item_id == "im03.png":
@@ -265,8 +265,8 @@ def test_prefetch_keeps_item_order_and_bursts_never_run_while_the_scorer_works(w
     import threading
 
     from gencritic.items import Item
-    from gencritic.media import PreparedItem
     from gencritic.pipeline import Prefetch, _Prefetcher
+    from gencritic.prepare import PreparedItem
 
     items = [Item(item_id=f"i{k}", kind="image", path=Path(f"i{k}.png")) for k in range(23)]
     scorer_busy = threading.Event()

@@ -176,7 +176,7 @@ def test_aesthetic_without_head_is_unavailable_not_faked(tmp_path: Path, tiny_cl
     assert "aesthetic" not in run.columns and "brisque" not in run.columns
     bad = tmp_path / "bad.pth"
     torch.save({"foo": torch.zeros(2)}, bad)
-    from gencritic.models.heads import load_head
+    from gencritic.models.aesthetic_heads import load_head
 
     with pytest.raises(ModelUnavailableError, match="neither a LAION v1"):
         load_head(bad)
@@ -568,10 +568,10 @@ def _obvious_images(folder: Path) -> tuple[Path, Path, Path]:
 def test_real_weights_rank_an_obvious_pair(spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With real weights present (torchvision cache / HF cache / env), a lightly noisy copy must be
     closer to the original than a different image. Skipped, with the reason, where weights are absent."""
-    from gencritic.features import RunContext
     from gencritic.metrics.registry import create_metric
     from gencritic.models.loader import ModelPool
     from gencritic.pipeline import score
+    from gencritic.views import RunContext
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     metric = create_metric(spec)

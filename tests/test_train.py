@@ -14,9 +14,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from gencritic.agreement.train import TrainOptions, train
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.jsonio import loads_strict
-from gencritic.meta.train import TrainOptions, train
 
 PALETTE = [(230, 40, 40), (40, 200, 60), (40, 60, 230), (230, 210, 40), (150, 40, 170), (240, 140, 30),
            (30, 200, 200), (200, 200, 200), (120, 80, 40), (250, 120, 180), (90, 90, 90), (20, 120, 60)]

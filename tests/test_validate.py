@@ -12,9 +12,9 @@ import pytest
 import scipy.stats as st
 from typer.testing import CliRunner
 
+from gencritic.agreement.validate import ValidateOptions, validate
 from gencritic.errors import InputError
 from gencritic.jsonio import loads_strict
-from gencritic.meta.validate import ValidateOptions, validate
 from tests.conftest import make_image, shared_data
 from tests.test_train import synthetic_rated_set
 
@@ -160,7 +160,7 @@ def test_validate_avt_ai_images(tiny_clip_dir: Path, tmp_path: Path) -> None:
 
 
 def test_validating_a_head_on_its_training_data_warns(rated_set: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
-    from gencritic.meta.train import TrainOptions, train
+    from gencritic.agreement.train import TrainOptions, train
 
     head = tmp_path / "head"
     train(rated_set, head, TrainOptions(head="linear", model=str(tiny_clip_dir), cache_dir=tmp_path / "c", epochs=3,

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-from gencritic.meta.bootstrap import agreement, resample_counts
-from gencritic.meta.validate import ValidateOptions, validate
+from gencritic.agreement.bootstrap import agreement, resample_counts
+from gencritic.agreement.validate import ValidateOptions, validate
 from tests.test_train import synthetic_rated_set
 
 N_BOOT = 400

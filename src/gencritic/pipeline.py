@@ -25,20 +25,20 @@ import torch
 
 from gencritic.cache import EmbeddingCache, default_cache_dir
 from gencritic.errors import InputError, ItemError, ModelUnavailableError
-from gencritic.features import RunContext, ViewBatch, describe_settings
 from gencritic.io.images import parse_background
 from gencritic.io.manifest import collect_items
 from gencritic.items import Item
 from gencritic.jsonio import write_json
-from gencritic.media import PreparedItem, prepare_item
 from gencritic.metrics.base import Metric, MetricResult
 from gencritic.metrics.registry import create_metric, split_specs
 from gencritic.models.clip import ClipBackbone
 from gencritic.models.device import describe_runtime, resolve_device
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
+from gencritic.prepare import PreparedItem, prepare_item
 from gencritic.row_warnings import join_cell
 from gencritic.row_warnings import summarise as summarise_warnings
 from gencritic.store import ResultsStore, write_table
+from gencritic.views import RunContext, ViewBatch, describe_settings
 
 log = logging.getLogger("gencritic")
 
@@ -518,7 +518,7 @@ def score(
     if any_text and backbones:  # encode every distinct prompt once, up front, in big batches
         texts = sorted({i.prompt for i in pending if i.prompt and i.prompt.strip()})
         for bb in backbones:
-            from gencritic.features import encode_texts_cached
+            from gencritic.views import encode_texts_cached
 
             if texts:
                 encode_texts_cached(bb, ctx, texts)

@@ -15,7 +15,7 @@ back into the same list (:func:`split_cell`).
 
 A new kind of degradation of a 3D asset is added in :func:`gencritic.mesh.fidelity.asset_warnings`
 (from the files, so renders served from the cache carry it too); anything that prepares an item can
-append to :attr:`gencritic.media.PreparedItem.warnings`, and the pipeline does the rest.
+append to :attr:`gencritic.prepare.PreparedItem.warnings`, and the pipeline does the rest.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def validate_command(
 
       gencritic validate data/AGIQA-3K --metrics clip --out val-items/ --resample items
     """
-    from gencritic.meta.validate import ValidateOptions, validate
+    from gencritic.agreement.validate import ValidateOptions, validate
 
     opts = ValidateOptions(metrics=_split(metrics), model=model, device=device, batch_size=batch_size,
                            cache_dir=cache_dir, use_cache=not no_cache, bootstrap=bootstrap, seed=seed,
@@ -127,7 +127,7 @@ def train_command(
 
       gencritic score images/ --metrics clip,learned:heads/agiqa --out scores/
     """
-    from gencritic.meta.train import TrainOptions, train
+    from gencritic.agreement.train import TrainOptions, train
 
     opts = TrainOptions(head=head, tasks=_split(tasks) or None, model=model, with_metrics=_split(with_metrics),
                         use_text=not no_text, name=name, epochs=epochs, patience=patience, lr=lr,

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
-from gencritic.features import describe_settings
 from gencritic.io.manifest import collect_items
 from gencritic.items import Item
 from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line, to_jsonable, write_json
 from gencritic.pipeline import ScoreOptions, ScoreRun, score
 from gencritic.store import STATE_DIR, ResultsStore
+from gencritic.views import describe_settings
 
 log = logging.getLogger("gencritic")
 
@@ -133,8 +133,8 @@ class ScoreActor:
     def _encode_prompts(self, texts: list[str]) -> None:
         """Load the models and encode the run's prompts as the local pipeline's up-front pass does."""
         from gencritic.cache import EmbeddingCache
-        from gencritic.features import RunContext, encode_texts_cached
         from gencritic.pipeline import build_metrics, metric_backbones, setup_metrics
+        from gencritic.views import RunContext, encode_texts_cached
 
         cache = EmbeddingCache.in_dir(self.options.cache_dir)
         try:

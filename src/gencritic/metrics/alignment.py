@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from gencritic.errors import InputError
-from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.views import RunContext, ViewBatch
 
 PAPER = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021"
 

@@ -19,7 +19,7 @@ from pydantic import Field
 from gencritic.schemas import StrictModel, describe_schema, validate_strict
 
 if TYPE_CHECKING:
-    from gencritic.features import RunContext, ViewBatch
+    from gencritic.views import RunContext, ViewBatch
 
 INPUT_KINDS = ("image", "text", "reference", "frames", "set")
 

@@ -34,10 +34,10 @@ import torch
 from pydantic import Field
 
 from gencritic.errors import InputError
-from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, parse_options
 from gencritic.metrics.registry import register
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.views import RunContext, ViewBatch
 
 
 @dataclass(frozen=True)

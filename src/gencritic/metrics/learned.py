@@ -23,13 +23,13 @@ import torch
 from pydantic import Field
 
 from gencritic.errors import InputError
-from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, parse_options
 from gencritic.metrics.registry import register
+from gencritic.views import RunContext, ViewBatch
 
 
 def _read_card(path: Path) -> dict[str, Any]:
-    from gencritic.meta.heads import load_head
+    from gencritic.models.assessment_heads import load_head
 
     return load_head(path)[1]
 
@@ -97,8 +97,8 @@ class LearnedMetric(Metric):
         return {"head": self.options.get("head"), "weights_sha256": self.card.get("weights_sha256")}
 
     def setup(self, ctx: RunContext) -> None:
-        from gencritic.meta.heads import load_head
         from gencritic.metrics.registry import create_metric
+        from gencritic.models.assessment_heads import load_head
 
         path = self.options.get("head")
         if not path:

@@ -32,7 +32,6 @@ import numpy as np
 from pydantic import Field
 
 from gencritic.errors import InputError
-from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.alignment import text_image_cosines
 from gencritic.metrics.base import (
     ClipModelOptions,
@@ -45,6 +44,7 @@ from gencritic.metrics.base import (
 from gencritic.metrics.registry import register
 from gencritic.models.hubfile import WeightsSource, resolve_weights
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.views import RunContext, ViewBatch
 
 LONGCLIP_PAPER = "Zhang et al., Long-CLIP: Unlocking the Long-Text Capability of CLIP, ECCV 2024"
 SPECS_PAPER = ("Chen, Salazar, Kementchedjhieva, SPECS: Specificity-Enhanced CLIP-Score for Long Image Caption "

@@ -24,7 +24,6 @@ import numpy as np
 from pydantic import Field
 
 from gencritic.errors import InputError
-from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.alignment import text_image_cosines
 from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
@@ -43,6 +42,7 @@ from gencritic.models.preference import (
     load_hpsv2,
     load_pickscore,
 )
+from gencritic.views import RunContext, ViewBatch
 
 
 def pickscore_from_cosine(cos: np.ndarray, logit_scale: float) -> np.ndarray:

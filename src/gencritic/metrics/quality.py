@@ -19,11 +19,11 @@ import torch
 from pydantic import Field
 
 from gencritic.errors import InputError, ModelUnavailableError
-from gencritic.features import RunContext, ViewBatch
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
 from gencritic.metrics.registry import register
 from gencritic.models.clip import ClipBackbone
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.views import RunContext, ViewBatch
 
 AESTHETIC_DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 DEFAULT_IQA_PAIRS: tuple[tuple[str, str], ...] = (("Good photo.", "Bad photo."),)
@@ -94,7 +94,7 @@ class Aesthetic(Metric):
         return {"head": Path(self.head_path).name if getattr(self, "head_path", None) else self.options.get("head")}
 
     def setup(self, ctx: RunContext) -> None:
-        from gencritic.models.heads import backbone_for_head, load_head, resolve_head_path
+        from gencritic.models.aesthetic_heads import backbone_for_head, load_head, resolve_head_path
 
         path = resolve_head_path(self.options.get("head"))
         self.head_path = str(path)

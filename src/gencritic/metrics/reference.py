@@ -29,7 +29,6 @@ from PIL import Image
 from pydantic import BeforeValidator, Field
 
 from gencritic.errors import InputError
-from gencritic.features import RunContext, View, ViewBatch, encode_images_cached
 from gencritic.io.images import LoadedImage
 from gencritic.metrics._iqa import ssim as ssim_math
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
@@ -37,6 +36,7 @@ from gencritic.metrics.registry import register
 from gencritic.models.device import resolve_device
 from gencritic.models.dino import DEFAULT_DINO_MODEL, load_dino
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.views import RunContext, View, ViewBatch, encode_images_cached
 
 NO_REFERENCE = "no reference image for this item (add a 'reference' column or use --reference-dir)"
 

@@ -1,6 +1,6 @@
 """Render an asset's views: the function the scoring pipeline calls, and the ``render`` command's.
 
-``render_asset(path, options)`` is the contract with :mod:`gencritic.media`: its ``views`` hold
+``render_asset(path, options)`` is the contract with :mod:`gencritic.prepare`: its ``views`` hold
 one :class:`RenderedView` per camera of the rig (a view that shows nothing has ``error`` set and
 no image, so it is never scored), its ``meta`` says which renderer drew them and its ``warnings``
 what of the asset's appearance they leave out (:mod:`gencritic.mesh.fidelity`; the same whether

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from gencritic.meta.splits import group_kfold, group_split, straddling_groups
+from gencritic.agreement.splits import group_kfold, group_split, straddling_groups
 
 
 def _groups(n_groups: int, seed: int = 0) -> list[str]:

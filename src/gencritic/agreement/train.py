@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gencritic.agreement.bootstrap import agreement, resample_counts
+from gencritic.agreement.splits import Split, group_kfold, group_split, straddling_groups
 from gencritic.datasets.human import HumanDataset, load_human_dataset
 from gencritic.errors import InputError
 from gencritic.items import Item
-from gencritic.meta.bootstrap import agreement, resample_counts
-from gencritic.meta.heads import HEAD_KINDS, AssessmentHead, save_head
-from gencritic.meta.splits import Split, group_kfold, group_split, straddling_groups
+from gencritic.models.assessment_heads import HEAD_KINDS, AssessmentHead, save_head
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
 
 log = logging.getLogger("gencritic")
@@ -112,8 +112,8 @@ def embed_items(items: Sequence[Item], backbone: Any, cache_dir: Path | None, ba
                 use_text: bool) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
     """Image and prompt embeddings via the shared cache; an unreadable image is an item error."""
     from gencritic.cache import EmbeddingCache
-    from gencritic.features import RunContext, encode_images_cached, encode_texts_cached, pixels_for
-    from gencritic.media import prepare_item
+    from gencritic.prepare import prepare_item
+    from gencritic.views import RunContext, encode_images_cached, encode_texts_cached, pixels_for
 
     cache = EmbeddingCache.in_dir(cache_dir)
     ctx = RunContext(pool=ModelPool(), cache=cache, default_model=backbone.model_id)
@@ -432,7 +432,7 @@ def _safe_name(text: str) -> str:
 
 def _write_artifacts(out_dir: Path, fit: FitResult, ds: HumanDataset, usable: np.ndarray, first: dict[str, Any],
                      tasks: Sequence[str], y: np.ndarray, name: str) -> None:
-    from gencritic.meta.plots import loss_curves
+    from gencritic.agreement.plots import loss_curves
     from gencritic.store import write_table
 
     loss_curves(out_dir / "loss.png", fit.train_loss, fit.val_loss, fit.best_epoch,

@@ -3,7 +3,7 @@
 The shell around the statistics: load the dataset (:mod:`gencritic.datasets.human`), score
 its images through :func:`gencritic.pipeline.score` (so caching, batching and resume come
 for free), then compute, per rating dimension × metric, the statistics of
-:mod:`gencritic.meta.bootstrap` on the items every metric scored, compare metrics pairwise,
+:mod:`gencritic.agreement.bootstrap` on the items every metric scored, compare metrics pairwise,
 and write::
 
     scores.csv          per image: ratings and metric values (failed items keep their error)
@@ -36,10 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from gencritic.datasets.human import HumanDataset, load_human_dataset
-from gencritic.errors import InputError
-from gencritic.jsonio import write_json
-from gencritic.meta.bootstrap import (
+from gencritic.agreement.bootstrap import (
     RESAMPLE_CHOICES,
     STATS,
     Agreement,
@@ -49,6 +46,9 @@ from gencritic.meta.bootstrap import (
     compare,
     percentile_interval,
 )
+from gencritic.datasets.human import HumanDataset, load_human_dataset
+from gencritic.errors import InputError
+from gencritic.jsonio import write_json
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 from gencritic.store import atomic_write_text, write_table
 
@@ -154,7 +154,7 @@ def correlation_table(rows: Sequence[dict[str, Any]], ratings: Sequence[str], co
                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[tuple[str, str], Agreement],
                                  dict[str, np.ndarray], dict[str, Resampling]]:
     """Pure statistics over scored rows: per rating the items every metric scored, shared resamples
-    (of the ``groups`` of those items, or of items; see :func:`gencritic.meta.bootstrap.plan_resampling`)."""
+    (of the ``groups`` of those items, or of items; see :func:`gencritic.agreement.bootstrap.plan_resampling`)."""
     ok = np.array([bool(r.get("success", True)) for r in rows])
     table: list[dict[str, Any]] = []
     comps: list[dict[str, Any]] = []
@@ -341,7 +341,7 @@ def validate(dataset: str | Path | HumanDataset, out: str | Path | None = None,
                          batch_size=opts.batch_size, cache_dir=cache_dir, progress=opts.progress)
     # one resumable scoring folder per metric settings (a retrained head has new weights and
     # must not resume the old head's scores, although its spec string is the same)
-    from gencritic.features import describe_settings
+    from gencritic.views import describe_settings
 
     run_key = describe_settings([(c.metric, c.model, c.settings) for c in columns])
     run = score(ds.items, out=None if out_dir is None else out_dir / "scoring" / run_key, options=sopts, pool=pool)
@@ -384,7 +384,7 @@ def write_outputs(report: ValidationReport, ds: HumanDataset, columns: Sequence[
     write_json(out / "correlations.json", payload)
     atomic_write_text(out / "report.md", markdown_report(report.rows, report.comparisons, report.provenance))
     if plots and report.agreements:
-        from gencritic.meta.plots import scatter_grid
+        from gencritic.agreement.plots import scatter_grid
 
         for rating, mask in masks.items():
             human = _values(report.scores, rating)[mask]

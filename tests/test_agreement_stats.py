@@ -11,8 +11,8 @@ import scipy.stats as st
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from gencritic.meta import correlation as corr
-from gencritic.meta.bootstrap import (
+from gencritic.agreement import correlation as corr
+from gencritic.agreement.bootstrap import (
     agreement,
     compare,
     paired_bootstrap_p,
@@ -22,7 +22,7 @@ from gencritic.meta.bootstrap import (
     weighted_pearson,
     williams_test,
 )
-from gencritic.meta.logistic import fit_logistic4, logistic4
+from gencritic.agreement.logistic import fit_logistic4, logistic4
 
 
 def _brute_pairwise_accuracy(m: np.ndarray, h: np.ndarray) -> float:
@@ -187,7 +187,7 @@ def test_compare_detects_a_better_metric() -> None:
 
 
 def test_lower_is_better_metric_pairwise_accuracy_is_oriented() -> None:
-    from gencritic.meta.bootstrap import point_agreement
+    from gencritic.agreement.bootstrap import point_agreement
 
     rng = np.random.default_rng(11)
     y = rng.integers(1, 6, 200).astype(float)

@@ -1,7 +1,7 @@
 """Point estimates of agreement between a metric and human ratings, as IQA papers report them.
 
 Pure numpy, no scipy at run time, so the same code paths serve the point estimate and the
-vectorised bootstrap (:mod:`gencritic.meta.bootstrap`). The tests hold each function to
+vectorised bootstrap (:mod:`gencritic.agreement.bootstrap`). The tests hold each function to
 scipy (``pearsonr``, ``spearmanr``, ``kendalltau`` with tau-b) to 1e-9, ties included.
 
 * PLCC: Pearson's r (raw, and after the VQEG logistic mapping, see :mod:`.logistic`).

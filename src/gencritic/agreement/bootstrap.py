@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gencritic.meta import correlation as corr
-from gencritic.meta.logistic import LogisticFit, fit_logistic4
+from gencritic.agreement import correlation as corr
+from gencritic.agreement.logistic import LogisticFit, fit_logistic4
 
 STATS = ("plcc", "plcc_logistic", "srcc", "krcc", "rmse", "pairwise_acc")
 KRCC_EXACT_MAX = 6000

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gencritic.meta.logistic import LogisticFit
+from gencritic.agreement.logistic import LogisticFit
 
 
 def _pyplot():  # type: ignore[no-untyped-def]

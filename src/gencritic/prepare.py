@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import ItemError
-from gencritic.features import View
 from gencritic.io.images import RGB, WHITE, LoadedImage, decode_image, load_image, read_file_bytes
 from gencritic.io.listing import FolderError, list_folder
 from gencritic.items import IMAGE_EXTENSIONS, Item
+from gencritic.views import View
 
 
 @dataclass

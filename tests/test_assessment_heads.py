@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gencritic.errors import ModelUnavailableError
-from gencritic.meta.heads import AssessmentHead, load_head, save_head
+from gencritic.models.assessment_heads import AssessmentHead, load_head, save_head
 
 
 def _config(kind: str, text_dim: int = 16, n_scores: int = 2) -> dict[str, object]:

@@ -1,9 +1,10 @@
-"""The hand-off between the pipeline and metrics: views, batches and shared features.
+"""The hand-off between the scoring run and metrics: views, batches and shared embeddings.
 
 A :class:`View` is one image to judge (an image item has one, a rendered mesh has eight).
 Its pixels are decoded lazily: on a warm-cache re-run of a CLIP-only job no image is
-decoded at all. :class:`Features` memoises embeddings per backbone for the batch and goes
+decoded at all. :class:`ViewBatch` memoises embeddings per backbone for the batch and goes
 through the on-disk cache, which is how metrics share work without knowing of each other.
+:class:`RunContext` is what metrics may use while they set up (models, cache, run settings).
 """
 
 from __future__ import annotations
