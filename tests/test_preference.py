@@ -22,7 +22,7 @@ from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.items import Item
 from gencritic.metrics.registry import create_metric
 from gencritic.models.loader import ModelPool
-from gencritic.pipeline import score
+from gencritic.scoring import score
 from tests.conftest import hf_features
 
 OPENAI_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None]

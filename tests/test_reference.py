@@ -231,7 +231,7 @@ def test_pipeline_reference_column_scores_equal_independent_computations(tmp_pat
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from gencritic.models.loader import ModelPool
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     gen, ref = _make_pair_images(tmp_path)
     manifest = tmp_path / "m.csv"
@@ -267,7 +267,7 @@ def test_pipeline_reference_column_scores_equal_independent_computations(tmp_pat
 
 def test_reference_dir_pairs_by_file_stem(tmp_path, tiny_clip_dir) -> None:  # type: ignore[no-untyped-def]
     from gencritic.io.manifest import collect_items, pair_references
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     gen, ref = _make_pair_images(tmp_path)
     (ref / "img2.png").rename(ref / "img2.jpg.tmp")
@@ -288,7 +288,7 @@ def test_reference_dir_pairs_by_file_stem(tmp_path, tiny_clip_dir) -> None:  # t
 
 def test_alpha_masks_restrict_pixel_metrics_to_the_object(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Same object, different backgrounds: masked PSNR is inf, unmasked finite; mask=none opts out."""
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     obj = np.zeros((40, 40, 4), dtype=np.uint8)
     obj[10:30, 10:30] = (200, 40, 40, 255)
@@ -308,7 +308,7 @@ def test_alpha_masks_restrict_pixel_metrics_to_the_object(tmp_path) -> None:  # 
 
 def test_lpips_metric_in_a_run_equals_lpips_package(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Three same-size pairs go through the net as one batch; each equals the lpips package."""
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     feats = _random_backbone("alex", tmp_path / "alex.pth", seed=4)
     ref_net = _upstream_lpips("alex", feats)
@@ -348,7 +348,7 @@ def tiny_dino_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
 def test_dino_metric_equals_raw_dinov2_cls_cosine(tmp_path, tiny_dino_dir) -> None:  # type: ignore[no-untyped-def]
     from transformers import AutoImageProcessor, Dinov2Model
 
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     gen, ref = _make_pair_images(tmp_path)
     (tmp_path / "m.csv").write_text("image,reference\n" + "".join(f"gen/img{i}.png,ref/img{i}.png\n" for i in range(3)))

@@ -78,7 +78,7 @@ def test_streams_give_bit_identical_embeddings(family: str, tiny_clip_dir: Path,
 
 
 def test_a_bad_streams_variable_stops_a_run_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gencritic.pipeline import resolve_prefetch
+    from gencritic.scoring.schedule import resolve_prefetch
 
     monkeypatch.setenv("GENCRITIC_CPU_STREAMS", "auto")
     assert cpu_streams() == torch.get_num_threads()

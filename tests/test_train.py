@@ -101,7 +101,7 @@ def test_training_is_deterministic(rated_set: Path, tiny_clip_dir: Path, tmp_pat
 def test_learned_metric_reproduces_training_predictions(rated_set: Path, tiny_clip_dir: Path,
                                                         tmp_path: Path) -> None:
     from gencritic.io.manifest import items_from_manifest
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     out = tmp_path / "head"
     train(rated_set, out, _opts(tiny_clip_dir, tmp_path / "cache", head="transformer", with_metrics=["clip"],

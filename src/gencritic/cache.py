@@ -4,6 +4,11 @@ Why SQLite: one file, atomic writes, safe with several processes (WAL), and a re
 finds every embedding here never decodes an image or touches the model. Keys are
 ``sha256(content) | backbone namespace`` (model id, preprocessing hash, precision, device
 type), so renaming files is free and changing any setting that alters numbers misses.
+
+Beside the vectors, a small ``facts`` table keeps what is known about a model without loading
+it (its cache namespace, context length, the token count of a prompt: see
+:mod:`gencritic.models.lazy`), which is how a re-run whose embeddings are all here never loads
+a model.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class EmbeddingCache:
                                what_to_do="stop the other run, or set GENCRITIC_CACHE_DIR / --cache-dir elsewhere")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)")
+            conn.execute("CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT)")
             self._conn = conn
 
     @classmethod
@@ -78,6 +84,29 @@ class EmbeddingCache:
             self._conn.executemany("INSERT OR REPLACE INTO emb (key, dim, vec) VALUES (?, ?, ?)", rows)
             self._conn.execute("COMMIT")
 
+    def get_facts(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored facts (text) by key; absent keys are left out. Not counted as hits or misses."""
+        if self._conn is None or not keys:
+            return {}
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                found.update(self._conn.execute(f"SELECT key, value FROM facts WHERE key IN ({marks})", chunk))
+        return found
+
+    def put_facts(self, pairs: Iterable[tuple[str, str]]) -> None:
+        if self._conn is None:
+            return
+        rows = list(pairs)
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("INSERT OR REPLACE INTO facts (key, value) VALUES (?, ?)", rows)
+            self._conn.execute("COMMIT")
+
     def row_count(self) -> int:
         """Embeddings stored (0 for a disabled cache)."""
         if self._conn is None:
@@ -92,6 +121,7 @@ class EmbeddingCache:
             return
         with self._lock:
             self._conn.execute("DELETE FROM emb")
+            self._conn.execute("DELETE FROM facts")
             self._conn.execute("VACUUM")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 

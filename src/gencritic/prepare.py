@@ -11,12 +11,12 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gencritic.errors import ItemError
 from gencritic.io.images import RGB, WHITE, LoadedImage, decode_image, load_image, read_file_bytes
 from gencritic.io.listing import FolderError, list_folder
 from gencritic.items import IMAGE_EXTENSIONS, Item
+from gencritic.render.settings import RenderSettings, render_settings
 from gencritic.views import View
 
 
@@ -66,14 +66,13 @@ def _views_from_folder(item: Item, background: RGB) -> list[View]:
     return [_image_view(item, i, p, background, name=p.stem) for i, p in enumerate(files)]
 
 
-def _views_from_mesh(item: Item, render_options: dict[str, Any], background: RGB,
-                     prepared: PreparedItem) -> list[View]:
+def _views_from_mesh(item: Item, render: RenderSettings, prepared: PreparedItem) -> list[View]:
     try:
         from gencritic.render.api import render_asset
     except ImportError as exc:
         raise ItemError(f"cannot render {item.path}: 3D rendering needs `pip install gencritic[render]` ({exc})") from None
     view_errors = prepared.view_errors
-    result = render_asset(item.path, dict(render_options, background=background))
+    result = render_asset(item.path, render)
     prepared.renderer = result.meta.get("renderer")
     prepared.warnings.extend(result.warnings)
     views = []
@@ -92,9 +91,10 @@ def _views_from_mesh(item: Item, render_options: dict[str, Any], background: RGB
     return views
 
 
-def prepare_item(item: Item, background: RGB = WHITE, render_options: dict[str, Any] | None = None,
+def prepare_item(item: Item, background: RGB = WHITE, render: RenderSettings | None = None,
                  decode: bool = True, need_reference: bool = False) -> PreparedItem:
-    """Build the views of ``item``; any failure becomes ``PreparedItem.error``."""
+    """Build the views of ``item``; any failure becomes ``PreparedItem.error``. A mesh is drawn
+    with ``render`` (default settings when None) on ``background``."""
     prepared = PreparedItem(item)
     try:
         if item.error is not None:  # known bad when the input was read (io/manifest.py, io/listing.py)
@@ -104,7 +104,10 @@ def prepare_item(item: Item, background: RGB = WHITE, render_options: dict[str, 
         elif item.kind == "views":
             prepared.views = _views_from_folder(item, background)
         elif item.kind == "mesh":
-            prepared.views = _views_from_mesh(item, render_options or {}, background, prepared)
+            settings = render or render_settings(None)
+            if settings.background != background:
+                settings = settings.replaced(background=background)
+            prepared.views = _views_from_mesh(item, settings, prepared)
         else:
             raise ItemError(f"items of kind {item.kind!r} are not scored by `score` yet")
         if decode:

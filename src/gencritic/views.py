@@ -13,7 +13,6 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +35,17 @@ class RunContext:
     background: RGB = WHITE
     text_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     text_lock: threading.Lock = field(default_factory=threading.Lock)
+    _clips: dict[str, ClipBackbone] = field(default_factory=dict)
+
+    def clip(self, spec: str) -> ClipBackbone:
+        """The run's CLIP backbone for ``spec``, shared by every metric that names it; its weights
+        load on first use, so a run whose embeddings are all cached loads none
+        (:mod:`gencritic.models.lazy`)."""
+        if spec not in self._clips:
+            from gencritic.models.lazy import lazy_clip
+
+            self._clips[spec] = lazy_clip(self.pool, spec, self.cache)
+        return self._clips[spec]
 
 
 class View:
@@ -160,10 +170,3 @@ def encode_texts_cached(backbone: ClipBackbone, ctx: RunContext, texts: Sequence
         if not texts:
             return torch.zeros((0, 0))
         return torch.from_numpy(np.stack([ctx.text_cache[(ns, t)] for t in texts]))
-
-
-def describe_settings(obj: Any) -> str:
-    """Short stable id of a settings dict, written in rows so two runs can be compared."""
-    import json
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]

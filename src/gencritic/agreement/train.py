@@ -3,7 +3,7 @@
 Steps: load the human-rated dataset; compute CLIP image (+ text) embeddings through the same
 cached path the metrics use (so the ``learned`` metric later sees identical features); add
 the scores of any other registered metrics (``with_metrics``) through
-:func:`gencritic.pipeline.score`; split by content group (prompts never straddle
+:func:`gencritic.scoring.score`; split by content group (prompts never straddle
 train/val/test); train with masked MSE on standardised ratings (a task's missing rating is
 masked, not imputed); stop early on the validation loss; evaluate the best epoch and the
 untrained head on the test part; save weights (safetensors), a JSON card and the loss PNG.
@@ -33,9 +33,9 @@ from gencritic.agreement.bootstrap import agreement, resample_counts
 from gencritic.agreement.splits import Split, group_kfold, group_split, straddling_groups
 from gencritic.datasets.human import HumanDataset, load_human_dataset
 from gencritic.errors import InputError
-from gencritic.items import Item
 from gencritic.models.assessment_heads import HEAD_KINDS, AssessmentHead, save_head
 from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
+from gencritic.scoring.embed import embed
 
 log = logging.getLogger("gencritic")
 
@@ -108,69 +108,6 @@ class TrainResult:
 # features
 
 
-def embed_items(items: Sequence[Item], backbone: Any, cache_dir: Path | None, batch_size: int,
-                use_text: bool) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
-    """Image and prompt embeddings via the shared cache; an unreadable image is an item error."""
-    from gencritic.cache import EmbeddingCache
-    from gencritic.prepare import prepare_item
-    from gencritic.views import RunContext, encode_images_cached, encode_texts_cached, pixels_for
-
-    cache = EmbeddingCache.in_dir(cache_dir)
-    ctx = RunContext(pool=ModelPool(), cache=cache, default_model=backbone.model_id)
-    dim = None
-    image_rows: list[np.ndarray | None] = [None] * len(items)
-    errors: list[str | None] = [None] * len(items)
-    try:
-        for start in range(0, len(items), batch_size):
-            chunk = list(range(start, min(start + batch_size, len(items))))
-            views, owners = [], []
-            for i in chunk:
-                prepared = prepare_item(items[i], decode=False)
-                if prepared.error is not None:
-                    errors[i] = prepared.error
-                    continue
-                views.append(prepared.views[0])
-                owners.append(i)
-            if not views:
-                continue
-            def pixels(j: int, views: list[Any] = views) -> torch.Tensor:
-                return pixels_for(views[j], backbone)
-
-            try:
-                emb = encode_images_cached(backbone, cache, [v.sha256 for v in views], pixels).numpy()
-            except Exception:  # one bad image must not sink its batch: retry one by one
-                emb_rows: list[np.ndarray | None] = []
-                for j, v in enumerate(views):
-                    def one(_k: int, j: int = j) -> torch.Tensor:
-                        return pixels(j)
-
-                    try:
-                        emb_rows.append(encode_images_cached(backbone, cache, [v.sha256], one).numpy()[0])
-                    except Exception as exc:
-                        errors[owners[j]] = f"cannot embed image: {exc}"
-                        emb_rows.append(None)
-                for i, e in zip(owners, emb_rows, strict=True):
-                    image_rows[i] = e
-                continue
-            for i, e in zip(owners, emb, strict=True):
-                image_rows[i] = e
-        dim = next((r.shape[0] for r in image_rows if r is not None), 0)
-        image = np.stack([r if r is not None else np.full(dim, np.nan, np.float32) for r in image_rows]).astype(np.float32)
-        text = None
-        if use_text:
-            for i, item in enumerate(items):
-                if errors[i] is None and not (item.prompt and item.prompt.strip()):
-                    errors[i] = "no prompt (train with --no-text to use image features only)"
-            prompts = [i.prompt or "" for i in items]
-            valid = [k for k, p in enumerate(prompts) if p.strip()]
-            text = np.full((len(items), dim), np.nan, np.float32)
-            if valid:
-                text[valid] = encode_texts_cached(backbone, ctx, [prompts[k] for k in valid]).numpy()
-    finally:
-        cache.close()
-    return image, text, errors
-
-
 def extract_features(ds: HumanDataset, opts: TrainOptions, pool: ModelPool) -> FeatureSet:
     """Backbone embeddings plus other metrics' primary scores for every item of ``ds``."""
     from gencritic.cache import default_cache_dir
@@ -180,12 +117,17 @@ def extract_features(ds: HumanDataset, opts: TrainOptions, pool: ModelPool) -> F
         raise InputError(f"train works on image datasets; this one has {', '.join(sorted(kinds))} items")
     cache_dir = (opts.cache_dir or default_cache_dir()) if opts.use_cache else None
     backbone = pool.clip(opts.model)
-    image, text, errors = embed_items(ds.items, backbone, cache_dir, opts.embed_batch_size, opts.use_text)
+    embedded = embed(ds.items, backbone, cache_dir, opts.embed_batch_size, opts.use_text)
+    image, text, errors = embedded.image, embedded.text, embedded.errors
+    if opts.use_text:
+        for i, item in enumerate(ds.items):
+            if errors[i] is None and not (item.prompt and item.prompt.strip()):
+                errors[i] = "no prompt (train with --no-text to use image features only)"
     scores = np.zeros((len(ds.items), 0), dtype=np.float32)
     score_columns: list[str] = []
     if opts.with_metrics:
         from gencritic.metrics.registry import create_metric
-        from gencritic.pipeline import ScoreOptions, score
+        from gencritic.scoring import ScoreOptions, score
 
         score_columns = [create_metric(s, opts.model).info.columns[0] for s in opts.with_metrics]
         run = score(ds.items, options=ScoreOptions(metrics=list(opts.with_metrics), model=opts.model,
@@ -334,7 +276,7 @@ def _targets(ds: HumanDataset, tasks: Sequence[str]) -> np.ndarray:
 def train(dataset: str | Path | HumanDataset, out: str | Path | None = None, options: TrainOptions | None = None,
           fmt: str | None = None, ratings: Sequence[str] | None = None, pool: ModelPool | None = None) -> TrainResult:
     """Python API behind ``gencritic train``."""
-    from gencritic.pipeline import software_versions
+    from gencritic.scoring.outputs import software_versions
 
     opts = options or TrainOptions()
     if opts.head not in HEAD_KINDS:
@@ -433,7 +375,7 @@ def _safe_name(text: str) -> str:
 def _write_artifacts(out_dir: Path, fit: FitResult, ds: HumanDataset, usable: np.ndarray, first: dict[str, Any],
                      tasks: Sequence[str], y: np.ndarray, name: str) -> None:
     from gencritic.agreement.plots import loss_curves
-    from gencritic.store import write_table
+    from gencritic.io.tables import write_table
 
     loss_curves(out_dir / "loss.png", fit.train_loss, fit.val_loss, fit.best_epoch,
                 f"{name}: {', '.join(tasks)} ({len(fit.train_loss)} epochs)")

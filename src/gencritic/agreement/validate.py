@@ -1,7 +1,7 @@
 """``validate``: score a human-rated dataset with some metrics and say how well each agrees.
 
 The shell around the statistics: load the dataset (:mod:`gencritic.datasets.human`), score
-its images through :func:`gencritic.pipeline.score` (so caching, batching and resume come
+its images through :func:`gencritic.scoring.score` (so caching, batching and resume come
 for free), then compute, per rating dimension × metric, the statistics of
 :mod:`gencritic.agreement.bootstrap` on the items every metric scored, compare metrics pairwise,
 and write::
@@ -46,11 +46,13 @@ from gencritic.agreement.bootstrap import (
     compare,
     percentile_interval,
 )
+from gencritic.atomic import atomic_write_text
 from gencritic.datasets.human import HumanDataset, load_human_dataset
 from gencritic.errors import InputError
+from gencritic.hashing import describe_settings
+from gencritic.io.tables import write_table
 from gencritic.jsonio import write_json
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
-from gencritic.store import atomic_write_text, write_table
+from gencritic.scoring.options import ScoreOptions
 
 log = logging.getLogger("gencritic")
 
@@ -63,22 +65,17 @@ COMPARISON_COLUMNS = ["rating", "metric_a", "metric_b", "n", "resample", "n_grou
 
 @dataclass
 class ValidateOptions:
-    """Settings of a validation run; scoring settings are passed to :func:`gencritic.pipeline.score`."""
+    """Settings of a validation run: how to score (``scoring``, the options of
+    :func:`gencritic.scoring.score`: metrics, model, device, cache...) and how to compare the
+    scores with the ratings."""
 
-    metrics: Sequence[str] = ("clip",)
-    model: str = DEFAULT_CLIP_MODEL
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 32
-    cache_dir: Path | None = None
+    scoring: ScoreOptions = field(default_factory=ScoreOptions)
     bootstrap: int = 1000
     seed: int = 0
     confidence: float = 0.95
     resample: str = "auto"  # auto (groups when items share one), groups, items
     group_by: str | None = None  # column whose values group items; None: the dataset's content group
     plots: bool = True
-    progress: bool = True
-    use_cache: bool = True
 
 
 @dataclass
@@ -316,10 +313,11 @@ def validate(dataset: str | Path | HumanDataset, out: str | Path | None = None,
              options: ValidateOptions | None = None, fmt: str | None = None, ratings: Sequence[str] | None = None,
              pool: Any = None) -> ValidationReport:
     """Python API behind ``gencritic validate``: returns the tables; writes them when ``out`` is set."""
-    from gencritic.cache import default_cache_dir
-    from gencritic.pipeline import ScoreOptions, score, software_versions
+    from gencritic.scoring import score
+    from gencritic.scoring.outputs import software_versions
 
     opts = options or ValidateOptions()
+    sopts = opts.scoring.checked()
     if opts.bootstrap < 0:
         raise InputError("--bootstrap must be 0 (no intervals) or more")
     if opts.resample not in RESAMPLE_CHOICES:
@@ -329,20 +327,15 @@ def validate(dataset: str | Path | HumanDataset, out: str | Path | None = None,
     started = time.perf_counter()
     ds = dataset if isinstance(dataset, HumanDataset) else load_human_dataset(dataset, fmt, ratings)
     group_by, item_groups = resample_groups(ds, opts.group_by)  # fails fast on an unknown column
-    columns = metric_columns(opts.metrics, opts.model)  # fails fast on unknown metrics
+    columns = metric_columns(sopts.metrics, sopts.model)  # fails fast on unknown metrics
     warnings = [f"{c.column}: this head was trained on this dataset, so its numbers include its own training "
                 f"items; validate it on held-out data (see its test_predictions.csv and card test_metrics)"
                 for c in columns if c.trained_on and c.trained_on == ds.sha256]
     for w in warnings:
         log.warning("%s", w)
     out_dir = Path(out) if out is not None else None
-    cache_dir = (opts.cache_dir or default_cache_dir()) if opts.use_cache else None
-    sopts = ScoreOptions(metrics=list(opts.metrics), model=opts.model, device=opts.device, dtype=opts.dtype,
-                         batch_size=opts.batch_size, cache_dir=cache_dir, progress=opts.progress)
     # one resumable scoring folder per metric settings (a retrained head has new weights and
     # must not resume the old head's scores, although its spec string is the same)
-    from gencritic.views import describe_settings
-
     run_key = describe_settings([(c.metric, c.model, c.settings) for c in columns])
     run = score(ds.items, out=None if out_dir is None else out_dir / "scoring" / run_key, options=sopts, pool=pool)
     rows = run.rows
@@ -358,7 +351,7 @@ def validate(dataset: str | Path | HumanDataset, out: str | Path | None = None,
         table, comps, agreements, masks, plans = correlation_table(rows, ds.ratings, columns, opts.bootstrap,
                                                                    opts.seed, opts.confidence, groups, opts.resample)
     failed = sum(1 for r in rows if not r.get("success"))
-    prov = {"dataset": ds.describe(), "metrics": list(opts.metrics), "models": sorted({c.model for c in columns if c.model}),
+    prov = {"dataset": ds.describe(), "metrics": list(sopts.metrics), "models": sorted({c.model for c in columns if c.model}),
             "bootstrap": opts.bootstrap, "seed": opts.seed, "confidence": opts.confidence,
             "resample": opts.resample, "group_by": group_by,
             "resampling": {k: {"unit": p.unit, "n_groups": p.n_groups, "reason": p.reason} for k, p in plans.items()},

@@ -57,16 +57,17 @@ def score_command(
       gencritic score photo.png --prompt "a red apple" --out out/ --device cpu --dtype int8
     """
     from gencritic.cache import default_cache_dir
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.render.settings import render_settings
+    from gencritic.scoring import ScoreOptions, score
 
     options = ScoreOptions(
         metrics=[m.strip() for m in metrics.split(",") if m.strip()],
         model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers, background=background,
         cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         formats=[f.strip() for f in formats.split(",") if f.strip()], overwrite=overwrite, progress=not quiet,
-        render={"rig": rig, "resolution": resolution,
-                **({"renderer": renderer, "spp": spp} if renderer != "gl" else {}),  # gl runs keep their fingerprint
-                **({"allow_untextured": True} if allow_untextured else {})},
+        render=render_settings({"rig": rig, "resolution": resolution,
+                                **({"renderer": renderer, "spp": spp} if renderer != "gl" else {}),  # gl runs keep their fingerprint
+                                **({"allow_untextured": True} if allow_untextured else {})}),
         reference_dir=reference_dir,
     )
     if engine == "ray":

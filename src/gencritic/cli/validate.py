@@ -64,10 +64,13 @@ def validate_command(
       gencritic validate data/AGIQA-3K --metrics clip --out val-items/ --resample items
     """
     from gencritic.agreement.validate import ValidateOptions, validate
+    from gencritic.cache import default_cache_dir
+    from gencritic.scoring import ScoreOptions
 
-    opts = ValidateOptions(metrics=_split(metrics), model=model, device=device, batch_size=batch_size,
-                           cache_dir=cache_dir, use_cache=not no_cache, bootstrap=bootstrap, seed=seed,
-                           resample=resample, group_by=group_by, plots=not no_plots, progress=not quiet)
+    scoring = ScoreOptions(metrics=_split(metrics), model=model, device=device, batch_size=batch_size,
+                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()), progress=not quiet)
+    opts = ValidateOptions(scoring=scoring, bootstrap=bootstrap, seed=seed, resample=resample, group_by=group_by,
+                           plots=not no_plots)
     report = validate(dataset, out, opts, fmt=fmt, ratings=_split(ratings) or None)
     ds = report.provenance["dataset"]
     typer.echo(f"{ds['items_present']} of {ds['rows']} rated items present ({ds['items_missing']} missing), "

@@ -230,7 +230,8 @@ class Runner:
         For people and tools that want the meshes without reading SQLite (e.g. ``gencritic
         score``). Rewritten atomically, and only when its content changes.
         """
-        from gencritic.store import atomic_write_text, rows_to_csv
+        from gencritic.atomic import atomic_write_text
+        from gencritic.io.tables import rows_to_csv
 
         columns = ["job_id", "image", "config", "status", "kind", "index", "format", "path", "sha256", "bytes"]
         rows = [{"job_id": r.job_id, "image": r.image_name, "config": r.config, "status": r.status, **f}

@@ -29,7 +29,7 @@ from typing import Any
 
 from gencritic.errors import ItemError
 from gencritic.mesh.kit import is_kit, read_kit
-from gencritic.mesh.load import (
+from gencritic.mesh.sidefiles import (
     check_side_files,
     mtl_material_blocks,
     obj_material_libraries,

@@ -33,6 +33,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from gencritic.errors import ItemError
+from gencritic.mesh.colors import srgb_from_linear
 
 GLB_MAGIC = b"glTF"
 _CHUNK_JSON = 0x4E4F534A
@@ -174,8 +175,6 @@ def _srgb_bytes(values: np.ndarray, component: int) -> np.ndarray:
     rgba = values.astype(np.float64)
     if component != 5126:
         rgba = rgba / _COMPONENTS[component][1]
-    from gencritic.mesh.load import srgb_from_linear
-
     rgba = np.clip(rgba, 0.0, 1.0)
     if rgba.shape[1] == 3:
         rgba = np.concatenate([rgba, np.ones((len(rgba), 1))], axis=1)

@@ -29,7 +29,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from gencritic.errors import InputError, ItemError
-from gencritic.mesh.load import MeshData, load_asset
+from gencritic.mesh.data import MeshData
+from gencritic.mesh.loaders import load_asset
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
@@ -82,9 +83,9 @@ def _init_worker() -> None:
     # Ctrl-C is the parent's to handle (it saves finished work and shuts the pool down);
     # children dying of it mid-load would only add tracebacks to the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from gencritic.mesh import load
+    from gencritic.mesh import sidefiles
 
-    load.warn_in_this_process = False  # the parent says it once, when it hashes the asset
+    sidefiles.warn_in_this_process = False  # the parent says it once, when it hashes the asset
 
 
 @functools.cache
@@ -119,7 +120,7 @@ def shutdown(kill: bool = False) -> None:
 
 
 def load_asset_in_worker(path: Path, allow_untextured: bool = False) -> MeshData:
-    """:func:`~gencritic.mesh.load.load_asset` in a worker process (or here when there is none)."""
+    """:func:`~gencritic.mesh.loaders.load_asset` in a worker process (or here when there is none)."""
     timeout = load_timeout_s()
     # the keyword only when set: load_asset(path) is the call every worker has always made
     load = functools.partial(load_asset, allow_untextured=True) if allow_untextured else load_asset

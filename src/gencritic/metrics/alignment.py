@@ -44,7 +44,7 @@ class _ClipBase(Metric):
         model = self.model_id()
         if model is None:
             raise InputError(f"metric {self.name} needs a model")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = ctx.clip(model)
 
 
 @register

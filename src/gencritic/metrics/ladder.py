@@ -163,7 +163,7 @@ class Ladder(Metric):
         model = self.model_id()
         if model is None:
             raise InputError("metric ladder needs a model")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = ctx.clip(model)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         rung_emb = batch.text_embeddings(self.backbone, self.rungs)

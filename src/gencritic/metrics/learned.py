@@ -104,7 +104,7 @@ class LearnedMetric(Metric):
         if not path:
             raise InputError("metric 'learned' needs a head folder: --metrics learned:/path/to/head")
         self.head, self.card = ctx.pool.get(("learned-head", str(Path(path).resolve())), lambda: load_head(path))
-        self.backbone = ctx.pool.clip(self.card["backbone"])
+        self.backbone = ctx.clip(self.card["backbone"])
         self.sub_metrics = [create_metric(spec, self.card["backbone"]) for spec in self.card.get("with_metrics", [])]
         for m in self.sub_metrics:
             m.setup(ctx)

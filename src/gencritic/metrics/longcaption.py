@@ -148,7 +148,7 @@ class _LongClipBase(Metric):
 
     def setup(self, ctx: RunContext) -> None:
         spec = resolve_weights(self.weights, self._given())
-        backbone = ctx.pool.clip(spec)
+        backbone = ctx.clip(spec)
         if backbone.context_length <= 77:
             raise InputError(f"{self.name}: model '{spec}' has a {backbone.context_length}-token text context; "
                              f"{self.name} needs a Long-CLIP-format checkpoint (248 tokens), e.g. longclip-L.pt")
@@ -233,7 +233,7 @@ class ClipChunked(Metric):
         model = self.model_id()
         if model is None:
             raise InputError("metric clip_chunked needs a model")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = ctx.clip(model)
         self._chunks: dict[str, list[str]] = {}
 
     def chunks_for(self, text: str) -> list[str]:

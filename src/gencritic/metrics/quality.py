@@ -21,27 +21,11 @@ from pydantic import Field
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
 from gencritic.metrics.registry import register
-from gencritic.models.clip import ClipBackbone
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
 from gencritic.views import RunContext, ViewBatch
 
 AESTHETIC_DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 DEFAULT_IQA_PAIRS: tuple[tuple[str, str], ...] = (("Good photo.", "Bad photo."),)
-
-
-def clip_embedding_dim(backbone: ClipBackbone) -> int | None:
-    """Output size of the image tower, read from the model without running it."""
-    model: Any = getattr(backbone, "model", None)
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "projection_dim", None):
-        return int(config.projection_dim)
-    visual = getattr(model, "visual", None)
-    if visual is not None and getattr(visual, "output_dim", None):
-        return int(visual.output_dim)
-    proj = getattr(model, "text_projection", None)
-    if isinstance(proj, torch.Tensor):
-        return int(proj.shape[-1])
-    return None
 
 
 class AestheticOptions(MetricOptions):
@@ -100,8 +84,8 @@ class Aesthetic(Metric):
         self.head_path = str(path)
         self.head = ctx.pool.get(("aesthetic_head", str(path.resolve())), lambda: load_head(path))
         model = self._model = backbone_for_head(self.head, self.options.get("model"))
-        self.backbone = ctx.pool.clip(model)
-        dim = clip_embedding_dim(self.backbone)
+        self.backbone = ctx.clip(model)
+        dim = self.backbone.embedding_dim
         if dim is not None:
             self.head.check_dim(dim, model)
 
@@ -156,7 +140,7 @@ class ClipIQA(Metric):
         model = self.model_id()
         if model is None:
             raise InputError("clip_iqa needs a CLIP model (--model)")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = ctx.clip(model)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         img = batch.image_embeddings(self.backbone)

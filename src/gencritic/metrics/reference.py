@@ -303,7 +303,7 @@ class ClipImageImage(Metric):
         model = self.model_id()
         if model is None:
             raise InputError("clip_i2i needs a model")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = ctx.clip(model)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         bb = self.backbone

@@ -28,9 +28,9 @@ from gencritic.errors import ItemError
 from gencritic.io.images import LoadedImage
 from gencritic.jsonio import write_json
 from gencritic.mesh.fidelity import asset_warnings
-from gencritic.mesh.load import asset_sha256
 from gencritic.mesh.normalize import normalization_transform
 from gencritic.mesh.parallel import load_asset_in_worker
+from gencritic.mesh.sidefiles import asset_sha256
 from gencritic.render.cache import RenderCache
 from gencritic.render.cameras import Camera
 from gencritic.render.compose import composite, composite_view, unpremultiply

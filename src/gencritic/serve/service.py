@@ -1,6 +1,6 @@
 """The one object the HTTP service and the MCP server share: models, roots, batcher.
 
-It never computes a score itself. Images go through :func:`gencritic.pipeline.score` (the
+It never computes a score itself. Images go through :func:`gencritic.scoring.score` (the
 same call as ``gencritic score``), diagnostics through :func:`gencritic.diagnose.api.diagnose`,
 meshes through the pipeline's render path; the service adds only what a long-lived process
 needs: one :class:`ModelPool` loaded once, a micro-batcher that merges concurrent requests
@@ -155,11 +155,13 @@ class ScoringService:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def options(self, metrics: Sequence[str]) -> Any:
-        from gencritic.pipeline import ScoreOptions
+        from gencritic.render.settings import render_settings
+        from gencritic.scoring import ScoreOptions
 
         return ScoreOptions(metrics=list(metrics), model=self.config.model, device=self.config.device,
                             dtype=self.config.dtype, batch_size=self.config.max_batch, workers=None,
-                            cache_dir=self.config.cache_dir, progress=False, render=dict(self.config.render))
+                            cache_dir=self.config.cache_dir, progress=False,
+                            render=render_settings(self.config.render))
 
     def parse_metrics(self, metrics: str | Sequence[str] | None) -> tuple[str, ...]:
         from gencritic.metrics.registry import create_metric, split_specs
@@ -198,7 +200,7 @@ class ScoringService:
         return await self.batcher.submit((tuple(metrics),), job)
 
     def _score_group(self, key: Hashable, jobs: Sequence[ImageJob]) -> list[dict[str, Any]]:
-        from gencritic.pipeline import score
+        from gencritic.scoring import score
 
         metrics = list(key[0])  # type: ignore[index]
         items = [Item(item_id=f"r{i}", kind="image", path=job.path, prompt=job.prompt, columns={})
@@ -224,7 +226,7 @@ class ScoringService:
 
     def score_asset(self, raw: str, prompt: str | None, metrics: Sequence[str]) -> dict[str, Any]:
         """Score a mesh (rendered by the pipeline) or a folder of views; per-view scores included."""
-        from gencritic.pipeline import score
+        from gencritic.scoring import score
 
         item = self.asset_item(raw, prompt)
         run = score([item], options=self.options(metrics), pool=self.pool)

@@ -1,4 +1,4 @@
-"""Results on disk: written as they are made, resumable, and exported in formats people load.
+"""Results on disk: written as they are made, resumable.
 
 Layout of an output folder::
 
@@ -10,14 +10,12 @@ Layout of an output folder::
 The journal is appended and fsynced after every batch, so a crash or Ctrl-C loses at most
 the batch in flight. ``results.csv`` is appended at the same time for people watching a
 long run, and rewritten from the journal (in input order) when the run ends or resumes, so
-two runs of the same job give byte-identical files.
+two runs of the same job give byte-identical files (:mod:`gencritic.scoring.outputs`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,39 +23,30 @@ from typing import Any
 
 from gencritic.atomic import atomic_write_text
 from gencritic.errors import InputError
-from gencritic.io.fsnames import CSV_ERRORS, printable
+from gencritic.io.fsnames import CSV_ERRORS
+from gencritic.io.tables import rows_to_csv
 from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line
+from gencritic.scoring.records import ItemRecord
 
-__all__ = ["ResultsStore", "atomic_write_text", "format_value", "rows_to_csv", "write_table"]
+__all__ = ["JOURNAL", "STATE_DIR", "ResultsStore", "read_records"]
 
 JOURNAL = "journal.jsonl"
 STATE_DIR = ".gencritic"
 
 
-def format_value(value: Any) -> str:
-    """CSV cell text: full float precision (repr), empty for missing, stable across runs."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _parse(raw: bytes) -> list[ItemRecord]:
+    return [ItemRecord.from_journal(parse_journal_line(line)) for line in raw.decode("utf-8").splitlines()
+            if line.strip()]
 
 
-def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([format_value(row.get(c)) for c in columns])
-    return buf.getvalue()
+def read_records(folder: Path) -> list[ItemRecord]:
+    """The records of an output folder's journal, in the order they were written."""
+    path = folder / STATE_DIR / JOURNAL
+    return _parse(path.read_bytes()) if path.exists() else []
 
 
 class ResultsStore:
-    """Journal + exports for one output folder, guarded by a settings fingerprint."""
+    """Journal + live CSV for one output folder, guarded by a settings fingerprint."""
 
     def __init__(self, out_dir: Path, fingerprint: str, overwrite: bool = False) -> None:
         self.out_dir = out_dir
@@ -79,34 +68,29 @@ class ResultsStore:
         atomic_write_text(self.meta_path, dumps_strict({"fingerprint": fingerprint}))
         self._records = self._read_journal()
 
-    def _read_journal(self) -> dict[str, dict[str, Any]]:
-        records: dict[str, dict[str, Any]] = {}
+    def _read_journal(self) -> dict[str, ItemRecord]:
         if not self.journal_path.exists():
-            return records
+            return {}
         raw = self.journal_path.read_bytes()
         good_end = raw.rfind(b"\n") + 1
         if good_end < len(raw):  # a torn last line from a crash mid-write: drop it
             with open(self.journal_path, "r+b") as fh:
                 fh.truncate(good_end)
-        for line in raw[:good_end].decode("utf-8").splitlines():
-            if line.strip():
-                rec = parse_journal_line(line)
-                records[rec["item"]["item_id"]] = rec
-        return records
+        return {rec.item_id: rec for rec in _parse(raw[:good_end])}
 
     @property
     def done_ids(self) -> set[str]:
         return set(self._records)
 
-    def records(self) -> dict[str, dict[str, Any]]:
+    def records(self) -> dict[str, ItemRecord]:
         return dict(self._records)
 
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
+    def append(self, records: Iterable[ItemRecord]) -> None:
         """Durably record finished items (one JSON line each), then fsync."""
         lines = []
         for rec in records:
-            self._records[rec["item"]["item_id"]] = rec
-            lines.append(journal_line(rec) + "\n")
+            self._records[rec.item_id] = rec
+            lines.append(journal_line(rec.to_journal()) + "\n")
         if not lines:
             return
         with open(self.journal_path, "a", encoding="utf-8") as fh:
@@ -122,23 +106,3 @@ class ResultsStore:
             text = text.split("\n", 1)[1]
         with open(path, "a", encoding="utf-8", errors=CSV_ERRORS, newline="") as fh:
             fh.write(text)
-
-
-def write_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: Path) -> None:
-    """Write rows as CSV, JSONL or Parquet depending on the suffix (atomically)."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        atomic_write_text(path, rows_to_csv(rows, columns), errors=CSV_ERRORS)
-    elif suffix == ".jsonl":
-        lines = [dumps_strict({c: r.get(c) for c in columns}, ensure_ascii=False) for r in rows]
-        atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
-    elif suffix == ".parquet":
-        import pandas as pd
-
-        # Arrow strings must be UTF-8: undecodable file-name bytes become \xNN text here
-        frame = pd.DataFrame([{c: printable(r.get(c)) for c in columns} for r in rows], columns=list(columns))
-        tmp = path.with_name(f".{path.name}.tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    else:
-        raise InputError(f"unsupported output format {suffix!r}: use csv, jsonl or parquet")
