@@ -1,4 +1,4 @@
-"""Results on disk: written as they are made, resumable.
+"""The scoring run's results on disk: typed records in the output folder's journal, resumable.
 
 Layout of an output folder::
 
@@ -7,76 +7,36 @@ Layout of an output folder::
     summary.json     run statistics, settings, versions, wall time
     .gencritic/journal.jsonl   append-only log of finished items (the resume authority)
 
-The journal is appended and fsynced after every batch, so a crash or Ctrl-C loses at most
-the batch in flight. ``results.csv`` is appended at the same time for people watching a
-long run, and rewritten from the journal (in input order) when the run ends or resumes, so
-two runs of the same job give byte-identical files (:mod:`gencritic.scoring.outputs`).
+The durable journal itself (fsync per batch, torn lines, the settings fingerprint) is
+:class:`gencritic.io.journal.Journal`, shared with ``compare3d`` and ``meshcheck``; this module
+keeps :class:`~gencritic.scoring.records.ItemRecord` in it. ``results.csv`` is appended live
+and rewritten from the journal (in input order) when the run ends or resumes, so two runs of
+the same job give byte-identical files (:mod:`gencritic.scoring.outputs`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gencritic.atomic import atomic_write_text
-from gencritic.errors import InputError
-from gencritic.io.fsnames import CSV_ERRORS
-from gencritic.io.tables import rows_to_csv
-from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line
+from gencritic.io.journal import Journal, read_journal
 from gencritic.scoring.records import ItemRecord
 
-__all__ = ["JOURNAL", "STATE_DIR", "ResultsStore", "read_records"]
-
-JOURNAL = "journal.jsonl"
-STATE_DIR = ".gencritic"
-
-
-def _parse(raw: bytes) -> list[ItemRecord]:
-    return [ItemRecord.from_journal(parse_journal_line(line)) for line in raw.decode("utf-8").splitlines()
-            if line.strip()]
+__all__ = ["ResultsStore", "read_records"]
 
 
 def read_records(folder: Path) -> list[ItemRecord]:
     """The records of an output folder's journal, in the order they were written."""
-    path = folder / STATE_DIR / JOURNAL
-    return _parse(path.read_bytes()) if path.exists() else []
+    return [ItemRecord.from_journal(d) for d in read_journal(folder)]
 
 
 class ResultsStore:
-    """Journal + live CSV for one output folder, guarded by a settings fingerprint."""
+    """Finished :class:`ItemRecord` of one output folder, guarded by a settings fingerprint."""
 
     def __init__(self, out_dir: Path, fingerprint: str, overwrite: bool = False) -> None:
-        self.out_dir = out_dir
-        self.state_dir = out_dir / STATE_DIR
-        self.journal_path = self.state_dir / JOURNAL
-        self.meta_path = self.state_dir / "run.json"
-        self.fingerprint = fingerprint
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.state_dir.mkdir(exist_ok=True)
-        if overwrite:
-            self.journal_path.unlink(missing_ok=True)
-        if self.meta_path.exists() and self.journal_path.exists():
-            previous = json.loads(self.meta_path.read_text()).get("fingerprint")
-            if previous != fingerprint:
-                raise InputError(
-                    f"{out_dir} holds results of a run with other settings (model, metrics or options); "
-                    f"use a new --out folder, or --overwrite to replace them"
-                )
-        atomic_write_text(self.meta_path, dumps_strict({"fingerprint": fingerprint}))
-        self._records = self._read_journal()
-
-    def _read_journal(self) -> dict[str, ItemRecord]:
-        if not self.journal_path.exists():
-            return {}
-        raw = self.journal_path.read_bytes()
-        good_end = raw.rfind(b"\n") + 1
-        if good_end < len(raw):  # a torn last line from a crash mid-write: drop it
-            with open(self.journal_path, "r+b") as fh:
-                fh.truncate(good_end)
-        return {rec.item_id: rec for rec in _parse(raw[:good_end])}
+        self.journal = Journal(out_dir, fingerprint, overwrite)
+        self._records = {k: ItemRecord.from_journal(d) for k, d in self.journal.records().items()}
 
     @property
     def done_ids(self) -> set[str]:
@@ -87,22 +47,10 @@ class ResultsStore:
 
     def append(self, records: Iterable[ItemRecord]) -> None:
         """Durably record finished items (one JSON line each), then fsync."""
-        lines = []
-        for rec in records:
-            self._records[rec.item_id] = rec
-            lines.append(journal_line(rec.to_journal()) + "\n")
-        if not lines:
-            return
-        with open(self.journal_path, "a", encoding="utf-8") as fh:
-            fh.write("".join(lines))
-            fh.flush()
-            os.fsync(fh.fileno())
+        records = list(records)
+        self.journal.append(r.to_journal() for r in records)
+        self._records.update((r.item_id, r) for r in records)
 
     def append_csv(self, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
         """Live view of a long run; the final rewrite makes it canonical."""
-        path = self.out_dir / "results.csv"
-        text = rows_to_csv(rows, columns)
-        if path.exists() and path.stat().st_size > 0:
-            text = text.split("\n", 1)[1]
-        with open(path, "a", encoding="utf-8", errors=CSV_ERRORS, newline="") as fh:
-            fh.write(text)
+        self.journal.append_csv(rows, columns)
