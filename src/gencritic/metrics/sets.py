@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import linalg
 
 from gencritic.errors import InputError
 from gencritic.metrics.base import ClipModelOptions, MetricInfo, SetMetric
@@ -52,6 +51,8 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
+    from scipy import linalg  # here, not at import: the registry imports every family
+
     diff = np.asarray(mu_a) - np.asarray(mu_b)
     with np.errstate(all="ignore"):
         covmean = linalg.sqrtm(cov_a @ cov_b)

@@ -37,7 +37,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 REC709 = np.array([0.2126, 0.7152, 0.0722])
 
@@ -68,6 +67,7 @@ def ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    from scipy import ndimage  # here, not at import: the registry imports every family, and this costs 0.2 s
 
     def blur(x: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(x, sigma=sigma, truncate=3.5, mode="reflect")
