@@ -7,6 +7,8 @@
 #   duck.png     its 8 views tiled, to look at
 #   tests.txt    the rendering tests run against the GPU renderer
 #   bench.txt    benchmarks/bench_assets.py on CUDA: the issue's >= 10 assets/s target
+#   vlm.txt      benchmarks/bench_vlm.py: VQAScore with a 2B-class VLM (Qwen2-VL-2B's shape, random weights)
+#                at 448² in bf16, images/s (issue 21's >= 20 target), beside a one-call-per-image loop
 # DEVICE_CHECK_LOCAL=1 runs the same steps on this machine's CPU (to test the script itself).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,3 +66,12 @@ echo "== 2. rendering tests against this machine's renderer"
 echo "== 3. end to end: render + encode, assets/s"
 "$PY" benchmarks/bench_assets.py --device "$DEVICE" --assets "${ASSETS:-96}" --rounds 2 --render-repeats 5 2>&1 \
   | grep -v -E "slow image processor" | tee "$OUT/bench.txt"
+
+echo "== 4. VQAScore with a 2B-class VLM at 448² (bf16 on CUDA), images/s"
+if [ "$DEVICE" = cuda ]; then
+  VLM_ARGS=(--shape 2b --device cuda --dtype bf16 --size 448 --n 256 --batch 32 --rounds 3 --loop-n 32)
+else  # the local rehearsal: the small model, a few images
+  VLM_ARGS=(--shape tiny --n 16 --rounds 1)
+fi
+"$PY" benchmarks/bench_vlm.py "${VLM_ARGS[@]}" 2>&1 | grep -v -E "slow image processor|fast processor" \
+  | tee "$OUT/vlm.txt"

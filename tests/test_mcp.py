@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_image(folder / "blue.png", (20, 40, 220))
     for k, c in enumerate([(200, 10, 10), (10, 200, 10)]):
         make_image(folder / "toy" / f"{k:03d}.png", c)
+    from tests.test_serve_limits import corrupt_gif
+
+    (folder / "corrupt.gif").write_bytes(corrupt_gif())
     return folder
 
 
@@ -44,7 +48,9 @@ async def _session(root: Path, model: Path) -> dict[str, Any]:
         command=sys.executable,
         args=["-m", "gencritic.cli.main", "mcp", "--root", str(root), "--model", str(model), "--device", "cpu",
               "--dtype", "fp32", "--no-cache"],
-        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        # the server runs the code under test (PYTHONPATH), not whatever the interpreter has installed
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **{k: v for k, v in os.environ.items()
+                                                                   if k == "PYTHONPATH"}},
     )
     out: dict[str, Any] = {}
     async with Client(params, read_timeout_seconds=120) as client:
@@ -56,6 +62,9 @@ async def _session(root: Path, model: Path) -> dict[str, Any]:
         out["metrics"] = await client.call_tool("list_metrics", {})
         out["asset"] = await client.call_tool("evaluate_asset", {"path": "toy", "prompt": "a toy"})
         out["diagnose"] = await client.call_tool("diagnose", {"path": "red.png", "prompt": "a red square"})
+        out["corrupt"] = await client.call_tool("diagnose", {"path": "corrupt.gif"})
+        out["model"] = await client.call_tool("evaluate_image", {"path": "red.png", "prompt": "x",
+                                                                 "metrics": "clip:model=/etc/hostname"})
     return out
 
 
@@ -136,3 +145,16 @@ def test_evaluate_asset_views_folder(session: dict[str, Any]) -> None:
     assert len(per_view) == 2
     assert body["scores"]["clip_score"] == pytest.approx(sum(per_view) / 2)
     assert body["num_views_scored"] == 2
+
+
+def test_errors_carry_their_reason(session: dict[str, Any], root: Path) -> None:
+    """The agent read only "Error executing tool diagnose"; it now reads what is wrong and the fix."""
+    if importlib.util.find_spec("gencritic.diagnose.api") is None:
+        pytest.skip("gencritic.diagnose.api is not installed")
+    result = session["corrupt"]
+    assert result.is_error
+    text = result.content[0].text
+    assert "frame 3 of corrupt.gif cannot be decoded" in text and "re-export" in text, text
+    assert str(root) not in text
+    refused = session["model"]
+    assert refused.is_error and "not allowed on this server" in refused.content[0].text

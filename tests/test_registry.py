@@ -145,7 +145,7 @@ def test_unknown_metric_is_one_clear_line(tmp_path: Path) -> None:
 
 # --- real weights, when this machine has them ----------------------------------------------------
 
-REAL_WEIGHT_METRICS = ("longclip", "specs", "pickscore", "hpsv2", "imagereward")
+REAL_WEIGHT_METRICS = ("longclip", "specs", "pickscore", "hpsv2", "imagereward", "vqascore")
 
 
 def _hub_cached(repo: str, filename: str) -> bool:

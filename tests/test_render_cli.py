@@ -136,3 +136,42 @@ def test_a_textures_folder_beside_a_mesh_is_not_a_folder_of_views(tmp_path: Path
         Image.new("RGB", (8, 8), (10 * k, 20, 30)).save(folder / "renders" / f"{k:03d}.png")
     items = collect_items(folder)
     assert sorted((i.item_id, i.kind) for i in items) == [("cube.obj", "mesh"), ("renders", "views")]
+
+
+def _truncated_texture_assets(folder: Path) -> None:
+    """good.glb; trunc.glb whose embedded PNG is cut in half; tex.obj whose external skin.png is."""
+    from tests.test_render import _atlas, join_glb, split_glb
+
+    folder.mkdir(parents=True)
+    glb = textured_cube().export(file_type="glb")
+    (folder / "good.glb").write_bytes(glb)
+    doc, binary = split_glb(glb)
+    view = doc["bufferViews"][doc["images"][0]["bufferView"]]
+    view["byteLength"] //= 2  # the image's bytes end halfway: a truncated PNG inside the GLB
+    (folder / "trunc.glb").write_bytes(join_glb(doc, binary))
+    _atlas()[0].save(folder / "skin.png")
+    skin = (folder / "skin.png").read_bytes()
+    (folder / "skin.png").write_bytes(skin[: len(skin) // 2])
+    lines = textured_cube().export(file_type="obj", include_texture=False).splitlines()
+    (folder / "skin.mtl").write_text("newmtl painted\nKd 1 1 1\nmap_Kd skin.png\n")
+    body = "\n".join(line for line in lines if not line.startswith(("mtllib", "usemtl")))
+    (folder / "tex.obj").write_text("mtllib skin.mtl\nusemtl painted\n" + body + "\n")
+
+
+def test_a_truncated_texture_fails_its_asset_with_one_line(tmp_path: Path) -> None:
+    """It ended the whole `render` in an OSError traceback; now the asset says which texture is
+    broken and the other assets are still rendered."""
+    folder = tmp_path / "assets"
+    _truncated_texture_assets(folder)
+    out = tmp_path / "views"
+    res = CliRunner().invoke(app, ["render", str(folder), "--out", str(out), "--resolution", "32", "--no-cache"])
+    assert res.exit_code == 1, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    lines = res.output.splitlines()
+    glb = next(line for line in lines if line.endswith("again") and "trunc.glb: error:" in line)
+    assert "texture embedded image 0" in glb and "cannot be decoded" in glb and "truncated" in glb, glb
+    obj = next(line for line in lines if "tex.obj: error:" in line)
+    assert "texture skin.png (material painted)" in obj and "cannot be decoded" in obj, obj
+    assert "rendered 1/3 assets" in res.output
+    assert len(list((out / "good").glob("*.png"))) == 8

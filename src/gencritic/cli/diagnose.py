@@ -49,6 +49,9 @@ def diagnose_command(
     archive: Optional[Path] = typer.Option(None, "--archive", help="Loop mode: SQLite archive; adds a 'loop' block "  # noqa: UP045
                                                                    "with the improvement since the last iteration."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps (only with --model)."),
+    vlm: Optional[str] = typer.Option(None, "--vlm", help="Add a 'vlm' block: a vision-language model's critique "  # noqa: UP045
+                                                          "beside the rules (HF id, folder, or endpoint URL[#model]; "
+                                                          "see `gencritic critique`)."),
 ) -> None:
     """Diagnose an image or animation against a profile and print an action plan as JSON.
 
@@ -65,19 +68,22 @@ def diagnose_command(
       gencritic diagnose iter_007.png --profile my_profile.yaml --archive loop.sqlite
     """
     pool = None
-    if model is not None:
+    if model is not None or vlm is not None:
         from gencritic.models import ModelPool
 
         pool = ModelPool(device=device)
     if archive is not None:
         from gencritic.diagnose.archive import diagnose_loop
 
+        if vlm is not None:  # refused rather than dropped: the archive would not hold the critique
+            raise InputError("--vlm cannot be combined with --archive yet; run `gencritic critique` on the iteration")
+
         result = diagnose_loop(input, archive, profile=profile, prompt=prompt, reference=reference, pool=pool,
                                model=model)
     else:
         from gencritic.diagnose.api import diagnose
 
-        result = diagnose(input, profile=profile, prompt=prompt, reference=reference, pool=pool, model=model)
+        result = diagnose(input, profile=profile, prompt=prompt, reference=reference, pool=pool, model=model, vlm=vlm)
     _emit(result, out)
 
 

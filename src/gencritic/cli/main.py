@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 
 # Areas that contribute commands. Each module has register(app).
-COMMAND_MODULES = ("score", "render", "diagnose", "validate", "generate", "serve", "cache", "geometry")
+COMMAND_MODULES = ("score", "render", "diagnose", "validate", "generate", "serve", "cache", "geometry", "judges")
 
 
 def _version(value: bool) -> None:

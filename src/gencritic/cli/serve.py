@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.serve.limits import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
+from gencritic.serve.models import DEFAULT_MAX_MODELS
 
 if TYPE_CHECKING:
     from gencritic.serve.service import ScoringService
@@ -59,20 +66,79 @@ def report_command(
     typer.echo(f"report: {written.html} ({written.items} items, {written.thumbnails} thumbnails) and {written.markdown}")
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """The service options ``serve`` and ``mcp`` share (limits, allow-list, pool)."""
+
+    max_upload_mb: float = 20.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    allow_model: tuple[str, ...] = ()
+    max_models: int = DEFAULT_MAX_MODELS
+    max_concurrent: int = 1
+
+
 def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: str | None, cache_dir: Path | None,
-             no_cache: bool, max_upload_mb: float, batch_window_ms: float, max_batch: int, rig: str,
+             no_cache: bool, limits: _Limits, batch_window_ms: float, max_batch: int, rig: str,
              resolution: int) -> ScoringService:
     from gencritic.cache import default_cache_dir
-    from gencritic.serve.service import ScoringService, ServiceConfig
+    from gencritic.serve.service import ScoringService, ServiceConfig, tune_allocator
 
     config = ServiceConfig(model=model, device=device, dtype=dtype, roots=roots, api_key=api_key,
                            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-                           max_upload_bytes=int(max_upload_mb * 1024 * 1024), batch_window_ms=batch_window_ms,
-                           max_batch=max_batch, render={"rig": rig, "resolution": resolution})
+                           max_upload_bytes=int(limits.max_upload_mb * 1024 * 1024), max_pixels=limits.max_pixels,
+                           max_frames=limits.max_frames, allow_models=limits.allow_model,
+                           max_models=limits.max_models, max_concurrent=limits.max_concurrent,
+                           batch_window_ms=batch_window_ms, max_batch=max_batch,
+                           render={"rig": rig, "resolution": resolution})
+    tune_allocator()  # large arrays in their own mappings: see its docstring
+    with contextlib.suppress(ImportError):  # mesh loading is optional (gencritic[render])
+        from gencritic.mesh import parallel
+
+        parallel.prestart(limits.max_concurrent)  # forked while small, one per heavy job: see its docstring
     service = ScoringService(config)
     atexit.register(service.close)  # its temp folder of uploads goes with the process
     service.warm_up()
     return service
+
+
+def _until_stopped(run: Callable[[], None], service: ScoringService, stdio: bool = False) -> None:
+    """Run a server until Ctrl-C or SIGTERM, then shut down the same way for both.
+
+    uvicorn stops gracefully on either signal and then raises it again; with the default
+    SIGTERM action that killed the process before any cleanup (the upload folder, the mesh
+    workers). SIGTERM is made a KeyboardInterrupt, like Ctrl-C, and both end here, cleanly.
+    ``stdio``: the MCP stdio transport reads stdin on a thread that no signal wakes, so once
+    everything is cleaned up the process ends at once instead of waiting for its client to
+    close the pipe (it hung there for ever).
+    """
+    from gencritic.mesh import parallel
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    stopped = False
+    try:
+        run()
+    except KeyboardInterrupt:
+        stopped = True
+        typer.echo("gencritic: stopped", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        service.close()
+        parallel.shutdown()
+    if stdio and stopped:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+_ALLOW_HELP = ("Another model metric options may name (model=...), besides --model and each metric's own default "
+               "(repeatable). Files and folders under --root may always be named.")
+_PIXELS_HELP = ("Most pixels one input may decode to: width x height, times its frames where all are decoded "
+                "(diagnose of an animation or folder, a views folder). Checked from the header before decoding.")
+_CONCURRENT_HELP = "Heavy jobs (a scoring batch, a diagnosis, an asset) run at once; each may hold an input's pixels."
 
 
 def serve_command(
@@ -88,6 +154,13 @@ def serve_command(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),  # noqa: UP045
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body / file accepted."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help=_PIXELS_HELP),
+    max_frames: int = typer.Option(DEFAULT_MAX_FRAMES, "--max-frames", help="Most frames of an animation, video or "
+                                                                           "folder."),
+    allow_model: list[str] = typer.Option([], "--allow-model", help=_ALLOW_HELP),
+    max_models: int = typer.Option(DEFAULT_MAX_MODELS, "--max-models", help="Models and heads kept loaded (least "
+                                                                           "recently used out first)."),
+    max_concurrent: int = typer.Option(1, "--max-concurrent", help=_CONCURRENT_HELP),
     batch_window_ms: float = typer.Option(5.0, "--batch-window-ms", help="How long a request waits for others to "
                                                                          "share its model call."),
     max_batch: int = typer.Option(32, "--max-batch", help="Most requests in one model call."),
@@ -108,9 +181,11 @@ def serve_command(
     from gencritic.serve.security import check_bind
 
     check_bind(host, api_key)
-    service = _service(model, device, dtype, root, api_key, cache_dir, no_cache, max_upload_mb, batch_window_ms,
+    limits = _Limits(max_upload_mb, max_pixels, max_frames, tuple(allow_model), max_models, max_concurrent)
+    service = _service(model, device, dtype, root, api_key, cache_dir, no_cache, limits, batch_window_ms,
                        max_batch, rig, resolution)
-    uvicorn.run(create_app(service), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+    app = create_app(service)
+    _until_stopped(lambda: uvicorn.run(app, host=host, port=port, log_level="info"), service)
 
 
 def mcp_command(
@@ -129,6 +204,13 @@ def mcp_command(
     no_cache: bool = typer.Option(False, "--no-cache"),
     rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes."),
     resolution: int = typer.Option(512, "--resolution", help="Rendered view size for meshes."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest file (and HTTP body) accepted."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help=_PIXELS_HELP),
+    max_frames: int = typer.Option(DEFAULT_MAX_FRAMES, "--max-frames", help="Most frames of an animation, video or "
+                                                                           "folder."),
+    allow_model: list[str] = typer.Option([], "--allow-model", help=_ALLOW_HELP),
+    max_models: int = typer.Option(DEFAULT_MAX_MODELS, "--max-models", help="Models and heads kept loaded."),
+    max_concurrent: int = typer.Option(1, "--max-concurrent", help=_CONCURRENT_HELP),
 ) -> None:
     """Run the MCP server: tools evaluate_image, evaluate_asset, diagnose, compare, list_metrics.
 
@@ -143,11 +225,13 @@ def mcp_command(
     if transport == "http":
         check_bind(host, api_key)
     roots = root or [Path(os.getcwd())]
-    service = _service(model, device, dtype, roots, api_key, cache_dir, no_cache, 20.0, 5.0, 32, rig, resolution)
+    limits = _Limits(max_upload_mb, max_pixels, max_frames, tuple(allow_model), max_models, max_concurrent)
+    service = _service(model, device, dtype, roots, api_key, cache_dir, no_cache, limits, 5.0, 32, rig, resolution)
     mcp = build_mcp(service)
     if transport == "stdio":
-        mcp.run("stdio")
+        _until_stopped(lambda: mcp.run("stdio"), service, stdio=True)
         return
     import uvicorn
 
-    uvicorn.run(streamable_http_app(service, mcp), host=host, port=port, log_level="info")  # type: ignore[arg-type]
+    app = streamable_http_app(service, mcp)
+    _until_stopped(lambda: uvicorn.run(app, host=host, port=port, log_level="info"), service)

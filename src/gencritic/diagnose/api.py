@@ -7,7 +7,9 @@ Order of work, chosen so that nothing is wasted and nothing is faked:
 2. decode the image, or the sequence (image diagnostics then run on its *key frame*, the frame
    of peak mean brightness, and the temporal diagnostics on the whole sequence);
 3. measure every diagnostic the profile lists; CLIP probes and scores only with a model;
-4. verdicts, component scores, overall 0-10, pass/fail, and rule-based suggestions.
+4. verdicts, component scores, overall 0-10, pass/fail, and rule-based suggestions;
+5. with ``vlm=...``, a VLM critique beside them (``vlm`` block, :mod:`gencritic.judges.critique`):
+   advice that changes none of the above, with the parameters it and the rules disagree on.
 
 Checks that cannot run here (temporal ones on a still image, CLIP ones with no model) are
 listed under ``skipped`` / ``unavailable`` with the reason and left out of the score; checks
@@ -31,6 +33,7 @@ from gencritic.io.images import parse_background
 
 if TYPE_CHECKING:
     from gencritic.models import ModelPool
+    from gencritic.models.vlm_cache import VLMClient
 
 TEMPORAL_UNITS = {"flicker_index": "% luma", "temporal_ssim": "SSIM", "warping_error": "luma",
                   "peak_brightness": "luma", "time_to_peak": "fraction of duration", "decay_rate": "1/s or 1/frame",
@@ -105,11 +108,13 @@ def _resolve_backbone(profile: Profile, model: str | None, pool: ModelPool | Non
 
 def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | None = None,
              reference: str | Path | None = None, pool: ModelPool | None = None,
-             model: str | None = None) -> dict[str, Any]:
+             model: str | None = None, vlm: str | VLMClient | None = None,
+             vlm_max_new_tokens: int | None = None) -> dict[str, Any]:
     """Diagnose an image or a frame sequence (folder, GIF, MP4/WebM) against a profile.
 
     Returns ``{passed, overall, scores, diagnostics, suggested_parameters, issues, ...}``; see
     docs/diagnostics.md for every field. Deterministic: same inputs and settings, same dict.
+    ``vlm`` (a VLM spec or client) adds the ``vlm`` critique block (docs/judges.md).
     """
     from gencritic.io.frames import is_sequence, load_frames
     from gencritic.metrics.temporal import analyse_sequence
@@ -135,6 +140,11 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
 
         registry_metrics = prepare_metrics(metric_checks, model)
     backbone = _resolve_backbone(prof, model, pool, unavailable)
+    vlm_client = None
+    if vlm is not None:  # loaded now: an unavailable VLM the user asked for stops before any work
+        from gencritic.judges.critique import make_client
+
+        vlm_client = make_client(vlm, pool)
 
     # -- media ----------------------------------------------------------------------------
     sequence_info: dict[str, Any] | None = None
@@ -317,6 +327,10 @@ def diagnose(input: str | Path, profile: str = DEFAULT_PROFILE, prompt: str | No
     }
     if sequence_info is not None:
         result["sequence"] = sequence_info
+    if vlm_client is not None:
+        from gencritic.judges.critique import DEFAULT_MAX_NEW_TOKENS, critique_image
+
+        result["vlm"] = critique_image(vlm_client, rgb, prof, suggestions, vlm_max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
     return _clean(result)  # type: ignore[no-any-return]
 
 
@@ -331,3 +345,21 @@ def key_frame_rgb(result: dict[str, Any]) -> np.ndarray:
         seq = load_frames(path, background)
         return np.asarray(seq.frames[int(result["sequence"]["key_frame"])])
     return _load_still(path, background)[0]
+
+
+def critique(input: str | Path, profile: str = "explosion", vlm: Any = None, pool: ModelPool | None = None,
+             cache_dir: Path | bool | None = True, max_new_tokens: int | None = None) -> dict[str, Any]:
+    """``gencritic critique``: the rules' plan (model-free) and the VLM critique beside it
+    (:mod:`gencritic.judges.critique`; ``vlm`` a spec or a client, default the default VLM).
+
+    The image the rules measured (a still, or a sequence's key frame) is the one the VLM sees."""
+    from gencritic.judges.critique import DEFAULT_MAX_NEW_TOKENS, make_client
+    from gencritic.models.vlm import default_vlm_spec
+
+    client = make_client(vlm or default_vlm_spec(), pool, cache_dir)
+    result = diagnose(input, profile=profile, pool=pool, vlm=client,
+                      vlm_max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
+    return {"input": result["input"], "kind": result["kind"], "profile": result["profile"],
+            "rules": {"passed": result["passed"], "overall": result["overall"],
+                      "suggested_parameters": result["suggested_parameters"]},
+            **result["vlm"]}

@@ -35,14 +35,14 @@ from gencritic.errors import GencriticError, InputError, ItemError
 from gencritic.generate.backends.base import Backend, RemoteState, StageRequest
 from gencritic.generate.backends.command import CommandBackend
 from gencritic.generate.backends.csm import DEFAULT_API_URL, AuthError, CsmBackend
-from gencritic.generate.clock import Clock, iso
 from gencritic.generate.download import Downloader, FileRecord, still_valid, verify
-from gencritic.generate.keys import ApiKey
 from gencritic.generate.matrix import JobConfig
-from gencritic.generate.retry import ApiError, RetriesExhausted, RetryPolicy, Unconfirmed
 from gencritic.generate.tracker import ACTIVE, ClaimLost, JobRow, NewJob, Tracker
 from gencritic.hashing import sha256_file
 from gencritic.items import IMAGE_EXTENSIONS
+from gencritic.remote.clock import Clock, iso
+from gencritic.remote.keys import ApiKey
+from gencritic.remote.retry import ApiError, RetriesExhausted, RetryPolicy, Unconfirmed
 
 log = logging.getLogger("gencritic.generate")
 

@@ -10,6 +10,7 @@ All frames must share one size; anything else is an :class:`~gencritic.errors.In
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,14 +96,21 @@ def _from_folder(path: Path, background: RGB, max_frames: int | None) -> FrameSe
 
 def _from_animated_image(path: Path, background: RGB, max_frames: int | None) -> FrameSequence:
     frames, alphas, durations = [], [], []
-    with Image.open(path) as img:
-        for i, frame in enumerate(ImageSequence.Iterator(img)):
-            if max_frames is not None and i >= max_frames:
-                break
-            durations.append(float(frame.info.get("duration", img.info.get("duration", 0)) or 0))
-            rgb, alpha = to_rgb(frame.convert("RGBA"), background)
-            frames.append(np.asarray(rgb, dtype=np.uint8))
-            alphas.append(alpha)
+    i = 0
+    try:
+        with Image.open(path) as img:
+            for i, frame in enumerate(ImageSequence.Iterator(img)):
+                if max_frames is not None and i >= max_frames:
+                    break
+                durations.append(float(frame.info.get("duration", img.info.get("duration", 0)) or 0))
+                rgb, alpha = to_rgb(frame.convert("RGBA"), background)
+                frames.append(np.asarray(rgb, dtype=np.uint8))
+                alphas.append(alpha)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        # a corrupt frame is the input's fault: say which, rather than a traceback (or a 500)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputError(f"frame {i} of {path} cannot be decoded ({reason}); re-export the animation, or give "
+                         f"its frames as a folder of images") from None
     positive = [d for d in durations if d > 0]
     fps = 1000.0 / float(np.median(positive)) if positive else None
     return _stack(frames, alphas, str(path), [f"{path.name}#{i}" for i in range(len(frames))], fps)

@@ -7,6 +7,7 @@ becomes float RGBA with sRGB-encoded colour channels here, so the renderer shade
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,14 +27,27 @@ def rgba_float(color: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.clip(arr[:, :4], 0.0, 1.0), dtype=np.float32)
 
 
-def texture_rgba(image: Any) -> np.ndarray | None:
+class TextureUnreadable(Exception):
+    """A material's texture image that Pillow opened lazily but cannot decode (truncated, corrupt);
+    the loader turns it into an :class:`ItemError` naming the asset and the texture."""
+
+    def __init__(self, material: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.material = material
+        self.reason = reason
+
+
+def texture_rgba(image: Any, material: str | None = None) -> np.ndarray | None:
     if image is None:
         return None
     from PIL import Image
 
     if not isinstance(image, Image.Image):
         return None
-    return np.ascontiguousarray(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+    try:
+        return np.ascontiguousarray(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
+        raise TextureUnreadable(material, " ".join(str(exc).split())[:200] or type(exc).__name__) from None
 
 
 def _exact_factor(material: Any, quantized: np.ndarray,
@@ -64,8 +78,8 @@ def material_color_and_texture(visual: Any, float_factors: Sequence[tuple[str | 
         if factor is not None and np.asarray(factor).dtype == np.uint8:
             exact = _exact_factor(material, np.asarray(factor), float_factors)
             fac = fac if exact is None else exact
-        return fac, texture_rgba(material.baseColorTexture)
-    texture = texture_rgba(getattr(material, "image", None))
+        return fac, texture_rgba(material.baseColorTexture, getattr(material, "name", None))
+    texture = texture_rgba(getattr(material, "image", None), getattr(material, "name", None))
     if texture is not None:
         return np.ones(4, np.float32), texture
     diffuse = getattr(material, "diffuse", None)

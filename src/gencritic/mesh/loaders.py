@@ -16,11 +16,12 @@ import numpy as np
 
 from gencritic.errors import ItemError
 from gencritic.items import CONVERT_3D_HINT, UNREAD_3D_EXTENSIONS
+from gencritic.mesh.colors import TextureUnreadable
 from gencritic.mesh.data import MeshData, Primitive
 from gencritic.mesh.kit import is_kit, load_kit
 from gencritic.mesh.primitives import points_primitive, triangles_primitive, validate_mesh
 from gencritic.mesh.sidefiles import check_side_files, side_file_resolver, written_by_blender
-from gencritic.mesh.textures import check_obj_textures, declared_texture
+from gencritic.mesh.textures import check_obj_textures, declared_texture, texture_name
 
 POINT_CLOUD_SUFFIXES = frozenset({".npz"})
 
@@ -131,7 +132,13 @@ def _load_with_trimesh(path: Path) -> MeshData:
             continue
         matrix = np.asarray(transform, dtype=np.float64)
         if isinstance(geom, trimesh.Trimesh):
-            prim = triangles_primitive(geom, matrix, linear_colours, float_factors, linear_vertex_colours)
+            try:
+                prim = triangles_primitive(geom, matrix, linear_colours, float_factors, linear_vertex_colours)
+            except TextureUnreadable as exc:
+                texture = texture_name(path, exc.material)
+                raise ItemError(f"mesh {path.name}: its texture {texture} (material {exc.material or 'unnamed'}) "
+                                f"cannot be decoded ({exc.reason}): re-save the image as PNG and export the asset "
+                                f"again") from None
         elif isinstance(geom, trimesh.PointCloud):
             prim = points_primitive(geom.vertices, getattr(geom, "colors", None), matrix, linear_vertex_colours)
         else:

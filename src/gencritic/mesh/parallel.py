@@ -12,18 +12,33 @@ milliseconds, need no ``if __name__ == "__main__"`` guard in users' scripts, and
 numpy/trimesh code, never torch or GL. Where fork is not available (macOS, Windows) or
 ``GENCRITIC_LOAD_PROCESSES=0``, files are loaded in the calling thread, with identical results.
 Errors cross the process boundary as :class:`~gencritic.errors.ItemError` with their text.
+
+Workers die with their parent. A forked child inherits every open descriptor (a service's
+listening socket and its clients' connections) and every signal handler (uvicorn's SIGTERM
+handler only sets a flag in the copy), so a killed service used to leave workers that held
+its port and ignored SIGTERM. Each worker therefore asks the kernel for SIGKILL when its
+parent goes (``PR_SET_PDEATHSIG``, Linux), takes the default SIGTERM action back, moves to its
+own process group (a terminal's Ctrl-C is the parent's to handle), and closes the sockets it
+inherited. The parent-death signal fires when the *thread* that forked the child ends, so
+workers are forked by one thread that lives as long as the process (:func:`_in_launcher`),
+never by a request's or a run's short-lived thread.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import ctypes
 import functools
 import multiprocessing
 import os
+import queue
 import signal
+import stat
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout  # a builtin alias only from 3.11
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -34,6 +49,7 @@ from gencritic.mesh.loaders import load_asset
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def load_timeout_s() -> float:
@@ -79,13 +95,84 @@ def check_environment() -> None:
     load_timeout_s()
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int | None) -> None:
     # Ctrl-C is the parent's to handle (it saves finished work and shuts the pool down);
     # children dying of it mid-load would only add tracebacks to the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (uvicorn's sets a flag)
+    _die_with_parent(parent_pid)
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpgid(0, 0)
+    _close_inherited_sockets()
     from gencritic.mesh import sidefiles
 
     sidefiles.warn_in_this_process = False  # the parent says it once, when it hashes the asset
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), and exit now if the
+    parent is already gone (it may have died between the fork and this call). ``parent_pid``
+    is None under a fork server, which is the parent and itself dies with the caller."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def _close_inherited_sockets() -> None:
+    """Close every socket the fork copied (a listening port, clients' connections): a worker
+    needs none (its pool talks through pipes), and holding them kept a dead service's port."""
+    fd_dir = "/proc/self/fd"
+    if not os.path.isdir(fd_dir):
+        return
+    for name in os.listdir(fd_dir):
+        fd = int(name)
+        if fd <= 2:
+            continue
+        with contextlib.suppress(OSError, AttributeError):
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+
+
+_launch_requests: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = queue.SimpleQueue()
+_launcher: threading.Thread | None = None
+
+
+def _launcher_loop() -> None:
+    while True:
+        job, future = _launch_requests.get()
+        try:
+            future.set_result(job())
+        except BaseException as exc:  # handed to the caller, never lost
+            future.set_exception(exc)
+
+
+def _in_launcher(job: Callable[[], ProcessPoolExecutor]) -> ProcessPoolExecutor:
+    """Run ``job`` on the process's long-lived launcher thread (started once) and return its result."""
+    global _launcher
+    if _launcher is None or not _launcher.is_alive():
+        _launcher = threading.Thread(target=_launcher_loop, name="gencritic-mesh-launcher", daemon=True)
+        _launcher.start()
+    future: Future[object] = Future()
+    _launch_requests.put((job, future))
+    pool = future.result()
+    assert isinstance(pool, ProcessPoolExecutor)
+    return pool
+
+
+def _noop() -> None:
+    return None
+
+
+def _new_pool(n: int) -> ProcessPoolExecutor:
+    """A pool whose processes are forked now, by the calling (launcher) thread: with the fork
+    context they start at the first submit, in the submitting thread."""
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_init_worker, initargs=(os.getpid(),))
+    pool.submit(_noop).result()
+    return pool
 
 
 @functools.cache
@@ -93,17 +180,36 @@ def _register_exit_once() -> None:
     atexit.register(shutdown)
 
 
+_most_processes: int | None = None  # a service's cap, set by prestart()
+
+
 def _get_pool() -> ProcessPoolExecutor | None:
     global _pool
     with _lock:
         if _pool is None:
             n = load_processes()
+            if _most_processes is not None:
+                n = min(n, _most_processes)
             if n == 0:
                 return None
-            _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_init_worker)
+            _pool = _in_launcher(functools.partial(_new_pool, n))
             _register_exit_once()
         return _pool
+
+
+def prestart(processes: int) -> bool:
+    """Fork at most ``processes`` workers now (a long-lived service, before it loads its models).
+
+    Why: a forked child shares its parent's pages only until either writes them, and a service
+    writes its heap as it serves, so each worker ends up holding a private copy of what the parent
+    held when it was forked. Forked before the models load and before any request, that copy is
+    small; and a service that runs one heavy job at a time needs one worker, not one per core
+    (measured: two workers forked after requests held 460 MB between them). Later pools (after a
+    stuck or crashed worker) keep the cap. Returns whether there are worker processes."""
+    global _most_processes
+    with _lock:
+        _most_processes = max(1, processes)
+    return _get_pool() is not None
 
 
 def shutdown(kill: bool = False) -> None:

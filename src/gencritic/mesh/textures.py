@@ -48,6 +48,27 @@ def check_obj_textures(scene: Any, path: Path) -> None:
                             f"as an image (corrupt, or a format Pillow cannot open): convert it to PNG")
 
 
+def texture_name(path: Path, material: str | None) -> str:
+    """The file a material's base colour texture comes from, as the asset names it (an OBJ's
+    ``map_Kd``, a glTF image's uri or name, or its index when embedded without a name)."""
+    try:
+        if path.suffix.lower() == ".obj" and material in obj_textured_materials(path):
+            return obj_textured_materials(path)[str(material)]
+        if path.suffix.lower() in (".gltf", ".glb"):
+            from gencritic.mesh.gltf_prepare import read_document
+
+            doc, _ = read_document(path)
+            for mat in doc.get("materials") or []:
+                info = (mat.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
+                if mat.get("name") == material and info and "index" in info:
+                    source = int(doc["textures"][int(info["index"])]["source"])
+                    image = doc["images"][source]
+                    return str(image.get("uri") or image.get("name") or f"embedded image {source}")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, ItemError):
+        pass  # malformed: named as well as it can be below
+    return declared_texture(path) or "(unnamed)"
+
+
 def declared_texture(path: Path) -> str | None:
     """The first diffuse/base-colour texture the file's materials name (an OBJ's ``map_Kd``, a
     glTF material's ``baseColorTexture``), or None."""

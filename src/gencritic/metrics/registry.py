@@ -29,6 +29,7 @@ FAMILY_MODULES = (
     "learned",
     "temporal",
     "sets",
+    "vlm",
 )
 _loaded = False
 

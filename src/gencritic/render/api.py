@@ -246,6 +246,8 @@ def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = N
             result = render_asset(asset, settings)
         except ItemError as exc:
             return RenderReport(asset, None, 0, 0, str(exc))
+        except Exception as exc:  # one asset's unforeseen failure is its own error line, not everyone's traceback
+            return RenderReport(asset, None, 0, 0, f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}")
         folder = write_views(result, Path(out) / asset_out_name(asset, Path(source)), transparent)
         blank = sum(v.error is not None for v in result.views)
         return RenderReport(asset, folder, len(result.views) - blank, blank,

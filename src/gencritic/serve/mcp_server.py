@@ -27,23 +27,25 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from gencritic.errors import GencriticError, ItemError
 from gencritic.jsonio import to_jsonable
-from gencritic.serve.security import AccessDenied
-from gencritic.serve.service import ImageJob, NotAvailable, ScoringService
+from gencritic.serve.errors import AccessDenied, describe, label
+from gencritic.serve.service import ImageJob, ScoringService
 
 MAX_COMPARE = 64
 
 
 @contextmanager
 def _tool_errors() -> Iterator[None]:
-    """Known failures reach the agent as their one-line message (the SDK hides other exceptions)."""
+    """Every failure reaches the agent as the one line the HTTP service would send (the SDK
+    replaces anything but a ToolError by "Error executing tool NAME", with no reason)."""
     from mcp.server.mcpserver.exceptions import ToolError
 
     try:
         yield
-    except (AccessDenied, GencriticError, NotAvailable, ItemError) as exc:
-        raise ToolError(str(exc)) from None
+    except ToolError:
+        raise
+    except Exception as exc:
+        raise ToolError(describe(exc)[1]) from None
 
 
 def build_mcp(service: ScoringService) -> Any:
@@ -58,7 +60,7 @@ def build_mcp(service: ScoringService) -> Any:
                                  f"under: {', '.join(str(r) for r in service.roots.paths)}.")
 
     def image_path(path: str) -> Path:
-        return service.image_at(path)
+        return service.image_at(path)  # under a root, within the limits
 
     @mcp.tool(description="Score one image against a prompt (CLIP score raw and x100 by default). "
                           "Returns {scores, success, error, model, settings_id}.")
@@ -69,7 +71,7 @@ def build_mcp(service: ScoringService) -> Any:
     ) -> dict[str, Any]:
         with _tool_errors():
             specs = service.parse_metrics(metrics)
-            return to_jsonable(await service.score_image(ImageJob(image_path(path), prompt, path), specs))
+            return to_jsonable(await service.score_image(ImageJob(image_path(path), prompt, label(path)), specs))
 
     @mcp.tool(description="Score a 3D asset: a mesh file (rendered with the server's camera rig) or a folder "
                           "of rendered views. Returns the mean over views and every view's score.")
@@ -90,9 +92,7 @@ def build_mcp(service: ScoringService) -> Any:
         reference: Annotated[str | None, Field(description="Reference image under a root")] = None,
     ) -> dict[str, Any]:
         with _tool_errors():
-            target = service.confine(path)
-            ref = service.image_at(reference) if reference else None
-            return to_jsonable(service.diagnose(target, profile, prompt, ref))
+            return to_jsonable(service.diagnose_input(path, None, None, profile, prompt, reference))
 
     @mcp.tool(description="Rank several candidate images for one prompt, best first by the first metric's "
                           "primary column (direction from the metric's declaration).")
@@ -105,9 +105,9 @@ def build_mcp(service: ScoringService) -> Any:
 
         with _tool_errors():
             specs = service.parse_metrics(metrics)
-            jobs = [ImageJob(image_path(p), prompt, p) for p in paths]
+            jobs = [ImageJob(image_path(p), prompt, label(p)) for p in paths]
             results = service.score_images_now(jobs, specs)
-        head = create_metric(specs[0])
+            head = create_metric(specs[0])
         column = head.info.columns[0]
         scored = [r for r in results if r["success"] and r["scores"].get(column) is not None]
         ranked = sorted(scored, key=lambda r: r["scores"][column], reverse=head.info.higher_is_better)
@@ -126,19 +126,16 @@ def streamable_http_app(service: ScoringService, mcp: Any) -> Any:
     """The streamable-HTTP ASGI app, behind the same key/loopback check as the HTTP service."""
     from starlette.responses import JSONResponse
 
-    from gencritic.serve.security import check_client
+    from gencritic.serve.security import check_headers
 
     inner = mcp.streamable_http_app(streamable_http_path="/mcp", max_request_body_size=service.config.max_upload_bytes)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers") or []}
-            key = headers.get("x-api-key")
-            if key is None and headers.get("authorization", "").lower().startswith("bearer "):
-                key = headers["authorization"][7:].strip()
+        if scope["type"] == "http":  # checked from the headers, before any of the body is read
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
             client = scope.get("client")
             try:
-                check_client(client[0] if client else None, key, service.config.api_key)
+                check_headers(client[0] if client else None, headers, service.config.api_key)
             except AccessDenied as exc:
                 await JSONResponse({"detail": str(exc)}, status_code=exc.status)(scope, receive, send)
                 return

@@ -34,9 +34,9 @@ import httpx
 
 from gencritic import __version__
 from gencritic.generate.backends.base import RemoteOutput, RemoteState, StageRequest
-from gencritic.generate.clock import Clock
-from gencritic.generate.keys import ApiKey
-from gencritic.generate.retry import (
+from gencritic.remote.clock import Clock
+from gencritic.remote.keys import ApiKey
+from gencritic.remote.retry import (
     ApiError,
     RetryableError,
     RetryPolicy,

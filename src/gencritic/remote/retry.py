@@ -6,7 +6,7 @@ three retries per call, and a server's ``Retry-After`` wins over our own schedul
 else (400, 401, 403, 404, validation errors) is the caller's mistake or a real refusal: it
 fails at once with the API's own message, because retrying cannot fix it and only burns
 quota. The schedule is a pure function and the waiting goes through an injected
-:class:`~gencritic.generate.clock.Clock`, so tests assert the exact delays without sleeping.
+:class:`~gencritic.remote.clock.Clock`, so tests assert the exact delays without sleeping.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from gencritic.generate.clock import Clock
+from gencritic.remote.clock import Clock
 
 log = logging.getLogger("gencritic.generate")
 
