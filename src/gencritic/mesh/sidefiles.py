@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import ItemError
+from gencritic.io.images import read_file_bytes
 from gencritic.mesh.kit import is_kit, read_kit
 
 log = logging.getLogger("gencritic")
@@ -307,16 +308,7 @@ def asset_sha256(path: Path) -> str:
             h.update(name.encode() + b"\0" + bytes.fromhex(digest))
         return h.hexdigest()
     for i, f in enumerate(asset_files(path)):
-        try:
-            data = f.read_bytes()
-        except FileNotFoundError:
-            raise ItemError(f"mesh file not found: {f}") from None
-        except IsADirectoryError:
-            raise ItemError(f"expected a mesh file but found a folder: {f}") from None
-        except OSError as exc:
-            raise ItemError(f"cannot read {f}: {exc.strerror or exc}") from None
-        if i == 0 and not data:
-            raise ItemError(f"mesh file is empty (0 bytes): {f}")
+        data = read_file_bytes(f, "mesh", allow_empty=i > 0)  # side files may be empty; the mesh may not
         h.update((f.name if i else "").encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()
 

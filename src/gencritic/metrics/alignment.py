@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gencritic.errors import InputError
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
@@ -41,10 +40,7 @@ class _ClipBase(Metric):
     options_schema = ClipModelOptions
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError(f"metric {self.name} needs a model")
-        self.backbone = ctx.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
 
 @register

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 from pydantic import Field
 
+from gencritic.errors import InputError
 from gencritic.schemas import StrictModel, describe_schema, validate_strict
 
 if TYPE_CHECKING:
+    from gencritic.models.clip import ClipBackbone
     from gencritic.views import RunContext, ViewBatch
 
 INPUT_KINDS = ("image", "text", "reference", "frames", "set")
@@ -157,6 +159,14 @@ class Metric(ABC):
     @abstractmethod
     def setup(self, ctx: RunContext) -> None:
         """Load models through ``ctx.pool``. Raise ModelUnavailableError when weights are absent."""
+
+    def clip_backbone(self, ctx: RunContext) -> ClipBackbone:
+        """The run's CLIP backbone for this metric's model (``model=`` option, else the run's
+        ``--model``): the setup of every metric that needs only a CLIP backbone."""
+        model = self.model_id()
+        if model is None:
+            raise InputError(f"metric {self.name} needs a model")
+        return ctx.clip(model)
 
     @abstractmethod
     def compute(self, batch: ViewBatch) -> MetricResult:

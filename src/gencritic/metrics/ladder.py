@@ -160,10 +160,7 @@ class Ladder(Metric):
         return self.rungs if "prompts_file" in self.options else None
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError("metric ladder needs a model")
-        self.backbone = ctx.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         rung_emb = batch.text_embeddings(self.backbone, self.rungs)

@@ -230,10 +230,7 @@ class ClipChunked(Metric):
     )
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError("metric clip_chunked needs a model")
-        self.backbone = ctx.clip(model)
+        self.backbone = self.clip_backbone(ctx)
         self._chunks: dict[str, list[str]] = {}
 
     def chunks_for(self, text: str) -> list[str]:

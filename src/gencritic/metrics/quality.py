@@ -137,10 +137,7 @@ class ClipIQA(Metric):
 
     def setup(self, ctx: RunContext) -> None:
         self.pairs = parse_pairs(self.options.get("pairs"))
-        model = self.model_id()
-        if model is None:
-            raise InputError("clip_iqa needs a CLIP model (--model)")
-        self.backbone = ctx.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         img = batch.image_embeddings(self.backbone)

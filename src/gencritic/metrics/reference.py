@@ -28,7 +28,6 @@ import torch
 from PIL import Image
 from pydantic import BeforeValidator, Field
 
-from gencritic.errors import InputError
 from gencritic.io.images import LoadedImage
 from gencritic.metrics._iqa import ssim as ssim_math
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
@@ -300,10 +299,7 @@ class ClipImageImage(Metric):
     )
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError("clip_i2i needs a model")
-        self.backbone = ctx.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         bb = self.backbone

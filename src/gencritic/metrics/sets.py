@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gencritic.errors import InputError
 from gencritic.metrics.base import ClipModelOptions, MetricInfo, SetMetric
 from gencritic.metrics.registry import register
 from gencritic.models.loader import DEFAULT_CLIP_MODEL
@@ -193,10 +192,7 @@ class ClipDiversity(SetMetric):
     )
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError(f"metric {self.name} needs a model")
-        self.backbone = ctx.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
     def features(self, batch: ViewBatch) -> np.ndarray:
         return np.asarray(batch.image_embeddings(self.backbone).numpy(), dtype=np.float64)

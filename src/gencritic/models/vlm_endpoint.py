@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import os
 import random
@@ -35,15 +34,13 @@ from PIL import Image
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.models.vlm_base import DEFAULT_MAX_SIDE, SEED, VLMRequestError, prepare_image
 from gencritic.remote.clock import Clock, SystemClock
+from gencritic.remote.exchange import exchange
 from gencritic.remote.keys import ApiKey, redact
 from gencritic.remote.retry import (
     ApiError,
     RetriesExhausted,
-    RetryableError,
     RetryPolicy,
     call_with_retry,
-    is_retryable_status,
-    parse_retry_after,
 )
 from gencritic.version import __version__
 
@@ -58,22 +55,6 @@ def png_data_uri(image: Image.Image) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _server_message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except (json.JSONDecodeError, ValueError):
-        data = None
-    text = ""
-    if isinstance(data, dict):
-        err = data.get("error", data.get("message", data.get("detail")))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        text = err if isinstance(err, str) else json.dumps(err) if err else ""
-    if not text:
-        text = response.text.strip()[:300] or response.reason_phrase
-    return f"HTTP {response.status_code}: {' '.join(text.split())[:500]}"
 
 
 class EndpointVLM:
@@ -115,27 +96,13 @@ class EndpointVLM:
     # -- one exchange, classified -----------------------------------------------------------
     def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         self.requests += 1
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"{method} {path}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise RetryableError(self._redact(f"{method} {path}: connection error: {exc or type(exc).__name__}")) \
-                from None
-        if response.is_success:
-            try:
-                return response.json()
-            except (json.JSONDecodeError, ValueError):
-                raise ApiError(f"{method} {path}: the server answered {response.status_code} with non-JSON "
-                               f"content") from None
-        message = self._redact(_server_message(response))
-        if is_retryable_status(response.status_code):
-            raise RetryableError(message, parse_retry_after(response.headers.get("Retry-After"), self.clock.now()),
-                                 response.status_code)
-        if response.status_code in (401, 403):
-            raise ModelUnavailableError(f"the VLM endpoint {self.base_url} refused the request ({message}); set "
-                                        f"{self.key_env} to a key it accepts")
-        raise ApiError(message, response.status_code)
+
+        def refused(message: str, _status: int) -> Exception:
+            return ModelUnavailableError(f"the VLM endpoint {self.base_url} refused the request ({message}); set "
+                                         f"{self.key_env} to a key it accepts")
+
+        return exchange(self._http, method, path, clock=self.clock, redact=self._redact, refused=refused,
+                        server="the server", message_keys=("error", "message", "detail"), **kwargs)
 
     def _call(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -11,12 +11,13 @@ quota. The schedule is a pure function and the waiting goes through an injected
 
 from __future__ import annotations
 
+import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gencritic.remote.clock import Clock
 
@@ -25,6 +26,28 @@ log = logging.getLogger("gencritic.generate")
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+def response_message(response: Any, keys: Sequence[str] = ("message", "error", "detail", "errors")) -> str:
+    """``HTTP <status>: <text>`` of a refused request, the text being the API's own: the first of
+    ``keys`` its JSON body has (an ``{"error": {"message": ...}}`` object gives its message), else
+    the start of the body, else the reason phrase; on one line, at most 500 characters."""
+    try:
+        data = response.json()
+    except ValueError:  # json.JSONDecodeError is a ValueError
+        data = None
+    text = ""
+    if isinstance(data, dict):
+        for key in keys:
+            value = data.get(key)
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                value = value["message"]
+            if value:
+                text = value if isinstance(value, str) else json.dumps(value)
+                break
+    if not text:
+        text = response.text.strip()[:300] or response.reason_phrase
+    return f"HTTP {response.status_code}: {' '.join(text.split())[:500]}"
 
 
 class ApiError(Exception):
