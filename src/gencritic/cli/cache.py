@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from gencritic.jsonio import dumps_strict
+from gencritic.cli.options import CacheDir
 
 if TYPE_CHECKING:
     from gencritic.cache_maintenance import CacheReport
@@ -26,7 +26,8 @@ cache_app = typer.Typer(
     no_args_is_help=True,
 )
 
-CACHE_DIR_HELP = "Cache folder (default $GENCRITIC_CACHE_DIR or ~/.cache/gencritic), as given to `score --cache-dir`."
+AsJson = Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Only list the counts that would go.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +43,7 @@ def _root(cache_dir: Optional[Path]) -> Path:  # noqa: UP045
 
 def _print(report: CacheReport, as_json: bool, verb: str) -> None:
     from gencritic.cache_maintenance import human_bytes
+    from gencritic.jsonio import dumps_strict
 
     if as_json:
         typer.echo(dumps_strict(report.as_dict(), indent=2))
@@ -58,8 +60,8 @@ def _print(report: CacheReport, as_json: bool, verb: str) -> None:
 
 @cache_app.command("info")
 def info_command(
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),  # noqa: UP045
-    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+    cache_dir: CacheDir = None,
+    as_json: AsJson = False,
 ) -> None:
     """Show where the caches are and how much they hold (changes nothing)."""
     from gencritic.cache_maintenance import inspect_cache
@@ -74,9 +76,9 @@ def info_command(
 def prune_command(
     unused_days: Optional[float] = typer.Option(  # noqa: UP045
         None, "--unused-days", help="Also remove renders not read or written for this many days."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the counts that would go."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),  # noqa: UP045
-    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+    dry_run: DryRun = False,
+    cache_dir: CacheDir = None,
+    as_json: AsJson = False,
 ) -> None:
     """Remove what is never read again (old-format PNG render folders, temporary files of dead processes) and, with --unused-days, renders not used lately."""
     from gencritic.cache_maintenance import prune_cache
@@ -89,9 +91,9 @@ def clear_command(
     renders: bool = typer.Option(False, "--renders", help="Empty the render cache."),
     embeddings: bool = typer.Option(False, "--embeddings", help="Empty the embedding cache."),
     conversions: bool = typer.Option(False, "--conversions", help="Remove .blend files' GLB conversions."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the counts that would go."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=CACHE_DIR_HELP),  # noqa: UP045
-    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+    dry_run: DryRun = False,
+    cache_dir: CacheDir = None,
+    as_json: AsJson = False,
 ) -> None:
     """Empty the render cache, the embedding cache or the .blend conversions (the next run recomputes them)."""
     from gencritic.cache_maintenance import clear_cache

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from gencritic.cli.options import Device, Model, OptionalModel, Profile, Vlm
 from gencritic.errors import InputError
-from gencritic.jsonio import dumps_strict
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _emit(data: dict, out: Optional[Path]) -> None:  # noqa: UP045
+    from gencritic.jsonio import dumps_strict
+
     text = dumps_strict(data, indent=2, ensure_ascii=False)
     if out is None:
         typer.echo(text)
@@ -37,23 +39,21 @@ def _emit(data: dict, out: Optional[Path]) -> None:  # noqa: UP045
 
 def diagnose_command(
     input: Path = typer.Argument(..., help="An image, or a frame sequence: folder of frames, GIF, MP4/WebM."),
-    profile: str = typer.Option("explosion", "--profile", "-P",
-                                help="Shipped profile name (see `gencritic profiles`) or a path to your own .yaml."),
+    profile: Profile = "explosion",
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Text the image should match (CLIP score; needs --model)."),  # noqa: UP045
     reference: Optional[Path] = typer.Option(None, "--reference", "-r",  # noqa: UP045
                                              help="Reference image: every diagnostic also reports its value on it."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON here instead of printing it."),  # noqa: UP045
-    model: Optional[str] = typer.Option(None, "--model", "-m",  # noqa: UP045
-                                        help="CLIP model (HF id, local folder, checkpoint) for probes and CLIP scores. "
-                                             "Without it only model-free diagnostics run."),
+    model: OptionalModel = None,
     archive: Optional[Path] = typer.Option(None, "--archive", help="Loop mode: SQLite archive; adds a 'loop' block "  # noqa: UP045
                                                                    "with the improvement since the last iteration."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps (only with --model)."),
-    vlm: Optional[str] = typer.Option(None, "--vlm", help="Add a 'vlm' block: a vision-language model's critique "  # noqa: UP045
-                                                          "beside the rules (HF id, folder, or endpoint URL[#model]; "
-                                                          "see `gencritic critique`)."),
+    device: Device = "auto",
+    vlm: Vlm = None,
 ) -> None:
     """Diagnose an image or animation against a profile and print an action plan as JSON.
+
+    Without --model only model-free diagnostics run; with it, CLIP probes and (with --prompt) a CLIP score.
+    With --vlm, a 'vlm' block adds a vision-language model's critique beside the rules (see `gencritic critique`).
 
     JSON: passed, overall (0-10), scores, diagnostics, suggested_parameters, issues.
 
@@ -100,6 +100,7 @@ def profiles_command(
       gencritic profiles --show explosion > my_explosion.yaml
     """
     from gencritic.diagnose.profiles import list_profiles, resolve_profile_path
+    from gencritic.jsonio import dumps_strict
 
     if show is not None:
         typer.echo(resolve_profile_path(show).read_text(encoding="utf-8"), nl=False)
@@ -116,8 +117,7 @@ def profiles_command(
 def temporal_command(
     input: Path = typer.Argument(..., help="Folder of frames, GIF/WebP, or MP4/WebM video."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: temporal.json, curves.csv, curves.png."),
-    profile: str = typer.Option("explosion", "--profile", "-P", help="Profile whose segmentation defines the "
-                                                                      "foreground (size curve) and background colour."),
+    profile: Profile = "explosion",
     no_flow: bool = typer.Option(False, "--no-flow", help="Skip optical-flow warping error (faster)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Read at most this many frames."),  # noqa: UP045
     lpips: Optional[str] = typer.Option(None, "--lpips", help="Also LPIPS between consecutive frames with this net "  # noqa: UP045
@@ -125,6 +125,8 @@ def temporal_command(
     lpips_weights: Optional[str] = typer.Option(None, "--lpips-weights", help="Backbone weights file for --lpips."),  # noqa: UP045
 ) -> None:
     """Temporal quality of a frame sequence: flicker, consecutive SSIM, warping error, peak/decay.
+
+    The profile's segmentation defines the foreground (the size curve) and the background colour.
 
     Examples:
 
@@ -135,6 +137,7 @@ def temporal_command(
       gencritic temporal fx.gif --out out/fx --lpips alex
     """
     from gencritic.diagnose.temporal_report import temporal_report
+    from gencritic.jsonio import dumps_strict
 
     summary = temporal_report(input, out, profile=profile, flow=not no_flow, max_frames=max_frames, lpips=lpips,
                               lpips_weights=lpips_weights)
@@ -167,7 +170,7 @@ def _read_choices(path: Path) -> tuple[list[tuple[str, str]] | None, dict[str, f
 def calibrate_command(
     pairs: Path = typer.Argument(..., help="CSV of human judgements, image paths relative to the CSV: columns "
                                            "winner,loser (pairwise choices) or image,rating (mean opinion scores)."),
-    profile: str = typer.Option("explosion", "--profile", "-P", help="Profile to calibrate (name or .yaml)."),
+    profile: Profile = "explosion",
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the calibrated profile YAML here."),  # noqa: UP045
     labels: Optional[Path] = typer.Option(None, "--labels", help="CSV image,acceptable (1/0) to fit the pass threshold."),  # noqa: UP045
     l2: float = typer.Option(1.0, "--l2", help="L2 regularisation of the Bradley-Terry fit."),
@@ -188,6 +191,7 @@ def calibrate_command(
       gencritic calibrate mos.csv --profile product-shot --margin 0.5 --labels accept.csv
     """
     from gencritic.diagnose.calibrate import calibrate_from_ratings, calibrate_profile
+    from gencritic.jsonio import dumps_strict
 
     pair_list, ratings = _read_choices(pairs)
     acceptable = None
@@ -213,15 +217,15 @@ def calibrate_command(
 
 
 def sets_command(
-    images: Path = typer.Argument(..., help="Folder of images (one loop's results, or one generator's)."),
-    model: str = typer.Option(..., "--model", "-m", help="CLIP model for the embeddings (HF id, local folder, checkpoint)."),
+    images: Annotated[Path, typer.Argument(help="Folder of images (one loop's results, or one generator's).")],
+    model: Model,  # required here: set metrics compare embeddings, so there is no model-free mode
     reference: Optional[Path] = typer.Option(None, "--reference-set", "-r",  # noqa: UP045
                                              help="Folder of reference/earlier images: adds FID, KID and novelty."),
     clusters: Optional[int] = typer.Option(None, "--clusters", "-k", help="Group the images into this many approach types."),  # noqa: UP045
     neighbours: int = typer.Option(3, "--neighbours", help="k of the k-nearest-neighbour novelty."),
     seed: int = typer.Option(0, "--seed", help="Seed for k-means and KID subsets."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON here instead of printing it."),  # noqa: UP045
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
+    device: Device = "auto",
 ) -> None:
     """Set metrics for exploration: diversity, approach clusters, FID/KID and novelty vs a reference set.
 

@@ -9,10 +9,24 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from gencritic.cli.options import (
+    DEFAULT_CLIP_MODEL,
+    AllowUntextured,
+    Device,
+    Model,
+    NoCache,
+    Quiet,
+    Resolution,
+    Rig,
+    cache_root,
+    render_options,
+    render_settings_from_cli,
+    split_list,
+)
 from gencritic.errors import InputError
 
 if TYPE_CHECKING:
@@ -34,9 +48,22 @@ gen_app = typer.Typer(
     no_args_is_help=True,
 )
 
-WORKDIR_HELP = "Folder that holds the job database, image copies and results (default ./gencritic-jobs)."
-API_HELP = ("CSM API base URL (env CSM_API_URL; default: the URL the workdir's jobs were submitted to, else "
-            "https://api.csm.ai). Point it at a proxy or gateway.")
+# The options several generate commands share (cli/options.py holds those of every area).
+Workdir = Annotated[Path, typer.Option(
+    "--workdir", "-w", help="Folder that holds the job database, image copies and results (default ./gencritic-jobs).")]
+ApiUrl = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--api-url", help="CSM API base URL (env CSM_API_URL; default: the URL the workdir's jobs were submitted to, else "
+                      "https://api.csm.ai). Point it at a proxy or gateway.")]
+Configs = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+    "--config", "-c", help="Only these configurations (repeatable).")]
+Wait = Annotated[bool, typer.Option(
+    "--wait", help="Keep polling until every job is finished (jobs take 30-60 min); stops early when only you can "
+                   "move a job on (unconfirmed jobs).")]
+PollInterval = Annotated[float, typer.Option("--poll-interval", help="Seconds between polls with --wait.")]
+MeshFormats = Annotated[str, typer.Option(
+    "--format", help="Mesh format(s) to download, in order of preference: glb, obj, fbx, usdz.")]
+RequestTimeout = Annotated[float, typer.Option(
+    "--timeout", help="Seconds before one HTTP request is abandoned (retried).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -123,14 +150,13 @@ def run_command(
                                             "image's prompt, used by text metrics in `eval`."),
     matrix: Optional[Path] = typer.Option(None, "--matrix", "-m", help="YAML/TOML file of configurations (default: "  # noqa: UP045
                                                                        "CSM.ai's six; see docs/generation.md)."),
-    config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Only these configurations (repeatable)."),  # noqa: UP045
-    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
-    api_url: Optional[str] = typer.Option(None, "--api-url", help=API_HELP),  # noqa: UP045
-    wait: bool = typer.Option(False, "--wait", help="Keep polling until every job is finished (jobs take 30-60 min)."),
-    poll_interval: float = typer.Option(30.0, "--poll-interval", help="Seconds between polls with --wait."),
-    formats: str = typer.Option("glb", "--format", help="Mesh format(s) to download, in order of preference: "
-                                                        "glb, obj, fbx, usdz."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds before one HTTP request is abandoned (retried)."),
+    config: Configs = None,
+    workdir: Workdir = Path("gencritic-jobs"),
+    api_url: ApiUrl = None,
+    wait: Wait = False,
+    poll_interval: PollInterval = 30.0,
+    formats: MeshFormats = "glb",
+    timeout: RequestTimeout = 60.0,
 ) -> None:
     """Submit every image to every configuration of the matrix (safe to re-run: nothing is sent twice).
 
@@ -162,12 +188,12 @@ def run_command(
 
 @gen_app.command("progress")
 def progress_command(
-    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
-    api_url: Optional[str] = typer.Option(None, "--api-url", help=API_HELP),  # noqa: UP045
-    wait: bool = typer.Option(False, "--wait", help="Keep polling until every job is finished."),
-    poll_interval: float = typer.Option(30.0, "--poll-interval", help="Seconds between polls with --wait."),
-    formats: str = typer.Option("glb", "--format", help="Mesh format(s) to download, in order of preference."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds before one HTTP request is abandoned (retried)."),
+    workdir: Workdir = Path("gencritic-jobs"),
+    api_url: ApiUrl = None,
+    wait: Wait = False,
+    poll_interval: PollInterval = 30.0,
+    formats: MeshFormats = "glb",
+    timeout: RequestTimeout = 60.0,
 ) -> None:
     """Poll unfinished jobs, download finished meshes (checksummed), and show the image × config table.
 
@@ -188,9 +214,9 @@ def progress_command(
 
 @gen_app.command("clean")
 def clean_command(
-    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
+    workdir: Workdir = Path("gencritic-jobs"),
     image: Optional[list[str]] = typer.Option(None, "--image", help="Image file name, stem or sha256 prefix (repeatable)."),  # noqa: UP045
-    config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Configuration name (repeatable)."),  # noqa: UP045
+    config: Configs = None,
     status: Optional[list[str]] = typer.Option(None, "--status", help="Only jobs in this status, e.g. failed (repeatable)."),  # noqa: UP045
     everything: bool = typer.Option(False, "--all", help="Every job in the workdir."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
@@ -233,7 +259,7 @@ def clean_command(
 @gen_app.command("resolve")
 def resolve_command(
     job: Optional[list[str]] = typer.Argument(None, help="Job id(s) as `generate progress` prints them."),  # noqa: UP045
-    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
+    workdir: Workdir = Path("gencritic-jobs"),
     resubmit: bool = typer.Option(False, "--resubmit", help="The session is not on the API: send the job again "
                                                            "(next run/progress)."),
     forget: bool = typer.Option(False, "--forget", help="Stop tracking the job (marked failed); nothing is sent."),
@@ -276,22 +302,20 @@ def resolve_command(
 
 @gen_app.command("eval")
 def eval_command(
-    workdir: Path = typer.Option(Path("gencritic-jobs"), "--workdir", "-w", help=WORKDIR_HELP),
+    workdir: Workdir = Path("gencritic-jobs"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default WORKDIR/eval)."),  # noqa: UP045
-    model: Optional[str] = typer.Option(None, "--model", help="CLIP model: HF id, local folder, or open_clip NAME/TAG."),  # noqa: UP045
+    model: Model = DEFAULT_CLIP_MODEL,
     text_metrics: str = typer.Option("clip", "--text-metrics", help="Metrics for images that have a prompt "
                                                                     "(sidecar .txt); empty to skip."),
-    config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Only these configurations (repeatable)."),  # noqa: UP045
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for the rendered views."),
-    resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    config: Configs = None,
+    device: Device = "auto",
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 512,
+    no_cache: NoCache = False,
     per_part: bool = typer.Option(False, "--per-part", help="Also score each part of a kit on its own "
                                                             "(part_scores.csv); kits are always scored whole."),
-    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material "
-                                          "library are missing: score them drawn in plain colours (named in the "
-                                          "warnings column) instead of failing them."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    allow_untextured: AllowUntextured = False,
+    quiet: Quiet = False,
 ) -> None:
     """Render every finished mesh, score it against its source image, and write a leaderboard per configuration.
 
@@ -307,10 +331,9 @@ def eval_command(
     """
     from rich.console import Console
 
-    from gencritic.cache import default_cache_dir
     from gencritic.generate.evaluate import evaluate, to_markdown
-    from gencritic.models.loader import DEFAULT_CLIP_MODEL
 
+    render = render_settings_from_cli(rig=rig, resolution=resolution, allow_untextured=allow_untextured)
     runner = _runner(workdir, None, "glb", 60.0, 30.0, must_exist=True)
     with runner:
         rows = runner.select(configs=config or [])
@@ -319,11 +342,9 @@ def eval_command(
     if unknown:
         raise InputError(f"no jobs for configuration(s) {', '.join(unknown)} in {workdir}; "
                          f"known: {', '.join(sorted(known)) or 'none'}")
-    metrics = [m.strip() for m in text_metrics.split(",") if m.strip()]
-    result = evaluate(rows, out or workdir / "eval", model or DEFAULT_CLIP_MODEL, metrics, device=device,
-                      render={"rig": rig, "resolution": resolution,
-                              **({"allow_untextured": True} if allow_untextured else {})},
-                      cache_dir=None if no_cache else default_cache_dir(), progress=not quiet, per_part=per_part)
+    result = evaluate(rows, out or workdir / "eval", model, split_list(text_metrics), device=device,
+                      render=render_options(render), cache_dir=cache_root(None, no_cache), progress=not quiet,
+                      per_part=per_part)
     Console().print(to_markdown(result.leaderboard, result.leaderboard_columns, "leaderboard"), markup=False)
     typer.echo(f"-> {result.out_dir / 'leaderboard.csv'}, {result.out_dir / 'leaderboard.md'}, "
                f"{result.out_dir / 'scores.csv'}" + (f", {result.out_dir / 'part_scores.csv'}" if per_part else ""),

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from gencritic.cli.options import Normalize, Overwrite, Quiet, Up
+
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
@@ -30,14 +32,13 @@ def compare3d_command(
     align: str = typer.Option("none", "--align", help="none (trust both frames) or search (best of the 24 "
                                                       "axis-aligned rotations, then ICP with scale)."),
     iou_resolution: int = typer.Option(128, "--iou-resolution", help="Volume IoU grid cells on the longest side."),
-    normalize: str = typer.Option("trellis", "--normalize", help="Frame, as for rendering: trellis (bbox centre at "
-                                                                 "origin, longest side 1), sphere, none."),
-    up: str = typer.Option("y", "--up", help="Up axis of both sets: y (glTF, most OBJ) or z (Blender/CAD exports)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results in --out instead of resuming."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line."),
+    normalize: Normalize = "trellis",
+    up: Up = "y",
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
 ) -> None:
     """Compare generated 3D assets with references: Chamfer (L1 and squared-L2 forms), F-score, normal
-    consistency, volume IoU, in the renderer's normalised frame.
+    consistency, volume IoU, in the renderer's normalised frame (--normalize and --up apply to both sets).
 
     Examples:
 
@@ -83,8 +84,8 @@ def compare3d_command(
 def meshcheck_command(
     source: Path = typer.Argument(..., help="A mesh file, a folder of meshes (recursive) or a manifest naming them."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: results.csv (one row per asset), summary.json."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results in --out instead of resuming."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line."),
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
 ) -> None:
     """Mesh health, weight-free: watertight, non-manifold and boundary edges, degenerate and duplicate
     faces, components, self-intersections, counts, textures, PBR channels, UV coverage and overlap.

@@ -10,11 +10,7 @@ from typing import Optional
 
 import typer
 
-from gencritic.jsonio import dumps_strict
-
-VLM_HELP = ("Vision-language model: a Hugging Face id or save_pretrained folder of an image-text-to-text model, or "
-            "an OpenAI-compatible endpoint URL[#model] (key in $GENCRITIC_VLM_API_KEY). Default: "
-            "$GENCRITIC_VLM_MODEL, then Qwen/Qwen2-VL-2B-Instruct.")
+from gencritic.cli.options import CacheDir, Device, Dtype, NoCache, Profile, Quiet, Vlm, cache_root
 
 
 def register(app: typer.Typer) -> None:
@@ -29,26 +25,21 @@ def _vlm_spec(vlm: Optional[str]) -> str:  # noqa: UP045
     return vlm or default_vlm_spec()
 
 
-def _cache(cache_dir: Optional[Path], no_cache: bool) -> Path | None:  # noqa: UP045
-    from gencritic.cache import default_cache_dir
-
-    return None if no_cache else (cache_dir or default_cache_dir())
-
-
 def critique_command(
     input: Path = typer.Argument(..., help="An image, or a frame sequence (folder of frames, GIF, MP4/WebM)."),
-    profile: str = typer.Option("explosion", "--profile", "-P", help="Shipped profile name or a path to your .yaml."),
-    vlm: Optional[str] = typer.Option(None, "--vlm", help=VLM_HELP),  # noqa: UP045
+    profile: Profile = "explosion",
+    vlm: Vlm = None,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON here instead of printing it."),  # noqa: UP045
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=16, help="Longest answer the VLM may give."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps (local VLMs)."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Answer cache folder (default ~/.cache/gencritic or $GENCRITIC_CACHE_DIR)."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached VLM answers."),
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
 ) -> None:
     """Ask a VLM what is wrong with a render and which profile parameters to change, as validated JSON.
 
-    The profile's rules run too (model-free): their suggestions are reported beside the VLM's, and
+    The VLM is --vlm, else $GENCRITIC_VLM_MODEL, else Qwen/Qwen2-VL-2B-Instruct. The profile's
+    rules run too (model-free): their suggestions are reported beside the VLM's, and
     `disagreements` lists parameters the two would move in opposite directions. An answer that is
     not valid JSON for the schema is asked again once, then reported as a failed critique.
 
@@ -59,11 +50,12 @@ def critique_command(
       gencritic critique frames/ --profile campfire --vlm http://127.0.0.1:8000/v1 --out critique.json
     """
     from gencritic.diagnose.api import critique
+    from gencritic.jsonio import dumps_strict
     from gencritic.judges.critique import make_client
     from gencritic.models import ModelPool
 
     pool = ModelPool(device=device, dtype=dtype)
-    client = make_client(_vlm_spec(vlm), pool, _cache(cache_dir, no_cache))
+    client = make_client(_vlm_spec(vlm), pool, cache_root(cache_dir, no_cache))
     result = critique(input, profile=profile, vlm=client, pool=pool, max_new_tokens=max_new_tokens)
     text = dumps_strict(result, indent=2, ensure_ascii=False)
     if out is None:
@@ -79,7 +71,7 @@ def judge3d_command(
     folders: list[Path] = typer.Argument(..., help="Two or more generator folders; outputs named by prompt id "
                                                    "(mesh files, folders of views, or images)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: leaderboard.csv/.json/.html, matches.csv."),
-    vlm: Optional[str] = typer.Option(None, "--vlm", help=VLM_HELP),  # noqa: UP045
+    vlm: Vlm = None,
     criteria: str = typer.Option("alignment,geometry,texture", "--criteria",
                                  help="Comma-separated: alignment, plausibility, coherence, geometry, texture."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="CSV with id,prompt (else <id>.txt sidecars)."),  # noqa: UP045
@@ -89,15 +81,16 @@ def judge3d_command(
     max_side: int = typer.Option(1024, "--max-side", help="Longest side of the pair picture sent to the VLM."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples of prompts for the Elo intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps (local VLMs)."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Answer (and render) cache folder."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached VLM answers."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    quiet: Quiet = False,
 ) -> None:
     """Rank 3D generators by pairwise VLM comparisons of their rendered views (GPTEval3D's protocol).
 
-    Every pair of generators is compared on every shared prompt and criterion, in both orders;
+    The judge is --vlm, else $GENCRITIC_VLM_MODEL, else Qwen/Qwen2-VL-2B-Instruct. Every pair of
+    generators is compared on every shared prompt and criterion, in both orders;
     ratings are Bradley–Terry strengths on the Elo scale with 95% intervals from resampling prompts.
     An interrupted run resumes from the answer cache.
 
@@ -107,12 +100,13 @@ def judge3d_command(
 
       gencritic judge3d a_views/ b_views/ --prompts prompts.csv --criteria alignment,plausibility --out board/
     """
+    from gencritic.jsonio import dumps_strict
     from gencritic.judges.critique import make_client
     from gencritic.judges.judge3d import JudgeOptions, judge_generators, plan_judging
     from gencritic.judges.leaderboard import write_leaderboard
     from gencritic.models import ModelPool
 
-    folder = _cache(cache_dir, no_cache)
+    folder = cache_root(cache_dir, no_cache)
     # renders are cached beside the answers, as `score` caches them beside the embeddings
     render_options: dict[str, object] = {"cache": False} if folder is None else {"cache_dir": str(folder / "renders")}
     opts = JudgeOptions(criteria=[c.strip() for c in criteria.split(",") if c.strip()], views=views, tile=tile,

@@ -9,7 +9,35 @@ from typing import Optional
 
 import typer
 
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.cli.options import (
+    DEFAULT_CLIP_MODEL,
+    AllowUntextured,
+    Background,
+    BatchSize,
+    CacheDir,
+    Device,
+    Dtype,
+    Fov,
+    Lighting,
+    Margin,
+    Model,
+    NoCache,
+    Normalize,
+    Overwrite,
+    Pitch,
+    Quiet,
+    Radius,
+    Renderer,
+    Resolution,
+    Rig,
+    RigSeed,
+    Samples,
+    Spp,
+    Up,
+    Workers,
+    cache_root,
+    render_settings_from_cli,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,45 +47,28 @@ def register(app: typer.Typer) -> None:
     app.command("convert")(convert_command)
 
 
-def _render_options(rig: str, resolution: int, background: str, normalize: str, up: str, lighting: str,
-                    samples: int, radius: float, fov: float, pitch: float, seed: int, no_cache: bool,
-                    cache_dir: Optional[Path], renderer: str = "gl", spp: int = 16,  # noqa: UP045
-                    allow_untextured: bool = False) -> dict[str, object]:
-    opts: dict[str, object] = {"rig": rig, "resolution": resolution, "normalize": normalize, "up": up,
-                               "lighting": lighting, "samples": samples, "radius": radius, "fov": fov,
-                               "pitch": pitch, "seed": seed, "cache": not no_cache, "renderer": renderer,
-                               "spp": spp, "allow_untextured": allow_untextured}
-    if background.strip().lower() != "transparent":
-        opts["background"] = background
-    if cache_dir is not None:
-        opts["cache_dir"] = cache_dir / "renders"
-    return opts
-
-
 def render_command(
     source: Path = typer.Argument(..., help="A mesh (.glb .gltf .obj .ply .stl .off, .blend through Blender, point cloud .npz) or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<asset-name>/000.png ... and cameras.json."),
-    rig: str = typer.Option("toys4k8", "--rig", help="toys4k8 (8 views, yaw 0..315 step 45, pitch 30°, radius 2, FoV 40°), "
-                                                     "orbitN, six, randomN (seeded by --seed)."),
-    resolution: int = typer.Option(512, "--resolution", "-r", help="View size in pixels (square)."),
-    background: str = typer.Option("white", "--background", help="white, black, grey, #rrggbb, r,g,b, or transparent (RGBA PNGs)."),
-    normalize: str = typer.Option("trellis", "--normalize", help="trellis (bbox centre at origin, longest side 1), "
-                                                                 "sphere (fits a sphere of radius 0.5), none (own scale)."),
-    up: str = typer.Option("y", "--up", help="The asset's up axis: y (glTF, most OBJ) or z (Blender/CAD exports)."),
-    lighting: str = typer.Option("default", "--lighting", help="default (soft ambient + 2 directional) or flat (unlit colours)."),
-    samples: int = typer.Option(0, "--samples", help="MSAA samples (0, 2, 4, 8): smoother edges, ~6x slower on CPU."),
-    renderer: str = typer.Option("gl", "--renderer", help="gl (rasteriser, default, fast) or cycles (Blender's path tracer: "
-                                                          "shadows, seconds per view; needs GENCRITIC_BLENDER, see docs/rendering.md)."),
-    spp: int = typer.Option(16, "--spp", help="Cycles samples per pixel (with --renderer cycles)."),
-    radius: float = typer.Option(2.0, "--radius", help="Camera distance from the origin."),
-    fov: float = typer.Option(40.0, "--fov", help="Vertical field of view in degrees."),
-    pitch: float = typer.Option(30.0, "--pitch", help="Elevation of orbitN views in degrees."),
-    seed: int = typer.Option(0, "--seed", help="Seed of randomN rigs."),
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 512,
+    background: Background = "white",
+    normalize: Normalize = "trellis",
+    up: Up = "y",
+    margin: Margin = None,
+    lighting: Lighting = "default",
+    samples: Samples = 0,
+    renderer: Renderer = "gl",
+    spp: Spp = None,
+    radius: Radius = 2.0,
+    fov: Fov = 40.0,
+    pitch: Pitch = 30.0,
+    seed: RigSeed = 0,
     workers: int = typer.Option(2, "--workers", help="Assets loaded and composited at once (GL work runs on $GENCRITIC_RENDER_THREADS threads, default 2)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root (renders go in CACHE_DIR/renders)."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the render cache."),
-    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours and name it in the cameras.json warnings, instead of failing them."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary line."),
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    allow_untextured: AllowUntextured = False,
+    quiet: Quiet = False,
 ) -> None:
     """Render 3D assets headless (CPU or GPU) into views + camera parameters.
 
@@ -76,8 +87,10 @@ def render_command(
     """
     from gencritic.render.api import render_to_folder
 
-    opts = _render_options(rig, resolution, background, normalize, up, lighting, samples, radius, fov, pitch, seed,
-                           no_cache, cache_dir, renderer, spp, allow_untextured)
+    settings = render_settings_from_cli(
+        rig=rig, resolution=resolution, renderer=renderer, spp=spp, allow_untextured=allow_untextured,
+        background=background, normalize=normalize, up=up, lighting=lighting, samples=samples, radius=radius,
+        fov=fov, pitch=pitch, seed=seed, margin=margin, cache=not no_cache, cache_dir=cache_dir)
     transparent = background.strip().lower() == "transparent"
 
     def show(report: object) -> None:
@@ -89,7 +102,7 @@ def render_command(
         for warning in r.warnings:  # type: ignore[attr-defined]
             typer.echo(f"  warning: {warning}", err=True)
 
-    reports = render_to_folder(source, out, opts, transparent=transparent, workers=workers, on_done=show)
+    reports = render_to_folder(source, out, settings, transparent=transparent, workers=workers, on_done=show)
     failed = [r for r in reports if r.error]
     renderers = sorted({r.renderer for r in reports if r.renderer})  # from the cache: the one that drew them
     typer.echo(f"rendered {len(reports) - len(failed)}/{len(reports)} assets -> {out}"
@@ -105,18 +118,18 @@ def toys4k_command(
     caption: str = typer.Option("longest", "--caption", help="Caption rule: longest (default, most detailed), first, "
                                                              "or mean (mean score over all captions)."),
     max_assets: Optional[int] = typer.Option(None, "--max-assets", "-n", help="Only the first N rows (quick runs)."),  # noqa: UP045
-    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="CLIP model: HF id, local folder, checkpoint."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, fp32, fp16, bf16, int8."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Views per model batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Threads that load/render/preprocess items (default: beside a GPU one per mesh-loader process, at least 2; on a CPU whose cores torch uses, one per core in bursts between encoder calls; 0 = inline)."),  # noqa: UP045
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig (the protocol's is toys4k8)."),
-    resolution: int = typer.Option(512, "--resolution", help="View size (the protocol's is 512)."),
-    up: str = typer.Option("y", "--up", help="Asset up axis: y or z."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding/render cache root."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="No embedding or render cache."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results in --out instead of resuming."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    model: Model = DEFAULT_CLIP_MODEL,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    batch_size: BatchSize = 32,
+    workers: Workers = None,
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 512,
+    up: Up = "y",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
     no_verify_sha256: bool = typer.Option(False, "--no-verify-sha256", help="Score a .blend even when its sha256 "
                                           "differs from the metadata's (by default that row fails, as TRELLIS skips it)."),
 ) -> None:
@@ -132,13 +145,13 @@ def toys4k_command(
 
       gencritic toys4k metadata.csv --root assets/ --out t4k/ --caption first --model ./clip-vit-b32
     """
-    from gencritic.cache import default_cache_dir
     from gencritic.datasets.toys4k import Toys4kOptions, run_toys4k
 
+    render = render_settings_from_cli(rig=rig, resolution=resolution, up=up)  # the protocol's defaults, checked
     result = run_toys4k(metadata, root, out, Toys4kOptions(
         caption=caption, max_assets=max_assets, model=model, device=device, dtype=dtype, batch_size=batch_size,
-        workers=workers, rig=rig, resolution=resolution, up=up,
-        cache_dir=None if no_cache else (cache_dir or default_cache_dir()), overwrite=overwrite, progress=not quiet,
+        workers=workers, rig=render.rig, resolution=render.resolution, up=render.up,
+        cache_dir=cache_root(cache_dir, no_cache), overwrite=overwrite, progress=not quiet,
         verify_sha256=not no_verify_sha256))
     s = result.summary
     mean = "n/a" if s["mean_clip_score"] is None else f"{s['mean_clip_score']:.4f} (x100: {s['mean_clip_score_scaled']:.2f})"
@@ -156,7 +169,7 @@ def toys4k_command(
 def convert_command(
     source: Path = typer.Argument(..., help="A .blend file, or a folder searched recursively for them."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<same relative path>.glb."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print failures only."),
+    quiet: Quiet = False,
 ) -> None:
     """Convert .blend files to GLB with Blender, exactly as scoring reads them.
 

@@ -7,8 +7,30 @@ from typing import Optional
 
 import typer
 
-from gencritic.jsonio import dumps_strict
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.cli.options import (
+    DEFAULT_CLIP_MODEL,
+    AllowUntextured,
+    Background,
+    BatchSize,
+    CacheDir,
+    Device,
+    Dtype,
+    Lighting,
+    Metrics,
+    Model,
+    NoCache,
+    Overwrite,
+    Quiet,
+    Renderer,
+    Resolution,
+    ResultFormats,
+    Rig,
+    Spp,
+    Workers,
+    cache_root,
+    render_settings_from_cli,
+    split_list,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,27 +44,25 @@ def score_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: results.csv, views.csv, summary.json. "
                                                       "Re-running into the same folder resumes."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Prompt for every item (overrides manifest/sidecar prompts)."),  # noqa: UP045
-    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m",
-                              help="CLIP model: HF id, local folder, checkpoint file, or open_clip NAME/TAG."),
-    metrics: str = typer.Option("clip", "--metrics", help="Comma-separated metric specs, e.g. clip,clip_torchmetrics "
-                                                          "(list them with `gencritic metrics`)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16, "
-                                                      "int8 (CPU fast mode: dynamic quantisation)."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Views per model batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Threads that decode/render/preprocess items (default: beside a GPU one per mesh-loader process, at least 2; on a CPU whose cores torch uses, one per core in bursts between encoder calls; 0 = inline)."),  # noqa: UP045
-    background: str = typer.Option("white", "--background", help="Colour under transparent pixels: white, black, grey, #rrggbb."),
-    formats: str = typer.Option("csv", "--format", help="Extra result formats besides CSV: parquet, jsonl (comma-separated)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding/render cache (default ~/.cache/gencritic or $GENCRITIC_CACHE_DIR)."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results in --out instead of resuming."),
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes (see `gencritic render --help`)."),
-    resolution: int = typer.Option(512, "--resolution", help="Rendered view size in pixels for meshes."),
-    renderer: str = typer.Option("gl", "--renderer", help="Meshes: gl (rasteriser, default) or cycles (Blender's path tracer, see `gencritic render --help`)."),
-    spp: int = typer.Option(16, "--spp", help="Cycles samples per pixel (with --renderer cycles)."),
-    allow_untextured: bool = typer.Option(False, "--allow-untextured", help="Meshes whose textures or material library are missing: draw them in plain colours and name it in the row's warnings column, instead of failing the row."),
+    model: Model = DEFAULT_CLIP_MODEL,
+    metrics: Metrics = "clip",
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    batch_size: BatchSize = 32,
+    workers: Workers = None,
+    background: Background = "white",
+    formats: ResultFormats = "csv",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    overwrite: Overwrite = False,
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 512,
+    renderer: Renderer = "gl",
+    spp: Spp = None,
+    lighting: Lighting = "default",
+    allow_untextured: AllowUntextured = False,
     reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Folder of reference images paired by file stem (for lpips, ssim, psnr, clip_i2i, dino...)."),  # noqa: UP045
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the summary line."),
+    quiet: Quiet = False,
     engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data actors; same files, same numbers)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (default: start a local one)."),  # noqa: UP045
 ) -> None:
@@ -56,19 +76,16 @@ def score_command(
 
       gencritic score photo.png --prompt "a red apple" --out out/ --device cpu --dtype int8
     """
-    from gencritic.cache import default_cache_dir
-    from gencritic.render.settings import render_settings
     from gencritic.scoring import ScoreOptions, score
 
+    # lighting is given only when not the default, so earlier output folders keep their fingerprints
+    render = render_settings_from_cli(rig=rig, resolution=resolution, renderer=renderer, spp=spp,
+                                      lighting=None if lighting == "default" else lighting,
+                                      allow_untextured=allow_untextured)
     options = ScoreOptions(
-        metrics=[m.strip() for m in metrics.split(",") if m.strip()],
-        model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers, background=background,
-        cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-        formats=[f.strip() for f in formats.split(",") if f.strip()], overwrite=overwrite, progress=not quiet,
-        render=render_settings({"rig": rig, "resolution": resolution,
-                                **({"renderer": renderer, "spp": spp} if renderer != "gl" else {}),  # gl runs keep their fingerprint
-                                **({"allow_untextured": True} if allow_untextured else {})}),
-        reference_dir=reference_dir,
+        metrics=split_list(metrics), model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers,
+        background=background, cache_dir=cache_root(cache_dir, no_cache), formats=split_list(formats),
+        overwrite=overwrite, progress=not quiet, render=render, reference_dir=reference_dir,
     )
     if engine == "ray":
         from gencritic.engines.ray_engine import score_with_ray
@@ -98,6 +115,7 @@ def metrics_command(
 ) -> None:
     """List every metric: inputs, range, direction, default model, the paper it comes from and
     (with --json) its options: keys, types, defaults and what each does."""
+    from gencritic.jsonio import dumps_strict
     from gencritic.metrics.registry import all_metrics
 
     classes = list(all_metrics().values())

@@ -10,16 +10,52 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
-from gencritic.serve.limits import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS
-from gencritic.serve.models import DEFAULT_MAX_MODELS
+from gencritic.cli.options import (
+    DEFAULT_CLIP_MODEL,
+    CacheDir,
+    Device,
+    Dtype,
+    Model,
+    NoCache,
+    Resolution,
+    Rig,
+    cache_root,
+    render_options,
+    render_settings_from_cli,
+)
+from gencritic.serve.limits import DEFAULT_MAX_FRAMES, DEFAULT_MAX_MODELS, DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from gencritic.serve.service import ScoringService
+
+
+# The options of both servers, declared once (mcp uses the network ones with --transport http).
+Host = Annotated[str, typer.Option(
+    "--host", help="Address to bind (mcp: with --transport http). Beyond loopback an API key is required.")]
+Port = Annotated[int, typer.Option("--port", help="Port to listen on (mcp: with --transport http).")]
+ApiKey = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--api-key", envvar="GENCRITIC_API_KEY",
+    help="Key clients send in the X-API-Key header (or Authorization: Bearer KEY); required to bind beyond "
+         "loopback.")]
+MaxUploadMb = Annotated[float, typer.Option("--max-upload-mb", help="Largest file (and HTTP request body) accepted, "
+                                                                    "in MB.")]
+MaxPixels = Annotated[int, typer.Option(
+    "--max-pixels", help="Most pixels one input may decode to: width x height, times its frames where all are "
+                         "decoded (diagnose of an animation or folder, a views folder). Checked from the header "
+                         "before decoding.")]
+MaxFrames = Annotated[int, typer.Option("--max-frames", help="Most frames of an animation, video or folder.")]
+AllowModel = Annotated[list[str], typer.Option(
+    "--allow-model", help="Another model metric options may name (model=...), besides --model and each metric's own "
+                          "default (repeatable). Files and folders under --root may always be named.")]
+MaxModels = Annotated[int, typer.Option(
+    "--max-models", help="Models and heads kept loaded (least recently used out first).")]
+MaxConcurrent = Annotated[int, typer.Option(
+    "--max-concurrent", help="Heavy jobs (a scoring batch, a diagnosis, an asset) run at once; each may hold an "
+                             "input's pixels.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -47,8 +83,8 @@ def report_command(
                                                               "low-cardinality columns are offered anyway)."),
     render: bool = typer.Option(False, "--render", help="Render meshes that have no --views folder (cached under "
                                                         "RESULTS/.gencritic/report_views)."),
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for --render."),
-    resolution: int = typer.Option(256, "--resolution", help="View size for --render."),
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 256,
 ) -> None:
     """Write an HTML report (table, histograms, leaderboards, galleries, correlations) and a Markdown summary.
 
@@ -58,9 +94,9 @@ def report_command(
     """
     from gencritic.report.builder import ReportOptions, build_report
 
+    settings = render_settings_from_cli(rig=rig, resolution=resolution)
     opts = ReportOptions(views_dir=views, media_root=media_root, embed=not link, thumb_size=thumb_size, top_n=top_n,
-                         title=title, render=render, render_options={"rig": rig, "resolution": resolution},
-                         group_by=group_by)
+                         title=title, render=render, render_options=render_options(settings), group_by=group_by)
     md_path = markdown or out.with_suffix(".md")
     written = build_report(results, out, markdown=md_path, options=opts)
     typer.echo(f"report: {written.html} ({written.items} items, {written.thumbnails} thumbnails) and {written.markdown}")
@@ -81,16 +117,16 @@ class _Limits:
 def _service(model: str, device: str, dtype: str, roots: list[Path], api_key: str | None, cache_dir: Path | None,
              no_cache: bool, limits: _Limits, batch_window_ms: float, max_batch: int, rig: str,
              resolution: int) -> ScoringService:
-    from gencritic.cache import default_cache_dir
     from gencritic.serve.service import ScoringService, ServiceConfig, tune_allocator
 
+    render = render_settings_from_cli(rig=rig, resolution=resolution)
     config = ServiceConfig(model=model, device=device, dtype=dtype, roots=roots, api_key=api_key,
-                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                           cache_dir=cache_root(cache_dir, no_cache),
                            max_upload_bytes=int(limits.max_upload_mb * 1024 * 1024), max_pixels=limits.max_pixels,
                            max_frames=limits.max_frames, allow_models=limits.allow_model,
                            max_models=limits.max_models, max_concurrent=limits.max_concurrent,
                            batch_window_ms=batch_window_ms, max_batch=max_batch,
-                           render={"rig": rig, "resolution": resolution})
+                           render=render_options(render))
     tune_allocator()  # large arrays in their own mappings: see its docstring
     with contextlib.suppress(ImportError):  # mesh loading is optional (gencritic[render])
         from gencritic.mesh import parallel
@@ -134,38 +170,28 @@ def _until_stopped(run: Callable[[], None], service: ScoringService, stdio: bool
         os._exit(0)
 
 
-_ALLOW_HELP = ("Another model metric options may name (model=...), besides --model and each metric's own default "
-               "(repeatable). Files and folders under --root may always be named.")
-_PIXELS_HELP = ("Most pixels one input may decode to: width x height, times its frames where all are decoded "
-                "(diagnose of an animation or folder, a views folder). Checked from the header before decoding.")
-_CONCURRENT_HELP = "Heavy jobs (a scoring batch, a diagnosis, an asset) run at once; each may hold an input's pixels."
-
-
 def serve_command(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Beyond loopback an API key is required."),
-    port: int = typer.Option(8008, "--port"),
+    host: Host = "127.0.0.1",
+    port: Port = 8008,
     root: list[Path] = typer.Option([], "--root", help="Folder whose files requests may name by path (repeatable). "
                                                        "Without it, only uploads are accepted."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENCRITIC_API_KEY",  # noqa: UP045
-                                          help="Key clients send in X-API-Key; required to bind beyond loopback."),
-    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="CLIP model, loaded once at start."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the embedding cache."),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body / file accepted."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help=_PIXELS_HELP),
-    max_frames: int = typer.Option(DEFAULT_MAX_FRAMES, "--max-frames", help="Most frames of an animation, video or "
-                                                                           "folder."),
-    allow_model: list[str] = typer.Option([], "--allow-model", help=_ALLOW_HELP),
-    max_models: int = typer.Option(DEFAULT_MAX_MODELS, "--max-models", help="Models and heads kept loaded (least "
-                                                                           "recently used out first)."),
-    max_concurrent: int = typer.Option(1, "--max-concurrent", help=_CONCURRENT_HELP),
+    api_key: ApiKey = None,
+    model: Model = DEFAULT_CLIP_MODEL,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    max_upload_mb: MaxUploadMb = 20.0,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    max_frames: MaxFrames = DEFAULT_MAX_FRAMES,
+    allow_model: AllowModel = [],  # noqa: B006 (Typer copies the default)
+    max_models: MaxModels = DEFAULT_MAX_MODELS,
+    max_concurrent: MaxConcurrent = 1,
     batch_window_ms: float = typer.Option(5.0, "--batch-window-ms", help="How long a request waits for others to "
                                                                          "share its model call."),
     max_batch: int = typer.Option(32, "--max-batch", help="Most requests in one model call."),
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes."),
-    resolution: int = typer.Option(512, "--resolution", help="Rendered view size for meshes."),
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 512,
 ) -> None:
     """Run the HTTP API (FastAPI + uvicorn). OpenAPI schema at /openapi.json, docs at /docs.
 
@@ -191,26 +217,24 @@ def serve_command(
 def mcp_command(
     transport: str = typer.Option("stdio", "--transport", help="stdio (an agent starts this process) or http "
                                                                "(streamable HTTP at /mcp)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="For --transport http."),
-    port: int = typer.Option(8009, "--port", help="For --transport http."),
+    host: Host = "127.0.0.1",
+    port: Port = 8009,
     root: list[Path] = typer.Option([], "--root", help="Folder tools may read (repeatable; default: the current "
                                                        "folder)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENCRITIC_API_KEY",  # noqa: UP045
-                                          help="For --transport http: key clients send; required beyond loopback."),
-    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="CLIP model, loaded once at start."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir"),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache"),
-    rig: str = typer.Option("toys4k8", "--rig", help="Camera rig for meshes."),
-    resolution: int = typer.Option(512, "--resolution", help="Rendered view size for meshes."),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest file (and HTTP body) accepted."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help=_PIXELS_HELP),
-    max_frames: int = typer.Option(DEFAULT_MAX_FRAMES, "--max-frames", help="Most frames of an animation, video or "
-                                                                           "folder."),
-    allow_model: list[str] = typer.Option([], "--allow-model", help=_ALLOW_HELP),
-    max_models: int = typer.Option(DEFAULT_MAX_MODELS, "--max-models", help="Models and heads kept loaded."),
-    max_concurrent: int = typer.Option(1, "--max-concurrent", help=_CONCURRENT_HELP),
+    api_key: ApiKey = None,
+    model: Model = DEFAULT_CLIP_MODEL,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    rig: Rig = "toys4k8",
+    resolution: Resolution = 512,
+    max_upload_mb: MaxUploadMb = 20.0,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    max_frames: MaxFrames = DEFAULT_MAX_FRAMES,
+    allow_model: AllowModel = [],  # noqa: B006 (Typer copies the default)
+    max_models: MaxModels = DEFAULT_MAX_MODELS,
+    max_concurrent: MaxConcurrent = 1,
 ) -> None:
     """Run the MCP server: tools evaluate_image, evaluate_asset, diagnose, compare, list_metrics.
 

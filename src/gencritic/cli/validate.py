@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.cli.options import (
+    DEFAULT_CLIP_MODEL,
+    BatchSize,
+    CacheDir,
+    Device,
+    Metrics,
+    Model,
+    NoCache,
+    Quiet,
+    cache_root,
+    split_list,
+)
 
-FORMAT_HELP = "Dataset layout: agiqa3k, aigciqa2023, mos-csv, pairs (default: detected from DATASET)."
+DatasetFormat = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--format", help="Dataset layout: agiqa3k, aigciqa2023, mos-csv, pairs (default: detected from DATASET).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -18,18 +30,13 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
 
 
-def _split(text: Optional[str]) -> list[str]:  # noqa: UP045
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
-
-
 def validate_command(
     dataset: Path = typer.Argument(..., help="A dataset folder (AGIQA-3K, AIGCIQA2023) or a ratings table "
                                              "(.csv/.jsonl/.parquet: 'image', optional 'prompt', rating columns)."),
-    metrics: str = typer.Option("clip", "--metrics", help="Comma-separated metric specs to validate, e.g. "
-                                                          "clip,learned:heads/quality (see `gencritic metrics`)."),
+    metrics: Metrics = "clip",
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: scores.csv, correlations.csv/.json, "
                                                       "comparisons.csv, report.md, scatter_<rating>.png."),
-    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),  # noqa: UP045
+    fmt: DatasetFormat = None,
     ratings: Optional[str] = typer.Option(None, "--ratings", help="Rating columns to use (comma-separated). "  # noqa: UP045
                                           "Default: every numeric column starting with 'mos'."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0 = none)."),
@@ -39,13 +46,13 @@ def validate_command(
                                  "images share prompts) or auto (groups when items share one)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values group the items for "  # noqa: UP045
                                            "--resample (default: the prompt, or the dataset's group column)."),
-    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="Backbone for CLIP-based metrics."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model batch."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    model: Model = DEFAULT_CLIP_MODEL,
+    device: Device = "auto",
+    batch_size: BatchSize = 32,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the scatter plot PNGs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: Quiet = False,
 ) -> None:
     """Measure how well metrics agree with human ratings, with bootstrap confidence intervals.
 
@@ -64,14 +71,13 @@ def validate_command(
       gencritic validate data/AGIQA-3K --metrics clip --out val-items/ --resample items
     """
     from gencritic.agreement.validate import ValidateOptions, validate
-    from gencritic.cache import default_cache_dir
     from gencritic.scoring import ScoreOptions
 
-    scoring = ScoreOptions(metrics=_split(metrics), model=model, device=device, batch_size=batch_size,
-                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()), progress=not quiet)
+    scoring = ScoreOptions(metrics=split_list(metrics), model=model, device=device, batch_size=batch_size,
+                           cache_dir=cache_root(cache_dir, no_cache), progress=not quiet)
     opts = ValidateOptions(scoring=scoring, bootstrap=bootstrap, seed=seed, resample=resample, group_by=group_by,
                            plots=not no_plots)
-    report = validate(dataset, out, opts, fmt=fmt, ratings=_split(ratings) or None)
+    report = validate(dataset, out, opts, fmt=fmt, ratings=split_list(ratings) or None)
     ds = report.provenance["dataset"]
     typer.echo(f"{ds['items_present']} of {ds['rows']} rated items present ({ds['items_missing']} missing), "
                f"{report.provenance['items_failed']} failed to score -> {out / 'report.md'}")
@@ -98,8 +104,8 @@ def train_command(
                                                    "transformer over embeddings + other metrics' scores)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", "--ratings", help="Rating columns to learn "  # noqa: UP045
                                         "(comma-separated; default: all the dataset's ratings)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),  # noqa: UP045
-    model: str = typer.Option(DEFAULT_CLIP_MODEL, "--model", "-m", help="Frozen backbone whose embeddings are the features."),
+    fmt: DatasetFormat = None,
+    model: Model = DEFAULT_CLIP_MODEL,
     with_metrics: Optional[str] = typer.Option(None, "--with-metrics", help="Other metrics whose scores are extra "  # noqa: UP045
                                                "inputs (tokens for the transformer), e.g. clip."),
     no_text: bool = typer.Option(False, "--no-text", help="Image features only (no prompt embedding)."),
@@ -114,11 +120,13 @@ def train_command(
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of items (whole prompts) for early stopping."),
     folds: int = typer.Option(0, "--folds", help="k-fold cross-validation over prompt groups (0 = one split); "
                                                  "the saved head is fold 1's."),
-    device: str = typer.Option("cpu", "--device", help="Device for the backbone (training runs on CPU)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache folder."),  # noqa: UP045
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
+    device: Device = "cpu",
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
 ) -> None:
     """Train an assessment head on frozen backbone features; use it as --metrics learned:OUT.
+
+    --model is the frozen backbone whose embeddings are the features; --device is where it encodes (the head trains on the CPU).
 
     Images that share a prompt never straddle train, validation and test. Training is seeded and deterministic on CPU; the card records backbone, tasks, data hash, split seed and test metrics next to those of the untrained head.
 
@@ -132,7 +140,7 @@ def train_command(
     """
     from gencritic.agreement.train import TrainOptions, train
 
-    opts = TrainOptions(head=head, tasks=_split(tasks) or None, model=model, with_metrics=_split(with_metrics),
+    opts = TrainOptions(head=head, tasks=split_list(tasks) or None, model=model, with_metrics=split_list(with_metrics),
                         use_text=not no_text, name=name, epochs=epochs, patience=patience, lr=lr,
                         batch_size=batch_size, seed=seed, split_seed=split_seed, test_fraction=test_fraction,
                         val_fraction=val_fraction, folds=folds, device=device, cache_dir=cache_dir,

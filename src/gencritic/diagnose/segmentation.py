@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from gencritic.diagnose.color import luma, rgb_to_hsv
 
@@ -60,6 +59,8 @@ def foreground_mask(rgb: np.ndarray, alpha: np.ndarray | None, bg_threshold: flo
     if alpha is not None:
         return np.asarray(alpha) > 0.5, bg, "alpha"
     diff = np.abs(rgb - bg).max(axis=-1) > bg_threshold
+    from scipy import ndimage  # here: listing profiles imports this module
+
     return ndimage.binary_opening(diff, structure=np.ones((3, 3), bool)), bg, "background-difference"
 
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
 
 
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -35,6 +34,8 @@ def solidity(mask: np.ndarray) -> float:
     interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     ys, xs = np.nonzero(mask & ~interior)
     corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)]).astype(float)
+    from scipy.spatial import ConvexHull, QhullError  # here: listing profiles imports this module
+
     try:
         hull_area = float(ConvexHull(corners).volume)  # in 2-D, "volume" is the area
     except QhullError:  # degenerate (a single line of pixels): its hull is the pixels themselves

@@ -106,10 +106,11 @@ def _load_with_trimesh(path: Path) -> MeshData:
     resolver = side_file_resolver(path)
     linear_colours = path.suffix.lower() in (".glb", ".gltf") or written_by_blender(path)
     linear_vertex_colours = linear_colours
+    prepared = None
     if path.suffix.lower() in (".glb", ".gltf"):
         from gencritic.mesh.gltf_prepare import base_colour_factors, prepare_gltf
 
-        # fails what would be drawn wrongly; dequantizes what trimesh misreads
+        # fails what would be drawn wrongly; dequantizes what trimesh misreads; applies mesh/gltf_features
         prepared = prepare_gltf(path)
         rewritten, float_factors = prepared.data, base_colour_factors(prepared.document)
         linear_vertex_colours = not prepared.vertex_colours_srgb
@@ -134,6 +135,10 @@ def _load_with_trimesh(path: Path) -> MeshData:
         if isinstance(geom, trimesh.Trimesh):
             try:
                 prim = triangles_primitive(geom, matrix, linear_colours, float_factors, linear_vertex_colours)
+                if prim is not None and prepared is not None:
+                    from gencritic.mesh.gltf_features.drawn import apply_material_flags
+
+                    apply_material_flags(prim, geom.metadata, prepared.document)
             except TextureUnreadable as exc:
                 texture = texture_name(path, exc.material)
                 raise ItemError(f"mesh {path.name}: its texture {texture} (material {exc.material or 'unnamed'}) "
@@ -141,8 +146,14 @@ def _load_with_trimesh(path: Path) -> MeshData:
                                 f"again") from None
         elif isinstance(geom, trimesh.PointCloud):
             prim = points_primitive(geom.vertices, getattr(geom, "colors", None), matrix, linear_vertex_colours)
+            if prim is not None and prepared is not None:
+                prim.facing_light = True  # a glTF mesh's points, not a point cloud: lit as lines are
         else:
             continue  # paths/lines are not surfaces; they are not drawn
         if prim is not None:
             prims.append(prim)
+    if prepared is not None and prepared.lines:
+        from gencritic.mesh.gltf_features.drawn import line_primitives
+
+        prims.extend(line_primitives(prepared.lines))
     return MeshData(prims, str(path))

@@ -160,7 +160,7 @@ def validate_mesh(data: MeshData, path: Path) -> None:
     extent = float((hi - lo).max())
     if not extent > 0.0:
         raise ItemError(f"mesh {path.name} is degenerate: all vertices at one point (zero-size bounding box)")
-    if data.num_faces and not data.num_points:
+    if data.num_faces and not data.num_points and all(p.mode == "triangles" for p in data.primitives):
         areas = [np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum()
                  for t in (p.positions.astype(np.float64)[p.indices.reshape(-1, 3)]
                            for p in data.primitives if p.indices is not None)]

@@ -310,6 +310,10 @@ def asset_sha256(path: Path) -> str:
     for i, f in enumerate(asset_files(path)):
         data = read_file_bytes(f, "mesh", allow_empty=i > 0)  # side files may be empty; the mesh may not
         h.update((f.name if i else "").encode() + b"\0" + hashlib.sha256(data).digest())
+    if path.suffix.lower() in (".glb", ".gltf"):  # drawn otherwise since mesh/gltf_features: new keys
+        from gencritic.mesh.gltf_features import features_salt
+
+        h.update(features_salt(path))
     return h.hexdigest()
 
 

@@ -55,7 +55,7 @@ def texture_name(path: Path, material: str | None) -> str:
         if path.suffix.lower() == ".obj" and material in obj_textured_materials(path):
             return obj_textured_materials(path)[str(material)]
         if path.suffix.lower() in (".gltf", ".glb"):
-            from gencritic.mesh.gltf_prepare import read_document
+            from gencritic.mesh.gltf_accessors import read_document
 
             doc, _ = read_document(path)
             for mat in doc.get("materials") or []:

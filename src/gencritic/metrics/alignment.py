@@ -12,12 +12,16 @@ Because all three come from the same embeddings, asking for several costs one en
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
-from gencritic.views import RunContext, ViewBatch
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
+
+if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
+    from gencritic.views import RunContext, ViewBatch
 
 PAPER = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021"
 

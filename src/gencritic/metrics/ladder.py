@@ -27,17 +27,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from gencritic.errors import InputError
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, parse_options
 from gencritic.metrics.registry import register
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
-from gencritic.views import RunContext, ViewBatch
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
+
+if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
+    import torch
+
+    from gencritic.views import RunContext, ViewBatch
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,17 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from gencritic.errors import InputError
 from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, parse_options
 from gencritic.metrics.registry import register
-from gencritic.views import RunContext, ViewBatch
+
+if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
+    from gencritic.views import RunContext, ViewBatch
 
 
 def _read_card(path: Path) -> dict[str, Any]:
@@ -139,6 +140,8 @@ class LearnedMetric(Metric):
             text = None
             if use_text:
                 text = batch.text_embeddings(self.backbone, [str(batch.prompts[i]) for i in valid]).float()
+            import torch
+
             z = ((scores[valid] - self.score_mean) / self.score_std).astype(np.float32)
             with torch.no_grad():
                 pred = self.head(image, text, torch.from_numpy(z)).double().numpy()

@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import Field
@@ -42,9 +43,11 @@ from gencritic.metrics.base import (
     prompt_errors,
 )
 from gencritic.metrics.registry import register
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
 from gencritic.models.hubfile import WeightsSource, resolve_weights
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
-from gencritic.views import RunContext, ViewBatch
+
+if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
+    from gencritic.views import RunContext, ViewBatch
 
 LONGCLIP_PAPER = "Zhang et al., Long-CLIP: Unlocking the Long-Text Capability of CLIP, ECCV 2024"
 SPECS_PAPER = ("Chen, Salazar, Kementchedjhieva, SPECS: Specificity-Enhanced CLIP-Score for Long Image Caption "

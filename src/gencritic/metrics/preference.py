@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
@@ -27,22 +27,11 @@ from gencritic.errors import InputError
 from gencritic.metrics.alignment import text_image_cosines
 from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
+from gencritic.models.defaults import HPSV2_FILES, HPSV2_REPO, PICKSCORE_MODEL, PICKSCORE_PROCESSOR
 from gencritic.models.hubfile import resolve_weights
-from gencritic.models.imagereward import (
-    IMAGEREWARD_WEIGHTS,
-    MAX_TEXT_TOKENS,
-    MED_CONFIG_WEIGHTS,
-    load_imagereward,
-)
-from gencritic.models.preference import (
-    HPSV2_FILES,
-    PICKSCORE_MODEL,
-    PICKSCORE_PROCESSOR,
-    hpsv2_weights,
-    load_hpsv2,
-    load_pickscore,
-)
-from gencritic.views import RunContext, ViewBatch
+
+if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`); models load in setup
+    from gencritic.views import RunContext, ViewBatch
 
 
 def pickscore_from_cosine(cos: np.ndarray, logit_scale: float) -> np.ndarray:
@@ -108,6 +97,8 @@ class PickScore(Metric):
         return {"processor": self._sources()[1]}
 
     def setup(self, ctx: RunContext) -> None:
+        from gencritic.models.preference import load_pickscore
+
         model, processor = self._sources()
         pool = ctx.pool
         self.backbone = pool.get(("pickscore", f"{model}|{processor}"),
@@ -128,7 +119,7 @@ class HPSv2(Metric):
         columns=("hpsv2", "hpsv2_x100"),
         range=(-1.0, 1.0),
         higher_is_better=True,
-        default_model=f"{hpsv2_weights('v2.1').hub_repo}/{HPSV2_FILES['v2.1']}",
+        default_model=f"{HPSV2_REPO}/{HPSV2_FILES['v2.1']}",
         description=(
             "Human Preference Score v2 / v2.1: cosine of image and prompt embeddings from an open_clip ViT-H-14 "
             "fine-tuned on HPD v2 human choices, with HPSv2's pad-to-square preprocessing; hpsv2_x100 is the "
@@ -156,6 +147,8 @@ class HPSv2(Metric):
         return {"version": self.version, "arch": self.arch}
 
     def setup(self, ctx: RunContext) -> None:
+        from gencritic.models.preference import hpsv2_weights, load_hpsv2
+
         checkpoint = resolve_weights(hpsv2_weights(self.version), self.options.get("model"))
         pool = ctx.pool
         self.backbone = pool.get(("hpsv2", f"{checkpoint}|{self.arch}"),
@@ -170,6 +163,8 @@ class HPSv2(Metric):
 
 def _med_config_for(checkpoint: str, given: str | None) -> str:
     """med_config.json: the option, the env var, the file beside the checkpoint, or the hub file."""
+    from gencritic.models.imagereward import MED_CONFIG_WEIGHTS
+
     beside = Path(checkpoint).with_name("med_config.json")
     if not given and not os.environ.get(MED_CONFIG_WEIGHTS.env_var) and beside.exists():
         return str(beside)
@@ -205,6 +200,8 @@ class ImageReward(Metric):
         return getattr(self, "_checkpoint", None) or self.options.get("model") or self.info.default_model
 
     def settings(self) -> dict[str, object]:
+        from gencritic.models.imagereward import MAX_TEXT_TOKENS
+
         return {"med_config": getattr(self, "_med_config", self.options.get("med_config")),
                 "tokenizer": self._tokenizer(), "max_text_tokens": MAX_TEXT_TOKENS}
 
@@ -213,6 +210,8 @@ class ImageReward(Metric):
                 or "bert-base-uncased")
 
     def setup(self, ctx: RunContext) -> None:
+        from gencritic.models.imagereward import IMAGEREWARD_WEIGHTS, load_imagereward
+
         checkpoint = resolve_weights(IMAGEREWARD_WEIGHTS, self.options.get("model"))
         med_config = _med_config_for(checkpoint, self.options.get("med_config"))
         tokenizer = self._tokenizer()

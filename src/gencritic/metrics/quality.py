@@ -12,17 +12,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
 from gencritic.metrics.registry import register
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
-from gencritic.views import RunContext, ViewBatch
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
+
+if TYPE_CHECKING:  # the metadata below is read without torch (`gencritic metrics`)
+    import torch
+
+    from gencritic.views import RunContext, ViewBatch
 
 AESTHETIC_DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 DEFAULT_IQA_PAIRS: tuple[tuple[str, str], ...] = (("Good photo.", "Bad photo."),)
@@ -115,6 +118,8 @@ def clip_iqa_scores(img: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, log
 
     img (N, D), pos/neg (P, D) -> (N,). The two-way softmax equals sigmoid(scale * (cos_pos - cos_neg)).
     """
+    import torch
+
     logits = torch.stack([img.double() @ pos.double().T, img.double() @ neg.double().T], dim=-1) * logit_scale
     return torch.softmax(logits, dim=-1)[..., 0].mean(dim=-1)
 

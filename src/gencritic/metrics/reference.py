@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 from pydantic import BeforeValidator, Field
 
-from gencritic.io.images import LoadedImage
-from gencritic.metrics._iqa import ssim as ssim_math
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
 from gencritic.metrics.registry import register
-from gencritic.models.device import resolve_device
-from gencritic.models.dino import DEFAULT_DINO_MODEL, load_dino
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
-from gencritic.views import RunContext, View, ViewBatch, encode_images_cached
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
+
+if TYPE_CHECKING:  # the metadata below is read without torch (`gencritic metrics`); compute imports it
+    import torch
+
+    from gencritic.io.images import LoadedImage
+    from gencritic.views import RunContext, View, ViewBatch
 
 NO_REFERENCE = "no reference image for this item (add a 'reference' column or use --reference-dir)"
 
@@ -62,15 +62,21 @@ def object_mask(view_alpha: np.ndarray | None, ref_alpha: np.ndarray | None) -> 
     return np.maximum(view_alpha, ref_alpha)
 
 
-def to_tensor(img: Image.Image, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """RGB PIL -> (1, 3, H, W) in [0, 1]."""
+def to_tensor(img: Image.Image, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """RGB PIL -> (1, 3, H, W) in [0, 1] (float64 unless ``dtype`` says otherwise)."""
+    import torch
+
     arr = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(dtype)
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(dtype or torch.float64)
 
 
-def aligned_pair(view: View, ref: LoadedImage, use_mask: bool, dtype: torch.dtype = torch.float64
+def aligned_pair(view: View, ref: LoadedImage, use_mask: bool, dtype: torch.dtype | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(generated, reference, mask) tensors of identical size, following the module's rules."""
+    """(generated, reference, mask) tensors of identical size (float64 unless ``dtype`` says
+    otherwise), following the module's rules."""
+    import torch
+
+    dtype = dtype or torch.float64
     img = view.image
     ref_rgb, ref_alpha = resize_reference(ref, img.size)
     mask = object_mask(view.alpha, ref_alpha) if use_mask else None
@@ -174,6 +180,8 @@ class SSIM(_PixelMetric):
     )
 
     def score_pair(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> float:
+        from gencritic.metrics._iqa import ssim as ssim_math
+
         return float(ssim_math.ssim(x, y, m)[0])
 
 
@@ -189,6 +197,8 @@ class MSSSIM(_PixelMetric):
     )
 
     def score_pair(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> float:
+        from gencritic.metrics._iqa import ssim as ssim_math
+
         return float(ssim_math.ms_ssim(x, y, m)[0])
 
 
@@ -203,6 +213,8 @@ class PSNR(_PixelMetric):
     )
 
     def score_pair(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> float:
+        from gencritic.metrics._iqa import ssim as ssim_math
+
         return float(ssim_math.psnr(x, y, m)[0])
 
 
@@ -228,6 +240,7 @@ class LPIPS(Metric):
         return {k: v for k, v in sorted(self.options.items()) if k != "weights"}
 
     def setup(self, ctx: RunContext) -> None:
+        from gencritic.models.device import resolve_device
         from gencritic.models.lpips_nets import canonical_net, load_lpips
 
         self.use_mask = _mask_option(self)
@@ -239,6 +252,8 @@ class LPIPS(Metric):
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         """Pairs of equal size (e.g. all views of a mesh) go through the network as one batch."""
+        import torch
+
         values = np.full(len(batch), np.nan)
         errors: list[str | None] = [None] * len(batch)
         groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
@@ -302,6 +317,8 @@ class ClipImageImage(Metric):
         self.backbone = self.clip_backbone(ctx)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
+        from gencritic.views import encode_images_cached
+
         bb = self.backbone
 
         def refs(present: list[LoadedImage]) -> torch.Tensor:
@@ -328,11 +345,15 @@ class DinoSimilarity(Metric):
         return self.options.get("model") or self.info.default_model  # never the run's CLIP --model
 
     def setup(self, ctx: RunContext) -> None:
+        from gencritic.models.dino import load_dino
+
         spec = self.model_id() or DEFAULT_DINO_MODEL
         device = ctx.pool.device
         self.encoder = ctx.pool.get(("dino", spec), lambda: load_dino(spec, device))
 
     def compute(self, batch: ViewBatch) -> MetricResult:
+        from gencritic.views import encode_images_cached
+
         enc = self.encoder
         cache = batch.ctx.cache
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from gencritic.metrics.base import ClipModelOptions, MetricInfo, SetMetric
 from gencritic.metrics.registry import register
-from gencritic.models.loader import DEFAULT_CLIP_MODEL
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
 
 if TYPE_CHECKING:
     from gencritic.views import RunContext, ViewBatch

@@ -64,10 +64,11 @@ def flicker_index(mean_luma: np.ndarray) -> float:
 
 def ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float = 1.0) -> np.ndarray:
     """Per-pixel Gaussian-window SSIM of two 2-D images (uncropped; see :func:`ssim`)."""
+    from scipy import ndimage  # here, not at the top: the registry imports this module to list metrics
+
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    from scipy import ndimage  # here, not at import: the registry imports every family, and this costs 0.2 s
 
     def blur(x: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(x, sigma=sigma, truncate=3.5, mode="reflect")

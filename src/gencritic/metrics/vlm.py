@@ -24,10 +24,10 @@ from pydantic import Field, field_validator
 
 from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
-from gencritic.models.vlm import DEFAULT_MAX_SIDE, DEFAULT_VLM_MODEL, default_vlm_spec, pool_vlm
-from gencritic.models.vlm_cache import AnswerCache, VLMClient
+from gencritic.models.defaults import DEFAULT_VLM_MODEL, default_vlm_spec
+from gencritic.models.vlm_base import DEFAULT_MAX_SIDE
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`); the VLM loads in setup
     from gencritic.views import RunContext, ViewBatch
 
 DEFAULT_QUESTION = 'Does this figure show "{}"? Please answer yes or no.'  # t2v_metrics' default template
@@ -87,6 +87,9 @@ class VQAScore(Metric):
         return {"question": opts.question, "answer": opts.answer, "max_side": opts.max_side}
 
     def setup(self, ctx: RunContext) -> None:
+        from gencritic.models.vlm import pool_vlm
+        from gencritic.models.vlm_cache import AnswerCache, VLMClient
+
         opts = self.typed_options(VQAScoreOptions)
         spec = self.model_id() or default_vlm_spec()
         vlm = pool_vlm(ctx.pool, spec, opts.max_side, opts.api_key_env)

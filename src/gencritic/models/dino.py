@@ -18,10 +18,9 @@ import torch
 from PIL import Image
 
 from gencritic.errors import ModelUnavailableError
+from gencritic.models.defaults import DEFAULT_DINO_MODEL
 from gencritic.models.device import resolve_device
 from gencritic.models.loader import hub_offline
-
-DEFAULT_DINO_MODEL = "facebook/dinov2-small"
 
 
 class DinoEncoder:

@@ -28,9 +28,9 @@ import torch
 
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.models.clip import ClipBackbone, HFClipBackbone, OpenClipBackbone
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
 from gencritic.models.device import resolve_device, resolve_dtype
 
-DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 

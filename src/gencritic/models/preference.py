@@ -25,6 +25,9 @@ from PIL import Image
 
 from gencritic.errors import ModelUnavailableError
 from gencritic.models.clip import ClipBackbone, HFClipBackbone, OpenClipBackbone
+from gencritic.models.defaults import HPSV2_FILES, HPSV2_REPO
+from gencritic.models.defaults import PICKSCORE_MODEL as PICKSCORE_MODEL  # named here too, where it loads
+from gencritic.models.defaults import PICKSCORE_PROCESSOR as PICKSCORE_PROCESSOR
 from gencritic.models.device import resolve_device, resolve_dtype
 from gencritic.models.hubfile import WeightsSource, hub_repo_reachable, unavailable
 from gencritic.models.loader import _open_clip_token_counter, _read_state_dict, hub_offline
@@ -32,13 +35,9 @@ from gencritic.models.loader import _open_clip_token_counter, _read_state_dict, 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
-PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
-PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 PICKSCORE_WEIGHTS = WeightsSource("PickScore", "GENCRITIC_PICKSCORE_MODEL",
                                   "--metrics 'pickscore:model=/path/to/PickScore_v1;processor=/path/to/laion-ViT-H-14'",
                                   None, None, kind="folder")
-HPSV2_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
-HPSV2_REPO = "xswu/HPSv2"
 
 
 def hpsv2_weights(version: str) -> WeightsSource:

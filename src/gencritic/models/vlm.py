@@ -35,6 +35,9 @@ import torch
 from PIL import Image
 
 from gencritic.errors import InputError, ModelUnavailableError
+from gencritic.models.defaults import DEFAULT_VLM_MODEL
+from gencritic.models.defaults import VLM_MODEL_ENV as MODEL_ENV  # noqa: F401 (named here, where VLMs load)
+from gencritic.models.defaults import default_vlm_spec as default_vlm_spec
 from gencritic.models.device import dtype_name, resolve_device
 from gencritic.models.loader import hub_offline
 from gencritic.models.vlm_base import (
@@ -43,9 +46,6 @@ from gencritic.models.vlm_base import (
     VisionLanguageModel,
     prepare_image,
 )
-
-DEFAULT_VLM_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
-MODEL_ENV = "GENCRITIC_VLM_MODEL"
 
 
 def vlm_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -258,13 +258,6 @@ def load_hf_vlm(spec: str, device: str = "auto", dtype: str = "auto",
     except (OSError, ValueError) as exc:
         raise _unavailable(spec, str(exc).split("\n")[0]) from None
     return HFVisionLanguageModel(model, processor, spec, dev, torch_dtype, max_side)
-
-
-def default_vlm_spec() -> str:
-    """``$GENCRITIC_VLM_MODEL``, else :data:`DEFAULT_VLM_MODEL`: what every judge uses unless told."""
-    import os
-
-    return os.environ.get(MODEL_ENV, "").strip() or DEFAULT_VLM_MODEL
 
 
 def is_endpoint(spec: str) -> bool:

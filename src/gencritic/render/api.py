@@ -78,13 +78,26 @@ def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> t
 
     mesh = load_asset_in_worker(path, allow_untextured=settings.allow_untextured)
     model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
+    if settings.margin is not None:  # fit every view with room to spare (render/framing.py)
+        from gencritic.render.framing import with_margin
+
+        model = with_margin(model, mesh.all_positions(), cameras, settings.margin)
     # back faces may be skipped only if every camera is outside the geometry's bounding sphere
     lo, hi = mesh.bounds()
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     reach = float(np.linalg.norm(corners @ model[:3, :3].T + model[:3, 3], axis=1).max())
     cull = min(float(np.linalg.norm(c.eye)) for c in cameras) > reach * 1.001
     try:
-        if settings.renderer == "cycles":
+        if settings.renderer == "cycles" and settings.lighting == "trellis":
+            from gencritic.render.pathtrace import blender_version
+            from gencritic.render.trellis import render_views_trellis
+
+            if any(p.mode != "triangles" for p in mesh.primitives):
+                raise ItemError("the cycles renderer draws surfaces only: render point clouds with --renderer gl")
+            views = render_views_trellis(path, model, mesh.bounds(), cameras, settings.resolution, settings.spp,
+                                         settings.seed)
+            renderer_name = f"Cycles (Blender {blender_version()}), {settings.spp} spp, TRELLIS' scene"
+        elif settings.renderer == "cycles":
             from gencritic.render.pathtrace import blender_version, render_views_cycles
 
             views = render_views_cycles(mesh, model, cameras, settings.resolution, settings.spp, settings.seed,
@@ -92,7 +105,7 @@ def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> t
             renderer_name = f"Cycles (Blender {blender_version()}), {settings.spp} spp"
         else:
             views, renderer_name = render_views(mesh, model, cameras, settings.resolution, samples=settings.samples,
-                                                lit=settings.lighting == "default",
+                                                lit=settings.lighting != "flat", trellis=settings.lighting == "trellis",
                                                 point_size=settings.effective_point_size, cull_closed=cull)
     except ItemError:
         raise
@@ -219,7 +232,8 @@ def asset_out_name(asset: Path, source: Path) -> str:
     return asset.relative_to(source).with_suffix("").as_posix()
 
 
-def render_to_folder(source: Path, out: Path, options: dict[str, Any] | None = None, transparent: bool = False,
+def render_to_folder(source: Path, out: Path, options: dict[str, Any] | RenderSettings | None = None,
+                     transparent: bool = False,
                      workers: int = 2, on_done: Any = None) -> list[RenderReport]:
     """Render every asset under ``source`` into ``out/<asset-name>/NNN.png`` + ``cameras.json``.
 

@@ -32,7 +32,9 @@ from gencritic.schemas import StrictModel, validate_strict
 # Blender's MTL Kd) encoded to sRGB; gl-4: glTF base-colour factors and float/16-bit COLOR_0 at
 # their precision (were bytes of the linear value), glTF point-cloud colours read as linear
 RENDERER_VERSION = "gl-4"
-LIGHTINGS = ("default", "flat")
+LIGHTINGS = ("default", "flat", "trellis")
+LIGHTING_HELP = ("default (ambient + 2 directional), flat (unlit albedo) or trellis (TRELLIS' Blender scene: "
+                 "with --renderer cycles its exact settings, with gl a rasteriser fitted to them)")
 RENDERERS = ("gl", "cycles")
 MSAA_SAMPLES = (0, 1, 2, 4, 8, 16)
 
@@ -49,17 +51,22 @@ class RenderSettings(StrictModel):
     normalize: str = Field("trellis", description=f"mesh normalisation: {', '.join(NORMALIZATIONS)}")
     up: str = Field("y", description="up axis: y (glTF, most OBJ) or z (Blender/CAD)")
     sphere_radius: float = Field(0.5, description="radius of the bounding sphere with normalize=sphere (> 0)")
+    # None: the protocol's normalisation alone (cube-like assets touch the frame edge); not in cache keys then
+    margin: float | None = Field(None, description="after normalising, scale the asset so every vertex stays this "
+                                                   "fraction of the half-frame away from the edge in every view "
+                                                   "(0..0.5; unset: the protocol's framing, which can clip)")
     radius: float = Field(2.0, description="camera distance from the centre")
     fov: float = Field(40.0, description="vertical field of view, degrees")
     pitch: float = Field(30.0, description="camera elevation, degrees")
     seed: int = Field(0, description="seed of random rigs")
-    lighting: str = Field("default", description="default (ambient + 2 directional) or flat (unlit albedo)")
+    lighting: str = Field("default", description=LIGHTING_HELP)
     # MSAA; 0 by default: on llvmpipe 4x costs ~6x time for ~0 change at CLIP size (docs)
     samples: int = Field(0, description="MSAA samples: 0, 1, 2, 4, 8 or 16")
     point_size: float = Field(0.0, description="point-cloud point size in pixels; 0 = resolution / 128")
     # gl: the rasteriser (default); cycles: Blender's path tracer (render/pathtrace.py)
     renderer: str = Field("gl", description="gl (rasteriser) or cycles (Blender's path tracer)")
-    spp: int = Field(16, description="Cycles samples per pixel, 1..65536 (the gl renderer ignores it)")
+    spp: int = Field(16, description="Cycles samples per pixel, 1..65536 (the gl renderer ignores it; "
+                                     "128 by default with lighting=trellis, as TRELLIS renders)")
     # decides whether an asset is drawn, never its pixels: not in pixel_settings (cache keys)
     allow_untextured: bool = Field(False, description="draw an asset whose textures or material library are "
                                                       "missing in plain colours (a row warning) instead of "
@@ -81,6 +88,13 @@ class RenderSettings(StrictModel):
             raise ValueError(f"--resolution {value}: use 16..4096 pixels")
         return value
 
+    @field_validator("margin")
+    @classmethod
+    def _margin(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value < 0.5:
+            raise ValueError(f"margin={value}: use a fraction of the half-frame in 0..0.5, e.g. 0.05")
+        return value
+
     @field_validator("normalize")
     @classmethod
     def _normalize(cls, value: str) -> str:
@@ -99,7 +113,7 @@ class RenderSettings(StrictModel):
     @classmethod
     def _lighting(cls, value: str) -> str:
         if value not in LIGHTINGS:
-            raise ValueError(f"lighting={value!r}: use default (ambient + 2 directional) or flat (unlit albedo)")
+            raise ValueError(f"lighting={value!r}: use {LIGHTING_HELP}")
         return value
 
     @field_validator("samples")
@@ -130,6 +144,16 @@ class RenderSettings(StrictModel):
             raise ValueError("sphere_radius must be > 0")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _trellis_samples(cls, data: Any) -> Any:
+        """TRELLIS renders with 128 samples: the preset's default, unless spp is given."""
+        if isinstance(data, dict) and data.get("lighting") == "trellis" and data.get("spp") is None:
+            from gencritic.render.trellis import TRELLIS_SPP
+
+            data = {**data, "spp": TRELLIS_SPP}
+        return data
+
     @model_validator(mode="after")
     def _rig(self) -> RenderSettings:
         try:
@@ -148,6 +172,8 @@ class RenderSettings(StrictModel):
     def pixel_settings(self) -> dict[str, Any]:
         """The settings that change pixels (cache-dir, cache on/off and allow_untextured do not)."""
         d = self.model_dump(exclude={"cache", "cache_dir", "allow_untextured"})
+        if self.margin is None:  # the keys of renders without a margin are what they were before it existed
+            d.pop("margin")
         d["background"] = list(self.background)
         d["point_size"] = self.effective_point_size
         if self.renderer == "cycles":  # Blender's version is part of what a path-traced view is
@@ -158,6 +184,11 @@ class RenderSettings(StrictModel):
         else:  # the keys of rasterised views are what they were before Cycles existed
             d.pop("spp")
             d["renderer"] = RENDERER_VERSION
+        if self.lighting == "trellis":  # only then: every other key stays what it was
+            from gencritic.render.gl import TRELLIS_GL_VERSION
+            from gencritic.render.trellis import TRELLIS_CYCLES_VERSION
+
+            d["lighting"] = TRELLIS_CYCLES_VERSION if self.renderer == "cycles" else TRELLIS_GL_VERSION
         return d
 
     def key(self) -> str:

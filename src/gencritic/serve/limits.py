@@ -32,6 +32,7 @@ from gencritic.serve.errors import TooLarge, UnsupportedMedia
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 2_097_152  # 2 Mpixel (Full HD fits): diagnose keeps ~155 B/pixel, so one request ~330 MB
 DEFAULT_MAX_FRAMES = 1000
+DEFAULT_MAX_MODELS = 4  # models and heads a service keeps loaded (serve/models.py; here so --help needs no torch)
 VIDEO_SUFFIXES = frozenset({".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"})
 IMAGE_FORMATS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif", "gif": ".gif",
                  "mpo": ".jpg"}

@@ -30,11 +30,11 @@ from gencritic.errors import InputError
 from gencritic.metrics.base import Metric, parse_options
 from gencritic.models.loader import ModelPool
 from gencritic.serve.errors import AccessDenied, shown
+from gencritic.serve.limits import DEFAULT_MAX_MODELS
 from gencritic.serve.security import Roots
 
 # Options whose values are settings, not names of models or files.
 PLAIN_OPTIONS = frozenset({"net", "mask", "version", "arch", "pairs", "prompts", "scale"})
-DEFAULT_MAX_MODELS = 4
 
 
 class ModelPolicy:
