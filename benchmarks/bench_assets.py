@@ -150,7 +150,7 @@ def seed_loop(assets: list[Path], model_dir: Path, prompt: str, device: str = "c
 def pipeline_run(assets: list[Path], model_dir: Path, pool, prompt: str, workers: int | None,
                  batch: int) -> tuple[float, list]:
     from gencritic.items import Item
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     items = [Item(item_id=f"{i}:{p.name}", kind="mesh", path=p, prompt=prompt) for i, p in enumerate(assets)]
     t0 = time.perf_counter()
@@ -216,7 +216,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from gencritic.models.loader import ModelPool
-    from gencritic.pipeline import resolve_prefetch
+    from gencritic.scoring.schedule import resolve_prefetch
 
     prompt = "a small toy on a white background"
     with tempfile.TemporaryDirectory() as tmp:

@@ -45,7 +45,7 @@ def main() -> None:
     import ray
 
     from gencritic.engines.ray_engine import score_with_ray
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     try:

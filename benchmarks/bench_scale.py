@@ -104,7 +104,7 @@ def main() -> None:
 
     from gencritic.engines.ray_engine import score_with_ray
     from gencritic.models.loader import ModelPool
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     model = str(build_vit_b32(args.model_dir))
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))

@@ -82,7 +82,7 @@ _MESHES: dict[Path, Any] = {}
 
 
 def _loaded(path: Path) -> Any:
-    from gencritic.mesh.load import load_asset
+    from gencritic.mesh import load_asset
 
     if path not in _MESHES:
         _MESHES[path] = load_asset(path)

@@ -1,6 +1,6 @@
 """How long do validate's statistics take for 3,000 items with 1,000 bootstrap resamples?
 
-gencritic: the vectorised, exact weighted bootstrap (:mod:`gencritic.meta.bootstrap`) over
+gencritic: the vectorised, exact weighted bootstrap (:mod:`gencritic.agreement.bootstrap`) over
 every rating × metric, as ``gencritic validate`` runs it (``correlation_table``: point values,
 logistic fit, 1,000-resample intervals for PLCC, mapped PLCC, SRCC, KRCC, RMSE, pairwise
 accuracy, and paired comparisons of the metrics).
@@ -45,7 +45,7 @@ def human_ratings(n: int) -> tuple[dict[str, np.ndarray], str]:
 
 
 def bench_statistics(n_boot: int, n_metrics: int) -> tuple[float, float]:
-    from gencritic.meta.validate import MetricColumn, correlation_table
+    from gencritic.agreement.validate import MetricColumn, correlation_table
 
     ratings, label = human_ratings(3000)
     n = next(iter(ratings.values())).size
@@ -98,7 +98,7 @@ def bench_end_to_end(n_items: int = 3000) -> None:
     sys.path.insert(0, str(ROOT))
     from PIL import Image
 
-    from gencritic.meta.validate import ValidateOptions, validate
+    from gencritic.agreement.validate import ValidateOptions, validate
     from tests.conftest import build_tiny_hf_clip
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from gencritic.generate.keys import ApiKey
-from gencritic.generate.retry import RetryPolicy
 from gencritic.generate.runner import GenerateSettings, Runner, backend_factory
+from gencritic.remote.keys import ApiKey
+from gencritic.remote.retry import RetryPolicy
 
 GEOMETRY = {"base", "turbo"}
 TEXTURE = {"none", "baked", "pbr"}

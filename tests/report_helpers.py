@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from gencritic.pipeline import ScoreOptions, score
+from gencritic.scoring import ScoreOptions, score
 from tests.conftest import make_image
 
 COLORS = [(220, 20, 20), (20, 200, 40), (20, 40, 220), (230, 220, 30), (140, 30, 160), (240, 140, 20),

@@ -21,7 +21,7 @@ from PIL import Image
 from gencritic.errors import GencriticError, InputError
 from gencritic.models.clip import ClipBackbone
 from gencritic.models.loader import ModelPool, load_clip
-from gencritic.pipeline import ScoreRun, score
+from gencritic.scoring import ScoreRun, score
 from tests.conftest import hf_features, make_image, shared_data
 
 B32, B16, L14 = "openai/clip-vit-base-patch32", "openai/clip-vit-base-patch16", "openai/clip-vit-large-patch14"

@@ -23,9 +23,9 @@ from PIL import Image
 
 from gencritic.blender import blender_command
 from gencritic.errors import InputError, ItemError
+from gencritic.mesh import asset_sha256, load_asset
 from gencritic.mesh import blend as blend_module
 from gencritic.mesh.blend import convert_blend_files, converted_blend, prepare_blend_files
-from gencritic.mesh.load import asset_sha256, load_asset
 from gencritic.render.api import render_asset
 
 MAKER = r'''
@@ -242,7 +242,7 @@ def test_without_blender_one_line(tmp_path: Path, cache: Path, monkeypatch: pyte
     with pytest.raises(InputError, match=r"1 \.blend file\(s\).*need Blender"):
         prepare_blend_files([path])
     assert prepare_blend_files([tmp_path / "a.glb"]) == {}  # no .blend: Blender is not looked for
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     # a run says so before any model is loaded (this model does not exist either)
     with pytest.raises(InputError, match=r"need Blender"):
@@ -364,8 +364,8 @@ def test_a_hang_or_crash_fails_that_file_and_the_rest_go_on(tmp_path: Path, cach
     assert len(load_asset(paths[4]).primitives) == 1  # cached: loads without starting the stand-in
 
 
-def test_folder_listing_keeps_a_blend_texture_out_of_the_items(tmp_path: Path, blender: str, cache: Path) -> None:
-    from gencritic.io.manifest import items_from_folder
+def test_a_run_keeps_a_blend_texture_out_of_the_items(tmp_path: Path, blender: str, cache: Path) -> None:
+    from gencritic.scoring.plan import convert_blends, gather_items
 
     folder = tmp_path / "assets"
     folder.mkdir()
@@ -373,9 +373,25 @@ def test_folder_listing_keeps_a_blend_texture_out_of_the_items(tmp_path: Path, b
     Image.fromarray(np.full((4, 4, 3), 90, np.uint8)).save(texture)
     make_blend(folder, "textured", "plane.blend", str(texture))
     (folder / "make_blend.py").unlink()
-    items = items_from_folder(folder)
+    # the run's planning step converts the .blend, then knows its texture
+    items = convert_blends(folder, gather_items(folder, None, None), set(), progress=False).items
     assert [i.path.name for i in items] == ["plane.blend"]  # paint.png is the plane's, not an image to score
     assert items[0].kind == "mesh"
+
+
+def test_listing_a_folder_does_not_run_blender(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing reads the folder; converting .blend files is the scoring run's planning step."""
+    from gencritic.io.manifest import items_from_folder
+
+    (tmp_path / "toy.blend").write_bytes(b"BLENDER-v300" + bytes(64))
+    _png(tmp_path)
+    monkeypatch.setenv("GENCRITIC_BLENDER", str(tmp_path / "no-such-python"))
+    items = items_from_folder(tmp_path)  # no Blender: the listing does not need one
+    assert [(i.path.name, i.kind, i.error) for i in items] == [("grey.png", "image", None), ("toy.blend", "mesh", None)]
+    with pytest.raises(InputError, match=r"need Blender"):  # a run that would render it still says so up front
+        from gencritic.scoring import score
+
+        score(tmp_path, model=str(tmp_path / "no-such-model"), device="cpu", progress=False)
 
 
 IMPORTER = r'''

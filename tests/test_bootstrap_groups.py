@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-from gencritic.meta.bootstrap import (
+from gencritic.agreement.bootstrap import (
     agreement,
     plan_resampling,
     resample_group_counts,

@@ -124,8 +124,8 @@ FINGERPRINTS = [
 @pytest.mark.parametrize(("flags", "render", "fingerprint"), FINGERPRINTS)
 def test_score_keeps_the_fingerprints_of_earlier_runs(flags: list[str], render: dict[str, Any], fingerprint: str,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import gencritic.pipeline
-    from gencritic.features import describe_settings
+    import gencritic.scoring.run
+    from gencritic.hashing import describe_settings
 
     seen = []
 
@@ -133,11 +133,11 @@ def test_score_keeps_the_fingerprints_of_earlier_runs(flags: list[str], render: 
         seen.append(options)
         raise typer.Exit(0)
 
-    monkeypatch.setattr(gencritic.pipeline, "score", capture)
+    monkeypatch.setattr(gencritic.scoring.run, "score", capture)
     result = CliRunner().invoke(app, ["score", "x.png", "--out", "o", "--model", "m", *flags])
     assert result.exit_code == 0, result.output
     (options,) = seen
-    assert options.render == render
+    assert options.render.given() == render  # the RenderSettings model, its given options as they were
     assert describe_settings(options.numeric_settings(True)) == fingerprint
 
 

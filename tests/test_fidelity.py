@@ -13,7 +13,7 @@ import pytest
 import trimesh
 
 from gencritic.errors import InputError, ItemError
-from gencritic.mesh.load import load_asset
+from gencritic.mesh import load_asset
 from gencritic.render.api import render_asset
 from gencritic.render.settings import RenderSettings, parse_render_options
 
@@ -152,7 +152,7 @@ def test_warning_cells_round_trip_and_summaries_count_by_kind() -> None:
     assert split_cell(join_cell(made)) == made and split_cell("") == [] and join_cell(None) == ""
     with pytest.raises(ValueError):
         warning("Not A Kind", "x")
-    records = [{"warnings": made}, {"warnings": [made[1]]}, {}]
+    records = [made, [made[1]], None]  # each item's warnings, as records carry them
     assert summarise(records) == {"count": 3, "items": 2, "by_kind": {"emissive": 2, "untextured": 1}}
 
 

@@ -434,8 +434,8 @@ def test_command_backend_runs_a_local_generator(tmp_path: Path, images: Path) ->
 TWO_PROCESS_SCRIPT = """
 import sys
 from pathlib import Path
-from gencritic.generate.clock import SystemClock
-from gencritic.generate.keys import ApiKey
+from gencritic.remote.clock import SystemClock
+from gencritic.remote.keys import ApiKey
 from gencritic.generate.matrix import load_matrix
 from gencritic.generate.runner import GenerateSettings, Runner, backend_factory
 url, key, workdir, images = sys.argv[1:5]

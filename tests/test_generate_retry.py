@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gencritic.errors import InputError
-from gencritic.generate.keys import ApiKey, redact, resolve_api_key
 from gencritic.generate.matrix import load_matrix
-from gencritic.generate.retry import (
+from gencritic.remote.keys import ApiKey, redact, resolve_api_key
+from gencritic.remote.retry import (
     ApiError,
     RetriesExhausted,
     RetryableError,

@@ -9,7 +9,7 @@ import pytest
 from gencritic.generate.backends.base import StageRequest
 from gencritic.generate.backends.csm import build_body, image_data_uri, parse_session
 from gencritic.generate.matrix import load_matrix
-from gencritic.generate.retry import ApiError
+from gencritic.remote.retry import ApiError
 
 
 def request(name: str, stage: str = "mesh", stage_input: str | None = None) -> StageRequest:

@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from gencritic.errors import ItemError
+from gencritic.mesh import load_asset
 from gencritic.mesh.fidelity import asset_warnings
-from gencritic.mesh.load import load_asset
 from gencritic.render.api import render_asset
 
 RES = 256

@@ -12,8 +12,8 @@ import trimesh
 
 from gencritic.errors import ItemError
 from gencritic.items import kind_for_path
+from gencritic.mesh import asset_files, asset_sha256, load_asset
 from gencritic.mesh.kit import read_kit, write_kit
-from gencritic.mesh.load import asset_files, asset_sha256, load_asset
 from gencritic.render.api import render_asset
 from tests.fake_csm import make_part_glb
 
@@ -85,7 +85,7 @@ def test_a_kit_is_scored_from_a_manifest_and_rendered_by_the_command(tmp_path: P
     from typer.testing import CliRunner
 
     from gencritic.cli.main import app
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     kit = write_kit(tmp_path / "job" / "parts.kit.json", _parts(tmp_path / "job"))
     manifest = tmp_path / "m.csv"

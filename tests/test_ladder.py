@@ -20,7 +20,7 @@ from gencritic.items import Item
 from gencritic.metrics.ladder import ladder_scores, parse_ladder
 from gencritic.metrics.registry import create_metric
 from gencritic.models.loader import ModelPool
-from gencritic.pipeline import score
+from gencritic.scoring import score
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -84,9 +84,9 @@ def test_frame_order_is_the_same_in_score_temporal_diagnose_and_report(scheme: s
     the frames in the order they were numbered, so each gives the hand-computed flicker."""
     from gencritic.diagnose.api import diagnose
     from gencritic.diagnose.temporal_report import temporal_analysis
-    from gencritic.pipeline import ScoreOptions, score
     from gencritic.report.data import load_results
     from gencritic.report.thumbs import media_for
+    from gencritic.scoring import ScoreOptions, score
 
     names = SCHEMES[scheme]
     levels = [int(v) for v in np.random.default_rng(3).integers(20, 235, N_FRAMES)]

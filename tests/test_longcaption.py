@@ -29,7 +29,7 @@ from gencritic.metrics.longcaption import (
     split_sentences,
 )
 from gencritic.models.loader import ModelPool, fold_long_clip_positions, load_clip
-from gencritic.pipeline import score
+from gencritic.scoring import score
 
 LONG_CAPTION = (
     "A small red wooden toy car with four black wheels sits on a grey concrete floor. "

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gencritic.pipeline import ScoreOptions, score
+from gencritic.scoring import ScoreOptions, score
 from tests.conftest import make_image
 
 mcp_client = pytest.importorskip("mcp.client")

@@ -480,7 +480,7 @@ def test_missing_material_library_is_said_once(tmp_path: Path, caplog: pytest.Lo
     lines = [f"v {x} {y} {z}" for x, y, z in box.vertices] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in box.faces]
     path = tmp_path / "plain.obj"
     path.write_text("mtllib gone.mtl\n" + "\n".join(lines) + "\n")
-    with caplog.at_level(logging.WARNING, logger="gencritic.mesh.load"):
+    with caplog.at_level(logging.WARNING, logger="gencritic.mesh.sidefiles"):
         for _ in range(2):
             render_asset(path, {"resolution": 32, "cache": False})
     said = [r.getMessage() for r in caplog.records if "gone.mtl" in r.getMessage()]

@@ -12,8 +12,7 @@ import pytest
 import trimesh
 
 from gencritic.errors import InputError, ItemError
-from gencritic.mesh import load_asset, parallel
-from gencritic.mesh.load import MeshData
+from gencritic.mesh import MeshData, load_asset, parallel
 from tests.conftest import MESHES_WITHOUT_THEIR_MTL, shared_data
 
 
@@ -91,8 +90,8 @@ def test_zero_processes_loads_in_the_calling_thread(tmp_path: Path, monkeypatch:
 @pytest.mark.parametrize(("name", "value"), [("GENCRITIC_LOAD_PROCESSES", "many"), ("GENCRITIC_LOAD_TIMEOUT_S", "-5")])
 def test_a_bad_loader_variable_stops_a_run_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            name: str, value: str) -> None:
-    from gencritic.pipeline import resolve_prefetch
     from gencritic.render.api import render_to_folder
+    from gencritic.scoring.schedule import resolve_prefetch
 
     monkeypatch.setenv(name, value)
     with pytest.raises(InputError, match=name):

@@ -227,7 +227,7 @@ def test_summary_records_the_device_dtype_and_threads_that_ran(tiny_clip_dir: Pa
 
 @pytest.mark.parametrize("umask,expected", [(0o022, 0o644), (0o027, 0o640)])
 def test_outputs_follow_the_umask(umask: int, expected: int, tiny_clip_dir: Path, tmp_path: Path) -> None:
-    from gencritic.generate.keys import store_key
+    from gencritic.remote.keys import store_key
     from gencritic.report.builder import build_report
 
     make_image(tmp_path / "imgs" / "a.png")

@@ -12,7 +12,7 @@ import pytest
 import trimesh
 
 from gencritic.errors import InputError, ItemError
-from gencritic.mesh.load import MeshData, Primitive
+from gencritic.mesh import MeshData, Primitive
 from gencritic.render.api import render_asset
 from gencritic.render.cameras import make_rig
 from gencritic.render.compose import premultiply

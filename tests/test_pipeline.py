@@ -55,11 +55,11 @@ def test_two_runs_give_byte_identical_files(tiny_clip_dir: Path, many_images: Pa
 
 def test_ctrl_c_then_resume_completes_without_duplicates(tiny_clip_dir: Path, many_images: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from gencritic import pipeline
+    from gencritic.scoring import run as pipeline
 
     reference = gencritic.score(many_images, out=tmp_path / "ref", model=str(tiny_clip_dir), cache_dir=None,
                                 batch_size=4, progress=False)
-    real = pipeline._score_batch
+    real = pipeline.score_batch
     calls = {"n": 0}
 
     def interrupting(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -68,13 +68,13 @@ def test_ctrl_c_then_resume_completes_without_duplicates(tiny_clip_dir: Path, ma
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_score_batch", interrupting)
+    monkeypatch.setattr(pipeline, "score_batch", interrupting)
     with pytest.raises(KeyboardInterrupt):
         gencritic.score(many_images, out=tmp_path / "out", model=str(tiny_clip_dir), cache_dir=None, batch_size=4,
                         progress=False)
     partial = json.loads(_read(tmp_path / "out" / "summary.json"))
     assert partial["interrupted"] is True and partial["count"] == 8  # two batches of 4 saved
-    monkeypatch.setattr(pipeline, "_score_batch", real)
+    monkeypatch.setattr(pipeline, "score_batch", real)
     resumed = gencritic.score(many_images, out=tmp_path / "out", model=str(tiny_clip_dir), cache_dir=None,
                               batch_size=4, progress=False)
     assert resumed.summary["resumed_items"] == 8
@@ -89,13 +89,13 @@ def test_sigkill_midway_then_rerun_is_identical(tiny_clip_dir: Path, many_images
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
         import time, gencritic
-        from gencritic import pipeline
-        real = pipeline._score_batch
+        from gencritic.scoring import run as pipeline
+        real = pipeline.score_batch
         def slow(*a, **k):
             r = real(*a, **k)
             time.sleep(0.4)
             return r
-        pipeline._score_batch = slow
+        pipeline.score_batch = slow
         gencritic.score({str(many_images)!r}, out={str(out)!r}, model={str(tiny_clip_dir)!r}, cache_dir=None,
                         batch_size=3, progress=False)
     """)
@@ -211,7 +211,7 @@ def test_cli_contract(tiny_clip_dir: Path, many_images: Path, tmp_path: Path) ->
 
 def test_a_crashing_metric_or_loader_fails_items_not_the_run(tiny_clip_dir: Path, many_images: Path,
                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gencritic import media
+    from gencritic import prepare
     from gencritic.metrics.alignment import ClipScoreHessel
 
     def boom(self, batch):  # type: ignore[no-untyped-def]
@@ -223,14 +223,14 @@ def test_a_crashing_metric_or_loader_fails_items_not_the_run(tiny_clip_dir: Path
     assert all(not r["success"] and "clipscore_hessel failed: RuntimeError: kaboom" in r["error"] for r in run.rows)
     assert all(isinstance(r["clip_score"], float) and r["clip_score"] == r["clip_score"] for r in run.rows)
 
-    real = media.prepare_item
+    real = prepare.prepare_item
 
     def flaky(item, *a, **k):  # type: ignore[no-untyped-def]
         if item.item_id == "im03.png":
             raise OSError("disk on fire")
         return real(item, *a, **k)
 
-    monkeypatch.setattr("gencritic.pipeline.prepare_item", flaky)
+    monkeypatch.setattr("gencritic.scoring.run.prepare_item", flaky)
     run = gencritic.score(many_images, model=str(tiny_clip_dir), cache_dir=None, progress=False)
     bad = [r for r in run.rows if not r["success"]]
     assert [r["item_id"] for r in bad] == ["im03.png"] and bad[0]["error"] == "OSError: disk on fire"
@@ -240,7 +240,7 @@ def test_a_crashing_metric_or_loader_fails_items_not_the_run(tiny_clip_dir: Path
 def test_workers_auto_never_run_beside_an_encoder_that_uses_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from gencritic.pipeline import Prefetch, resolve_prefetch
+    from gencritic.scoring.schedule import Prefetch, resolve_prefetch
 
     with pytest.raises(InputError, match="--workers"):
         resolve_prefetch(-1, "cpu")
@@ -252,7 +252,7 @@ def test_workers_auto_never_run_beside_an_encoder_that_uses_every_core(monkeypat
         assert resolve_prefetch(3, "cpu") == three
         assert resolve_prefetch(0, "cpu").workers == 0
     # beside a GPU: one preparing thread per mesh-loader process, at least two, all overlapping
-    monkeypatch.setattr("gencritic.pipeline.resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr("gencritic.scoring.schedule.resolve_device", lambda name: torch.device("cuda"))
     for processes, threads in (("0", 2), ("4", 4)):
         monkeypatch.setenv("GENCRITIC_LOAD_PROCESSES", processes)
         assert resolve_prefetch(None, "cuda") == Prefetch(threads, True)
@@ -265,8 +265,8 @@ def test_prefetch_keeps_item_order_and_bursts_never_run_while_the_scorer_works(w
     import threading
 
     from gencritic.items import Item
-    from gencritic.media import PreparedItem
-    from gencritic.pipeline import Prefetch, _Prefetcher
+    from gencritic.prepare import PreparedItem
+    from gencritic.scoring.schedule import Prefetch, Prefetcher
 
     items = [Item(item_id=f"i{k}", kind="image", path=Path(f"i{k}.png")) for k in range(23)]
     scorer_busy = threading.Event()
@@ -282,7 +282,7 @@ def test_prefetch_keeps_item_order_and_bursts_never_run_while_the_scorer_works(w
         return PreparedItem(item)
 
     got = []
-    for prepared in _Prefetcher(items, prepare, Prefetch(workers, overlap), window=8):
+    for prepared in Prefetcher(items, prepare, Prefetch(workers, overlap), window=8):
         got.append(prepared.item.item_id)
         scorer_busy.set()  # the scorer "encodes" between pulls
         time.sleep(0.002)

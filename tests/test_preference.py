@@ -22,8 +22,9 @@ from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.items import Item
 from gencritic.metrics.registry import create_metric
 from gencritic.models.loader import ModelPool
-from gencritic.pipeline import score
+from gencritic.scoring import score
 from tests.conftest import hf_features
+from tests.metric_harness import Case, check_metric
 
 OPENAI_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None]
 OPENAI_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711])[:, None, None]
@@ -48,21 +49,21 @@ def test_pickscore_is_logit_scale_times_cosine(tiny_clip_dir: Path, tmp_path: Pa
     from transformers import AutoProcessor, CLIPModel
 
     items = _items(tmp_path)
-    pool = ModelPool("cpu")
-    run = score(items, metrics=f"pickscore:model={tiny_clip_dir};processor={tiny_clip_dir}", cache_dir=None,
-                pool=pool, progress=False, device="cpu")
-    assert all(r["success"] for r in run.rows), [r["error"] for r in run.rows]
+    cases = [Case(i.path, prompt=i.prompt) for i in items]
 
     # the authors' example: processor for both, get_*_features, normalise, logit_scale.exp() * text @ image
     model = CLIPModel.from_pretrained(tiny_clip_dir).eval()
     processor = AutoProcessor.from_pretrained(tiny_clip_dir)
-    for item, row in zip(items, run.rows, strict=True):
-        image_inputs = processor(images=[Image.open(item.path).convert("RGB")], return_tensors="pt")
-        text_inputs = processor(text=[item.prompt], padding=True, truncation=True, max_length=77, return_tensors="pt")
+    expected = []
+    for case in cases:
+        image_inputs = processor(images=[Image.open(case.image).convert("RGB")], return_tensors="pt")
+        text_inputs = processor(text=[case.prompt], padding=True, truncation=True, max_length=77, return_tensors="pt")
         image_embs = _unit(hf_features(model.get_image_features(**image_inputs)))
         text_embs = _unit(hf_features(model.get_text_features(**text_inputs)))
-        expected = float(model.logit_scale.exp() * (text_embs @ image_embs.T)[0, 0])
-        assert row["pickscore"] == pytest.approx(expected, abs=1e-4)
+        expected.append(float(model.logit_scale.exp() * (text_embs @ image_embs.T)[0, 0]))
+    spec = f"pickscore:model={tiny_clip_dir};processor={tiny_clip_dir}"
+    check_metric(spec, cases, {"pickscore": expected}, atol=1e-4)  # also its range and determinism
+    run = score(items, metrics=spec, cache_dir=None, pool=ModelPool("cpu"), progress=False, device="cpu")
     assert run.summary["metrics"]["pickscore"]["settings"] == {"processor": str(tiny_clip_dir)}
 
 

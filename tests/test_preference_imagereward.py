@@ -27,7 +27,7 @@ from gencritic.errors import ModelUnavailableError
 from gencritic.items import Item
 from gencritic.models.imagereward import IMAGEREWARD_MEAN, IMAGEREWARD_STD, load_imagereward
 from gencritic.models.loader import ModelPool
-from gencritic.pipeline import score
+from gencritic.scoring import score
 
 V_WIDTH, V_DEPTH, PATCH, IMG = 64, 2, 8, 32  # 1 head of 64, as BLIP's width/64 rule gives
 T_WIDTH, T_HEADS, T_LAYERS, T_INTER, T_MAXPOS = 32, 2, 2, 64, 40

@@ -63,7 +63,7 @@ def _images(folder: Path) -> list[Path]:
 def test_clip_iqa_equals_hand_computed_softmax(tmp_path: Path, tiny_clip_dir: Path) -> None:
     from transformers import AutoTokenizer, CLIPModel
 
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     paths = _images(tmp_path / "imgs")
     pairs = [("Good photo.", "Bad photo."), ("Sharp photo.", "Blurry photo.")]
@@ -107,7 +107,7 @@ def _upstream_mlp(in_dim: int) -> torch.nn.Module:
 
 
 def _run_aesthetic(tmp_path: Path, head: Path, model_dir: Path) -> list[float]:
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     run = score(tmp_path / "imgs", metrics=[f"aesthetic:head={head};model={model_dir}"], cache_dir=None,
                 progress=False, device="cpu")
@@ -152,7 +152,7 @@ def test_real_laion_heads_on_matching_embedding_sizes(tmp_path: Path, tiny_clip_
 
 @pytest.mark.shared_data
 def test_aesthetic_refuses_a_head_for_another_embedding_size(tmp_path: Path, tiny_clip_dir: Path) -> None:
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     head = shared_data("laion-improved-aesthetic-l14") / "sac+logos+ava1-l14-linearMSE.pth"
     _images(tmp_path / "imgs")
@@ -163,7 +163,7 @@ def test_aesthetic_refuses_a_head_for_another_embedding_size(tmp_path: Path, tin
 
 def test_aesthetic_without_head_is_unavailable_not_faked(tmp_path: Path, tiny_clip_dir: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     for var in ("GENCRITIC_AESTHETIC_HEAD", "GENCRITIC_BRISQUE_MODEL", "GENCRITIC_BRISQUE_RANGE"):
         monkeypatch.delenv(var, raising=False)  # brisque is unavailable here even where the LIVE SVR is set
@@ -176,7 +176,7 @@ def test_aesthetic_without_head_is_unavailable_not_faked(tmp_path: Path, tiny_cl
     assert "aesthetic" not in run.columns and "brisque" not in run.columns
     bad = tmp_path / "bad.pth"
     torch.save({"foo": torch.zeros(2)}, bad)
-    from gencritic.models.heads import load_head
+    from gencritic.models.aesthetic_heads import load_head
 
     with pytest.raises(ModelUnavailableError, match="neither a LAION v1"):
         load_head(bad)
@@ -373,7 +373,7 @@ def test_niqe_rises_with_blur_and_noise_on_real_photos() -> None:
 
 
 def test_niqe_metric_fails_small_images_with_a_reason(tmp_path: Path) -> None:
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     Image.fromarray(_textured((128, 160), 2)).save(tmp_path / "ok.png")
     make_image(tmp_path / "small.png", size=64)
@@ -503,7 +503,7 @@ def test_brisque_svr_and_scaling_equal_hand_computation(tmp_path: Path) -> None:
 
 def test_brisque_metric_runs_with_a_model_file_and_is_unavailable_without(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     model, rng_file, *_ = _write_svr(tmp_path)
     Image.fromarray(_textured((64, 72), 4)).save(tmp_path / "img.png")
@@ -568,10 +568,10 @@ def _obvious_images(folder: Path) -> tuple[Path, Path, Path]:
 def test_real_weights_rank_an_obvious_pair(spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With real weights present (torchvision cache / HF cache / env), a lightly noisy copy must be
     closer to the original than a different image. Skipped, with the reason, where weights are absent."""
-    from gencritic.features import RunContext
     from gencritic.metrics.registry import create_metric
     from gencritic.models.loader import ModelPool
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
+    from gencritic.views import RunContext
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     metric = create_metric(spec)

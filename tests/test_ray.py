@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gencritic.pipeline import ScoreOptions, score
+from gencritic.scoring import ScoreOptions, score
 from tests.conftest import make_image
 
 ray = pytest.importorskip("ray")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gencritic.pipeline import ScoreOptions, score
+from gencritic.scoring import ScoreOptions, score
 from tests.conftest import make_image
 from tests.s3_server import S3Server, s3  # noqa: F401 (fixture)
 

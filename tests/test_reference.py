@@ -7,6 +7,8 @@ end to end with a reference column, a reference folder and a missing reference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from PIL import Image
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.metrics._iqa import ssim as S
 from tests.conftest import hf_features
+from tests.metric_harness import Case, check_metric
 
 
 def _smooth_pair(h: int, w: int, seed: int = 0, noise: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +234,7 @@ def test_pipeline_reference_column_scores_equal_independent_computations(tmp_pat
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from gencritic.models.loader import ModelPool
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     gen, ref = _make_pair_images(tmp_path)
     manifest = tmp_path / "m.csv"
@@ -267,7 +270,7 @@ def test_pipeline_reference_column_scores_equal_independent_computations(tmp_pat
 
 def test_reference_dir_pairs_by_file_stem(tmp_path, tiny_clip_dir) -> None:  # type: ignore[no-untyped-def]
     from gencritic.io.manifest import collect_items, pair_references
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     gen, ref = _make_pair_images(tmp_path)
     (ref / "img2.png").rename(ref / "img2.jpg.tmp")
@@ -288,7 +291,7 @@ def test_reference_dir_pairs_by_file_stem(tmp_path, tiny_clip_dir) -> None:  # t
 
 def test_alpha_masks_restrict_pixel_metrics_to_the_object(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Same object, different backgrounds: masked PSNR is inf, unmasked finite; mask=none opts out."""
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     obj = np.zeros((40, 40, 4), dtype=np.uint8)
     obj[10:30, 10:30] = (200, 40, 40, 255)
@@ -307,25 +310,29 @@ def test_alpha_masks_restrict_pixel_metrics_to_the_object(tmp_path) -> None:  # 
 
 
 def test_lpips_metric_in_a_run_equals_lpips_package(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Three same-size pairs go through the net as one batch; each equals the lpips package."""
-    from gencritic.pipeline import score
-
+    """Three same-size pairs go through the net as one batch; each equals the lpips package (and
+    the metric keeps its range, direction and determinism: tests/metric_harness.py)."""
     feats = _random_backbone("alex", tmp_path / "alex.pth", seed=4)
     ref_net = _upstream_lpips("alex", feats)
     gen, ref = _make_pair_images(tmp_path)
-    (tmp_path / "m.csv").write_text("image,reference\n" + "".join(f"gen/img{i}.png,ref/img{i}.png\n" for i in range(3)))
-    run = score(tmp_path / "m.csv", metrics=[f"lpips:net=alex;weights={tmp_path / 'alex.pth'}"], cache_dir=None,
-                progress=False, device="cpu")
-    for i in range(3):
-        g = Image.open(gen / f"img{i}.png").convert("RGB")
-        r = Image.open(ref / f"img{i}.png").convert("RGB").resize(g.size, Image.Resampling.BICUBIC)
-        x = torch.from_numpy(np.asarray(g, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-        y = torch.from_numpy(np.asarray(r, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-        with torch.no_grad():
-            expected = float(ref_net(x, y, normalize=True))
-        assert run.rows[i]["lpips"] == pytest.approx(expected, abs=1e-5)
-    assert run.rows[0]["model"] == "lpips-v0.1-alex"
-    assert run.rows[1]["lpips"] == 0.0  # img1 and its reference are the same picture
+    cases = [Case(gen / f"img{i}.png", reference=ref / f"img{i}.png") for i in range(3)]
+
+    def upstream(cases: Sequence[Case]) -> dict[str, list[float]]:
+        out = []
+        for case in cases:
+            g = Image.open(case.image).convert("RGB")
+            r = Image.open(case.reference).convert("RGB").resize(g.size, Image.Resampling.BICUBIC)  # type: ignore[arg-type]
+            x = torch.from_numpy(np.asarray(g, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+            y = torch.from_numpy(np.asarray(r, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+            with torch.no_grad():
+                out.append(float(ref_net(x, y, normalize=True)))
+        return {"lpips": out}
+
+    # img1 and its reference are the same picture: better (lower) than img0 and its other colour
+    rows = check_metric(f"lpips:net=alex;weights={tmp_path / 'alex.pth'}", cases, upstream, atol=1e-5,
+                        better=[(1, 0)])
+    assert rows[0]["model"] == "lpips-v0.1-alex"
+    assert rows[1]["lpips"] == 0.0  # img1 and its reference are the same picture
 
 
 # -- DINOv2 ---------------------------------------------------------------------------------------
@@ -348,12 +355,8 @@ def tiny_dino_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
 def test_dino_metric_equals_raw_dinov2_cls_cosine(tmp_path, tiny_dino_dir) -> None:  # type: ignore[no-untyped-def]
     from transformers import AutoImageProcessor, Dinov2Model
 
-    from gencritic.pipeline import score
-
     gen, ref = _make_pair_images(tmp_path)
-    (tmp_path / "m.csv").write_text("image,reference\n" + "".join(f"gen/img{i}.png,ref/img{i}.png\n" for i in range(3)))
-    run = score(tmp_path / "m.csv", metrics=[f"dino:model={tiny_dino_dir}"], cache_dir=tmp_path / "c",
-                progress=False, device="cpu")
+    cases = [Case(gen / f"img{i}.png", reference=ref / f"img{i}.png") for i in range(3)]
     model = Dinov2Model.from_pretrained(tiny_dino_dir).eval()
     proc = AutoImageProcessor.from_pretrained(tiny_dino_dir)
 
@@ -363,10 +366,11 @@ def test_dino_metric_equals_raw_dinov2_cls_cosine(tmp_path, tiny_dino_dir) -> No
         cls = out.last_hidden_state[0, 0]  # CLS token after the final layer norm
         return cls / cls.norm()
 
-    for i in range(3):
-        expected = float(emb(gen / f"img{i}.png") @ emb(ref / f"img{i}.png"))
-        assert run.rows[i]["dino"] == pytest.approx(expected, abs=1e-5)
-    assert run.rows[0]["model"] == str(tiny_dino_dir)
+    expected = {"dino": [float(emb(c.image) @ emb(c.reference)) for c in cases]}
+    # img1's reference is the same picture: more similar (higher) than img0's other colour
+    rows = check_metric(f"dino:model={tiny_dino_dir}", cases, expected, atol=1e-5, better=[(1, 0)],
+                        cache_dir=tmp_path / "c")
+    assert rows[0]["model"] == str(tiny_dino_dir)
 
 
 def test_dino_unavailable_names_the_fix(tmp_path) -> None:  # type: ignore[no-untyped-def]

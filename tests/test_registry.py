@@ -20,13 +20,13 @@ except ImportError:  # pragma: no cover
     from conftest import make_image  # type: ignore[no-redef]
 from gencritic.cache import EmbeddingCache
 from gencritic.errors import ModelUnavailableError
-from gencritic.features import RunContext
 from gencritic.items import Item
 from gencritic.metrics.base import INPUT_KINDS
 from gencritic.metrics.registry import all_metrics, create_metric
 from gencritic.models.loader import ModelPool
 from gencritic.models.preference import PICKSCORE_MODEL, PICKSCORE_PROCESSOR
-from gencritic.pipeline import score
+from gencritic.scoring import score
+from gencritic.views import RunContext
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -92,7 +92,7 @@ def test_score_meshes_end_to_end(mesh_folder: Path, tiny_clip_dir: Path, tmp_pat
 
 
 def test_asset_with_no_valid_view_is_a_failed_row(mesh_folder: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     run = score(mesh_folder / "lost.ply", options=ScoreOptions(
         model=str(tiny_clip_dir), device="cpu", cache_dir=None, progress=False,

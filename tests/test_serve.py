@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from gencritic.errors import InputError
 from gencritic.models import ModelPool
-from gencritic.pipeline import ScoreOptions, score
+from gencritic.scoring import ScoreOptions, score
 from gencritic.serve.http import create_app
 from gencritic.serve.security import check_bind
 from gencritic.serve.service import ScoringService, ServiceConfig

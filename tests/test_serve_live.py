@@ -75,7 +75,7 @@ def http_server(service: ScoringService) -> Iterator[str]:
 
 
 def test_serve_over_real_http(http_server: str, root: Path, tiny_clip_dir: Path) -> None:
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     up = httpx.post(f"{http_server}/v1/score/image", files={"file": ("r.png", (root / "red.png").read_bytes())},
                     data={"prompt": "a red square"}, timeout=60)

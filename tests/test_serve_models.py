@@ -13,7 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from gencritic.models import ModelPool
-from gencritic.pipeline import ScoreOptions, score
+from gencritic.scoring import ScoreOptions, score
 from gencritic.serve.http import create_app
 from gencritic.serve.service import ScoringService, ServiceConfig
 from tests.conftest import make_image
@@ -104,7 +104,7 @@ def test_models_under_the_roots_and_allowed_models_load(client: TestClient, root
 
 
 def test_a_head_chooses_only_an_allowed_backbone(client: TestClient, root: Path) -> None:
-    from gencritic.meta.heads import AssessmentHead, save_head
+    from gencritic.models.assessment_heads import AssessmentHead, save_head
 
     config = {"kind": "linear", "image_dim": 16, "text_dim": 0, "n_scores": 0, "n_tasks": 1, "hidden": 0,
               "d_model": 16, "layers": 1, "heads": 2, "dropout": 0.0}

@@ -28,8 +28,8 @@ def _open_tracker(path: Path) -> sqlite3.Connection:
 def _open_cache(path: Path) -> sqlite3.Connection:
     cache = EmbeddingCache(path)
     assert cache.get_many(["absent"]) == {}
-    assert cache._conn is not None
-    return cache._conn
+    assert cache._store.conn is not None
+    return cache._store.conn
 
 
 @pytest.mark.parametrize("open_db", [_open_tracker, _open_cache], ids=["job-tracker", "embedding-cache"])

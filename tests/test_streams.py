@@ -78,7 +78,7 @@ def test_streams_give_bit_identical_embeddings(family: str, tiny_clip_dir: Path,
 
 
 def test_a_bad_streams_variable_stops_a_run_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gencritic.pipeline import resolve_prefetch
+    from gencritic.scoring.schedule import resolve_prefetch
 
     monkeypatch.setenv("GENCRITIC_CPU_STREAMS", "auto")
     assert cpu_streams() == torch.get_num_threads()
@@ -93,7 +93,7 @@ def test_a_bad_streams_variable_stops_a_run_before_any_work(monkeypatch: pytest.
 def test_texts_in_streams_and_sorted_batches_match_one_at_a_time(tiny_clip_dir: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from gencritic.cache import EmbeddingCache
-    from gencritic.features import RunContext, encode_texts_cached
+    from gencritic.views import RunContext, encode_texts_cached
 
     pool = ModelPool("cpu", "auto")
     backbone = pool.clip(str(tiny_clip_dir))

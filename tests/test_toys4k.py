@@ -185,7 +185,7 @@ def test_bad_run_options_stop_before_work(toys4k_tree: tuple[Path, Path], tmp_pa
 
 
 def test_generic_meshes_captions_adapter(tmp_path: Path, tiny_clip_dir: Path) -> None:
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     folder = tmp_path / "assets"
     folder.mkdir()

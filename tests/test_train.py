@@ -14,9 +14,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from gencritic.agreement.train import TrainOptions, train
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.jsonio import loads_strict
-from gencritic.meta.train import TrainOptions, train
 
 PALETTE = [(230, 40, 40), (40, 200, 60), (40, 60, 230), (230, 210, 40), (150, 40, 170), (240, 140, 30),
            (30, 200, 200), (200, 200, 200), (120, 80, 40), (250, 120, 180), (90, 90, 90), (20, 120, 60)]
@@ -101,7 +101,7 @@ def test_training_is_deterministic(rated_set: Path, tiny_clip_dir: Path, tmp_pat
 def test_learned_metric_reproduces_training_predictions(rated_set: Path, tiny_clip_dir: Path,
                                                         tmp_path: Path) -> None:
     from gencritic.io.manifest import items_from_manifest
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     out = tmp_path / "head"
     train(rated_set, out, _opts(tiny_clip_dir, tmp_path / "cache", head="transformer", with_metrics=["clip"],

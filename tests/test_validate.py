@@ -12,9 +12,10 @@ import pytest
 import scipy.stats as st
 from typer.testing import CliRunner
 
+from gencritic.agreement.validate import ValidateOptions, validate
 from gencritic.errors import InputError
 from gencritic.jsonio import loads_strict
-from gencritic.meta.validate import ValidateOptions, validate
+from gencritic.scoring import ScoreOptions
 from tests.conftest import make_image, shared_data
 from tests.test_train import synthetic_rated_set
 
@@ -35,7 +36,7 @@ def _opts(tiny_clip_dir: Path, cache: Path, **kw: object) -> ValidateOptions:
     base: dict[str, object] = {"metrics": ["clip", "clipscore_hessel"], "model": str(tiny_clip_dir),
                                "cache_dir": cache, "progress": False, "bootstrap": 300}
     base.update(kw)
-    return ValidateOptions(**base)  # type: ignore[arg-type]
+    return _split_options(base)
 
 
 def test_validate_writes_the_contracted_tables(rated_set: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
@@ -94,7 +95,7 @@ def test_validate_cli(rated_set: Path, tiny_clip_dir: Path, tmp_path: Path) -> N
 
 def test_validate_unknown_metric_fails_before_work(rated_set: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown metric 'clipp'"):
-        validate(rated_set, tmp_path / "x", ValidateOptions(metrics=["clipp"], progress=False))
+        validate(rated_set, tmp_path / "x", ValidateOptions(scoring=ScoreOptions(metrics=["clipp"], progress=False)))
     assert not (tmp_path / "x").exists()
 
 
@@ -160,7 +161,7 @@ def test_validate_avt_ai_images(tiny_clip_dir: Path, tmp_path: Path) -> None:
 
 
 def test_validating_a_head_on_its_training_data_warns(rated_set: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
-    from gencritic.meta.train import TrainOptions, train
+    from gencritic.agreement.train import TrainOptions, train
 
     head = tmp_path / "head"
     train(rated_set, head, TrainOptions(head="linear", model=str(tiny_clip_dir), cache_dir=tmp_path / "c", epochs=3,
@@ -170,3 +171,10 @@ def test_validating_a_head_on_its_training_data_warns(rated_set: Path, tiny_clip
     assert [r["column"] for r in report.rows] == ["learned_head_mos_size", "learned_head_mos_noise"] * 2
     assert len(report.provenance["warnings"]) == 2 and "trained on this dataset" in report.provenance["warnings"][0]
     assert "## Warnings" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _split_options(given: dict[str, object]) -> ValidateOptions:
+    """Scoring options go into the embedded ScoreOptions, the rest are validation's own."""
+    scoring = set(ScoreOptions.__dataclass_fields__)
+    return ValidateOptions(scoring=ScoreOptions(**{k: v for k, v in given.items() if k in scoring}),  # type: ignore[arg-type]
+                           **{k: v for k, v in given.items() if k not in scoring})  # type: ignore[arg-type]

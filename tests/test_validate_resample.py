@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-from gencritic.meta.bootstrap import agreement, resample_counts
-from gencritic.meta.validate import ValidateOptions, validate
+from gencritic.agreement.bootstrap import agreement, resample_counts
+from gencritic.agreement.validate import ValidateOptions, validate
+from gencritic.scoring import ScoreOptions
 from tests.test_train import synthetic_rated_set
 
 N_BOOT = 400
@@ -32,7 +33,7 @@ def _read(path: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def grouped_set(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> Path:
     """Ratings = the prompt's mean clip_score + a little noise: agreement only between prompts."""
-    from gencritic.pipeline import score
+    from gencritic.scoring import score
 
     folder = tmp_path_factory.mktemp("grouped")
     manifest = synthetic_rated_set(folder, n_prompts=30, per_prompt=6, seed=5)
@@ -57,7 +58,7 @@ def _opts(tiny_clip_dir: Path, cache: Path, **kw: object) -> ValidateOptions:
     base: dict[str, object] = {"metrics": ["clip"], "model": str(tiny_clip_dir), "cache_dir": cache,
                                "progress": False, "bootstrap": N_BOOT, "plots": False}
     base.update(kw)
-    return ValidateOptions(**base)  # type: ignore[arg-type]
+    return _split_options(base)
 
 
 def _plain_prompt_bootstrap_width(x: np.ndarray, y: np.ndarray, prompts: list[str]) -> float:
@@ -144,3 +145,10 @@ def test_group_by_any_column_and_bad_choices_fail_with_one_line(grouped_set: Pat
         code, out, err = run(*extra)
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert code == 2 and len(lines) == 1 and message in lines[0], (extra, err)
+
+
+def _split_options(given: dict[str, object]) -> ValidateOptions:
+    """Scoring options go into the embedded ScoreOptions, the rest are validation's own."""
+    scoring = set(ScoreOptions.__dataclass_fields__)
+    return ValidateOptions(scoring=ScoreOptions(**{k: v for k, v in given.items() if k in scoring}),  # type: ignore[arg-type]
+                           **{k: v for k, v in given.items() if k not in scoring})  # type: ignore[arg-type]

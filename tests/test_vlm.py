@@ -20,7 +20,7 @@ from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.items import Item
 from gencritic.metrics.registry import create_metric
 from gencritic.models.loader import ModelPool
-from gencritic.pipeline import score
+from gencritic.scoring import score
 from tests.vlm_fixtures import build_tiny_llava, build_tiny_qwen2_vl
 
 # t2v_metrics' default question (its vqa_model/llava/gpt4v modules); the metric's default must be this text

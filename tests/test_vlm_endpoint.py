@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from gencritic.errors import ModelUnavailableError
-from gencritic.generate.retry import RetryPolicy
 from gencritic.items import Item
 from gencritic.models.loader import ModelPool
-from gencritic.pipeline import score
+from gencritic.remote.retry import RetryPolicy
+from gencritic.scoring import score
 from tests.fake_csm import FakeClock
 from tests.fake_openai import FakeOpenAI, Reply
 

@@ -11,24 +11,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from gencritic.version import __version__
 
 if TYPE_CHECKING:
-    from gencritic.pipeline import ScoreOptions, ScoreRun
+    from gencritic.scoring import ScoreOptions, ScoreRun
 
 
 def score(*args: Any, **kwargs: Any) -> ScoreRun:
-    """Score images/meshes/manifests; see :func:`gencritic.pipeline.score`."""
-    from gencritic.pipeline import score as _score
+    """Score images/meshes/manifests; see :func:`gencritic.scoring.run.score`."""
+    from gencritic.scoring.run import score as _score
 
     return _score(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
     if name in ("ScoreOptions", "ScoreRun"):
-        from gencritic import pipeline
+        from gencritic import scoring
 
-        return getattr(pipeline, name)
+        return getattr(scoring, name)
     if name in ("load_clip", "ModelPool"):
         from gencritic import models
 

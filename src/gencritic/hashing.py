@@ -1,11 +1,14 @@
-"""Content hashes of files: what caches, downloads and dataset checks key on."""
+"""Content hashes of files (what caches, downloads and dataset checks key on) and the short id
+of a settings mapping (what output folders are keyed on)."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 CHUNK = 1 << 20
 
@@ -27,3 +30,9 @@ def _sha256(path: str, _size: int, _mtime_ns: int, _ctime_ns: int, _inode: int) 
         for block in iter(lambda: fh.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def describe_settings(obj: Any) -> str:
+    """Short stable id of a settings mapping, written in rows so two runs can be compared (and
+    what resuming an output folder checks)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -15,14 +15,14 @@ back into the same list (:func:`split_cell`).
 
 A new kind of degradation of a 3D asset is added in :func:`gencritic.mesh.fidelity.asset_warnings`
 (from the files, so renders served from the cache carry it too); anything that prepares an item can
-append to :attr:`gencritic.media.PreparedItem.warnings`, and the pipeline does the rest.
+append to :attr:`gencritic.prepare.PreparedItem.warnings`, and the scoring run does the rest.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 SEPARATOR = "; "
@@ -53,13 +53,13 @@ def split_cell(cell: str | None) -> list[str]:
     return [w for w in (cell or "").split(SEPARATOR) if w]
 
 
-def summarise(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """``{"count": N, "items": M, "by_kind": {kind: n}}`` over journal records' ``warnings`` lists:
-    N warnings in all, on M items."""
+def summarise(warning_lists: Iterable[Sequence[str] | None]) -> dict[str, Any]:
+    """``{"count": N, "items": M, "by_kind": {kind: n}}`` over the items' warning lists (one per
+    item, as records carry them): N warnings in all, on M items."""
     by_kind: Counter[str] = Counter()
     items = 0
-    for rec in records:
-        found = list(rec.get("warnings") or [])
+    for found in warning_lists:
+        found = list(found or [])
         items += bool(found)
         by_kind.update(kind_of(w) for w in found)
     return {"count": sum(by_kind.values()), "items": items, "by_kind": dict(sorted(by_kind.items()))}

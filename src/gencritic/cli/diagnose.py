@@ -31,7 +31,7 @@ def _emit(data: dict, out: Optional[Path]) -> None:  # noqa: UP045
     if out is None:
         typer.echo(text)
         return
-    from gencritic.store import atomic_write_text
+    from gencritic.atomic import atomic_write_text
 
     atomic_write_text(out, text + "\n")
     typer.echo(f"wrote {out}", err=True)
@@ -209,7 +209,7 @@ def calibrate_command(
                                    holdout_by=holdout_by)
     yaml_text = result.pop("yaml")
     if out is not None:
-        from gencritic.store import atomic_write_text
+        from gencritic.atomic import atomic_write_text
 
         atomic_write_text(out, yaml_text)
         result["written"] = str(out)

@@ -30,8 +30,8 @@ from gencritic.cli.options import (
 from gencritic.errors import InputError
 
 if TYPE_CHECKING:
-    from gencritic.generate.keys import ApiKey
     from gencritic.generate.runner import Runner
+    from gencritic.remote.keys import ApiKey
 
 gen_app = typer.Typer(
     name="generate",
@@ -88,9 +88,9 @@ def _formats(text: str) -> tuple[str, ...]:
 
 def _runner(workdir: Path, api_url: Optional[str], formats: str, timeout: float, poll_interval: float,  # noqa: UP045
             must_exist: bool) -> Runner:
-    from gencritic.generate.clock import SystemClock
-    from gencritic.generate.keys import resolve_api_key
     from gencritic.generate.runner import DB_NAME, GenerateSettings, Runner, backend_factory
+    from gencritic.remote.clock import SystemClock
+    from gencritic.remote.keys import resolve_api_key
 
     if must_exist and not (workdir / DB_NAME).exists():
         raise InputError(f"no generation jobs in {workdir}: start with `gencritic generate run IMAGES_DIR "

@@ -49,8 +49,9 @@ def critique_command(
 
       gencritic critique frames/ --profile campfire --vlm http://127.0.0.1:8000/v1 --out critique.json
     """
+    from gencritic.diagnose.api import critique
     from gencritic.jsonio import dumps_strict
-    from gencritic.judges.critique import critique, make_client
+    from gencritic.judges.critique import make_client
     from gencritic.models import ModelPool
 
     pool = ModelPool(device=device, dtype=dtype)

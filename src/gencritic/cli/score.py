@@ -27,7 +27,6 @@ from gencritic.cli.options import (
     Spp,
     Workers,
     cache_root,
-    render_options,
     render_settings_from_cli,
     split_list,
 )
@@ -79,7 +78,7 @@ def score_command(
       gencritic score photo.png --prompt "a red apple" --out out/ --device cpu --dtype int8
     """
     from gencritic.io.urls import as_path
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.scoring import ScoreOptions, score
 
     # lighting is given only when not the default, so earlier output folders keep their fingerprints
     render = render_settings_from_cli(rig=rig, resolution=resolution, renderer=renderer, spp=spp,
@@ -88,7 +87,7 @@ def score_command(
     options = ScoreOptions(
         metrics=split_list(metrics), model=model, device=device, dtype=dtype, batch_size=batch_size, workers=workers,
         background=background, cache_dir=cache_root(cache_dir, no_cache), formats=split_list(formats),
-        overwrite=overwrite, progress=not quiet, render=render_options(render),
+        overwrite=overwrite, progress=not quiet, render=render,
         reference_dir=None if reference_dir is None else as_path(reference_dir),
     )
     source, target = as_path(input), as_path(out)

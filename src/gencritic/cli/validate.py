@@ -16,6 +16,7 @@ from gencritic.cli.options import (
     Model,
     NoCache,
     Quiet,
+    cache_root,
     split_list,
 )
 
@@ -69,11 +70,13 @@ def validate_command(
 
       gencritic validate data/AGIQA-3K --metrics clip --out val-items/ --resample items
     """
-    from gencritic.meta.validate import ValidateOptions, validate
+    from gencritic.agreement.validate import ValidateOptions, validate
+    from gencritic.scoring import ScoreOptions
 
-    opts = ValidateOptions(metrics=split_list(metrics), model=model, device=device, batch_size=batch_size,
-                           cache_dir=cache_dir, use_cache=not no_cache, bootstrap=bootstrap, seed=seed,
-                           resample=resample, group_by=group_by, plots=not no_plots, progress=not quiet)
+    scoring = ScoreOptions(metrics=split_list(metrics), model=model, device=device, batch_size=batch_size,
+                           cache_dir=cache_root(cache_dir, no_cache), progress=not quiet)
+    opts = ValidateOptions(scoring=scoring, bootstrap=bootstrap, seed=seed, resample=resample, group_by=group_by,
+                           plots=not no_plots)
     report = validate(dataset, out, opts, fmt=fmt, ratings=split_list(ratings) or None)
     ds = report.provenance["dataset"]
     typer.echo(f"{ds['items_present']} of {ds['rows']} rated items present ({ds['items_missing']} missing), "
@@ -135,7 +138,7 @@ def train_command(
 
       gencritic score images/ --metrics clip,learned:heads/agiqa --out scores/
     """
-    from gencritic.meta.train import TrainOptions, train
+    from gencritic.agreement.train import TrainOptions, train
 
     opts = TrainOptions(head=head, tasks=split_list(tasks) or None, model=model, with_metrics=split_list(with_metrics),
                         use_text=not no_text, name=name, epochs=epochs, patience=patience, lr=lr,

@@ -123,7 +123,7 @@ def run_compare3d(pairs: Sequence[Pair], evaluators: Sequence[PairEvaluator], ou
     }
     rows = run.finish(order, summary)
     if all_views:  # views of pairs from an earlier (resumed) run are in the journal too
-        from gencritic.store import write_table
+        from gencritic.io.tables import write_table
 
         records = run.store.records()
         view_rows = [v for i in order if i in records for v in records[i].get("views", [])]

@@ -1,4 +1,4 @@
-"""Any folder of meshes plus a captions CSV -> mesh items for ``gencritic.pipeline.score``.
+"""Any folder of meshes plus a captions CSV -> mesh items for ``gencritic.scoring.score``.
 
 The CSV needs a column naming the asset (``mesh``, ``asset``, ``file``, ``path``,
 ``file_identifier`` or ``filename``; a path relative to the folder, with or without its

@@ -180,7 +180,7 @@ class Toys4kOptions:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 32
-    workers: int | None = None  # None: auto (pipeline.resolve_prefetch)
+    workers: int | None = None  # None: auto (scoring.schedule.resolve_prefetch)
     rig: str = "toys4k8"
     resolution: int = 512
     up: str = "y"
@@ -289,9 +289,9 @@ def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOpti
     seed's fields) and, from the scoring pipeline, ``OUT/scoring/`` (results, long-format
     ``views.csv`` with per-view scores, full ``summary.json``). Re-running resumes.
     """
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.io.tables import write_table
     from gencritic.render.settings import parse_render_options
-    from gencritic.store import write_table
+    from gencritic.scoring import ScoreOptions, score
 
     opts = options or Toys4kOptions()
     if opts.caption not in CAPTION_RULES:
@@ -301,9 +301,9 @@ def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOpti
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"--root {root} is not a folder: give the folder holding the Toys4k assets")
-    # the pipeline puts the render cache in CACHE_DIR/renders (none without a cache dir)
-    render = {"rig": opts.rig, "resolution": opts.resolution, "up": opts.up, **opts.render}
-    parse_render_options(render)  # validate before any work
+    # the scoring run puts the render cache in CACHE_DIR/renders (none without a cache dir)
+    render = parse_render_options({"rig": opts.rig, "resolution": opts.resolution, "up": opts.up,
+                                   **opts.render})  # validated before any work
     rows = read_metadata(Path(metadata))
     if opts.max_assets is not None:
         rows = rows[:opts.max_assets]

@@ -345,3 +345,21 @@ def key_frame_rgb(result: dict[str, Any]) -> np.ndarray:
         seq = load_frames(path, background)
         return np.asarray(seq.frames[int(result["sequence"]["key_frame"])])
     return _load_still(path, background)[0]
+
+
+def critique(input: str | Path, profile: str = "explosion", vlm: Any = None, pool: ModelPool | None = None,
+             cache_dir: Path | bool | None = True, max_new_tokens: int | None = None) -> dict[str, Any]:
+    """``gencritic critique``: the rules' plan (model-free) and the VLM critique beside it
+    (:mod:`gencritic.judges.critique`; ``vlm`` a spec or a client, default the default VLM).
+
+    The image the rules measured (a still, or a sequence's key frame) is the one the VLM sees."""
+    from gencritic.judges.critique import DEFAULT_MAX_NEW_TOKENS, make_client
+    from gencritic.models.vlm import default_vlm_spec
+
+    client = make_client(vlm or default_vlm_spec(), pool, cache_dir)
+    result = diagnose(input, profile=profile, pool=pool, vlm=client,
+                      vlm_max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
+    return {"input": result["input"], "kind": result["kind"], "profile": result["profile"],
+            "rules": {"passed": result["passed"], "overall": result["overall"],
+                      "suggested_parameters": result["suggested_parameters"]},
+            **result["vlm"]}

@@ -58,10 +58,10 @@ def run_metric(metric: Metric, column: str, rgb: np.ndarray, alpha: np.ndarray |
     from PIL import Image
 
     from gencritic.cache import EmbeddingCache
-    from gencritic.features import RunContext, View, ViewBatch
     from gencritic.io.images import LoadedImage, load_image
     from gencritic.items import Item
     from gencritic.models import DEFAULT_CLIP_MODEL
+    from gencritic.views import RunContext, View, ViewBatch
 
     inputs = metric.info.inputs
     if "text" in inputs and prompt is None:

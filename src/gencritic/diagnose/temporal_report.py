@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from gencritic.atomic import atomic_write_text
 from gencritic.diagnose.api import _clean
 from gencritic.diagnose.profiles import DEFAULT_PROFILE, load_profile
 from gencritic.diagnose.segmentation import sequence_regions
 from gencritic.errors import InputError
 from gencritic.io.fsnames import CSV_ERRORS
 from gencritic.io.images import parse_background
+from gencritic.io.tables import rows_to_csv
 from gencritic.jsonio import write_json
-from gencritic.store import atomic_write_text, rows_to_csv
 
 CURVE_COLUMNS = ("frame", "name", "time_s", "brightness", "coverage", "flicker", "ssim_to_next", "warp_error",
                  "unwarped_error", "lpips_to_next", "foreground_brightness", "foreground_flicker",

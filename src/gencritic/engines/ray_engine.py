@@ -2,7 +2,7 @@
 
 Why it is built this way:
 
-* **Same numbers.** Each actor runs :func:`gencritic.pipeline.score` itself on a chunk of
+* **Same numbers.** Each actor runs :func:`gencritic.scoring.score` itself on a chunk of
   items, so render -> encode -> score is the local pipeline's code, not a copy. Chunks are
   cut on the driver at the local engine's batch boundaries (``batch_size`` items), so the
   encoder sees the same batches as a local run would.
@@ -35,18 +35,19 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
-from gencritic.features import describe_settings
+from gencritic.hashing import describe_settings
 from gencritic.io.manifest import collect_items
 from gencritic.io.urls import UrlPath, as_path, is_url
 from gencritic.items import Item
 from gencritic.jsonio import dumps_strict, journal_line, parse_journal_line, to_jsonable, write_json
-from gencritic.pipeline import ScoreOptions, ScoreRun, score
-from gencritic.store import STATE_DIR, ResultsStore
+from gencritic.scoring import ScoreOptions, ScoreRun, score
+from gencritic.scoring.journal import ResultsStore, read_records
+from gencritic.scoring.records import ItemRecord
 
 log = logging.getLogger("gencritic")
 
@@ -64,7 +65,9 @@ def item_from_json(d: dict[str, Any]) -> Item:
 
 
 def options_to_json(opts: ScoreOptions) -> dict[str, Any]:
-    return dict(to_jsonable(asdict(opts), default=str))
+    d = {f.name: getattr(opts, f.name) for f in fields(opts)}
+    d["render"] = opts.render.given()  # the options given: a copy has the same fingerprint
+    return dict(to_jsonable(d, default=str))
 
 
 def options_from_json(d: dict[str, Any]) -> ScoreOptions:
@@ -109,13 +112,6 @@ def default_gpus_per_actor(device: str, cluster_gpus: float) -> float:
     return 0.0
 
 
-def read_journal(folder: Path) -> list[dict[str, Any]]:
-    path = folder / STATE_DIR / "journal.jsonl"
-    if not path.exists():
-        return []
-    return [parse_journal_line(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 class ScoreActor:
     """A Ray actor: holds the models, scores one chunk per call with the local pipeline.
 
@@ -152,19 +148,19 @@ class ScoreActor:
     def _encode_prompts(self, texts: list[str]) -> None:
         """Load the models and encode the run's prompts as the local pipeline's up-front pass does."""
         from gencritic.cache import EmbeddingCache
-        from gencritic.features import RunContext, encode_texts_cached
-        from gencritic.pipeline import build_metrics, metric_backbones, setup_metrics
+        from gencritic.scoring.metric_set import MetricSet
+        from gencritic.views import RunContext
 
         cache = EmbeddingCache.in_dir(self.options.cache_dir)
         try:
             ctx = RunContext(pool=self.pool, cache=cache, default_model=self.options.model)
-            metrics, _ = setup_metrics(build_metrics(self.options.metrics, self.options.model), ctx)
-            # ready to score: process started, imports done, models loaded (what Ray's start-up adds
-            # to a run; the prompts below are encoded by a local run as well)
+            metric_set = MetricSet.build(self.options.metrics, self.options.model)
+            metric_set.setup(ctx)
+            # ready to score: process started, imports done, metrics set up (models load here
+            # unless the cache already answers for them); what Ray's start-up adds to a run: the
+            # prompts below are encoded by a local run as well
             self.ready_at = time.time()
-            if texts and any("text" in m.info.inputs for m in metrics):
-                for backbone in metric_backbones(metrics):
-                    encode_texts_cached(backbone, ctx, texts)
+            metric_set.encode_prompts(ctx, texts)
         finally:
             cache.close()
 
@@ -186,11 +182,11 @@ class ScoreActor:
             started = time.perf_counter()
             try:
                 run = score(items, out=tmp, options=replace(self.options), pool=self.pool)
-                records = read_journal(tmp)
+                records = read_records(tmp)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             out["chunk"].append(int(chunk_id))
-            out["records"].append("".join(journal_line(r) + "\n" for r in records))  # lossless, as the journal
+            out["records"].append("".join(journal_line(r.to_journal()) + "\n" for r in records))  # lossless, as the journal
             settings = run.summary.get("settings", {})
             out["summary"].append(dumps_strict({"cache": run.summary.get("cache", {}),
                                                 "unavailable": run.summary.get("unavailable_metrics", {}),
@@ -229,7 +225,7 @@ def score_with_ray(
     torch_threads: int | None = None,
     on_chunk: Callable[[str, int], None] | None = None,
 ) -> ScoreRun:
-    """Score like :func:`gencritic.pipeline.score`, with the work spread over Ray actors.
+    """Score like :func:`gencritic.scoring.score`, with the work spread over Ray actors.
 
     ``ray_address`` joins a running cluster (``ray://host:10001`` or ``auto``); without it a
     local cluster starts (``num_cpus`` caps it). ``num_actors`` defaults to what the cluster
@@ -261,8 +257,8 @@ def score_with_ray(
         return _score_with_ray(source, folder, prompt, run_options, ray_address, num_actors, cpus_per_actor,
                                gpus_per_actor, num_cpus, torch_threads, on_chunk)
     if is_url(out):  # the driver writes a local folder kept in step with the address
+        from gencritic.io.journal import JOURNAL, STATE_DIR
         from gencritic.io.staged_out import StagedOutput
-        from gencritic.store import JOURNAL
 
         url = UrlPath(str(out))
         staged = StagedOutput(url, STATE_DIR, JOURNAL, overwrite=opts.overwrite)
@@ -282,6 +278,7 @@ def _score_with_ray(source: str | Path | UrlPath | Sequence[Item], out_dir: Path
                     on_chunk: Callable[[str, int], None] | None) -> ScoreRun:
     from gencritic.engines.ray_progress import RayProgress
     from gencritic.io.fetch import require_backends
+    from gencritic.scoring.plan import remote_files
 
     opts = replace(options, progress=False)
     started = time.perf_counter()
@@ -289,7 +286,7 @@ def _score_with_ray(source: str | Path | UrlPath | Sequence[Item], out_dir: Path
         else collect_items(as_path(source), prompt)
     if not items:
         raise InputError("nothing to score")
-    require_backends([u for i in items for u in (i.path, i.reference) if isinstance(u, UrlPath)])
+    require_backends(remote_files(items))
     # The same fingerprint the local pipeline writes, so local and Ray runs resume each other.
     has_meshes = any(i.kind == "mesh" for i in items)
     store = ResultsStore(out_dir, describe_settings(opts.numeric_settings(has_meshes)), opts.overwrite)
@@ -337,9 +334,10 @@ def _score_with_ray(source: str | Path | UrlPath | Sequence[Item], out_dir: Path
                                                        "node_cache": bool(ray_address)})
         with progress:
             for row in scored.iter_rows():
-                records = [parse_journal_line(line) for line in str(row["records"]).splitlines() if line.strip()]
+                records = [ItemRecord.from_journal(parse_journal_line(line))
+                           for line in str(row["records"]).splitlines() if line.strip()]
                 done = store.done_ids
-                fresh = [r for r in records if r["item"]["item_id"] not in done]  # a retried chunk's second copy
+                fresh = [r for r in records if r.item_id not in done]  # a retried chunk's second copy
                 store.append(fresh)
                 info = json.loads(row["summary"])
                 runtimes.append(info.get("runtime") or {})

@@ -9,9 +9,9 @@ Backends (:mod:`gencritic.generate.backends`) know one generator each; the runne
 
 from __future__ import annotations
 
-from gencritic.generate.clock import Clock, SystemClock
 from gencritic.generate.matrix import JobConfig, load_matrix
 from gencritic.generate.runner import GenerateSettings, Runner
 from gencritic.generate.tracker import JobRow, Tracker
+from gencritic.remote.clock import Clock, SystemClock
 
 __all__ = ["Clock", "GenerateSettings", "JobConfig", "JobRow", "Runner", "SystemClock", "Tracker", "load_matrix"]

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import httpx
 
-from gencritic.generate.clock import Clock
-from gencritic.generate.retry import (
+from gencritic.hashing import sha256_file
+from gencritic.remote.clock import Clock
+from gencritic.remote.retry import (
     ApiError,
     RetryableError,
     RetryPolicy,
     call_with_retry,
     is_retryable_status,
 )
-from gencritic.hashing import sha256_file
 
 CHUNK = 1 << 16
 

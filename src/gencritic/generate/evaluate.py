@@ -2,7 +2,7 @@
 
 Each complete job becomes a mesh :class:`~gencritic.items.Item` whose reference is the
 (workdir copy of the) image it was generated from. Scoring is the normal pipeline
-(:func:`gencritic.pipeline.score`): rendered views, ``clip_i2i`` = CLIP image-image
+(:func:`gencritic.scoring.score`): rendered views, ``clip_i2i`` = CLIP image-image
 similarity of each view to the input image, averaged over views. Jobs whose image has a
 prompt (a sidecar ``.txt``) are also scored with text metrics (``clip`` by default);
 jobs without one are not, rather than failing rows for a missing prompt.
@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gencritic.atomic import atomic_write_text
 from gencritic.errors import InputError
 from gencritic.generate.matrix import JobConfig
 from gencritic.generate.tracker import JobRow
+from gencritic.io.tables import write_table
 from gencritic.items import Item
-from gencritic.store import atomic_write_text, write_table
 
 IMAGE_METRIC = "clip_i2i"
 LEADERBOARD_COLUMNS = ["rank", "config", "description", "jobs", "generated", "failed_generation", "scored",
@@ -191,7 +192,8 @@ def _score_groups(items: Sequence[Item], out_dir: Path, prefix: str, model: str,
                   progress: bool) -> dict[str, dict[str, Any]]:
     """Score items (with prompts: image and text metrics; without: the image metric), each setup in
     its own resumable folder; the result rows by item id."""
-    from gencritic.pipeline import ScoreOptions, score
+    from gencritic.render.settings import render_settings
+    from gencritic.scoring import ScoreOptions, score
 
     groups = [("with-prompt", [i for i in items if i.prompt], [IMAGE_METRIC, *text_metrics]),
               ("no-prompt", [i for i in items if not i.prompt], [IMAGE_METRIC])]
@@ -200,7 +202,7 @@ def _score_groups(items: Sequence[Item], out_dir: Path, prefix: str, model: str,
         if not group:
             continue
         options = ScoreOptions(metrics=list(metrics), model=model, device=device, cache_dir=cache_dir,
-                               progress=progress, render=dict(render or {}))
+                               progress=progress, render=render_settings(render))
         # one resumable folder per scoring setup: another --model never collides with earlier results
         setup = hashlib.sha256(json.dumps(options.numeric_settings(), sort_keys=True, default=str).encode())
         run = score(group, out=out_dir / f"{prefix}-{label}-{setup.hexdigest()[:8]}", options=options)

@@ -35,14 +35,14 @@ from gencritic.errors import GencriticError, InputError, ItemError
 from gencritic.generate.backends.base import Backend, RemoteState, StageRequest
 from gencritic.generate.backends.command import CommandBackend
 from gencritic.generate.backends.csm import DEFAULT_API_URL, AuthError, CsmBackend
-from gencritic.generate.clock import Clock, iso
 from gencritic.generate.download import Downloader, FileRecord, still_valid, verify
-from gencritic.generate.keys import ApiKey
 from gencritic.generate.matrix import JobConfig
-from gencritic.generate.retry import ApiError, RetriesExhausted, RetryPolicy, Unconfirmed
 from gencritic.generate.tracker import ACTIVE, ClaimLost, JobRow, NewJob, Tracker
 from gencritic.hashing import sha256_file
 from gencritic.items import IMAGE_EXTENSIONS
+from gencritic.remote.clock import Clock, iso
+from gencritic.remote.keys import ApiKey
+from gencritic.remote.retry import ApiError, RetriesExhausted, RetryPolicy, Unconfirmed
 
 log = logging.getLogger("gencritic.generate")
 
@@ -230,7 +230,8 @@ class Runner:
         For people and tools that want the meshes without reading SQLite (e.g. ``gencritic
         score``). Rewritten atomically, and only when its content changes.
         """
-        from gencritic.store import atomic_write_text, rows_to_csv
+        from gencritic.atomic import atomic_write_text
+        from gencritic.io.tables import rows_to_csv
 
         columns = ["job_id", "image", "config", "status", "kind", "index", "format", "path", "sha256", "bytes"]
         rows = [{"job_id": r.job_id, "image": r.image_name, "config": r.config, "status": r.status, **f}

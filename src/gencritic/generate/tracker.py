@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.errors import InputError
-from gencritic.generate.clock import Clock, iso
 from gencritic.jsonio import dumps_strict
+from gencritic.remote.clock import Clock, iso
 from gencritic.sqlite_wal import connect_wal
 
 SCHEMA_VERSION = 2

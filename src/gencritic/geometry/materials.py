@@ -128,7 +128,7 @@ def _mtl_file(folder: Path, spec: str) -> Path | None:
 
 
 def obj_materials(path: Path) -> MaterialInfo:
-    from gencritic.mesh.load import obj_material_libraries
+    from gencritic.mesh.sidefiles import obj_material_libraries
 
     info = MaterialInfo()
     for lib in obj_material_libraries(path):
@@ -149,7 +149,7 @@ def obj_materials(path: Path) -> MaterialInfo:
 
 
 def ply_materials(path: Path) -> MaterialInfo:
-    from gencritic.mesh.load import ply_texture_name
+    from gencritic.mesh.sidefiles import ply_texture_name
 
     info = MaterialInfo()
     name = ply_texture_name(path)

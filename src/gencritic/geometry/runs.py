@@ -1,6 +1,6 @@
 """Writing a per-row run (``compare3d``, ``meshcheck``): journal, live CSV, canonical CSV, summary.
 
-Rows are journaled through :class:`gencritic.store.ResultsStore` as they finish (fsynced), so a
+Rows are journaled through :class:`gencritic.io.journal.Journal` as they finish (fsynced), so a
 crash loses at most the row in flight and re-running the same command into the same ``--out``
 resumes; ``results.csv`` is appended live and rewritten in input order at the end (full float
 precision, byte-identical across runs); ``summary.json`` is strict JSON, written atomically.
@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from gencritic.io.journal import Journal
+from gencritic.io.tables import write_table
 from gencritic.jsonio import write_json
-from gencritic.store import ResultsStore, write_table
 
 
 def software_versions(packages: Sequence[str] = ("gencritic", "numpy", "scipy", "trimesh", "pillow")) -> dict[str, str]:
@@ -46,7 +47,7 @@ class RowRun:
         self.out_dir = Path(out_dir)
         self.columns = list(columns)
         self.numeric = set(numeric)
-        self.store = ResultsStore(self.out_dir, fingerprint(settings), overwrite=overwrite)
+        self.store = Journal(self.out_dir, fingerprint(settings), overwrite=overwrite)
         if overwrite:
             (self.out_dir / "results.csv").unlink(missing_ok=True)
 

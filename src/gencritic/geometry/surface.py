@@ -30,7 +30,7 @@ class Surface:
 
     vertices: np.ndarray  # (V, 3) float64, normalised frame
     faces: np.ndarray  # (F, 3) int64 indices into vertices; primitives concatenated in scene order
-    sha256: str  # content key of the asset (its files), see gencritic.mesh.load.asset_sha256
+    sha256: str  # content key of the asset (its files), see gencritic.mesh.sidefiles.asset_sha256
     frame: str  # "trellis/up=y": the normalisation that made ``vertices``
     model_matrix: np.ndarray = field(repr=False)  # 4x4, file coordinates -> normalised frame
     source: str = ""
@@ -76,7 +76,7 @@ def load_mesh(path: Path) -> MeshData:
 
 def missing_colour_files(path: Path) -> list[str]:
     """Texture images and material libraries the asset names that are not beside it."""
-    from gencritic.mesh.load import missing_side_files
+    from gencritic.mesh.sidefiles import missing_side_files
 
     try:
         return list(missing_side_files(Path(path)).colour)

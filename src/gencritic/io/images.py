@@ -51,18 +51,20 @@ def parse_background(value: str | RGB) -> RGB:
     raise ValueError(f"background {value!r} is not a colour: use white, black, grey, #rrggbb or r,g,b")
 
 
-def read_file_bytes(path: Path) -> bytes:
-    """Read a file for hashing and decoding; missing and empty files are item errors."""
+def read_file_bytes(path: Path, what: str = "image", allow_empty: bool = False) -> bytes:
+    """Read a file for hashing and decoding; a missing, unreadable or (unless ``allow_empty``)
+    empty file is an item error naming it. ``what``: ``image`` or ``mesh``, as the messages say."""
+    noun = "file" if what == "image" else f"{what} file"
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ItemError(f"file not found: {path}") from None
+        raise ItemError(f"{noun} not found: {path}") from None
     except IsADirectoryError:
-        raise ItemError(f"expected an image file but found a folder: {path}") from None
+        raise ItemError(f"expected {'an' if what[0] in 'aeiou' else 'a'} {what} file but found a folder: {path}") from None
     except OSError as exc:
         raise ItemError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not data:
-        raise ItemError(f"file is empty (0 bytes): {path}")
+    if not data and not allow_empty:
+        raise ItemError(f"{noun} is empty (0 bytes): {path}")
     return data
 
 

@@ -218,25 +218,10 @@ def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
         else:
             entries.extend(sub.files)
             bad.extend((b, False) for b in sub.bad)
-    # a mesh's texture images (named by its MTL/glTF) are part of the mesh, not items to score
-    from gencritic.mesh.load import asset_files
-
-    blends = [p for p in entries if p.suffix.lower() == ".blend"]
-    if blends:  # a .blend's textures are known once Blender has read it (converted now, cached for the run)
-        from gencritic.mesh.blend import prepare_blend_files
-
-        prepare_blend_files(blends)
-
-    textures = {f.resolve() for p in entries if p.suffix.lower() in MESH_EXTENSIONS for f in asset_files(p)[1:]}
-
-    def only_textures(folder: Path) -> bool:  # e.g. model.obj beside textures/ (its map_Kd images)
-        try:
-            images = list_folder(folder, IMAGE_EXTENSIONS).files
-        except FolderError:
-            return False
-        return bool(images) and all(p.resolve() in textures for p in images)
-
-    entries = [p for p in entries if p.resolve() not in textures and not (p.is_dir() and only_textures(p))]
+    # a mesh's texture images (named by its MTL/glTF) are part of the mesh, not items to score; a
+    # .blend's are known once Blender has read it, which the scoring run does when it plans
+    # (gencritic.scoring.plan), not the listing
+    entries = without_side_files(entries, [p for p in entries if p.suffix.lower() in MESH_EXTENSIONS - {".blend"}])
     if not entries and not bad:
         raise InputError(
             f"no images or meshes found in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS | MESH_EXTENSIONS))})"
@@ -257,6 +242,26 @@ def items_from_folder(folder: Path, prompt: str | None = None) -> list[Item]:
     items += [_bad_item(folder, b, prompt, is_folder) for b, is_folder in bad]
     root_parts = len(folder.parts)
     return sorted(items, key=lambda i: tuple(natural_key(part) for part in i.path.parts[root_parts:]))
+
+
+def without_side_files(paths: Sequence[Path], meshes: Sequence[Path]) -> list[Path]:
+    """``paths`` without the side files of ``meshes`` (their textures, material libraries,
+    buffers: :func:`gencritic.mesh.sidefiles.asset_files`) and without folders that hold only
+    such files (``model.obj`` beside ``textures/``)."""
+    from gencritic.mesh.sidefiles import asset_files
+
+    side = {f.resolve() for m in meshes for f in asset_files(m)[1:]}
+    if not side:
+        return list(paths)
+
+    def only_side_files(folder: Path) -> bool:
+        try:
+            images = list_folder(folder, IMAGE_EXTENSIONS).files
+        except FolderError:
+            return False
+        return bool(images) and all(p.resolve() in side for p in images)
+
+    return [p for p in paths if p.resolve() not in side and not (p.is_dir() and only_side_files(p))]
 
 
 def collect_items(source: Path | UrlPath, prompt: str | None = None) -> list[Item]:

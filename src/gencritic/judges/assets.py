@@ -7,7 +7,7 @@ text comes from ``--prompts`` (CSV with ``id`` and ``prompt`` columns), else fro
 ``<id>.txt`` beside the entry or ``prompt.txt`` inside a views folder.
 
 This module is the judges' one door to the scoring pipeline's view preparation
-(:func:`gencritic.media.prepare_item`), so meshes are rendered, cached and checked for blank
+(:func:`gencritic.prepare.prepare_item`), so meshes are rendered, cached and checked for blank
 views exactly as everywhere else.
 """
 
@@ -95,9 +95,10 @@ def pick_views(n_available: int, n_wanted: int) -> list[int]:
 def load_views(prompt_id: str, kind: ItemKind, path: Path, n_views: int,
                render_options: dict[str, Any] | None = None) -> AssetViews:
     """The asset's views through the scoring pipeline's preparation (render for meshes)."""
-    from gencritic.media import prepare_item
+    from gencritic.prepare import prepare_item
+    from gencritic.render.settings import render_settings
 
-    prepared = prepare_item(Item(prompt_id, kind, path), render_options=render_options or {})
+    prepared = prepare_item(Item(prompt_id, kind, path), render=render_settings(render_options))
     if prepared.error is not None:
         return AssetViews([], [], prepared.error)
     chosen = [prepared.views[i] for i in pick_views(len(prepared.views), n_views)]

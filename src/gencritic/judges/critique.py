@@ -14,7 +14,8 @@ profile's own. An invalid answer is asked again once, with the validation error 
 model (greedy decoding would repeat the same answer to the same prompt); a second invalid
 answer makes the critique ``failed``, with both raw answers and errors, and no critique at all:
 nothing is repaired or invented. ``disagreements`` lists the parameters the VLM and the rules
-would move in opposite directions.
+would move in opposite directions. ``gencritic critique`` (rules and critique together) is
+:func:`gencritic.diagnose.api.critique`, which diagnoses first.
 """
 
 from __future__ import annotations
@@ -214,20 +215,3 @@ def critique_image(client: VLMClient, image: Image.Image | np.ndarray, profile: 
     block["error"] = (f"no valid critique after {len(block['attempts'])} answers: "
                       f"{block['attempts'][-1]['error']}")
     return block
-
-
-def critique(input: str | Path, profile: str = "explosion", vlm: str | VLMClient | None = None,
-             pool: ModelPool | None = None, cache_dir: Path | bool | None = True,
-             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> dict[str, Any]:
-    """``gencritic critique``: the rules' plan (model-free) and the VLM critique beside it.
-
-    The image the rules measured (a still, or a sequence's key frame) is the one the VLM sees."""
-    from gencritic.diagnose.api import diagnose
-    from gencritic.models.vlm import default_vlm_spec
-
-    client = make_client(vlm or default_vlm_spec(), pool, cache_dir)
-    result = diagnose(input, profile=profile, pool=pool, vlm=client, vlm_max_new_tokens=max_new_tokens)
-    return {"input": result["input"], "kind": result["kind"], "profile": result["profile"],
-            "rules": {"passed": result["passed"], "overall": result["overall"],
-                      "suggested_parameters": result["suggested_parameters"]},
-            **result["vlm"]}

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gencritic.agreement.bootstrap import resample_counts
 from gencritic.diagnose.calibrate import fit_pairwise_weights
-from gencritic.meta.bootstrap import resample_counts
 
 ELO_BASE = 1000.0
 ELO_SCALE = 400.0 / math.log(10.0)

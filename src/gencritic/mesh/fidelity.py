@@ -29,7 +29,7 @@ from typing import Any
 
 from gencritic.errors import ItemError
 from gencritic.mesh.kit import is_kit, read_kit
-from gencritic.mesh.load import (
+from gencritic.mesh.sidefiles import (
     check_side_files,
     mtl_material_blocks,
     obj_material_libraries,
@@ -73,8 +73,8 @@ def asset_warnings(path: Path, allow_untextured: bool = False) -> list[str]:
     out = check_side_files(path, allow_untextured)
     try:
         if suffix in (".glb", ".gltf"):
+            from gencritic.mesh.gltf_accessors import read_document
             from gencritic.mesh.gltf_features.notes import gltf_feature_warnings
-            from gencritic.mesh.gltf_prepare import read_document
 
             doc = read_document(path)[0]
             out += gltf_material_warnings(doc, path.name) + gltf_feature_warnings(doc, path.name)
@@ -143,7 +143,7 @@ def _blend_warnings(path: Path) -> list[str]:
     """The conversion's notes (what Blender's glTF export could not carry), and what the GLB it
     wrote asks for that is not drawn."""
     from gencritic.mesh.blend import converted_blend
-    from gencritic.mesh.gltf_prepare import read_document
+    from gencritic.mesh.gltf_accessors import read_document
 
     converted = converted_blend(path)  # cached; ItemError when it cannot be converted
     out = []

@@ -30,7 +30,7 @@ from gencritic.errors import ItemError
 from gencritic.items import KIT_SUFFIX, MESH_EXTENSIONS
 
 if TYPE_CHECKING:
-    from gencritic.mesh.load import MeshData
+    from gencritic.mesh.data import MeshData
 
 FORMAT_KEY = "gencritic_kit"
 FORMAT_VERSION = 1
@@ -97,7 +97,7 @@ def load_kit(path: Path, load_part: Callable[[Path], MeshData]) -> MeshData:
 
     A part that cannot be drawn faithfully fails the kit: the whole object without it is not
     what was generated."""
-    from gencritic.mesh.load import MeshData
+    from gencritic.mesh.data import MeshData
 
     primitives = []
     for part in read_kit(path):

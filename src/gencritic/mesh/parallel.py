@@ -44,7 +44,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from gencritic.errors import InputError, ItemError
-from gencritic.mesh.load import MeshData, load_asset
+from gencritic.mesh.data import MeshData
+from gencritic.mesh.loaders import load_asset
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
@@ -103,9 +104,9 @@ def _init_worker(parent_pid: int | None) -> None:
     with contextlib.suppress(OSError, AttributeError):
         os.setpgid(0, 0)
     _close_inherited_sockets()
-    from gencritic.mesh import load
+    from gencritic.mesh import sidefiles
 
-    load.warn_in_this_process = False  # the parent says it once, when it hashes the asset
+    sidefiles.warn_in_this_process = False  # the parent says it once, when it hashes the asset
 
 
 def _die_with_parent(parent_pid: int | None) -> None:
@@ -225,7 +226,7 @@ def shutdown(kill: bool = False) -> None:
 
 
 def load_asset_in_worker(path: Path, allow_untextured: bool = False) -> MeshData:
-    """:func:`~gencritic.mesh.load.load_asset` in a worker process (or here when there is none)."""
+    """:func:`~gencritic.mesh.loaders.load_asset` in a worker process (or here when there is none)."""
     timeout = load_timeout_s()
     # the keyword only when set: load_asset(path) is the call every worker has always made
     load = functools.partial(load_asset, allow_untextured=True) if allow_untextured else load_asset

@@ -38,7 +38,12 @@ def _candidates(base: UrlPath, names: list[str]) -> list[UrlPath]:
 def _references(url: UrlPath, local: Path) -> list[list[UrlPath]]:
     """The side files ``local`` (the fetched copy of ``url``) names: per reference, the addresses it
     may mean, most likely first."""
-    from gencritic.mesh.load import _MTL_MAP, _map_file_candidates, obj_material_libraries, ply_texture_name
+    from gencritic.mesh.sidefiles import (
+        map_file_candidates,
+        mtl_map_specs,
+        obj_material_libraries,
+        ply_texture_name,
+    )
 
     name = url.name.lower()
     suffix = url.suffix.lower()
@@ -52,7 +57,7 @@ def _references(url: UrlPath, local: Path) -> list[list[UrlPath]]:
         elif suffix == ".obj":
             refs = [[lib] for lib in obj_material_libraries(local)]
         elif suffix == ".mtl":
-            refs = [_map_file_candidates(spec) for spec in _MTL_MAP.findall(local.read_text(errors="replace"))]
+            refs = [map_file_candidates(spec) for spec in mtl_map_specs(local.read_text(errors="replace"))]
         elif suffix == ".ply":
             texture = ply_texture_name(local)
             refs = [[texture]] if texture else []

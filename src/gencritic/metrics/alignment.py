@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gencritic.errors import InputError
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.defaults import DEFAULT_CLIP_MODEL
 
 if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
-    from gencritic.features import RunContext, ViewBatch
+    from gencritic.views import RunContext, ViewBatch
 
 PAPER = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021"
 
@@ -45,10 +44,7 @@ class _ClipBase(Metric):
     options_schema = ClipModelOptions
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError(f"metric {self.name} needs a model")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
 
 @register

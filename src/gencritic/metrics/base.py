@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 from pydantic import Field
 
+from gencritic.errors import InputError
 from gencritic.schemas import StrictModel, describe_schema, validate_strict
 
 if TYPE_CHECKING:
-    from gencritic.features import RunContext, ViewBatch
+    from gencritic.models.clip import ClipBackbone
+    from gencritic.views import RunContext, ViewBatch
 
 INPUT_KINDS = ("image", "text", "reference", "frames", "set")
+METRIC_KINDS = ("view", "set")
 
 
 class MetricOptions(StrictModel):
@@ -56,6 +59,9 @@ class MetricInfo:
     reference: str
     needs_pixels: bool = False  # needs decoded pixels beyond cached embeddings (LPIPS, NIQE, ...)
     optional_weights: bool = False  # weights often absent; reported unavailable rather than failing the run
+    # "view": a value per view (and per item, per row); "set": one value over the whole run's
+    # views (FID/KID-like, in summary.json), see :class:`SetMetric`
+    kind: str = "view"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -154,6 +160,38 @@ class Metric(ABC):
     def setup(self, ctx: RunContext) -> None:
         """Load models through ``ctx.pool``. Raise ModelUnavailableError when weights are absent."""
 
+    def clip_backbone(self, ctx: RunContext) -> ClipBackbone:
+        """The run's CLIP backbone for this metric's model (``model=`` option, else the run's
+        ``--model``): the setup of every metric that needs only a CLIP backbone."""
+        model = self.model_id()
+        if model is None:
+            raise InputError(f"metric {self.name} needs a model")
+        return ctx.clip(model)
+
     @abstractmethod
     def compute(self, batch: ViewBatch) -> MetricResult:
         """Score every view of the batch. Pure apart from model calls via ``batch.features``."""
+
+
+class SetMetric(Metric):
+    """A metric over a whole set of views (FID, KID, diversity): one value per run, not per view.
+
+    The run owns the set: it asks :meth:`features` of every batch (per-view feature rows, from
+    the same cached embeddings per-view metrics use), keeps them per item, and once every item
+    is scored (resumed ones included) calls :meth:`compute_set` on all of them in input order,
+    so the value does not depend on batching or on where a run was interrupted. The values are
+    in ``summary.json`` under ``set_metrics``. ``info.kind`` is ``"set"``; ``info.columns`` name
+    the values :meth:`compute_set` returns.
+    """
+
+    @abstractmethod
+    def features(self, batch: ViewBatch) -> np.ndarray:
+        """(len(batch), D) feature rows of the batch's views."""
+
+    @abstractmethod
+    def compute_set(self, features: np.ndarray) -> dict[str, float]:
+        """Column -> value over the (N, D) features of every view of the run. Raise ValueError
+        when the set cannot give a value (too few views): the summary says why instead."""
+
+    def compute(self, batch: ViewBatch) -> MetricResult:
+        raise TypeError(f"{self.name} is a set metric: it has no per-view values (see SetMetric)")

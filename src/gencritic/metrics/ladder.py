@@ -40,7 +40,7 @@ from gencritic.models.defaults import DEFAULT_CLIP_MODEL
 if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
     import torch
 
-    from gencritic.features import RunContext, ViewBatch
+    from gencritic.views import RunContext, ViewBatch
 
 
 @dataclass(frozen=True)
@@ -163,10 +163,7 @@ class Ladder(Metric):
         return self.rungs if "prompts_file" in self.options else None
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError("metric ladder needs a model")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         rung_emb = batch.text_embeddings(self.backbone, self.rungs)

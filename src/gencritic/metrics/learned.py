@@ -26,11 +26,11 @@ from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResu
 from gencritic.metrics.registry import register
 
 if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
-    from gencritic.features import RunContext, ViewBatch
+    from gencritic.views import RunContext, ViewBatch
 
 
 def _read_card(path: Path) -> dict[str, Any]:
-    from gencritic.meta.heads import load_head
+    from gencritic.models.assessment_heads import load_head
 
     return load_head(path)[1]
 
@@ -98,14 +98,14 @@ class LearnedMetric(Metric):
         return {"head": self.options.get("head"), "weights_sha256": self.card.get("weights_sha256")}
 
     def setup(self, ctx: RunContext) -> None:
-        from gencritic.meta.heads import load_head
         from gencritic.metrics.registry import create_metric
+        from gencritic.models.assessment_heads import load_head
 
         path = self.options.get("head")
         if not path:
             raise InputError("metric 'learned' needs a head folder: --metrics learned:/path/to/head")
         self.head, self.card = ctx.pool.get(("learned-head", str(Path(path).resolve())), lambda: load_head(path))
-        self.backbone = ctx.pool.clip(self.card["backbone"])
+        self.backbone = ctx.clip(self.card["backbone"])
         self.sub_metrics = [create_metric(spec, self.card["backbone"]) for spec in self.card.get("with_metrics", [])]
         for m in self.sub_metrics:
             m.setup(ctx)

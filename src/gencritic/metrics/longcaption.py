@@ -47,7 +47,7 @@ from gencritic.models.defaults import DEFAULT_CLIP_MODEL
 from gencritic.models.hubfile import WeightsSource, resolve_weights
 
 if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`)
-    from gencritic.features import RunContext, ViewBatch
+    from gencritic.views import RunContext, ViewBatch
 
 LONGCLIP_PAPER = "Zhang et al., Long-CLIP: Unlocking the Long-Text Capability of CLIP, ECCV 2024"
 SPECS_PAPER = ("Chen, Salazar, Kementchedjhieva, SPECS: Specificity-Enhanced CLIP-Score for Long Image Caption "
@@ -151,7 +151,7 @@ class _LongClipBase(Metric):
 
     def setup(self, ctx: RunContext) -> None:
         spec = resolve_weights(self.weights, self._given())
-        backbone = ctx.pool.clip(spec)
+        backbone = ctx.clip(spec)
         if backbone.context_length <= 77:
             raise InputError(f"{self.name}: model '{spec}' has a {backbone.context_length}-token text context; "
                              f"{self.name} needs a Long-CLIP-format checkpoint (248 tokens), e.g. longclip-L.pt")
@@ -233,10 +233,7 @@ class ClipChunked(Metric):
     )
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError("metric clip_chunked needs a model")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = self.clip_backbone(ctx)
         self._chunks: dict[str, list[str]] = {}
 
     def chunks_for(self, text: str) -> list[str]:

@@ -31,7 +31,7 @@ from gencritic.models.defaults import HPSV2_FILES, HPSV2_REPO, PICKSCORE_MODEL, 
 from gencritic.models.hubfile import resolve_weights
 
 if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`); models load in setup
-    from gencritic.features import RunContext, ViewBatch
+    from gencritic.views import RunContext, ViewBatch
 
 
 def pickscore_from_cosine(cos: np.ndarray, logit_scale: float) -> np.ndarray:

@@ -25,28 +25,10 @@ from gencritic.models.defaults import DEFAULT_CLIP_MODEL
 if TYPE_CHECKING:  # the metadata below is read without torch (`gencritic metrics`)
     import torch
 
-    from gencritic.features import RunContext, ViewBatch
-    from gencritic.models.clip import ClipBackbone
+    from gencritic.views import RunContext, ViewBatch
 
 AESTHETIC_DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 DEFAULT_IQA_PAIRS: tuple[tuple[str, str], ...] = (("Good photo.", "Bad photo."),)
-
-
-def clip_embedding_dim(backbone: ClipBackbone) -> int | None:
-    """Output size of the image tower, read from the model without running it."""
-    import torch
-
-    model: Any = getattr(backbone, "model", None)
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "projection_dim", None):
-        return int(config.projection_dim)
-    visual = getattr(model, "visual", None)
-    if visual is not None and getattr(visual, "output_dim", None):
-        return int(visual.output_dim)
-    proj = getattr(model, "text_projection", None)
-    if isinstance(proj, torch.Tensor):
-        return int(proj.shape[-1])
-    return None
 
 
 class AestheticOptions(MetricOptions):
@@ -99,14 +81,14 @@ class Aesthetic(Metric):
         return {"head": Path(self.head_path).name if getattr(self, "head_path", None) else self.options.get("head")}
 
     def setup(self, ctx: RunContext) -> None:
-        from gencritic.models.heads import backbone_for_head, load_head, resolve_head_path
+        from gencritic.models.aesthetic_heads import backbone_for_head, load_head, resolve_head_path
 
         path = resolve_head_path(self.options.get("head"))
         self.head_path = str(path)
         self.head = ctx.pool.get(("aesthetic_head", str(path.resolve())), lambda: load_head(path))
         model = self._model = backbone_for_head(self.head, self.options.get("model"))
-        self.backbone = ctx.pool.clip(model)
-        dim = clip_embedding_dim(self.backbone)
+        self.backbone = ctx.clip(model)
+        dim = self.backbone.embedding_dim
         if dim is not None:
             self.head.check_dim(dim, model)
 
@@ -160,10 +142,7 @@ class ClipIQA(Metric):
 
     def setup(self, ctx: RunContext) -> None:
         self.pairs = parse_pairs(self.options.get("pairs"))
-        model = self.model_id()
-        if model is None:
-            raise InputError("clip_iqa needs a CLIP model (--model)")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
         img = batch.image_embeddings(self.backbone)

@@ -27,7 +27,6 @@ import numpy as np
 from PIL import Image
 from pydantic import BeforeValidator, Field
 
-from gencritic.errors import InputError
 from gencritic.metrics.base import ClipModelOptions, Metric, MetricInfo, MetricOptions, MetricResult
 from gencritic.metrics.registry import register
 from gencritic.models.defaults import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
@@ -35,8 +34,8 @@ from gencritic.models.defaults import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
 if TYPE_CHECKING:  # the metadata below is read without torch (`gencritic metrics`); compute imports it
     import torch
 
-    from gencritic.features import RunContext, View, ViewBatch
     from gencritic.io.images import LoadedImage
+    from gencritic.views import RunContext, View, ViewBatch
 
 NO_REFERENCE = "no reference image for this item (add a 'reference' column or use --reference-dir)"
 
@@ -315,13 +314,10 @@ class ClipImageImage(Metric):
     )
 
     def setup(self, ctx: RunContext) -> None:
-        model = self.model_id()
-        if model is None:
-            raise InputError("clip_i2i needs a model")
-        self.backbone = ctx.pool.clip(model)
+        self.backbone = self.clip_backbone(ctx)
 
     def compute(self, batch: ViewBatch) -> MetricResult:
-        from gencritic.features import encode_images_cached
+        from gencritic.views import encode_images_cached
 
         bb = self.backbone
 
@@ -356,7 +352,7 @@ class DinoSimilarity(Metric):
         self.encoder = ctx.pool.get(("dino", spec), lambda: load_dino(spec, device))
 
     def compute(self, batch: ViewBatch) -> MetricResult:
-        from gencritic.features import encode_images_cached
+        from gencritic.views import encode_images_cached
 
         enc = self.encoder
         cache = batch.ctx.cache

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Iterable
 
 from gencritic.errors import InputError
-from gencritic.metrics.base import Metric, parse_options
+from gencritic.metrics.base import METRIC_KINDS, Metric, SetMetric, parse_options
 from gencritic.schemas import closest
 
 _REGISTRY: dict[str, type[Metric]] = {}
@@ -35,10 +35,15 @@ _loaded = False
 
 
 def register(cls: type[Metric]) -> type[Metric]:
-    """Class decorator: add a metric to the registry under ``cls.info.name``."""
+    """Class decorator: add a metric to the registry under ``cls.info.name``. Its kind is checked
+    against its class: a :class:`SetMetric` declares ``kind="set"``, every other metric ``"view"``."""
     name = cls.info.name
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise RuntimeError(f"metric {name!r} registered twice")
+    if cls.info.kind not in METRIC_KINDS:
+        raise RuntimeError(f"metric {name!r}: kind {cls.info.kind!r}, expected one of {', '.join(METRIC_KINDS)}")
+    if (cls.info.kind == "set") != issubclass(cls, SetMetric):
+        raise RuntimeError(f"metric {name!r}: kind 'set' goes with a SetMetric subclass, and only with one")
     _REGISTRY[name] = cls
     return cls
 

@@ -17,11 +17,24 @@ al. 2022) documented for Inception FID; numbers from different resizers are not 
 * **novelty**: mean cosine distance of a new sample to its k nearest neighbours in an archive;
 * **clusters**: seeded k-means++ (Lloyd iterations), so a loop can keep the best of each
   approach type instead of refining one.
+
+Registered as a set metric (:class:`~gencritic.metrics.base.SetMetric`, one value over the whole
+run's views, in ``summary.json``): ``clip_diversity``, the diversity of the run's CLIP image
+embeddings. FID/KID-style metrics against a reference set join it there.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from gencritic.metrics.base import ClipModelOptions, MetricInfo, SetMetric
+from gencritic.metrics.registry import register
+from gencritic.models.defaults import DEFAULT_CLIP_MODEL
+
+if TYPE_CHECKING:
+    from gencritic.views import RunContext, ViewBatch
 
 
 def _as2d(x: np.ndarray, name: str) -> np.ndarray:
@@ -37,7 +50,7 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
-    from scipy import linalg  # here, not at the top: the registry imports this module to list metrics
+    from scipy import linalg  # here, not at import: the registry imports every family
 
     diff = np.asarray(mu_a) - np.asarray(mu_b)
     with np.errstate(all="ignore"):
@@ -155,3 +168,34 @@ def best_per_cluster(labels: np.ndarray, scores: np.ndarray) -> dict[int, int]:
         if lab not in out or s > float(scores[out[lab]]):
             out[lab] = i
     return out
+
+
+@register
+class ClipDiversity(SetMetric):
+    """:func:`diversity` of the CLIP image embeddings of every view of the run."""
+
+    options_schema = ClipModelOptions
+    info = MetricInfo(
+        name="clip_diversity",
+        family="sets",
+        inputs=("image", "set"),
+        columns=("clip_diversity",),
+        range=(0.0, 2.0),
+        higher_is_better=True,
+        default_model=DEFAULT_CLIP_MODEL,
+        description=("Mean pairwise cosine distance (1 - cos) between the CLIP image embeddings of every view the "
+                     "run scores: how varied the set is (0 when all views look alike to CLIP). One value per run, "
+                     "in summary.json under set_metrics."),
+        reference="Mean pairwise embedding distance as a set-diversity measure (e.g. Friedman & Dieng, The Vendi "
+                  "Score, 2023, which generalises it)",
+        kind="set",
+    )
+
+    def setup(self, ctx: RunContext) -> None:
+        self.backbone = self.clip_backbone(ctx)
+
+    def features(self, batch: ViewBatch) -> np.ndarray:
+        return np.asarray(batch.image_embeddings(self.backbone).numpy(), dtype=np.float64)
+
+    def compute_set(self, features: np.ndarray) -> dict[str, float]:
+        return {"clip_diversity": diversity(features)}

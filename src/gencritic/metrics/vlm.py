@@ -25,10 +25,10 @@ from pydantic import Field, field_validator
 from gencritic.metrics.base import Metric, MetricInfo, MetricOptions, MetricResult, prompt_errors
 from gencritic.metrics.registry import register
 from gencritic.models.defaults import DEFAULT_VLM_MODEL, default_vlm_spec
-from gencritic.models.defaults import VLM_MAX_SIDE as DEFAULT_MAX_SIDE
+from gencritic.models.vlm_base import DEFAULT_MAX_SIDE
 
 if TYPE_CHECKING:  # the metadata above is read without torch (`gencritic metrics`); the VLM loads in setup
-    from gencritic.features import RunContext, ViewBatch
+    from gencritic.views import RunContext, ViewBatch
 
 DEFAULT_QUESTION = 'Does this figure show "{}"? Please answer yes or no.'  # t2v_metrics' default template
 DEFAULT_ANSWER = "Yes"

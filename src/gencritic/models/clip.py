@@ -154,6 +154,22 @@ class ClipBackbone(ABC):
         return f"{self.model_id}|{self.preprocess_id}|{self.precision}|{self.device.type}"
 
     @property
+    def embedding_dim(self) -> int | None:
+        """Output size of the image tower, read from the model without running it (None when the
+        model does not say)."""
+        model: Any = getattr(self, "model", None)
+        config = getattr(model, "config", None)
+        if config is not None and getattr(config, "projection_dim", None):
+            return int(config.projection_dim)
+        visual = getattr(model, "visual", None)
+        if visual is not None and getattr(visual, "output_dim", None):
+            return int(visual.output_dim)
+        proj = getattr(model, "text_projection", None)
+        if isinstance(proj, torch.Tensor):
+            return int(proj.shape[-1])
+        return None
+
+    @property
     @abstractmethod
     def logit_scale(self) -> float:
         """CLIP's learned temperature (exp of the stored log value), used by softmax-style metrics."""
@@ -207,6 +223,10 @@ class ClipBackbone(ABC):
         parts = split_evenly(n, cpu_part_size if on_cpu else max(1, n), streams)
         out = map_in_streams(encode, parts, streams)
         return torch.cat(out) if len(out) != 1 else out[0]
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """:meth:`count_tokens` of each text."""
+        return [self.count_tokens(t) for t in texts]
 
     def truncation_report(self, text: str) -> int:
         """How many tokens of ``text`` do not fit the context and will be cut (0 when it fits)."""

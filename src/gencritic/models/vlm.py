@@ -28,7 +28,7 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,50 +36,16 @@ from PIL import Image
 
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.models.defaults import DEFAULT_VLM_MODEL
-from gencritic.models.defaults import VLM_MAX_SIDE as DEFAULT_MAX_SIDE
 from gencritic.models.defaults import VLM_MODEL_ENV as MODEL_ENV  # noqa: F401 (named here, where VLMs load)
 from gencritic.models.defaults import default_vlm_spec as default_vlm_spec
 from gencritic.models.device import dtype_name, resolve_device
 from gencritic.models.loader import hub_offline
-
-SEED = 0
-
-
-class VLMRequestError(Exception):
-    """One request failed for good (an endpoint refused it, or its retries ran out); the items it
-    was for fail with this message, the run goes on."""
-
-
-@runtime_checkable
-class VisionLanguageModel(Protocol):
-    """What every VLM backend offers. ``images[i]`` goes with ``prompts[i]``."""
-
-    model_id: str
-
-    def settings(self) -> dict[str, Any]:
-        """Everything besides the model id and the inputs that changes an answer (cache key, rows)."""
-        ...
-
-    def first_token_logprobs(self, images: Sequence[Image.Image], prompts: Sequence[str],
-                             answers: Sequence[str]) -> list[list[float | None]]:
-        """``[i][k]``: log P(first reply token = ``answers[k]``'s first token | images[i], prompts[i]);
-        None where the backend cannot say (an endpoint that did not list that token)."""
-        ...
-
-    def generate(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-        """The greedy reply to each (image, prompt)."""
-        ...
-
-
-def prepare_image(image: Image.Image, max_side: int | None) -> Image.Image:
-    """RGB, and no side longer than ``max_side`` (aspect kept, bicubic): what every backend is sent.
-    The bound is part of the cache key, and keeps a 4K render from costing 60x a 448² one."""
-    img = image.convert("RGB") if image.mode != "RGB" else image
-    if max_side is not None and max(img.size) > max_side:
-        w, h = img.size
-        scale = max_side / max(w, h)
-        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
-    return img
+from gencritic.models.vlm_base import (
+    DEFAULT_MAX_SIDE,
+    SEED,
+    VisionLanguageModel,
+    prepare_image,
+)
 
 
 def vlm_dtype(name: str, device: torch.device) -> torch.dtype:

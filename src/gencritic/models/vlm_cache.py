@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +24,8 @@ from typing import Any
 
 from PIL import Image
 
-from gencritic.models.vlm import VisionLanguageModel, VLMRequestError
-from gencritic.sqlite_wal import connect_wal
+from gencritic.kvstore import KeyValueFile
+from gencritic.models.vlm_base import VisionLanguageModel, VLMRequestError
 
 ANSWERS_FILE = "vlm_answers.sqlite"
 
@@ -52,58 +50,31 @@ class AnswerCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._store = KeyValueFile(path, {"answers": "value TEXT NOT NULL"})
         self.hits = 0
         self.misses = 0
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect_wal(path, check_same_thread=False,
-                               what_to_do="stop the other run, or set GENCRITIC_CACHE_DIR / --cache-dir elsewhere")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._conn = conn
 
     @classmethod
     def in_dir(cls, directory: Path | None) -> AnswerCache:
         return cls(None if directory is None else Path(directory) / ANSWERS_FILE)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
-        if self._conn is None or not keys:
-            self.misses += len(keys)
-            return {}
-        found: dict[str, Any] = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start:start + 500])
-                marks = ",".join("?" * len(chunk))
-                for key, value in self._conn.execute(f"SELECT key, value FROM answers WHERE key IN ({marks})", chunk):
-                    found[key] = json.loads(value)
+        found = {key: json.loads(value) for key, value in self._store.select("answers", "value", keys)}
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found
 
     def put_many(self, pairs: Iterable[tuple[str, Any]]) -> None:
-        if self._conn is None:
+        if self._store.conn is None:
             return
-        rows = [(k, json.dumps(v, ensure_ascii=False, allow_nan=False)) for k, v in pairs]
-        if not rows:
-            return
-        with self._lock:
-            self._conn.execute("BEGIN")
-            self._conn.executemany("INSERT OR REPLACE INTO answers (key, value) VALUES (?, ?)", rows)
-            self._conn.execute("COMMIT")
+        self._store.upsert("answers", "value", ((k, json.dumps(v, ensure_ascii=False, allow_nan=False))
+                                                for k, v in pairs))
 
     def row_count(self) -> int:
-        if self._conn is None:
-            return 0
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+        return self._store.count("answers")
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._store.close()
 
 
 @dataclass(frozen=True)

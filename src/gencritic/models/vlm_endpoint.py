@@ -12,9 +12,9 @@ reply position: a token the server did not list has no probability here (None), 
 
 The key is read from an environment variable (``GENCRITIC_VLM_API_KEY`` unless told otherwise),
 sent only as the ``Authorization`` header, and never written or logged: it lives in an
-:class:`~gencritic.generate.keys.ApiKey` and every message built from a server answer is redacted.
+:class:`~gencritic.remote.keys.ApiKey` and every message built from a server answer is redacted.
 Transient failures (429, 5xx, timeouts, resets) are retried with the project's bounded backoff
-(:mod:`gencritic.generate.retry`: 2, 4, 8 s, three retries, ``Retry-After`` honoured); anything else
+(:mod:`gencritic.remote.retry`: 2, 4, 8 s, three retries, ``Retry-After`` honoured); anything else
 fails that request at once with the server's own message.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import os
 import random
@@ -32,20 +31,18 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from gencritic import __version__
 from gencritic.errors import InputError, ModelUnavailableError
-from gencritic.generate.clock import Clock, SystemClock
-from gencritic.generate.keys import ApiKey, redact
-from gencritic.generate.retry import (
+from gencritic.models.vlm_base import DEFAULT_MAX_SIDE, SEED, VLMRequestError, prepare_image
+from gencritic.remote.clock import Clock, SystemClock
+from gencritic.remote.exchange import exchange
+from gencritic.remote.keys import ApiKey, redact
+from gencritic.remote.retry import (
     ApiError,
     RetriesExhausted,
-    RetryableError,
     RetryPolicy,
     call_with_retry,
-    is_retryable_status,
-    parse_retry_after,
 )
-from gencritic.models.vlm import DEFAULT_MAX_SIDE, SEED, VLMRequestError, prepare_image
+from gencritic.version import __version__
 
 log = logging.getLogger("gencritic.vlm")
 
@@ -58,22 +55,6 @@ def png_data_uri(image: Image.Image) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _server_message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except (json.JSONDecodeError, ValueError):
-        data = None
-    text = ""
-    if isinstance(data, dict):
-        err = data.get("error", data.get("message", data.get("detail")))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        text = err if isinstance(err, str) else json.dumps(err) if err else ""
-    if not text:
-        text = response.text.strip()[:300] or response.reason_phrase
-    return f"HTTP {response.status_code}: {' '.join(text.split())[:500]}"
 
 
 class EndpointVLM:
@@ -115,27 +96,13 @@ class EndpointVLM:
     # -- one exchange, classified -----------------------------------------------------------
     def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         self.requests += 1
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"{method} {path}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise RetryableError(self._redact(f"{method} {path}: connection error: {exc or type(exc).__name__}")) \
-                from None
-        if response.is_success:
-            try:
-                return response.json()
-            except (json.JSONDecodeError, ValueError):
-                raise ApiError(f"{method} {path}: the server answered {response.status_code} with non-JSON "
-                               f"content") from None
-        message = self._redact(_server_message(response))
-        if is_retryable_status(response.status_code):
-            raise RetryableError(message, parse_retry_after(response.headers.get("Retry-After"), self.clock.now()),
-                                 response.status_code)
-        if response.status_code in (401, 403):
-            raise ModelUnavailableError(f"the VLM endpoint {self.base_url} refused the request ({message}); set "
-                                        f"{self.key_env} to a key it accepts")
-        raise ApiError(message, response.status_code)
+
+        def refused(message: str, _status: int) -> Exception:
+            return ModelUnavailableError(f"the VLM endpoint {self.base_url} refused the request ({message}); set "
+                                         f"{self.key_env} to a key it accepts")
+
+        return exchange(self._http, method, path, clock=self.clock, redact=self._redact, refused=refused,
+                        server="the server", message_keys=("error", "message", "detail"), **kwargs)
 
     def _call(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
         try:

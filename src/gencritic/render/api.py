@@ -1,6 +1,6 @@
 """Render an asset's views: the function the scoring pipeline calls, and the ``render`` command's.
 
-``render_asset(path, options)`` is the contract with :mod:`gencritic.media`: its ``views`` hold
+``render_asset(path, options)`` is the contract with :mod:`gencritic.prepare`: its ``views`` hold
 one :class:`RenderedView` per camera of the rig (a view that shows nothing has ``error`` set and
 no image, so it is never scored), its ``meta`` says which renderer drew them and its ``warnings``
 what of the asset's appearance they leave out (:mod:`gencritic.mesh.fidelity`; the same whether
@@ -28,9 +28,9 @@ from gencritic.errors import ItemError
 from gencritic.io.images import LoadedImage
 from gencritic.jsonio import write_json
 from gencritic.mesh.fidelity import asset_warnings
-from gencritic.mesh.load import asset_sha256
 from gencritic.mesh.normalize import normalization_transform
 from gencritic.mesh.parallel import load_asset_in_worker
+from gencritic.mesh.sidefiles import asset_sha256
 from gencritic.render.cache import RenderCache
 from gencritic.render.cameras import Camera
 from gencritic.render.compose import composite, composite_view, unpremultiply

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from gencritic.mesh.load import MeshData
+from gencritic.mesh.data import MeshData
 from gencritic.render.cameras import Camera
 
 VERTEX_SHADER = """

@@ -23,7 +23,7 @@ import numpy as np
 
 from gencritic.blender import BlenderMissing, blender_command, blender_version, last_line
 from gencritic.errors import ItemError
-from gencritic.mesh.load import MeshData
+from gencritic.mesh.data import MeshData
 from gencritic.render.cameras import Camera
 from gencritic.render.compose import premultiply
 

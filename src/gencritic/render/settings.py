@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -193,28 +194,50 @@ class RenderSettings(StrictModel):
     def key(self) -> str:
         return self._key
 
+    def given(self) -> dict[str, Any]:
+        """The options that were given (not defaulted), as JSON values, sorted, leaving out where the
+        cache lives and whether it is used: what a scoring run's settings fingerprint records, so a
+        run that gives no render option keeps the fingerprint it had before an option existed."""
+        dumped = self.model_dump(mode="json", exclude_unset=True, exclude={"cache", "cache_dir"})
+        return dict(sorted(dumped.items()))
+
+    def replaced(self, **changes: Any) -> RenderSettings:
+        """A validated copy with ``changes`` (the given options stay given). Not ``model_copy``:
+        that would carry the hashed key of the original over to different settings."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return validate_strict(RenderSettings, {**given, **changes}, None, noun="render option")
+
     @functools.cached_property
     def _key(self) -> str:  # hashed once per settings object: it is asked for every view
         return hashlib.sha256(json.dumps(self.pixel_settings(), sort_keys=True).encode()).hexdigest()
 
 
-def parse_render_options(options: dict[str, Any] | RenderSettings | None) -> RenderSettings:
-    """Validate a render-options dict (from the Python API) into settings, or take settings
-    already made (by the CLI's ``render_settings_from_cli``), and check the environment they need.
-
-    Raises :class:`InputError` with one line naming the bad option and the valid values (for an
-    unknown key, the accepted keys and the closest match).
-    """
+def render_settings(options: Mapping[str, Any] | RenderSettings | None) -> RenderSettings:
+    """Validate render options (a mapping from the CLI, the Python API or a service request) into
+    settings, without looking at the environment; settings pass through. ``None`` values mean
+    "not given". Raises :class:`InputError` with one line naming the bad option and the valid
+    values (for an unknown key, the accepted keys and the closest match)."""
     if isinstance(options, RenderSettings):
-        settings = options
-    else:
-        opts = {k: v for k, v in (options or {}).items() if v is not None}
-        settings = validate_strict(RenderSettings, opts, None, noun="render option")
+        return options
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    return validate_strict(RenderSettings, opts, None, noun="render option")
+
+
+def check_renderer(settings: RenderSettings) -> None:
+    """Fail in one line, before any asset is touched, when the renderer cannot run here
+    (``renderer=cycles`` without Blender)."""
     if settings.renderer == "cycles":
         from gencritic.render.pathtrace import BlenderMissing, blender_version
 
         try:
-            blender_version()  # no Blender is one line before any asset is touched
+            blender_version()
         except BlenderMissing as exc:
             raise InputError(f"--renderer cycles: {exc}") from None
+
+
+def parse_render_options(options: Mapping[str, Any] | RenderSettings | None) -> RenderSettings:
+    """:func:`render_settings`, then :func:`check_renderer`: what an entry point that is about to
+    render calls."""
+    settings = render_settings(options)
+    check_renderer(settings)
     return settings

@@ -100,7 +100,7 @@ def run_trellis_job(job: dict[str, Any], out_dir: Path, timeout_s: float = 3600.
 def describe_trellis_scene(path: Path, settings: Any) -> dict[str, Any]:
     """The scene the worker builds for ``path`` under ``settings`` (a RenderSettings), read back
     from Blender without rendering: what the tests check against TRELLIS' script."""
-    from gencritic.mesh.load import load_asset
+    from gencritic.mesh.loaders import load_asset
     from gencritic.mesh.normalize import normalization_transform
 
     mesh = load_asset(Path(path), allow_untextured=settings.allow_untextured)

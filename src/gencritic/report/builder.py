@@ -18,13 +18,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gencritic.atomic import atomic_write_text
 from gencritic.errors import InputError
 from gencritic.io.fsnames import printable
 from gencritic.jsonio import dumps_strict
 from gencritic.report.data import ResultsData, group_means, load_results, ranked
 from gencritic.report.plots import correlations, histogram_svg, scatter_svg
 from gencritic.report.thumbs import Thumb, thumbnails
-from gencritic.store import atomic_write_text
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The one object the HTTP service and the MCP server share: models, roots, limits, batcher.
 
-It never computes a score itself. Images go through :func:`gencritic.pipeline.score` (the
+It never computes a score itself. Images go through :func:`gencritic.scoring.score` (the
 same call as ``gencritic score``), diagnostics through :func:`gencritic.diagnose.api.diagnose`,
 meshes through the pipeline's render path; the service adds only what a long-lived process
 needs: one bounded model pool loaded at start, a micro-batcher that merges concurrent requests
@@ -191,11 +191,13 @@ class ScoringService:
         self.uploads.close()
 
     def options(self, metrics: Sequence[str]) -> Any:
-        from gencritic.pipeline import ScoreOptions
+        from gencritic.render.settings import render_settings
+        from gencritic.scoring import ScoreOptions
 
         return ScoreOptions(metrics=list(metrics), model=self.config.model, device=self.config.device,
                             dtype=self.config.dtype, batch_size=self.config.max_batch, workers=None,
-                            cache_dir=self.config.cache_dir, progress=False, render=dict(self.config.render))
+                            cache_dir=self.config.cache_dir, progress=False,
+                            render=render_settings(self.config.render))
 
     @contextmanager
     def heavy(self) -> Iterator[None]:
@@ -257,7 +259,7 @@ class ScoringService:
         return await self.batcher.submit((tuple(metrics),), job)
 
     def _score_group(self, key: Hashable, jobs: Sequence[ImageJob]) -> list[dict[str, Any]]:
-        from gencritic.pipeline import score
+        from gencritic.scoring import score
 
         metrics = list(key[0])  # type: ignore[index]
         items = [Item(item_id=f"r{i}", kind="image", path=job.path, prompt=job.prompt, columns={})
@@ -286,7 +288,7 @@ class ScoringService:
 
     def score_asset(self, raw: str, prompt: str | None, metrics: Sequence[str]) -> dict[str, Any]:
         """Score a mesh (rendered by the pipeline) or a folder of views; per-view scores included."""
-        from gencritic.pipeline import score
+        from gencritic.scoring import score
 
         item = self.asset_item(raw, prompt)
         names = {str(item.path): label(raw)}

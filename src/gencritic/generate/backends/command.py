@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from gencritic.generate.backends.base import RemoteOutput, RemoteState, StageRequest
-from gencritic.generate.retry import ApiError
+from gencritic.remote.retry import ApiError
 
 
 class CommandBackend:

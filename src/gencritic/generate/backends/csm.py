@@ -24,7 +24,6 @@ storage links on another host), and every message built from a server answer is 
 from __future__ import annotations
 
 import base64
-import json
 import mimetypes
 import random
 from collections.abc import Callable
@@ -34,16 +33,15 @@ import httpx
 
 from gencritic import __version__
 from gencritic.generate.backends.base import RemoteOutput, RemoteState, StageRequest
-from gencritic.generate.clock import Clock
-from gencritic.generate.keys import ApiKey
-from gencritic.generate.retry import (
+from gencritic.remote.clock import Clock
+from gencritic.remote.exchange import exchange
+from gencritic.remote.keys import ApiKey
+from gencritic.remote.retry import (
     ApiError,
     RetryableError,
     RetryPolicy,
     Unconfirmed,
     call_with_retry,
-    is_retryable_status,
-    parse_retry_after,
 )
 
 DEFAULT_API_URL = "https://api.csm.ai"
@@ -81,24 +79,6 @@ def build_body(request: StageRequest, image_uri: Callable[[], str]) -> dict[str,
     if kind == "image_to_kit" and config.decomposition_model:
         inp["decomposition_model"] = config.decomposition_model
     return {"type": kind, "input": inp, "metadata": metadata}
-
-
-def _message(response: httpx.Response) -> str:
-    """The API's own error text: JSON message/error/detail, else the start of the body."""
-    try:
-        data = response.json()
-    except (json.JSONDecodeError, ValueError):
-        data = None
-    text = ""
-    if isinstance(data, dict):
-        for key in ("message", "error", "detail", "errors"):
-            value = data.get(key)
-            if value:
-                text = value if isinstance(value, str) else json.dumps(value)
-                break
-    if not text:
-        text = response.text.strip()[:300] or response.reason_phrase
-    return f"HTTP {response.status_code}: {' '.join(text.split())[:500]}"
 
 
 def session_id_of(data: Any) -> str:
@@ -186,27 +166,12 @@ class CsmBackend:
     # -- one HTTP exchange, classified ------------------------------------------------------
     def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request. 2xx -> JSON; 429/5xx/transport -> RetryableError; other -> ApiError."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"{method} {path}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:  # connect errors, resets, protocol errors
-            raise RetryableError(self.key.redact(f"{method} {path}: connection error: {exc or type(exc).__name__}")) \
-                from None
-        if response.is_success:
-            try:
-                return response.json()
-            except (json.JSONDecodeError, ValueError):
-                raise ApiError(f"{method} {path}: the API answered {response.status_code} with non-JSON "
-                               f"content") from None
-        message = self.key.redact(_message(response))
-        if is_retryable_status(response.status_code):
-            raise RetryableError(message, parse_retry_after(response.headers.get("Retry-After"), self.clock.now()),
-                                 response.status_code)
-        if response.status_code in (401, 403):
-            raise AuthError(f"the API refused the key ({message}); set CSM_API_KEY to a valid key from your CSM "
-                            f"profile page", response.status_code)
-        raise ApiError(message, response.status_code)
+        def refused(message: str, status: int) -> Exception:
+            return AuthError(f"the API refused the key ({message}); set CSM_API_KEY to a valid key from your CSM "
+                             f"profile page", status)
+
+        return exchange(self._http, method, path, clock=self.clock, redact=self.key.redact, refused=refused,
+                        **kwargs)
 
     def _call(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
         return call_with_retry(lambda: self._once(method, path, **kwargs), what=what, clock=self.clock,

@@ -87,13 +87,13 @@ FEATURES_VERSION = b"gltf-features-1"
 
 
 def features_salt(path: Path) -> bytes:
-    """What :func:`gencritic.mesh.load.asset_sha256` adds for a glTF file this package draws (or
+    """What :func:`gencritic.mesh.sidefiles.asset_sha256` adds for a glTF file this package draws (or
     whose points it now lights): ``FEATURES_VERSION``; nothing for any other file.
 
     Why in the asset's hash and not the renderer version: such files were drawn otherwise before
     (unmorphed, unskinned, opaque, ...) and their cached renders and embeddings must not be served,
     while every other asset's cache keys, which tests pin, stay as they were."""
-    from gencritic.mesh.gltf_prepare import read_document
+    from gencritic.mesh.gltf_accessors import read_document
 
     try:
         doc, _ = read_document(path)

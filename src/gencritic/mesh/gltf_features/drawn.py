@@ -14,7 +14,7 @@ from gencritic.mesh.gltf_features.materials import material_flags
 from gencritic.mesh.gltf_features.modes import LineSet
 
 if TYPE_CHECKING:
-    from gencritic.mesh.load import Primitive
+    from gencritic.mesh.data import Primitive
 
 
 def apply_material_flags(prim: Primitive, metadata: Any, doc: dict[str, Any]) -> None:
@@ -33,7 +33,7 @@ def apply_material_flags(prim: Primitive, metadata: Any, doc: dict[str, Any]) ->
 
 def line_primitives(lines: Sequence[LineSet]) -> list[Primitive]:
     """One ``lines`` primitive per line set (segments as index pairs)."""
-    from gencritic.mesh.load import Primitive
+    from gencritic.mesh.data import Primitive
 
     out = []
     for line in lines:

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from gencritic.mesh.gltf_prepare import _COMPONENTS, _WIDTH, _Buffers, _dense_values
+from gencritic.mesh.gltf_accessors import COMPONENTS, WIDTH, Buffers, dense_values
 
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4", 16: "MAT4"}
 _DTYPES = {5126: "<f4", 5125: "<u4", 5123: "<u2", 5121: "<u1"}
 
 
-class _LiveBuffers(_Buffers):
+class _LiveBuffers(Buffers):
     """The document's buffers, the new one included while it is still growing."""
 
     def __init__(self, edit: GltfEdit, doc: dict[str, Any], binary: bytes | None, folder: Path, name: str) -> None:
@@ -40,9 +40,9 @@ class _LiveBuffers(_Buffers):
         if self._edit.new_buffer is not None and buffer == self._edit.new_buffer:
             return bytes(self._edit.blob)
         if buffer not in self._data:
-            from gencritic.mesh.gltf_prepare import _buffer_bytes
+            from gencritic.mesh.gltf_accessors import buffer_bytes
 
-            self._data[buffer] = _buffer_bytes(self.doc, buffer, self.binary, self.folder, self.name)
+            self._data[buffer] = buffer_bytes(self.doc, buffer, self.binary, self.folder, self.name)
         return self._data[buffer]
 
 
@@ -63,20 +63,20 @@ class GltfEdit:
         """(count, width) float64 values of an accessor by the glTF rules: sparse substitutions
         applied, normalized integers decoded (``max(c / (2^(b-1) - 1), -1)``, ``c / (2^b - 1)``)."""
         acc = self.doc["accessors"][int(accessor)]
-        raw = _dense_values(acc, self.buffers)
+        raw = dense_values(acc, self.buffers)
         values = raw.astype(np.float64)
         component = int(acc["componentType"])
         if acc.get("normalized") and component in (5120, 5121, 5122, 5123):
-            values = np.maximum(values / _COMPONENTS[component][1], -1.0)
+            values = np.maximum(values / COMPONENTS[component][1], -1.0)
         return values
 
     def integers(self, accessor: int) -> np.ndarray:
         """(count,) int64 values of an index-like accessor (indices, joints)."""
         acc = self.doc["accessors"][int(accessor)]
-        return _dense_values(acc, self.buffers).astype(np.int64).reshape(int(acc["count"]), -1)
+        return dense_values(acc, self.buffers).astype(np.int64).reshape(int(acc["count"]), -1)
 
     def width(self, accessor: int) -> int:
-        return _WIDTH[self.doc["accessors"][int(accessor)]["type"]]
+        return WIDTH[self.doc["accessors"][int(accessor)]["type"]]
 
     # -- writing ------------------------------------------------------------------------------
     def add_bytes(self, data: bytes) -> int:

@@ -90,7 +90,7 @@ def _factor(material: dict[str, Any]) -> np.ndarray:
 
 def take_lines(edit: GltfEdit) -> list[LineSet]:
     """Remove line primitives from the document; the segments of those the scene draws."""
-    from gencritic.mesh.load import srgb_from_linear
+    from gencritic.mesh.colors import srgb_from_linear
 
     doc = edit.doc
     meshes = doc.get("meshes") or []

@@ -1,0 +1,392 @@
+"""``train``: fit an assessment head on frozen backbone features, reproducibly.
+
+Steps: load the human-rated dataset; compute CLIP image (+ text) embeddings through the same
+cached path the metrics use (so the ``learned`` metric later sees identical features); add
+the scores of any other registered metrics (``with_metrics``) through
+:func:`gencritic.scoring.score`; split by content group (prompts never straddle
+train/val/test); train with masked MSE on standardised ratings (a task's missing rating is
+masked, not imputed); stop early on the validation loss; evaluate the best epoch and the
+untrained head on the test part; save weights (safetensors), a JSON card and the loss PNG.
+
+Determinism: seeded parameter init and batch order, ``torch.use_deterministic_algorithms``
+and a fixed thread count during training (both restored afterwards), features in float32
+from the deterministic cache. Two runs with the same data and seed give identical weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gencritic.agreement.bootstrap import agreement, resample_counts
+from gencritic.agreement.splits import Split, group_kfold, group_split, straddling_groups
+from gencritic.datasets.human import HumanDataset, load_human_dataset
+from gencritic.errors import InputError
+from gencritic.models.assessment_heads import HEAD_KINDS, AssessmentHead, save_head
+from gencritic.models.loader import DEFAULT_CLIP_MODEL, ModelPool
+from gencritic.scoring.embed import embed
+
+log = logging.getLogger("gencritic")
+
+
+@dataclass
+class TrainOptions:
+    """Every setting of a training run (all recorded in the card)."""
+
+    head: str = "mlp"
+    tasks: Sequence[str] | None = None  # rating columns; None = every rating of the dataset
+    model: str = DEFAULT_CLIP_MODEL
+    with_metrics: Sequence[str] = ()
+    use_text: bool = True
+    name: str = ""  # column prefix of the learned metric; "" = "learned_<out folder name>"
+    epochs: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 30
+    hidden: int = 256
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    seed: int = 0
+    split_seed: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    folds: int = 0
+    threads: int = 1
+    bootstrap: int = 1000
+    device: str = "cpu"
+    embed_batch_size: int = 32
+    cache_dir: Path | None = None
+    use_cache: bool = True
+
+
+@dataclass
+class FeatureSet:
+    """Per item: image/text embeddings, other metrics' scores; ``ok`` marks usable items."""
+
+    image: np.ndarray
+    text: np.ndarray | None
+    scores: np.ndarray
+    score_columns: list[str]
+    ok: np.ndarray
+    errors: list[str | None]
+    backbone: str
+    backbone_namespace: str
+
+
+@dataclass
+class FitResult:
+    head: AssessmentHead
+    train_loss: list[float]
+    val_loss: list[float]
+    best_epoch: int
+    baseline: AssessmentHead
+
+
+@dataclass
+class TrainResult:
+    card: dict[str, Any]
+    out_dir: Path | None
+    head: AssessmentHead
+    folds: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# features
+
+
+def extract_features(ds: HumanDataset, opts: TrainOptions, pool: ModelPool) -> FeatureSet:
+    """Backbone embeddings plus other metrics' primary scores for every item of ``ds``."""
+    from gencritic.cache import default_cache_dir
+
+    kinds = {i.kind for i in ds.items}
+    if kinds - {"image"}:
+        raise InputError(f"train works on image datasets; this one has {', '.join(sorted(kinds))} items")
+    cache_dir = (opts.cache_dir or default_cache_dir()) if opts.use_cache else None
+    backbone = pool.clip(opts.model)
+    embedded = embed(ds.items, backbone, cache_dir, opts.embed_batch_size, opts.use_text)
+    image, text, errors = embedded.image, embedded.text, embedded.errors
+    if opts.use_text:
+        for i, item in enumerate(ds.items):
+            if errors[i] is None and not (item.prompt and item.prompt.strip()):
+                errors[i] = "no prompt (train with --no-text to use image features only)"
+    scores = np.zeros((len(ds.items), 0), dtype=np.float32)
+    score_columns: list[str] = []
+    if opts.with_metrics:
+        from gencritic.metrics.registry import create_metric
+        from gencritic.scoring import ScoreOptions, score
+
+        score_columns = [create_metric(s, opts.model).info.columns[0] for s in opts.with_metrics]
+        run = score(ds.items, options=ScoreOptions(metrics=list(opts.with_metrics), model=opts.model,
+                                                   cache_dir=cache_dir, progress=False, device=opts.device), pool=pool)
+        by_id: dict[str, dict[str, Any]] = {str(r["item_id"]): r for r in run.rows}
+        scores = np.full((len(ds.items), len(score_columns)), np.nan, dtype=np.float32)
+        for i, item in enumerate(ds.items):
+            row: dict[str, Any] = by_id.get(item.item_id, {})
+            for j, col in enumerate(score_columns):
+                v = row.get(col)
+                scores[i, j] = np.nan if v is None else float(v)
+            if not row.get("success", False) and errors[i] is None:
+                errors[i] = f"metric scores failed: {row.get('error') or 'not scored'}"
+    ok = np.array([e is None for e in errors]) & np.isfinite(image).all(1) & np.isfinite(scores).all(1)
+    if text is not None:
+        ok &= np.isfinite(text).all(1)
+    return FeatureSet(image=image, text=text, scores=scores, score_columns=score_columns, ok=ok, errors=errors,
+                      backbone=opts.model, backbone_namespace=backbone.cache_namespace)
+
+
+# ---------------------------------------------------------------------------------------------
+# fitting (pure apart from torch)
+
+
+@contextlib.contextmanager
+def deterministic_torch(seed: int, threads: int) -> Iterator[None]:
+    """Seeded, deterministic kernels and a fixed thread count; the previous state is restored."""
+    was_det = torch.are_deterministic_algorithms_enabled()
+    was_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(max(1, threads))
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_det)
+        torch.set_num_threads(was_threads)
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    mask = torch.isfinite(target)
+    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+    return (diff ** 2).sum() / mask.sum().clamp_min(1)
+
+
+def head_config(opts: TrainOptions, feats: FeatureSet, n_tasks: int) -> dict[str, Any]:
+    return {"kind": opts.head, "image_dim": int(feats.image.shape[1]),
+            "text_dim": int(feats.text.shape[1]) if feats.text is not None else 0,
+            "n_scores": len(feats.score_columns), "n_tasks": n_tasks, "hidden": opts.hidden,
+            "d_model": opts.d_model, "layers": opts.layers, "heads": opts.heads, "dropout": opts.dropout}
+
+
+def _tensors(feats: FeatureSet, idx: np.ndarray, score_mean: np.ndarray, score_std: np.ndarray
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    image = torch.from_numpy(feats.image[idx])
+    text = torch.from_numpy(feats.text[idx]) if feats.text is not None else None
+    scores = torch.from_numpy(((feats.scores[idx] - score_mean) / score_std).astype(np.float32))
+    return image, text, scores
+
+
+def fit_head(config: dict[str, Any], feats: FeatureSet, y: np.ndarray, split: Split, opts: TrainOptions,
+             score_mean: np.ndarray, score_std: np.ndarray) -> FitResult:
+    """Train on ``split.train`` (standardised targets ``y``), early-stop on ``split.val``."""
+    with deterministic_torch(opts.seed, opts.threads):
+        head = AssessmentHead(config)
+        tr = _tensors(feats, split.train, score_mean, score_std)
+        head.set_feature_stats(tr[0], tr[1])
+        baseline = copy.deepcopy(head).eval()
+        optim = torch.optim.AdamW(head.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+        gen = torch.Generator().manual_seed(opts.seed)
+        y_tr = torch.from_numpy(y[split.train].astype(np.float32))
+        val_idx = split.val if split.val.size else split.train
+        va = _tensors(feats, val_idx, score_mean, score_std)
+        y_va = torch.from_numpy(y[val_idx].astype(np.float32))
+        best_state = copy.deepcopy(head.state_dict())
+        best, best_epoch, since = math.inf, 0, 0
+        train_hist: list[float] = []
+        val_hist: list[float] = []
+        n = int(split.train.size)
+        for epoch in range(opts.epochs):
+            head.train()
+            order = torch.randperm(n, generator=gen)
+            total = 0.0
+            for start in range(0, n, opts.batch_size):
+                b = order[start:start + opts.batch_size]
+                pred = head(tr[0][b], None if tr[1] is None else tr[1][b], tr[2][b])
+                loss = _masked_mse(pred, y_tr[b])
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                total += float(loss.detach()) * int(b.numel())
+            train_hist.append(total / max(n, 1))
+            head.eval()
+            with torch.no_grad():
+                v = float(_masked_mse(head(*va), y_va))
+            val_hist.append(v)
+            if v < best - 1e-7:
+                best, best_epoch, since = v, epoch, 0
+                best_state = copy.deepcopy(head.state_dict())
+            else:
+                since += 1
+                if since >= opts.patience:
+                    break
+        head.load_state_dict(best_state)
+        head.eval()
+    return FitResult(head=head, train_loss=train_hist, val_loss=val_hist, best_epoch=best_epoch, baseline=baseline)
+
+
+def predict(head: AssessmentHead, feats: FeatureSet, idx: np.ndarray, score_mean: np.ndarray, score_std: np.ndarray,
+            target_mean: np.ndarray, target_std: np.ndarray) -> np.ndarray:
+    """Ratings on their original scale for items ``idx``."""
+    with torch.no_grad():
+        out = head(*_tensors(feats, idx, score_mean, score_std)).double().numpy()
+    return out * target_std + target_mean
+
+
+def evaluate(pred: np.ndarray, truth: np.ndarray, tasks: Sequence[str], n_boot: int, seed: int) -> dict[str, Any]:
+    """Per task: agreement of predictions with the held-out ratings, with bootstrap intervals."""
+    out: dict[str, Any] = {}
+    for j, task in enumerate(tasks):
+        m = np.isfinite(truth[:, j]) & np.isfinite(pred[:, j])
+        if m.sum() < 3:
+            out[task] = {"n": int(m.sum())}
+            continue
+        counts = resample_counts(int(m.sum()), n_boot, seed)
+        out[task] = agreement(pred[m, j], truth[m, j], counts, True, 0.95, seed).row()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole job
+
+
+def _targets(ds: HumanDataset, tasks: Sequence[str]) -> np.ndarray:
+    y = np.full((len(ds.items), len(tasks)), np.nan)
+    for i, item in enumerate(ds.items):
+        for j, t in enumerate(tasks):
+            v = item.columns.get(t)
+            try:
+                y[i, j] = float(v) if v is not None and v != "" else np.nan
+            except (TypeError, ValueError):
+                y[i, j] = np.nan
+    return y
+
+
+def train(dataset: str | Path | HumanDataset, out: str | Path | None = None, options: TrainOptions | None = None,
+          fmt: str | None = None, ratings: Sequence[str] | None = None, pool: ModelPool | None = None) -> TrainResult:
+    """Python API behind ``gencritic train``."""
+    from gencritic.scoring.outputs import software_versions
+
+    opts = options or TrainOptions()
+    if opts.head not in HEAD_KINDS:
+        raise InputError(f"unknown --head {opts.head!r}: use {', '.join(HEAD_KINDS)}")
+    if opts.epochs < 1 or opts.batch_size < 1:
+        raise InputError("--epochs and --batch-size must be at least 1")
+    started = time.perf_counter()
+    ds = dataset if isinstance(dataset, HumanDataset) else load_human_dataset(dataset, fmt, ratings)
+    if ds.format == "pairs":
+        raise InputError("train needs per-image ratings (agiqa3k, aigciqa2023 or mos-csv), not preference pairs")
+    tasks = list(opts.tasks or ds.ratings)
+    absent = [t for t in tasks if t not in ds.ratings and (not ds.items or t not in ds.items[0].columns)]
+    if absent:
+        raise InputError(f"unknown task(s) {', '.join(absent)}; the dataset's ratings are: {', '.join(ds.ratings)}")
+    local = Path(opts.model).expanduser()
+    if local.exists():  # a head must find its backbone from any working directory
+        opts = dataclasses.replace(opts, model=str(local.resolve()))
+    pool = pool or ModelPool(opts.device)
+    feats = extract_features(ds, opts, pool)
+    y_all = _targets(ds, tasks)
+    usable = np.flatnonzero(feats.ok & np.isfinite(y_all).any(1))
+    used = set(usable.tolist())
+    dropped = {ds.items[i].item_id: feats.errors[i] or "no rating" for i in range(len(ds.items)) if i not in used}
+    if usable.size == 0:
+        reason = next(iter(dropped.values()), "no items")
+        raise InputError(f"{ds.source}: no item can be used for training (e.g. {reason})")
+    if dropped:
+        log.warning("%d item(s) not used for training (e.g. %s: %s)", len(dropped), *next(iter(dropped.items())))
+    groups = [ds.groups[i] for i in usable]
+    try:
+        splits = (group_kfold(groups, opts.folds, opts.val_fraction, opts.split_seed) if opts.folds >= 2
+                  else [group_split(groups, opts.test_fraction, opts.val_fraction, opts.split_seed)])
+    except ValueError as exc:
+        raise InputError(f"{ds.source}: {exc}") from None
+    sub = FeatureSet(image=feats.image[usable], text=None if feats.text is None else feats.text[usable],
+                     scores=feats.scores[usable], score_columns=feats.score_columns, ok=feats.ok[usable],
+                     errors=[feats.errors[i] for i in usable], backbone=feats.backbone,
+                     backbone_namespace=feats.backbone_namespace)
+    y = y_all[usable]
+    config = head_config(opts, feats, len(tasks))
+    fold_reports: list[dict[str, Any]] = []
+    first: dict[str, Any] = {}
+    for k, split in enumerate(splits):
+        bad = straddling_groups(groups, split)
+        if bad:  # cannot happen by construction; checked because the whole point rests on it
+            raise RuntimeError(f"content isolation broken for groups {bad[:3]}")
+        tmean = np.nanmean(y[split.train], axis=0)
+        tstd = np.nanstd(y[split.train], axis=0)
+        tstd = np.where(np.isfinite(tstd) & (tstd > 0), tstd, 1.0)
+        smean = sub.scores[split.train].mean(0) if sub.scores.shape[1] else np.zeros(0)
+        sstd = sub.scores[split.train].std(0) if sub.scores.shape[1] else np.ones(0)
+        sstd = np.where(sstd > 0, sstd, 1.0)
+        fit = fit_head(config, sub, (y - tmean) / tstd, split, opts, smean, sstd)
+        test_pred = predict(fit.head, sub, split.test, smean, sstd, tmean, tstd)
+        base_pred = predict(fit.baseline, sub, split.test, smean, sstd, tmean, tstd)
+        report = {"fold": k, "sizes": split.sizes(), "best_epoch": fit.best_epoch, "epochs_run": len(fit.train_loss),
+                  "test": evaluate(test_pred, y[split.test], tasks, opts.bootstrap, opts.seed),
+                  "untrained_test": evaluate(base_pred, y[split.test], tasks, opts.bootstrap, opts.seed)}
+        fold_reports.append(report)
+        if k == 0:
+            first = {"fit": fit, "split": split, "tmean": tmean, "tstd": tstd, "smean": smean, "sstd": sstd,
+                     "test_pred": test_pred}
+    fit0: FitResult = first["fit"]
+    out_dir = Path(out) if out is not None else None
+    name = opts.name or ("learned" if out_dir is None else "learned_" + _safe_name(out_dir.resolve().name))
+    card: dict[str, Any] = {
+        "name": name, "tasks": tasks, "backbone": feats.backbone, "backbone_namespace": feats.backbone_namespace,
+        "features": "image+text" if feats.text is not None else "image",
+        "with_metrics": list(opts.with_metrics), "score_columns": feats.score_columns,
+        "score_mean": first["smean"].tolist(), "score_std": first["sstd"].tolist(),
+        "target_mean": first["tmean"].tolist(), "target_std": first["tstd"].tolist(),
+        "data": {**ds.describe(), "items_used": int(usable.size), "items_dropped": len(dropped)},
+        "split": {"seed": opts.split_seed, "by": "prompt (content group)", "test_fraction": opts.test_fraction,
+                  "val_fraction": opts.val_fraction, "folds": opts.folds or None, **first["split"].sizes(),
+                  "test_groups": sorted({groups[i] for i in first["split"].test}),
+                  "val_groups": sorted({groups[i] for i in first["split"].val})},
+        "training": {k: v for k, v in asdict(opts).items() if k not in ("cache_dir", "tasks", "with_metrics")},
+        "best_epoch": fit0.best_epoch, "epochs_run": len(fit0.train_loss),
+        "test_metrics": fold_reports[0]["test"], "untrained_test_metrics": fold_reports[0]["untrained_test"],
+        "versions": software_versions(), "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    if len(fold_reports) > 1:
+        card["cross_validation"] = fold_reports
+        card["cv_mean_srcc"] = {t: float(np.nanmean([f["test"].get(t, {}).get("srcc", np.nan) for f in fold_reports]))
+                                for t in tasks}
+    if out_dir is not None:
+        card = save_head(out_dir, fit0.head, card)
+        _write_artifacts(out_dir, fit0, ds, usable, first, tasks, y, name)
+    return TrainResult(card=card, out_dir=out_dir, head=fit0.head, folds=fold_reports)
+
+
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text).strip("_").lower() or "head"
+
+
+def _write_artifacts(out_dir: Path, fit: FitResult, ds: HumanDataset, usable: np.ndarray, first: dict[str, Any],
+                     tasks: Sequence[str], y: np.ndarray, name: str) -> None:
+    from gencritic.agreement.plots import loss_curves
+    from gencritic.io.tables import write_table
+
+    loss_curves(out_dir / "loss.png", fit.train_loss, fit.val_loss, fit.best_epoch,
+                f"{name}: {', '.join(tasks)} ({len(fit.train_loss)} epochs)")
+    split: Split = first["split"]
+    rows = []
+    for r, idx in enumerate(split.test):
+        item = ds.items[int(usable[idx])]
+        row: dict[str, Any] = {"item_id": item.item_id, "prompt": item.prompt}
+        for j, t in enumerate(tasks):
+            row[t] = float(y[idx, j])
+            row[f"pred_{t}"] = float(first["test_pred"][r, j])
+        rows.append(row)
+    write_table(rows, ["item_id", "prompt", *[c for t in tasks for c in (t, f"pred_{t}")]],
+                out_dir / "test_predictions.csv")
