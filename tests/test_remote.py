@@ -249,8 +249,10 @@ def test_unreadable_schemes_and_outputs_stop_in_one_line(media: Path, tiny_clip_
     from tests.test_geometry import gencritic
 
     base = ["--model", str(tiny_clip_dir), "--device", "cpu", "--quiet"]
+    monkeypatch.chdir(tmp_path)  # an address taken for a relative folder would be written here
     code, err = gencritic(["score", str(media), "--out", "https://example.com/out/", *base], monkeypatch, capsys)
     assert code == 2 and len(err) == 1 and "not to https:// addresses" in err[0]
+    assert not (tmp_path / "https:").exists()
     try:
         import gcsfs  # noqa: F401
     except ImportError:
