@@ -53,7 +53,8 @@ def _print(report: CacheReport, as_json: bool, verb: str) -> None:
              ("old-format render folders", report.legacy_render_folders, "folders"),
              ("temporary files", report.temporaries, "files"),
              ("embeddings", report.embeddings, "rows"),
-             (".blend conversions", report.conversions, "files")]
+             (".blend conversions", report.conversions, "files"),
+             ("VLM answers", report.vlm_answers, "rows")]
     for label, tally, unit in lines:
         typer.echo(f"  {label:<27} {tally.count:>8} {unit:<8} {human_bytes(tally.bytes):>10}")
 
@@ -91,12 +92,14 @@ def clear_command(
     renders: bool = typer.Option(False, "--renders", help="Empty the render cache."),
     embeddings: bool = typer.Option(False, "--embeddings", help="Empty the embedding cache."),
     conversions: bool = typer.Option(False, "--conversions", help="Remove .blend files' GLB conversions."),
+    vlm_answers: bool = typer.Option(False, "--vlm-answers", help="Empty the VLM judges' answer cache "
+                                                                  "(vqascore, critique, judge3d)."),
     dry_run: DryRun = False,
     cache_dir: CacheDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Empty the render cache, the embedding cache or the .blend conversions (the next run recomputes them)."""
+    """Empty the render cache, the embedding cache, the .blend conversions or the VLM answers (the next run recomputes them)."""
     from gencritic.cache_maintenance import clear_cache
 
-    _print(clear_cache(_root(cache_dir), renders, embeddings, dry_run, conversions), as_json,
+    _print(clear_cache(_root(cache_dir), renders, embeddings, dry_run, conversions, vlm_answers), as_json,
            "would remove from" if dry_run else "removed from")
