@@ -126,3 +126,23 @@ def test_cli_info_prune_clear(tmp_path: Path) -> None:
     assert inspect_cache(tmp_path).embeddings.count == 0
     res = runner.invoke(app, ["cache", "info", "--json", "--cache-dir", str(tmp_path / "absent")])
     assert res.exit_code == 0 and json.loads(res.output)["renders"]["count"] == 0
+
+
+def test_vlm_answers_counted_and_cleared_beside_an_open_cache(tmp_path: Path) -> None:
+    """The VLM judges' answer cache (vlm_answers.sqlite) is part of the cache folder: `cache info`
+    counts it and `cache clear --vlm-answers` empties it through SQLite while a judge holds it open."""
+    from gencritic.models.vlm_cache import AnswerCache
+
+    running = AnswerCache.in_dir(tmp_path)
+    running.put_many([("k1", {"answer": "Yes"}), ("k2", {"answer": "No"})])
+    assert inspect_cache(tmp_path).vlm_answers.count == 2
+    res = CliRunner().invoke(app, ["cache", "info", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 0 and "VLM answers" in res.output
+    assert clear_cache(tmp_path, renders=False, embeddings=False, vlm_answers=True, dry_run=True).vlm_answers.count == 2
+    assert running.row_count() == 2  # a dry run removes nothing
+    res = CliRunner().invoke(app, ["cache", "clear", "--vlm-answers", "--json", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 0 and json.loads(res.output)["vlm_answers"]["count"] == 2
+    assert running.get_many(["k1", "k2"]) == {} and running.row_count() == 0
+    running.put_many([("k3", {"answer": "Yes"})])  # the judge goes on writing
+    running.close()
+    assert inspect_cache(tmp_path).vlm_answers.count == 1

@@ -23,8 +23,11 @@ from typing import Any
 
 from gencritic.cache import EmbeddingCache
 from gencritic.errors import InputError
+from gencritic.kvstore import KeyValueFile
 
 RENDER_SUFFIX = ".gcr"
+VLM_ANSWERS_FILE = "vlm_answers.sqlite"  # the VLM judges' answer cache (models/vlm_cache.py)
+VLM_ANSWERS_TABLE = "answers"
 TEMP_PREFIX = ".tmp-"
 STALE_TEMP_S = 3600.0  # a temporary file untouched this long belongs to a process that died
 
@@ -51,6 +54,7 @@ class CacheReport:
     temporaries: Tally = field(default_factory=Tally)
     embeddings: Tally = field(default_factory=Tally)  # rows, and the SQLite files' size
     conversions: Tally = field(default_factory=Tally)  # .blend files converted to GLB (mesh/blend.py)
+    vlm_answers: Tally = field(default_factory=Tally)  # rows, and the SQLite files' size
     remote: Tally = field(default_factory=Tally)  # objects fetched from addresses (io/fetch.py), by content
 
     def as_dict(self) -> dict[str, Any]:
@@ -119,9 +123,29 @@ def _walk_remote(root: Path) -> Iterator[tuple[str, Path, int, float]]:
                 continue
 
 
-def _embedding_files(root: Path) -> list[Path]:
-    base = root / "embeddings.sqlite"
+def _sqlite_files(base: Path) -> list[Path]:
+    """The database file and its WAL side files, those that exist."""
     return [p for p in (base, Path(f"{base}-wal"), Path(f"{base}-shm")) if p.exists()]
+
+
+def _embedding_files(root: Path) -> list[Path]:
+    return _sqlite_files(root / "embeddings.sqlite")
+
+
+def _vlm_answers(root: Path, clear: bool = False) -> Tally:
+    """Rows and bytes of the VLM answer cache; with ``clear``, its rows are deleted through SQLite."""
+    files = _sqlite_files(root / VLM_ANSWERS_FILE)
+    if not files:
+        return Tally()
+    size = sum(p.stat().st_size for p in files)
+    store = KeyValueFile(root / VLM_ANSWERS_FILE, {VLM_ANSWERS_TABLE: "value TEXT NOT NULL"})
+    try:
+        tally = Tally(store.count(VLM_ANSWERS_TABLE), size)
+        if clear:
+            store.clear(VLM_ANSWERS_TABLE)
+    finally:
+        store.close()
+    return tally
 
 
 def _walk_renders(render_dir: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
@@ -175,6 +199,7 @@ def inspect_cache(root: Path) -> CacheReport:
         finally:
             cache.close()
         report.embeddings.bytes = sum(p.stat().st_size for p in _embedding_files(root))
+    report.vlm_answers = _vlm_answers(root)
     return report
 
 
@@ -225,13 +250,16 @@ def prune_cache(root: Path, unused_days: float | None = None, dry_run: bool = Fa
 
 
 def clear_cache(root: Path, renders: bool, embeddings: bool, dry_run: bool = False,
-                conversions: bool = False, remote: bool = False) -> CacheReport:
-    """Empty the render cache, the embedding cache, the .blend conversions and/or the objects
-    fetched from addresses under ``root``; returns what went."""
+                conversions: bool = False, vlm_answers: bool = False, remote: bool = False) -> CacheReport:
+    """Empty the render cache, the embedding cache, the .blend conversions, the VLM answer cache
+    and/or the objects fetched from addresses under ``root``; returns what went."""
     _check_root(root)
-    if not (renders or embeddings or conversions or remote):
-        raise InputError("say what to clear: --renders, --embeddings, --conversions, --remote, or several")
+    if not (renders or embeddings or conversions or vlm_answers or remote):
+        raise InputError("say what to clear: --renders, --embeddings, --conversions, --vlm-answers, --remote, "
+                         "or several")
     removed = CacheReport(str(root))
+    if vlm_answers:
+        removed.vlm_answers = _vlm_answers(root, clear=not dry_run)
     if remote:
         from gencritic.io.fetch import REMOTE_DIR
 

@@ -65,6 +65,14 @@ class KeyValueFile:
         with self.lock:
             return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
+    def clear(self, table: str) -> None:
+        """Delete every row of ``table`` through SQLite (safe beside another open connection)."""
+        if self.conn is None:
+            return
+        with self.lock:
+            self.conn.execute(f"DELETE FROM {table}")
+            self.conn.commit()
+
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()

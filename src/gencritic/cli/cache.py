@@ -54,6 +54,7 @@ def _print(report: CacheReport, as_json: bool, verb: str) -> None:
              ("temporary files", report.temporaries, "files"),
              ("embeddings", report.embeddings, "rows"),
              (".blend conversions", report.conversions, "files"),
+             ("VLM answers", report.vlm_answers, "rows"),
              ("objects fetched (s3:// ...)", report.remote, "files")]
     for label, tally, unit in lines:
         typer.echo(f"  {label:<27} {tally.count:>8} {unit:<8} {human_bytes(tally.bytes):>10}")
@@ -92,14 +93,18 @@ def clear_command(
     renders: bool = typer.Option(False, "--renders", help="Empty the render cache."),
     embeddings: bool = typer.Option(False, "--embeddings", help="Empty the embedding cache."),
     conversions: bool = typer.Option(False, "--conversions", help="Remove .blend files' GLB conversions."),
+    vlm_answers: bool = typer.Option(False, "--vlm-answers", help="Empty the VLM judges' answer cache "
+                                                                  "(vqascore, critique, judge3d)."),
     remote: bool = typer.Option(False, "--remote", help="Remove the local copies of objects fetched from addresses "
                                                         "(s3://, gs://, az://, https://)."),
     dry_run: DryRun = False,
     cache_dir: CacheDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Empty the render cache, the embedding cache, the .blend conversions or the fetched objects (the next run recomputes or fetches them again)."""
+    """Empty the render cache, the embedding cache, the .blend conversions, the VLM answers or the fetched objects
+    (the next run recomputes or fetches them again)."""
     from gencritic.cache_maintenance import clear_cache
 
-    _print(clear_cache(_root(cache_dir), renders, embeddings, dry_run, conversions, remote), as_json,
+    _print(clear_cache(_root(cache_dir), renders, embeddings, dry_run, conversions, vlm_answers=vlm_answers,
+                       remote=remote), as_json,
            "would remove from" if dry_run else "removed from")

@@ -24,10 +24,11 @@ from typing import Any
 
 from PIL import Image
 
+from gencritic.cache_maintenance import VLM_ANSWERS_FILE, VLM_ANSWERS_TABLE
 from gencritic.kvstore import KeyValueFile
 from gencritic.models.vlm_base import VisionLanguageModel, VLMRequestError
 
-ANSWERS_FILE = "vlm_answers.sqlite"
+ANSWERS_FILE = VLM_ANSWERS_FILE  # `gencritic cache info/clear` reads it by this name
 
 ImageSource = Image.Image | Callable[[], Image.Image]  # a picture, or how to decode it when needed
 
@@ -50,7 +51,7 @@ class AnswerCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._store = KeyValueFile(path, {"answers": "value TEXT NOT NULL"})
+        self._store = KeyValueFile(path, {VLM_ANSWERS_TABLE: "value TEXT NOT NULL"})
         self.hits = 0
         self.misses = 0
 
@@ -59,7 +60,7 @@ class AnswerCache:
         return cls(None if directory is None else Path(directory) / ANSWERS_FILE)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
-        found = {key: json.loads(value) for key, value in self._store.select("answers", "value", keys)}
+        found = {key: json.loads(value) for key, value in self._store.select(VLM_ANSWERS_TABLE, "value", keys)}
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found
@@ -67,11 +68,11 @@ class AnswerCache:
     def put_many(self, pairs: Iterable[tuple[str, Any]]) -> None:
         if self._store.conn is None:
             return
-        self._store.upsert("answers", "value", ((k, json.dumps(v, ensure_ascii=False, allow_nan=False))
+        self._store.upsert(VLM_ANSWERS_TABLE, "value", ((k, json.dumps(v, ensure_ascii=False, allow_nan=False))
                                                 for k, v in pairs))
 
     def row_count(self) -> int:
-        return self._store.count("answers")
+        return self._store.count(VLM_ANSWERS_TABLE)
 
     def close(self) -> None:
         self._store.close()
