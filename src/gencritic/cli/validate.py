@@ -120,13 +120,36 @@ def train_command(
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of items (whole prompts) for early stopping."),
     folds: int = typer.Option(0, "--folds", help="k-fold cross-validation over prompt groups (0 = one split); "
                                                  "the saved head is fold 1's."),
+    backbone: str = typer.Option("auto", "--backbone", help="clip (CLIP embeddings of image and prompt), imagereward "
+                                 "(the BLIP image-text fusion feature ImageReward's reward head reads; --model "
+                                 "ImageReward.pt) or auto (imagereward when --model is a checkpoint in ImageReward's layout)."),
+    med_config: Optional[str] = typer.Option(None, "--med-config", help="ImageReward's med_config.json "  # noqa: UP045
+                                             "(default: beside --model)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="ImageReward's BERT tokenizer: a folder or hub "  # noqa: UP045
+                                            "id (default: $GENCRITIC_IMAGEREWARD_TOKENIZER, else bert-base-uncased)."),
+    finetune_blocks: int = typer.Option(0, "--finetune-blocks", help="ImageReward: train the last N fusion-encoder "
+                                        "blocks with the head (0 = frozen backbone, features cached)."),
+    backbone_lr: float = typer.Option(1e-5, "--backbone-lr", help="AdamW learning rate of the fine-tuned blocks."),
+    task_weights: Optional[str] = typer.Option(None, "--task-weights", help="Loss weight per task, in --tasks order "  # noqa: UP045
+                                               "(comma-separated, e.g. 1,0.5; default all 1)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this trained head (transfer; same backbone, "  # noqa: UP045
+                                        "head kind and number of tasks)."),
+    test_dataset: Optional[Path] = typer.Option(None, "--test-dataset", help="Also test the trained head on every "  # noqa: UP045
+                                                "item of this other rated dataset (cross-dataset)."),
+    test_format: Optional[str] = typer.Option(None, "--test-format", help="Layout of --test-dataset "  # noqa: UP045
+                                              "(default: detected)."),
+    test_map: Optional[str] = typer.Option(None, "--test-map", help="TASK=RATING pairs: which rating of --test-dataset "  # noqa: UP045
+                                           "each task is compared with (default: the rating of the same name)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the test intervals (0 = none)."),
+    resample: str = typer.Option("auto", "--resample", help="What the test-interval bootstrap draws: groups (whole "
+                                 "prompts), items, or auto (groups when test items share a prompt), as validate."),
     device: Device = "cpu",
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
 ) -> None:
-    """Train an assessment head on frozen backbone features; use it as --metrics learned:OUT.
+    """Train an assessment head on backbone features; use it as --metrics learned:OUT.
 
-    --model is the frozen backbone whose embeddings are the features; --device is where it encodes (the head trains on the CPU).
+    --model is the backbone whose features the head reads: a CLIP model, or (--backbone imagereward) ImageReward.pt, frozen or with its last --finetune-blocks fusion blocks trained too. --device is where the backbone runs (a frozen backbone's features are cached by content, so a second run skips it); the head trains there when fine-tuning, else on the CPU.
 
     Images that share a prompt never straddle train, validation and test. Training is seeded and deterministic on CPU; the card records backbone, tasks, data hash, split seed and test metrics next to those of the untrained head.
 
@@ -136,16 +159,25 @@ def train_command(
 
       gencritic train ratings.csv --out heads/t --head transformer --with-metrics clip --folds 5
 
+      gencritic train data/AIGCIQA2023 --out heads/ir --head transformer --model ImageReward.pt --finetune-blocks 2 --patience 5
+
+      gencritic train data/AGIQA-3K --out heads/x --model ImageReward.pt --head transformer --test-dataset data/AIGCIQA2023 --test-map mos_align=mos_correspondence
+
       gencritic score images/ --metrics clip,learned:heads/agiqa --out scores/
     """
     from gencritic.agreement.train import TrainOptions, train
+    from gencritic.agreement.transfer import parse_test_map
 
     opts = TrainOptions(head=head, tasks=split_list(tasks) or None, model=model, with_metrics=split_list(with_metrics),
                         use_text=not no_text, name=name, epochs=epochs, patience=patience, lr=lr,
                         batch_size=batch_size, seed=seed, split_seed=split_seed, test_fraction=test_fraction,
                         val_fraction=val_fraction, folds=folds, device=device, cache_dir=cache_dir,
-                        use_cache=not no_cache)
-    result = train(dataset, out, opts, fmt=fmt)
+                        use_cache=not no_cache, backbone=backbone, med_config=med_config, tokenizer=tokenizer,
+                        finetune_blocks=finetune_blocks, backbone_lr=backbone_lr,
+                        task_weights=_floats("--task-weights", task_weights), init=init, bootstrap=bootstrap,
+                        resample=resample)
+    result = train(dataset, out, opts, fmt=fmt, test_dataset=test_dataset, test_format=test_format,
+                   test_map=parse_test_map(test_map))
     card = result.card
     typer.echo(f"trained {head} head '{card['name']}' on {card['split']['train']} items "
                f"(best epoch {card['best_epoch'] + 1}/{card['epochs_run']}) -> {out}")
@@ -154,4 +186,25 @@ def train_command(
         typer.echo(f"  test {task}: SRCC {stats.get('srcc', float('nan')):.3f} "
                    f"[{stats.get('srcc_lo', float('nan')):.3f}, {stats.get('srcc_hi', float('nan')):.3f}] "
                    f"(untrained {base.get('srcc', float('nan')):.3f}), n={stats.get('n')}")
+    cross = card.get("cross_dataset_test")
+    if cross:
+        for task, stats in cross["test_metrics"].items():
+            typer.echo(f"  cross-dataset {cross['data']['name']} {task} vs {cross['task_map'][task]}: "
+                       f"SRCC {stats.get('srcc', float('nan')):.3f} [{stats.get('srcc_lo', float('nan')):.3f}, "
+                       f"{stats.get('srcc_hi', float('nan')):.3f}], n={stats.get('n')}")
     typer.echo(f"use it: gencritic score IMAGES --metrics learned:{out} --out OUT")
+
+
+def _floats(option: str, text: str | None) -> list[float] | None:
+    """A comma-separated list of numbers, or one line naming the option and the bad value."""
+    from gencritic.errors import InputError
+
+    if not text:
+        return None
+    out = []
+    for part in split_list(text):
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise InputError(f"{option} {text!r}: {part!r} is not a number; give numbers separated by commas") from None
+    return out
