@@ -1,4 +1,4 @@
-"""``gencritic validate`` and ``gencritic train``: parse flags, call the meta API, print a line."""
+"""``gencritic validate``, ``train`` and ``correlate``: parse flags, call the meta API, print a line."""
 
 from __future__ import annotations
 
@@ -24,10 +24,18 @@ DatasetFormat = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--format", help="Dataset layout: agiqa3k, aigciqa2023, mos-csv, pairs (default: detected from DATASET).")]
 
 
+RESAMPLE_HELP = ("What the bootstrap draws: groups (whole prompts, or --group-by groups), items (one by one, as "
+                 "published IQA tables do, too narrow when images share prompts) or auto (groups when items share one).")
+GROUP_BY_HELP = ("Column whose values group the items for --resample (default: the prompt, or the dataset's group "
+                 "column; correlate: no groups).")
+BOOTSTRAP_HELP = "Bootstrap resamples for the 95% intervals (0 = none)."
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
     app.command("validate")(validate_command)
     app.command("train")(train_command)
+    app.command("correlate")(correlate_command)
 
 
 def validate_command(
@@ -39,13 +47,10 @@ def validate_command(
     fmt: DatasetFormat = None,
     ratings: Optional[str] = typer.Option(None, "--ratings", help="Rating columns to use (comma-separated). "  # noqa: UP045
                                           "Default: every numeric column starting with 'mos'."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the 95% intervals (0 = none)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help=BOOTSTRAP_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples (same seed, same intervals)."),
-    resample: str = typer.Option("auto", "--resample", help="What the bootstrap draws: groups (whole prompts, or "
-                                 "--group-by groups), items (one by one, as published IQA tables do, too narrow when "
-                                 "images share prompts) or auto (groups when items share one)."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose values group the items for "  # noqa: UP045
-                                           "--resample (default: the prompt, or the dataset's group column)."),
+    resample: str = typer.Option("auto", "--resample", help=RESAMPLE_HELP),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),  # noqa: UP045
     model: Model = DEFAULT_CLIP_MODEL,
     device: Device = "auto",
     batch_size: BatchSize = 32,
@@ -140,9 +145,8 @@ def train_command(
                                               "(default: detected)."),
     test_map: Optional[str] = typer.Option(None, "--test-map", help="TASK=RATING pairs: which rating of --test-dataset "  # noqa: UP045
                                            "each task is compared with (default: the rating of the same name)."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the test intervals (0 = none)."),
-    resample: str = typer.Option("auto", "--resample", help="What the test-interval bootstrap draws: groups (whole "
-                                 "prompts), items, or auto (groups when test items share a prompt), as validate."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help=BOOTSTRAP_HELP),
+    resample: str = typer.Option("auto", "--resample", help=RESAMPLE_HELP),
     device: Device = "cpu",
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -208,3 +212,39 @@ def _floats(option: str, text: str | None) -> list[float] | None:
         except ValueError:
             raise InputError(f"{option} {text!r}: {part!r} is not a number; give numbers separated by commas") from None
     return out
+
+
+def correlate_command(
+    table: Path = typer.Argument(..., help="A CSV (or .tsv) with one row per item: predicted scores and ratings."),
+    pred: str = typer.Option(..., "--pred", help="Column(s) of predicted scores (comma-separated; several are "
+                                                 "compared pairwise)."),
+    mos: str = typer.Option(..., "--mos", help="Column(s) of human ratings (comma-separated)."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help=GROUP_BY_HELP),  # noqa: UP045
+    resample: str = typer.Option("auto", "--resample", help=RESAMPLE_HELP),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help=BOOTSTRAP_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples (same seed, same intervals)."),
+    lower_is_better: Optional[str] = typer.Option(None, "--lower-is-better", help="--pred columns where lower "  # noqa: UP045
+                                                  "means better (affects pairwise accuracy and comparisons)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the rows, comparisons and provenance "  # noqa: UP045
+                                            "here as strict JSON (atomically)."),
+) -> None:
+    """Agreement of scores you already have with human ratings: validate's statistics on any CSV.
+
+    PLCC (raw and after the VQEG 4-parameter logistic), SRCC, KRCC (tau-b), RMSE after the mapping and pairwise accuracy, each with a seeded 95% bootstrap interval, computed by the same code as validate. Empty cells leave their row out (counted); a cell that is not a number is an error.
+
+    Examples:
+
+      gencritic correlate scores/results.csv --pred clip_score --mos mos_quality --group-by prompt
+
+      gencritic correlate preds.csv --pred model_a,model_b --mos mos --resample items --json corr.json
+    """
+    from gencritic.agreement.correlate import CorrelateOptions, correlate, text_table
+    from gencritic.jsonio import write_json
+
+    opts = CorrelateOptions(pred=split_list(pred), mos=split_list(mos), group_by=group_by, resample=resample,
+                            bootstrap=bootstrap, seed=seed, lower_is_better=split_list(lower_is_better))
+    result = correlate(table, opts)
+    typer.echo(text_table(result))
+    if json_out is not None:
+        write_json(json_out, result.payload())
+        typer.echo(f"-> {json_out}")
