@@ -138,7 +138,7 @@ def test_finetuning_last_blocks_trains_them_saves_them_and_scores_with_them(rate
 def test_imagereward_options_are_checked(rated: Path, ir_ckpt: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--finetune-blocks fine-tunes the ImageReward backbone"):
         train(rated, None, TrainOptions(model=str(tiny_clip_dir), finetune_blocks=1, cache_dir=tmp_path))
-    with pytest.raises(InputError, match="med_config.json"):
+    with pytest.raises(InputError, match=r"med_config\.json"):
         train(rated, None, TrainOptions(model=str(ir_ckpt), med_config=str(tmp_path / "none.json"),
                                         cache_dir=tmp_path))
     res = CliRunner().invoke(app, _train_args(rated, ir_ckpt, tmp_path / "x", tmp_path, "--finetune-blocks", "5"))

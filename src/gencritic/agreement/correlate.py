@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from gencritic.agreement.bootstrap import RESAMPLE_CHOICES, STATS
-from gencritic.agreement.validate import COMPARISON_COLUMNS, CORRELATION_COLUMNS, MetricColumn, correlation_table
+from gencritic.agreement.validate import (
+    COMPARISON_COLUMNS,
+    CORRELATION_COLUMNS,
+    MetricColumn,
+    correlation_table,
+)
 from gencritic.errors import InputError
 
 

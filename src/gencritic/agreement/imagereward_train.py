@@ -15,25 +15,25 @@ import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
+from gencritic.agreement.head_fit import FitResult, masked_mse
 from gencritic.agreement.splits import Split
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.items import Item
 from gencritic.models.assessment_heads import AssessmentHead
 
 if TYPE_CHECKING:
-    from gencritic.agreement.train import FitResult, TrainOptions
     from gencritic.models.imagereward_backbone import FusionBackbone
     from gencritic.models.loader import ModelPool
 
 BACKBONE_KINDS = ("auto", "clip", "imagereward")
 
 
-def backbone_kind(opts: TrainOptions) -> str:
+def backbone_kind(opts: TrainSettings) -> str:
     """``clip`` or ``imagereward``: as asked, or (``auto``) imagereward for a checkpoint file in
     ImageReward.pt's layout, which the CLIP loader would refuse as an unrecognised layout."""
     if opts.backbone not in BACKBONE_KINDS:
@@ -90,20 +90,31 @@ def _images_and_prompts(items: Sequence[Item]) -> tuple[list[Any], list[str]]:
     return views, prompts
 
 
-def _masked_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    from gencritic.agreement.train import masked_mse
+class TrainSettings(Protocol):
+    """The settings of :class:`gencritic.agreement.train.TrainOptions` read here."""
 
+    backbone: str
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    backbone_lr: float
+    weight_decay: float
+    patience: int
+    seed: int
+    finetune_blocks: int
+
+
+def _masked_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return masked_mse(pred, target, weights)
 
 
 def fit_finetune(head: AssessmentHead, backbone: FusionBackbone, items: Sequence[Item], y: np.ndarray,
-                 split: Split, opts: TrainOptions, weights: torch.Tensor) -> tuple[FitResult, dict[str, torch.Tensor]]:
+                 split: Split, opts: TrainSettings, weights: torch.Tensor) -> tuple[FitResult, dict[str, torch.Tensor]]:
     """Train head + the last ``opts.finetune_blocks`` fusion layers; early-stop on ``split.val``.
 
     Returns the best epoch's fit and the fine-tuned layers' weights. Pixels are prepared once and
     kept in memory (3 x S x S float32 per item: 0.6 MB at ImageReward's 224 px)."""
-    from gencritic.agreement.train import FitResult
-
     baseline = copy.deepcopy(head).eval()
     params = backbone.set_trainable(opts.finetune_blocks)
     views, prompts = _images_and_prompts(items)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from gencritic.agreement.bootstrap import RESAMPLE_CHOICES, agreement, bootstrap_counts
+from gencritic.agreement.head_fit import FitResult, masked_mse
 from gencritic.agreement.imagereward_train import (
     backbone_kind,
     load_fusion_backbone,
@@ -103,15 +104,6 @@ class FeatureSet:
     backbone: str
     backbone_namespace: str
     backbone_info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class FitResult:
-    head: AssessmentHead
-    train_loss: list[float]
-    val_loss: list[float]
-    best_epoch: int
-    baseline: AssessmentHead
 
 
 @dataclass
@@ -228,15 +220,6 @@ def deterministic_torch(seed: int, threads: int) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(was_det)
         torch.set_num_threads(was_threads)
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error over the ratings that exist (a missing one is masked, not imputed),
-    each task's squared errors scaled by its weight (all 1: the plain masked MSE)."""
-    mask = torch.isfinite(target)
-    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
-    sq = diff ** 2 if weights is None else diff ** 2 * weights
-    return sq.sum() / mask.sum().clamp_min(1)
 
 
 def task_weight_tensor(opts: TrainOptions, n_tasks: int) -> torch.Tensor:
@@ -609,7 +592,7 @@ def _cross_dataset(test_ds: HumanDataset, head: AssessmentHead, opts: TrainOptio
             row[f"pred_{t}"] = float(pred[r, tasks.index(t)])
         rows.append(row)
     summary = {"data": {"name": f"{test_ds.format}:{Path(test_ds.source).name}", **test_ds.describe()},
-               "task_map": columns, "items_tested": int(ok.size), "items_failed": int(len(test_ds.items) - ok.size),
+               "task_map": columns, "tasks_not_tested": [t for t in tasks if t not in columns], "items_tested": int(ok.size), "items_failed": int(len(test_ds.items) - ok.size),
                "test_metrics": metrics}
     return summary, rows
 

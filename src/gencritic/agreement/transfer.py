@@ -72,7 +72,8 @@ def init_summary(folder: Path, card: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def task_columns(ds: HumanDataset, tasks: Sequence[str], mapping: Mapping[str, str]) -> dict[str, str]:
-    """Which rating of the test dataset each task is compared with; one line if none is usable."""
+    """Which rating of the test dataset each task is compared with (tasks it has no rating for
+    are left out, and the card lists them); one line if none is usable."""
     unknown = [t for t in mapping if t not in tasks]
     if unknown:
         raise InputError(f"--test-map names task(s) {', '.join(unknown)} this head does not learn "
