@@ -147,3 +147,10 @@ def test_imagereward_options_are_checked(rated: Path, ir_ckpt: Path, tiny_clip_d
     assert isinstance(res.exception, InputError) and "'x' is not a number" in str(res.exception)
     res = CliRunner().invoke(app, _train_args(rated, ir_ckpt, tmp_path / "x", tmp_path, "--task-weights", "1"))
     assert isinstance(res.exception, InputError) and "1 weight(s) for 2 task(s)" in str(res.exception)
+
+
+def test_clip_loader_names_an_imagereward_checkpoint(rated: Path, ir_ckpt: Path, tmp_path: Path) -> None:
+    from gencritic.errors import ModelUnavailableError
+
+    with pytest.raises(ModelUnavailableError, match="an ImageReward checkpoint, not a CLIP model.*--backbone imagereward"):
+        train(rated, None, TrainOptions(model=str(ir_ckpt), backbone="clip", cache_dir=tmp_path))

@@ -115,6 +115,10 @@ def fit_finetune(head: AssessmentHead, backbone: FusionBackbone, items: Sequence
 
     Returns the best epoch's fit and the fine-tuned layers' weights. Pixels are prepared once and
     kept in memory (3 x S x S float32 per item: 0.6 MB at ImageReward's 224 px)."""
+    if backbone.device.type == "cuda":  # deterministic cuBLAS (train runs under use_deterministic_algorithms)
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     baseline = copy.deepcopy(head).eval()
     params = backbone.set_trainable(opts.finetune_blocks)
     views, prompts = _images_and_prompts(items)

@@ -214,8 +214,15 @@ def head_files(folder: Any) -> dict[str, str]:
 
     from gencritic.errors import ModelUnavailableError
 
+    import json
+
     path = Path(folder).expanduser()
-    _, card = load_head(path)
+    if path.is_file():
+        path = path.parent
+    try:
+        card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelUnavailableError(f"cannot read {path / CARD_FILE} ({exc}); re-run `gencritic train`") from None
     files: dict[str, str] = dict(card.get("files") or {})
     for name, sha in files.items():
         f = path / name
