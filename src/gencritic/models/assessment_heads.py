@@ -210,11 +210,10 @@ def head_files(folder: Any) -> dict[str, str]:
     """The extra files a head's card lists (name -> sha256), each checked against its bytes:
     a file swapped or left over from an older head in the same folder is refused."""
     import hashlib
+    import json
     from pathlib import Path
 
     from gencritic.errors import ModelUnavailableError
-
-    import json
 
     path = Path(folder).expanduser()
     if path.is_file():
