@@ -152,5 +152,5 @@ def test_imagereward_options_are_checked(rated: Path, ir_ckpt: Path, tiny_clip_d
 def test_clip_loader_names_an_imagereward_checkpoint(rated: Path, ir_ckpt: Path, tmp_path: Path) -> None:
     from gencritic.errors import ModelUnavailableError
 
-    with pytest.raises(ModelUnavailableError, match="an ImageReward checkpoint, not a CLIP model.*--backbone imagereward"):
+    with pytest.raises(ModelUnavailableError, match=r"an ImageReward checkpoint, not a CLIP model.*--backbone imagereward"):
         train(rated, None, TrainOptions(model=str(ir_ckpt), backbone="clip", cache_dir=tmp_path))
