@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "gencritic-bench-train")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--head-n", type=int, default=3000, help="items for the head-alone epoch timing")
+    ap.add_argument("--finetune-n", type=int, default=0, help="also time fine-tuning (--finetune-blocks) on this "
+                                                              "many items, 2 epochs")
+    ap.add_argument("--finetune-blocks", type=int, default=2)
     args = ap.parse_args()
 
     import torch
@@ -153,9 +156,24 @@ def main() -> None:
     head = head_epoch_at(args.head_n, 768, args.epochs)
     print(f"head alone on {args.head_n} items of 768-d fusion features (3 tasks, transformer, CPU, 1 thread as "
           f"train uses): {head:.2f} s per epoch")
+    finetune: dict[str, float] = {}
+    if args.finetune_n:
+        import gencritic.agreement.imagereward_train as ir_train
+
+        timers.wrap(ir_train, "fit_finetune", "finetune")
+        ft_data = rated_set(args.work / f"data_{args.finetune_n}_{args.size}", args.finetune_n, args.size)
+        ft_opts = TrainOptions(**{**opts.__dict__, "finetune_blocks": args.finetune_blocks, "epochs": 2, "patience": 2})
+        result = train(ft_data, args.work / "head_ft", ft_opts, pool=ModelPool("cpu"))
+        parts = timers.take()
+        finetune = {"items": args.finetune_n, "blocks": args.finetune_blocks, "epochs": result.card["epochs_run"],
+                    "fit_s": parts["finetune"], "per_epoch_s": parts["finetune"] / result.card["epochs_run"]}
+        print(f"fine-tuning the last {args.finetune_blocks} fusion blocks with the head, {args.finetune_n} items: "
+              f"{finetune['per_epoch_s']:.1f} s per epoch (backbone forward every epoch, backward through "
+              f"{args.finetune_blocks} blocks) -> {finetune['per_epoch_s'] / args.finetune_n * 3000 / 60:.0f} min per "
+              f"epoch at 3,000 items (linear extrapolation)")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
-                                         "head_epoch_s_at_head_n": head}, indent=2))
+                                         "head_epoch_s_at_head_n": head, "finetune": finetune}, indent=2))
 
 
 def head_epoch_at(n: int, dim: int, epochs: int) -> float:
