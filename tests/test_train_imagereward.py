@@ -154,3 +154,19 @@ def test_clip_loader_names_an_imagereward_checkpoint(rated: Path, ir_ckpt: Path,
 
     with pytest.raises(ModelUnavailableError, match=r"an ImageReward checkpoint, not a CLIP model.*--backbone imagereward"):
         train(rated, None, TrainOptions(model=str(ir_ckpt), backbone="clip", cache_dir=tmp_path))
+
+
+def test_one_unreadable_image_costs_one_item(rated: Path, ir_ckpt: Path, tmp_path: Path) -> None:
+    rows = list(csv.DictReader(rated.open()))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    rows[0] = {**rows[0], "image": str(tmp_path / "broken.png")}
+    for r in rows[1:]:
+        r["image"] = str(rated.parent / r["image"])
+    path = tmp_path / "ratings.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    result = train(path, None, TrainOptions(model=str(ir_ckpt), tokenizer=str(ir_ckpt.parent), head="linear",
+                                            tasks=["mos_size"], epochs=3, bootstrap=0, cache_dir=tmp_path / "c"))
+    assert result.card["data"]["items_used"] == 59 and result.card["data"]["items_dropped"] == 1
