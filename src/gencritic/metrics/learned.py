@@ -76,7 +76,7 @@ class LearnedMetric(Metric):
         path = Path(arg.strip()).expanduser()
         card = _read_card(path)
         name = str(card.get("name") or "learned")
-        inputs = ("image", "text") if card.get("features") == "image+text" else ("image",)
+        inputs = ("image", "text") if card.get("features") in ("image+text", "imagereward-fusion") else ("image",)
         info = dataclasses.replace(
             cls.info, columns=tuple(f"{name}_{t}" for t in card["tasks"]), inputs=inputs,
             default_model=card["backbone"],
@@ -105,8 +105,13 @@ class LearnedMetric(Metric):
         if not path:
             raise InputError("metric 'learned' needs a head folder: --metrics learned:/path/to/head")
         self.head, self.card = ctx.pool.get(("learned-head", str(Path(path).resolve())), lambda: load_head(path))
-        self.backbone = ctx.clip(self.card["backbone"])
-        self.sub_metrics = [create_metric(spec, self.card["backbone"]) for spec in self.card.get("with_metrics", [])]
+        self.fusion: Any = None
+        if (self.card.get("backbone_info") or {}).get("kind") == "imagereward":
+            self.fusion = _fusion_backbone(ctx, Path(path), self.card)
+        else:
+            self.backbone = ctx.clip(self.card["backbone"])
+        sub_model = self.card.get("with_metrics_model") or self.card["backbone"]
+        self.sub_metrics = [create_metric(spec, sub_model) for spec in self.card.get("with_metrics", [])]
         for m in self.sub_metrics:
             m.setup(ctx)
         self.score_mean = np.asarray(self.card.get("score_mean", []), dtype=np.float64)
@@ -135,16 +140,57 @@ class LearnedMetric(Metric):
             if errors[i] is None and i not in valid:
                 errors[i] = "an input metric of this head gave no value"
         out = np.full((n, len(self.info.columns)), np.nan)
+        fused: dict[int, np.ndarray] = {}
+        if valid and self.fusion is not None:
+            fused, failed = self._fusion_features(batch, valid)
+            errors = [failed.get(i, e) for i, e in enumerate(errors)]
+            valid = [i for i in valid if i in fused]
         if valid:
-            image = batch.image_embeddings(self.backbone)[valid].float()
-            text = None
-            if use_text:
-                text = batch.text_embeddings(self.backbone, [str(batch.prompts[i]) for i in valid]).float()
             import torch
 
+            text = None
+            if self.fusion is not None:
+                image = torch.from_numpy(np.stack([fused[i] for i in valid]))
+            else:
+                image = batch.image_embeddings(self.backbone)[valid].float()
+                if use_text:
+                    text = batch.text_embeddings(self.backbone, [str(batch.prompts[i]) for i in valid]).float()
             z = ((scores[valid] - self.score_mean) / self.score_std).astype(np.float32)
             with torch.no_grad():
                 pred = self.head(image, text, torch.from_numpy(z)).double().numpy()
             out[valid] = pred * self.target_std + self.target_mean
         values = {col: out[:, j] for j, col in enumerate(self.info.columns)}
         return MetricResult(values=values, errors=errors)
+
+    def _fusion_features(self, batch: ViewBatch, idx: list[int]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+        """ImageReward fusion features of views ``idx`` (through the run's cache), and why any failed."""
+        from gencritic.models.imagereward_backbone import fusion_features
+
+        assert self.fusion is not None
+        got = fusion_features(self.fusion, batch.ctx.cache, [batch.views[i].sha256 for i in idx],
+                              [str(batch.prompts[i]) for i in idx], lambda k: batch.views[idx[k]].image)
+        ok = {i: g for i, g in zip(idx, got, strict=True) if not isinstance(g, str)}
+        failed = {i: g for i, g in zip(idx, got, strict=True) if isinstance(g, str)}
+        return ok, failed
+
+
+def _fusion_backbone(ctx: RunContext, folder: Path, card: dict[str, Any]) -> Any:
+    """The ImageReward backbone a head was trained on (with its fine-tuned layers, if any),
+    refused in one line when the checkpoint on disk is no longer the one the card names."""
+    from gencritic.errors import ModelUnavailableError
+    from gencritic.hashing import sha256_file
+    from gencritic.models.assessment_heads import head_files
+    from gencritic.models.imagereward_backbone import FINETUNED_FILE, FusionBackbone, load_finetuned
+
+    info = card["backbone_info"]
+    ckpt = Path(info["checkpoint"])
+    if not ckpt.is_file():
+        raise ModelUnavailableError(f"head {folder} needs its ImageReward checkpoint {ckpt}, which is not there")
+    if sha256_file(ckpt) != info["sha256"]:
+        raise ModelUnavailableError(f"head {folder} was trained on {ckpt} with sha256 {info['sha256'][:12]}…; the file "
+                                    f"there now differs")
+    layers = load_finetuned(folder) if FINETUNED_FILE in head_files(folder) else None
+    key = f"{ckpt}|{info['med_config']}|{info['tokenizer']}|{card.get('files', {}).get(FINETUNED_FILE, 'base')}"
+    return ctx.pool.get(("learned-imagereward", key),
+                        lambda: FusionBackbone(str(ckpt), info["med_config"], info["tokenizer"], device=ctx.pool.device,
+                                               finetuned=layers))

@@ -140,21 +140,38 @@ CARD_FILE = "card.json"
 CARD_FORMAT = "gencritic-head/1"
 
 
-def save_head(folder: Any, head: AssessmentHead, card: dict[str, Any]) -> dict[str, Any]:
-    """Write weights and card; the card gets the weights' sha256 so a swap is detectable."""
-    import hashlib
-    from pathlib import Path
+def _save_tensors_atomic(state: dict[str, torch.Tensor], path: Any) -> None:
+    """safetensors file written beside its final name and renamed, so a crash leaves the old file or the new."""
+    import os
 
     from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def save_head(folder: Any, head: AssessmentHead, card: dict[str, Any],
+              extra: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """Write weights and card, each atomically; the card gets the weights' sha256 so a swap is
+    detectable. ``extra``: more tensor files beside the head (a fine-tuned backbone's layers),
+    whose sha256 the card records under ``files``."""
+    import hashlib
+    from pathlib import Path
 
     from gencritic.jsonio import write_json
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_FILE))
+    _save_tensors_atomic(head.state_dict(), out / WEIGHTS_FILE)
+    files: dict[str, str] = {}
+    for name, state in (extra or {}).items():
+        _save_tensors_atomic(state, out / name)
+        files[name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
     card = {**card, "format": CARD_FORMAT, "config": head.config,
             "weights_sha256": hashlib.sha256((out / WEIGHTS_FILE).read_bytes()).hexdigest()}
+    if files:
+        card["files"] = files
     write_json(out / CARD_FILE, card, default=str)
     return card
 
@@ -187,3 +204,28 @@ def load_head(folder: Any) -> tuple[AssessmentHead, dict[str, Any]]:
     except RuntimeError as exc:
         raise ModelUnavailableError(f"{weights} does not match its card: {str(exc).splitlines()[0]}") from None
     return head.eval(), card
+
+
+def head_files(folder: Any) -> dict[str, str]:
+    """The extra files a head's card lists (name -> sha256), each checked against its bytes:
+    a file swapped or left over from an older head in the same folder is refused."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from gencritic.errors import ModelUnavailableError
+
+    path = Path(folder).expanduser()
+    if path.is_file():
+        path = path.parent
+    try:
+        card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelUnavailableError(f"cannot read {path / CARD_FILE} ({exc}); re-run `gencritic train`") from None
+    files: dict[str, str] = dict(card.get("files") or {})
+    for name, sha in files.items():
+        f = path / name
+        if not f.exists() or hashlib.sha256(f.read_bytes()).hexdigest() != sha:
+            raise ModelUnavailableError(f"{f} is missing or does not match {path / CARD_FILE} (sha256 {sha[:12]}…); "
+                                        f"re-run `gencritic train`")
+    return files

@@ -111,13 +111,21 @@ class ImageRewardModel(torch.nn.Module):
         self.text = BlipTextModel(tcfg, add_pooling_layer=False)
         self.mlp = torch.nn.ModuleList(mlp)
 
-    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Normalised reward per (image, prompt) pair: ImageReward.score, batched."""
-        image_embeds = self.vision(pixel_values=pixels).last_hidden_state
+    def fusion(self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """The [CLS] feature of the image-grounded text encoder: what the reward MLP reads, and the
+        feature ``gencritic train --backbone imagereward`` learns from. ``image_embeds`` (the vision
+        tower's output) may be given when it was computed apart (fine-tuning keeps that tower frozen)."""
+        if image_embeds is None:
+            image_embeds = self.vision(pixel_values=pixels).last_hidden_state
         image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
         out = self.text(input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds,
                         encoder_attention_mask=image_atts, is_decoder=False, return_dict=True)
-        x = out.last_hidden_state[:, 0, :].float()
+        return out.last_hidden_state[:, 0, :]  # type: ignore[no-any-return]
+
+    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Normalised reward per (image, prompt) pair: ImageReward.score, batched."""
+        x = self.fusion(pixels, input_ids, attention_mask).float()
         for layer in self.mlp:
             x = layer.float()(x)
         return ((x - IMAGEREWARD_MEAN) / IMAGEREWARD_STD)[:, 0]

@@ -209,6 +209,10 @@ def _load_checkpoint_file(path: Path, device: torch.device, dtype: torch.dtype, 
     if _is_hf_format(keys):
         return _load_hf_weights_file(path, device, dtype, int8)
     sample = ", ".join(sorted(keys)[:4])
+    if any(k.startswith("blip.visual_encoder.") for k in keys):
+        raise _unavailable(str(path), "an ImageReward checkpoint, not a CLIP model: score it with "
+                                      f"--metrics imagereward:model={path}, or train on it with "
+                                      f"`gencritic train --backbone imagereward --model {path}`")
     raise _unavailable(str(path), f"unrecognised checkpoint layout (keys like {sample}); for open_clip "
                                   f"weights use --model open_clip:MODEL_NAME@{path}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from gencritic.models.clip import ClipBackbone
 from gencritic.models.loader import ModelPool
 from gencritic.prepare import prepare_item
 from gencritic.views import RunContext, View, encode_images_cached, encode_texts_cached, pixels_for
+
+if TYPE_CHECKING:
+    from gencritic.models.imagereward_backbone import FusionBackbone
 
 
 @dataclass
@@ -96,3 +100,42 @@ def embed(items: Sequence[Item], backbone: ClipBackbone, cache_dir: Path | None 
     finally:
         cache.close()
     return Embeddings(image=image, text=text, errors=errors)
+
+
+def embed_fusion(items: Sequence[Item], backbone: FusionBackbone, cache_dir: Path | None = None,
+                 batch_size: int = 32, background: RGB = WHITE) -> Embeddings:
+    """ImageReward fusion features of image items with their prompts (``image`` holds them;
+    ``text`` is None: the prompt is already inside), cached by content in ``cache_dir``.
+
+    Items are decoded and hashed by :func:`gencritic.prepare.prepare_item`, as for CLIP features,
+    and the ``learned`` metric reads the same cache keys at scoring time."""
+    from gencritic.models.imagereward_backbone import fusion_features
+
+    kinds = {i.kind for i in items} - {"image"}
+    if kinds:
+        raise InputError(f"embed takes image items; these include {', '.join(sorted(kinds))} items")
+    cache = EmbeddingCache.in_dir(cache_dir)
+    errors: list[str | None] = [None] * len(items)
+    image = np.full((len(items), backbone.dim), np.nan, np.float32)
+    try:
+        views, owners = [], []
+        for i, item in enumerate(items):
+            if not (item.prompt and item.prompt.strip()):
+                errors[i] = "no prompt (the ImageReward backbone reads the image with its prompt)"
+                continue
+            prepared = prepare_item(item, background, decode=False)
+            if prepared.error is not None:
+                errors[i] = prepared.error
+                continue
+            views.append(prepared.views[0])
+            owners.append(i)
+        got = fusion_features(backbone, cache, [v.sha256 for v in views], [str(v.prompt) for v in views],
+                              lambda j: views[j].image, batch_size)
+        for i, g in zip(owners, got, strict=True):
+            if isinstance(g, str):
+                errors[i] = g
+            else:
+                image[i] = g
+    finally:
+        cache.close()
+    return Embeddings(image=image, text=None, errors=errors)
