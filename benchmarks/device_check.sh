@@ -7,6 +7,7 @@
 #   duck.png     its 8 views tiled, to look at
 #   tests.txt    the rendering tests run against the GPU renderer
 #   bench.txt    benchmarks/bench_assets.py on CUDA: the issue's >= 10 assets/s target
+#   clip.txt     benchmarks/bench_clip.py on CUDA: CLIP images/s (>= 1,500 target) beside torchmetrics CLIPScore
 #   vlm.txt      benchmarks/bench_vlm.py: VQAScore with a 2B-class VLM (Qwen2-VL-2B's shape, random weights)
 #                at 448² in bf16, images/s (issue 21's >= 20 target), beside a one-call-per-image loop
 # DEVICE_CHECK_LOCAL=1 runs the same steps on this machine's CPU (to test the script itself).
@@ -75,3 +76,11 @@ else  # the local rehearsal: the small model, a few images
 fi
 "$PY" benchmarks/bench_vlm.py "${VLM_ARGS[@]}" 2>&1 | grep -v -E "slow image processor|fast processor" \
   | tee "$OUT/vlm.txt"
+
+echo "== 5. CLIP image scoring, images/s (issue 24's >= 1,500 on ViT-B/32), beside torchmetrics' CLIPScore"
+if [ "$DEVICE" = cuda ]; then
+  CLIP_ARGS=(--device cuda --n 2048 --batch 256 --rounds 2)
+else  # the local rehearsal
+  CLIP_ARGS=(--n 16 --batch 8 --rounds 1)
+fi
+"$PY" benchmarks/bench_clip.py "${CLIP_ARGS[@]}" 2>&1 | grep -v -E "slow image processor" | tee "$OUT/clip.txt"
