@@ -94,7 +94,7 @@ def test_toys4k_end_to_end_columns_summary_and_scores(toys4k_tree: tuple[Path, P
     summary = json.loads(result.summary_json.read_text())
     assert list(summary) == SUMMARY_FIELDS
     by_sha = {r["sha256"][0]: r for r in rows}
-    assert [r["success"] for r in rows] == ["true", "true", "false", "false", "false"]
+    assert [r["success"] for r in rows] == ["true", "true", "false", "false", "false"], [r["error"] for r in rows]
     assert by_sha["a"]["caption_used"] == "a colourful toy cube with six painted faces"  # longest
     assert by_sha["a"]["num_views_rendered"] == "8" and by_sha["a"]["aesthetic_score"] == "5.5"
     assert "not found" in by_sha["c"]["error"]
