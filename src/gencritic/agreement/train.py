@@ -38,6 +38,7 @@ from gencritic.agreement.imagereward_train import (
     tokenizer_for,
 )
 from gencritic.agreement.splits import Split, group_kfold, group_split, straddling_groups
+from gencritic.agreement.transfer import ratings_matrix
 from gencritic.datasets.human import HumanDataset, load_human_dataset
 from gencritic.errors import InputError
 from gencritic.models.assessment_heads import HEAD_KINDS, AssessmentHead, save_head
@@ -345,18 +346,6 @@ def evaluate(pred: np.ndarray, truth: np.ndarray, tasks: Sequence[str], n_boot: 
 # the whole job
 
 
-def _targets(ds: HumanDataset, tasks: Sequence[str]) -> np.ndarray:
-    y = np.full((len(ds.items), len(tasks)), np.nan)
-    for i, item in enumerate(ds.items):
-        for j, t in enumerate(tasks):
-            v = item.columns.get(t)
-            try:
-                y[i, j] = float(v) if v is not None and v != "" else np.nan
-            except (TypeError, ValueError):
-                y[i, j] = np.nan
-    return y
-
-
 def _check_options(opts: TrainOptions) -> None:
     if opts.head not in HEAD_KINDS:
         raise InputError(f"unknown --head {opts.head!r}: use {', '.join(HEAD_KINDS)}")
@@ -424,7 +413,7 @@ def train(dataset: str | Path | HumanDataset, out: str | Path | None = None, opt
     if opts.init is not None:
         init_head, init_card, _ = load_init(init_path, tasks, config, feats.backbone_info)
         config = dict(init_head.config)
-    y_all = _targets(ds, tasks)
+    y_all = ratings_matrix(ds, tasks)
     usable = np.flatnonzero(feats.ok & np.isfinite(y_all).any(1))
     used = set(usable.tolist())
     dropped = {ds.items[i].item_id: feats.errors[i] or "no rating" for i in range(len(ds.items)) if i not in used}
