@@ -128,10 +128,15 @@ def compare3d_command(
     if not geometry_only:
         from gencritic.compare3d.appearance import AppearanceEvaluator, AppearanceOptions
 
-        appearance = AppearanceEvaluator(
-            AppearanceOptions(render=render, metrics=tuple(specs), model=model, device=device, dtype=dtype,
-                              cache_dir=cache_root(cache_dir, no_cache)),
-            aligner=None if align == "none" else geometry.alignment_matrix, views_dir=out / "views")
+        from gencritic.errors import ModelUnavailableError
+
+        try:
+            appearance = AppearanceEvaluator(
+                AppearanceOptions(render=render, metrics=tuple(specs), model=model, device=device, dtype=dtype,
+                                  cache_dir=cache_root(cache_dir, no_cache)),
+                aligner=None if align == "none" else geometry.alignment_matrix, views_dir=out / "views")
+        except ModelUnavailableError as exc:
+            raise ModelUnavailableError(f"{exc} (or pass --geometry-only: the geometry columns need no model)") from None
         for name, why in appearance.unavailable.items():
             typer.echo(f"{name} unavailable (its columns are left out): {why}", err=True)
         evaluators.append(appearance)
