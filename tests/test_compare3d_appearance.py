@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -211,3 +212,76 @@ def test_a_rerun_resumes_with_the_same_bytes_and_other_render_settings_are_refus
     code, err = gencritic(["compare3d", *argv, "--out", str(out), "--resolution", "32", "--rig", "orbit4"],
                           monkeypatch, capsys)
     assert code == 2 and len(err) == 1 and "other settings" in err[0]
+
+
+class _StrictHtml:
+    """Parses a page and fails on any unclosed or mismatched element; collects the <img>s of each pair."""
+
+    VOID: ClassVar[set[str]] = {"meta", "img", "br", "input", "link", "hr", "source", "col", "wbr"}
+
+    def __init__(self, page: str) -> None:
+        from html.parser import HTMLParser
+
+        self.stack: list[str] = []
+        self.pairs: dict[str, list[dict[str, str]]] = {}
+        self.current: str | None = None
+        outer = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+                a = {k: v or "" for k, v in attrs}
+                if tag == "section" and "pair" in a.get("class", "").split():
+                    outer.current = a["data-pair-id"]
+                    outer.pairs[outer.current] = []
+                if tag == "img" and outer.current is not None:
+                    outer.pairs[outer.current].append(a)
+                if tag not in outer.VOID:
+                    outer.stack.append(tag)
+
+            def handle_endtag(self, tag: str) -> None:
+                assert outer.stack and outer.stack[-1] == tag, f"</{tag}> closes <{outer.stack[-1:]}>"
+                outer.stack.pop()
+                if tag == "section":
+                    outer.current = None
+
+        parser = Parser(convert_charrefs=True)
+        parser.feed(page)
+        parser.close()
+        assert not self.stack, f"unclosed elements: {self.stack}"
+
+
+def test_the_report_shows_each_pair_side_by_side(tmp_path: Path, models: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+    import io
+
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir()
+    ref.mkdir()
+    coloured_box((1, 0.5, 0.5), gen / "red.ply", (220, 20, 20))
+    coloured_box((1, 0.5, 0.5), ref / "red.ply", (220, 20, 20))
+    coloured_box((0.5, 1, 0.5), gen / "blue.ply", (20, 20, 220))
+    coloured_box((1, 1, 0.5), ref / "blue.ply", (20, 220, 20))
+    (gen / "bad.obj").write_text("v 0 0 0\nf 1 2 3\n")
+    coloured_box((1, 1, 0.5), ref / "bad.ply", (20, 220, 20))
+    out = tmp_path / "out"
+    run([str(gen), str(ref), "--samples", "2000", *models], out, monkeypatch, capsys)
+    code, err = gencritic(["report", str(out), "--out", str(tmp_path / "report.html")], monkeypatch, capsys)
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    parsed = _StrictHtml(page)
+    assert list(parsed.pairs) == ["bad", "blue", "red"]
+    assert parsed.pairs["bad"] == [] and "bad" in page.split('id="failed"')[1].split("</section>")[0]
+    rows = read_rows(out)
+    for pair in ("blue", "red"):
+        images = parsed.pairs[pair]
+        assert [i["class"] for i in images] == ["generated", "reference"] * 4  # side by side, every view
+        # each picture is the view the run compared: its dominant colour is the asset's
+        decoded = [Image.open(io.BytesIO(base64.b64decode(i["src"].split(",", 1)[1]))).convert("RGB") for i in images]
+        centre = [np.asarray(d)[d.height // 2, d.width // 2] for d in decoded]
+        want = {"red": [(220, 20, 20)] * 2, "blue": [(20, 20, 220), (20, 220, 20)]}[pair]
+        for k, c in enumerate(centre):
+            assert int(np.argmax(c)) == int(np.argmax(want[k % 2])), (pair, k, c)
+        section = page.split(f'data-pair-id="{pair}"')[1].split("</section>")[0]
+        assert f"{float(rows[pair]['psnr']):.4f}" in section or rows[pair]["psnr"] == "inf"
+        assert f"{float(rows[pair]['chamfer_l1']):.4f}" in section

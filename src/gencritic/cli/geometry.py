@@ -127,7 +127,6 @@ def compare3d_command(
     check_environment()
     if not geometry_only:
         from gencritic.compare3d.appearance import AppearanceEvaluator, AppearanceOptions
-
         from gencritic.errors import ModelUnavailableError
 
         try:

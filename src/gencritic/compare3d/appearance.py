@@ -56,7 +56,7 @@ def appearance_specs(text: str | Sequence[str]) -> list[str]:
         raise InputError(f"--appearance-metrics is empty: use some of {','.join(APPEARANCE_METRICS)}")
     out = []
     for spec in specs:
-        name, sep, opts = spec.partition(":")
+        name, _, opts = spec.partition(":")
         name = name.strip().lower()
         if name not in APPEARANCE_METRICS:
             raise InputError(f"--appearance-metrics: {name!r} is not an appearance metric; use "
@@ -189,7 +189,8 @@ class AppearanceEvaluator:
         from gencritic.views import View, ViewBatch
 
         n = len(generated.images)
-        views, refs = [], {}
+        views: list[View] = []
+        refs: dict[str, LoadedImage | None] = {}
         for i, image in enumerate(generated.images):
             item = Item(item_id=f"{pair_id}\x00{i}", kind="image", path=generated.render.path)
             views.append(View(item, i, image.sha256, _constant(image), name=generated.render.cameras[i].name))
