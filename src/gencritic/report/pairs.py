@@ -16,6 +16,7 @@ import json
 import math
 import os
 from html import escape
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +34,10 @@ PAIR_CSS = """
 # the numbers shown per pair and per view, when present, in this order
 PAIR_COLUMNS = ("chamfer_l1", "chamfer_l2sq", "fscore", "normal_consistency", "volume_iou", "psnr", "ssim", "ms_ssim",
                 "lpips", "clip_i2i", "dino")
+
+
+def _asset(name: str) -> str:
+    return resources.files("gencritic.report").joinpath(name).read_text(encoding="utf-8")
 
 
 def is_compare3d_folder(folder: Path) -> bool:
@@ -120,7 +125,6 @@ def render_pairs_html(folder: Path, html_dir: Path, embed: bool = True, thumb_si
                       title: str | None = None) -> tuple[str, int, int]:
     """(page, pairs, pictures) for the compare3d folder ``folder``."""
     import gencritic
-    from gencritic.report.builder import _asset
 
     rows = _read(folder / "results.csv")
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
