@@ -35,6 +35,7 @@ from gencritic.models.defaults import DEFAULT_CLIP_MODEL
 
 if TYPE_CHECKING:
     from gencritic.io.images import LoadedImage
+    from gencritic.models.loader import ModelPool
     from gencritic.render.api import AssetRender
     from gencritic.render.settings import RenderSettings
     from gencritic.scoring.metric_set import MetricSet
@@ -100,6 +101,7 @@ class AppearanceEvaluator:
     options: AppearanceOptions
     aligner: Callable[[Pair], np.ndarray | None] | None = None
     views_dir: Path | None = None
+    pool: ModelPool | None = None  # models already loaded (API callers, benchmarks); else one of its own
     name: str = "appearance"
     _metric_set: MetricSet = field(init=False, repr=False)
     _ctx: RunContext = field(init=False, repr=False)
@@ -115,7 +117,7 @@ class AppearanceEvaluator:
 
         o = self.options
         self._metric_set = MetricSet.build(appearance_specs(list(o.metrics)), o.model)
-        pool = ModelPool(o.device, o.dtype)
+        pool = self.pool or ModelPool(o.device, o.dtype)
         self._ctx = RunContext(pool=pool, cache=EmbeddingCache.in_dir(o.cache_dir), default_model=o.model,
                                background=o.render.background)
         self._metric_set.setup(self._ctx)
