@@ -182,6 +182,7 @@ def main() -> None:
         times: dict[str, list[float]] = {"script": [], "gencritic": []}
         parts: dict[str, list[float]] = {"script geometry": [], "script appearance": []}
         results: dict[str, list[dict[str, float]]] = {}
+        script_appearance(pairs[:1], models, args.resolution)  # weights loaded and GL contexts made before timing
         for r in range(args.rounds):
             start = time.perf_counter()
             geometry = per_pair_script(pairs, args.samples, args.seed, args.tau)
