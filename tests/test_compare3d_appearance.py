@@ -285,3 +285,49 @@ def test_the_report_shows_each_pair_side_by_side(tmp_path: Path, models: list[st
         section = page.split(f'data-pair-id="{pair}"')[1].split("</section>")[0]
         assert f"{float(rows[pair]['psnr']):.4f}" in section or rows[pair]["psnr"] == "inf"
         assert f"{float(rows[pair]['chamfer_l1']):.4f}" in section
+
+
+def test_lpips_reuses_a_shared_reference_s_features_with_the_same_values(lpips_weights: Path) -> None:
+    """Whole-frame LPIPS keeps a reference's backbone features: several generated views compared
+    with one reference run the backbone on it once, and the values are the package's."""
+    from gencritic.cache import EmbeddingCache
+    from gencritic.io.images import LoadedImage
+    from gencritic.items import Item
+    from gencritic.metrics.registry import create_metric
+    from gencritic.models.lpips_nets import _features
+    from gencritic.models.loader import ModelPool
+    from gencritic.views import RunContext, View, ViewBatch
+
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)) for _ in range(4)]
+    reference = LoadedImage(pictures[0], "ref-sha", None)
+    metric = create_metric(f"lpips:weights={lpips_weights};mask=none")
+    ctx = RunContext(pool=ModelPool("cpu", "fp32"), cache=EmbeddingCache(None), default_model="unused")
+    metric.setup(ctx)
+    calls: list[int] = []
+    net = metric.net  # type: ignore[attr-defined]
+    original = net.features
+    net.features = lambda x: calls.append(x.shape[0]) or original(x)
+
+    def batch(images: list[Image.Image]) -> ViewBatch:
+        items = [Item(item_id=f"v{i}", kind="image", path=Path(f"v{i}.png")) for i in range(len(images))]
+        views = [View(it, 0, f"sha{i}", (lambda im=im: LoadedImage(im, "x", None))) for i, (it, im)
+                 in enumerate(zip(items, images, strict=True))]
+        return ViewBatch(views, ctx, {it.item_id: reference for it in items})
+
+    first = metric.compute(batch(pictures[1:3])).values["lpips"]
+    second = metric.compute(batch(pictures[2:4])).values["lpips"]
+    assert calls == [2, 1, 2]  # views, the reference once, views; the reference again: from memory
+    feats = _features("alex")
+    feats.load_state_dict({k.removeprefix("features."): v for k, v in torch.load(lpips_weights).items()})
+    upstream = _upstream_lpips("alex", feats)
+
+    def package(image: Image.Image) -> float:
+        x, y = (torch.from_numpy(np.asarray(p, dtype=np.float32) / 255).permute(2, 0, 1)[None] * 2 - 1
+                for p in (image, pictures[0]))
+        with torch.no_grad():
+            return float(upstream(x, y))
+
+    assert first == pytest.approx([package(p) for p in pictures[1:3]], abs=1e-5)
+    assert second == pytest.approx([package(p) for p in pictures[2:4]], abs=1e-5)
+    assert second[0] == pytest.approx(first[1], abs=1e-6)
