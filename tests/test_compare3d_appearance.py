@@ -294,8 +294,8 @@ def test_lpips_reuses_a_shared_reference_s_features_with_the_same_values(lpips_w
     from gencritic.io.images import LoadedImage
     from gencritic.items import Item
     from gencritic.metrics.registry import create_metric
-    from gencritic.models.lpips_nets import _features
     from gencritic.models.loader import ModelPool
+    from gencritic.models.lpips_nets import _features
     from gencritic.views import RunContext, View, ViewBatch
 
     rng = np.random.default_rng(0)
