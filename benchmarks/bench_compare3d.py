@@ -127,6 +127,23 @@ def script_appearance(pairs: list[tuple[Path, Path]], models: dict[str, str], re
 
 
 _POOL: dict[str, Any] = {}  # one model pool per process for both sides: loading weights is not what is measured
+PROFILE: dict[str, dict[str, float]] = {"script": {}, "gencritic": {}}  # side -> metric -> seconds in compute
+_SIDE = ["script"]
+
+
+def profile_metrics() -> None:
+    """Time each reference metric's compute() on whichever side is running (the profile shares)."""
+    from gencritic.metrics import reference
+
+    for cls in (reference.PSNR, reference.SSIM, reference.LPIPS, reference.ClipImageImage, reference.DinoSimilarity):
+        def timed(self: Any, batch: Any, _compute: Any = cls.compute, _name: str = cls.info.name) -> Any:
+            start = time.perf_counter()
+            try:
+                return _compute(self, batch)
+            finally:
+                shares = PROFILE[_SIDE[0]]
+                shares[_name] = shares.get(_name, 0.0) + time.perf_counter() - start
+        cls.compute = timed  # type: ignore[method-assign]
 
 
 def gencritic_run(pairs: list[tuple[Path, Path]], models: dict[str, str], samples: int, seed: int, tau: float,
@@ -183,7 +200,9 @@ def main() -> None:
         parts: dict[str, list[float]] = {"script geometry": [], "script appearance": []}
         results: dict[str, list[dict[str, float]]] = {}
         script_appearance(pairs[:1], models, args.resolution)  # weights loaded and GL contexts made before timing
+        profile_metrics()
         for r in range(args.rounds):
+            _SIDE[0] = "script"
             start = time.perf_counter()
             geometry = per_pair_script(pairs, args.samples, args.seed, args.tau)
             middle = time.perf_counter()
@@ -194,6 +213,7 @@ def main() -> None:
             parts["script geometry"].append(middle - start)
             parts["script appearance"].append(end - middle)
             round_dir = work / f"round{r}"
+            _SIDE[0] = "gencritic"
             start = time.perf_counter()
             results["gencritic"] = gencritic_run(pairs, models, args.samples, args.seed, args.tau, args.resolution,
                                                  round_dir)
@@ -212,6 +232,13 @@ def main() -> None:
         print(f"  gencritic compare3d, same columns: {1000 * best['gencritic'] / n:8.1f} ms/pair  "
               f"{best['script'] / best['gencritic']:.2f}x")
         print("  medians (s): " + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in times.items()))
+        rounds = args.rounds * n
+        for side, total in (("script", sum(times["script"])), ("gencritic", sum(times["gencritic"]))):
+            shares = PROFILE[side]
+            rest = total - sum(shares.values())
+            print(f"  where {side}'s time goes (ms/pair, share): " + ", ".join(
+                f"{k} {1000 * v / rounds:.0f} ({100 * v / total:.0f}%)" for k, v in [*shares.items(), (
+                    "renders+geometry+rest" if side == "script" else "geometry+rest (renders overlap)", rest)]))
         print("  same numbers: max |difference| " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
