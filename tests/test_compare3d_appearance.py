@@ -155,6 +155,9 @@ def test_the_generated_asset_is_drawn_in_the_pose_align_search_found(tmp_path: P
     assert aligned["align_axis_rotation"] != "" and float(aligned["chamfer_l1"]) < 1e-3
     assert float(plain["ssim"]) < 0.9 < 0.99 < float(aligned["ssim"])
     assert float(aligned["psnr"]) > float(plain["psnr"]) + 10
+    run([*common, "--align", "search", "--appearance-only"], tmp_path / "alone", monkeypatch, capsys)
+    alone = read_rows(tmp_path / "alone")["gen"]  # the alignment measured for the appearance alone: the same pose
+    assert "chamfer_l1" not in alone and float(alone["ssim"]) == float(aligned["ssim"])
 
 
 def test_each_evaluator_fails_on_its_own_and_the_run_goes_on(tmp_path: Path, models: list[str],
