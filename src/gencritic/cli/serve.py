@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
 
 def report_command(
-    results: Path = typer.Argument(..., help="A results folder written by `gencritic score` (results.csv, views.csv, "
+    results: Path = typer.Argument(..., help="A results folder written by `gencritic score` or `gencritic compare3d` (results.csv, views.csv, "
                                              "summary.json)."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write (one self-contained file)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Markdown summary path (default: OUT with .md)."),  # noqa: UP045

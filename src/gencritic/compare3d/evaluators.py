@@ -6,8 +6,11 @@ it asks each evaluator for its columns, its settings (they guard the output fold
 ``summary.json``) and its values per pair. An evaluator failing on a pair (an ItemError) fails
 that row with the evaluator's name and reason; the other evaluators' columns are kept.
 
-Today: :class:`GeometryEvaluator` (``--geometry-only``). Render-based appearance columns
-(PSNR/SSIM/LPIPS/CLIP/DINO per view) are a second evaluator beside it.
+:class:`GeometryEvaluator` (Chamfer, F-score, normal consistency, IoU) and
+:class:`~gencritic.compare3d.appearance.AppearanceEvaluator` (PSNR/SSIM/LPIPS/CLIP/DINO per
+view). The appearance evaluator draws the generated asset in the pose the geometry's alignment
+found: :meth:`GeometryEvaluator.alignment_matrix` hands it over (measured once per pair when
+both run, the geometry first).
 """
 
 from __future__ import annotations
@@ -89,6 +92,22 @@ class GeometryEvaluator:
 
     options: GeometryOptions = field(default_factory=GeometryOptions)
     name: str = "geometry"
+    keep_alignments: bool = False  # keep each pair's alignment for alignment_matrix (appearance renders)
+    _alignments: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def alignment_matrix(self, pair: Pair) -> Any:
+        """The 4x4 transform (normalised frame) that moves the generated asset onto the reference, or
+        None for the identity: what evaluate() found for this pair, else measured now (an ItemError
+        if it cannot be). Handed over once: the appearance evaluator asks right after evaluate()."""
+        from gencritic.geometry.align import align
+
+        alignment = self._alignments.pop(pair.pair_id, None)
+        if alignment is None:
+            if self.options.align == "none":
+                return None
+            (_, gen), (_, ref) = self.prepare(pair)
+            alignment = align(gen, ref, self.options.align)
+        return None if alignment.transform.is_identity else alignment.transform.matrix()
 
     def columns(self) -> list[str]:
         return list(GEOMETRY_COLUMNS)
@@ -125,6 +144,8 @@ class GeometryEvaluator:
         o = self.options
         (gen_surface, gen), (ref_surface, ref) = prepared
         alignment = align(gen, ref, o.align)
+        if self.keep_alignments:
+            self._alignments[pair.pair_id] = alignment
         values: dict[str, Any] = dict(surface_metrics(gen, ref, o.fscore_tau, alignment.transform))
         iou, note = volume_iou(alignment.transform.apply(gen_surface.vertices), gen_surface.faces,
                                ref_surface.vertices, ref_surface.faces, o.iou_resolution)

@@ -20,6 +20,7 @@ compare global embeddings and cannot honour a mask (their inputs are composited 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # the metadata below is read without torch (`gencritic metric
     from gencritic.io.images import LoadedImage
     from gencritic.views import RunContext, View, ViewBatch
 
+LPIPS_MEMO_BYTES = 128 * 2**20  # reference features kept in memory by the lpips metric (mask=none)
 NO_REFERENCE = "no reference image for this item (add a 'reference' column or use --reference-dir)"
 
 
@@ -248,6 +250,7 @@ class LPIPS(Metric):
         weights = self.options.get("weights")
         device = resolve_device(ctx.pool.device)
         self.net = ctx.pool.get(("lpips", f"{net}|{weights or ''}|{device}"), lambda: load_lpips(net, weights, device))
+        self._ref_memo: OrderedDict[str, list[torch.Tensor]] = OrderedDict()
         self.device = next(self.net.parameters()).device
 
     def compute(self, batch: ViewBatch) -> MetricResult:
@@ -274,9 +277,38 @@ class LPIPS(Metric):
             idx = [k for k, *_ in members]
             x = torch.cat([t[1] for t in members]).to(dev)
             y = torch.cat([t[2] for t in members]).to(dev)
+            if not self.use_mask:  # whole frames: a reference's features do not depend on the view
+                refs = [batch.reference_for(batch.views[k]) for k in idx]
+                keys = [f"{reference_key(r, batch)}|{tuple(x.shape[1:])}" for r in refs if r is not None]
+                values[idx] = self.net.distance(self.net.features(x * 2 - 1), self._reference_features(keys, y)
+                                                ).double().cpu().numpy()
+                continue
             m = torch.cat([t[3] for t in members]).to(dev)
             values[idx] = self.net(x * 2 - 1, y * 2 - 1, m).double().cpu().numpy()
         return MetricResult(values={"lpips": values}, errors=errors)
+
+    def _reference_features(self, keys: list[str], y: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone features of the references ``y`` (rows keyed by content), each computed once while
+        it stays in a small in-memory store: compare3d compares several generated assets with one
+        reference, view by view. Only unmasked references (with a mask they borrow the view's pixels)."""
+        import torch
+
+        memo = self._ref_memo
+        rows: dict[str, list[torch.Tensor]] = {k: memo[k] for k in keys if k in memo}
+        missing = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in rows}.values())  # once per key
+        if missing:
+            fresh = self.net.features(y[missing] * 2 - 1)
+            for j, i in enumerate(missing):
+                rows[keys[i]] = [f[j:j + 1].clone() for f in fresh]
+        out = [torch.cat([rows[k][layer] for k in keys]) for layer in range(len(rows[keys[0]]))]
+        for k in keys:  # most recent last; the oldest go first when the store is full
+            size = sum(r.numel() * r.element_size() for r in rows[k])
+            if size <= LPIPS_MEMO_BYTES // 8:  # VGG at a high resolution is not kept
+                memo[k] = rows[k]
+                memo.move_to_end(k)
+        while memo and sum(r.numel() * r.element_size() for v in memo.values() for r in v) > LPIPS_MEMO_BYTES:
+            memo.popitem(last=False)
+        return out
 
 
 def reference_key(ref: LoadedImage, batch: ViewBatch) -> str:

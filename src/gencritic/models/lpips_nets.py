@@ -118,13 +118,27 @@ class LPIPSNet(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x``, ``y``: (N, 3, H, W) in [-1, 1]; ``mask``: optional (N, 1, H, W) weights in [0, 1]."""
         n = x.shape[0]
-        h = (torch.cat([x, y]) - self.shift) / self.scale
-        total = torch.zeros(n, dtype=h.dtype, device=h.device)
-        for block, head in zip(self.slices, self.heads, strict=True):
+        both = self.features(torch.cat([x, y]))
+        return self.distance([f[:n] for f in both], [f[n:] for f in both], mask)
+
+    @torch.inference_mode()
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's unit-normalised activations of (N, 3, H, W) images in [-1, 1]: what
+        :meth:`distance` compares, kept apart so an image compared many times (a reference view
+        shared by several generated assets) goes through the backbone once."""
+        h = (x - self.shift) / self.scale
+        out = []
+        for block in self.slices:
             h = block(h)
-            a, b = h[:n], h[n:]
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            out.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
+        return out
+
+    @torch.inference_mode()
+    def distance(self, fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor],
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One distance per pair of :meth:`features` rows, spatially averaged (weighted by ``mask``)."""
+        total = torch.zeros(fa[0].shape[0], dtype=fa[0].dtype, device=fa[0].device)
+        for a, b, head in zip(fa, fb, self.heads, strict=True):
             d = F.conv2d((a - b) ** 2, head)  # (N, 1, h, w)
             if mask is None:
                 total = total + d.mean(dim=(1, 2, 3))

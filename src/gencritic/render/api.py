@@ -73,11 +73,24 @@ def view_sha256(asset_sha: str, settings: RenderSettings, index: int) -> str:
     return hashlib.sha256(f"{asset_sha}|{settings.key()}|view={index}".encode()).hexdigest()
 
 
-def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> tuple[np.ndarray, dict[str, Any]]:
+def transformed_sha256(asset_sha: str, transform: np.ndarray | None) -> str:
+    """The content key of an asset drawn after ``transform`` (its own sha256 when there is none):
+    the render cache and the embedding cache key on it, so a moved asset never shares a key with
+    the asset in place."""
+    if transform is None:
+        return asset_sha
+    matrix = json.dumps(np.asarray(transform, dtype=np.float64).round(12).tolist())
+    return hashlib.sha256(f"{asset_sha}|transform={matrix}".encode()).hexdigest()
+
+
+def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera],
+               transform: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     from gencritic.render.gl import RenderContextError, render_views
 
     mesh = load_asset_in_worker(path, allow_untextured=settings.allow_untextured)
     model = normalization_transform(mesh.all_positions(), settings.normalize, settings.up, settings.sphere_radius)
+    if transform is not None:  # e.g. compare3d's alignment of a generated asset, in the normalised frame
+        model = np.asarray(transform, dtype=np.float64) @ model
     if settings.margin is not None:  # fit every view with room to spare (render/framing.py)
         from gencritic.render.framing import with_margin
 
@@ -118,11 +131,17 @@ def _rasterise(path: Path, settings: RenderSettings, cameras: list[Camera]) -> t
     return views, meta
 
 
-def render_asset(path: Path, options: dict[str, Any] | RenderSettings | None = None) -> AssetRender:
-    """Render (or fetch from the cache) every view of the asset at ``path``."""
+def render_asset(path: Path, options: dict[str, Any] | RenderSettings | None = None,
+                 transform: np.ndarray | None = None) -> AssetRender:
+    """Render (or fetch from the cache) every view of the asset at ``path``.
+
+    ``transform`` (4x4) moves the asset after it is normalised, before the cameras see it
+    (``compare3d`` draws a generated asset aligned to its reference); it enters the cache keys of
+    the render and of every view (:func:`transformed_sha256`)."""
     settings = options if isinstance(options, RenderSettings) else parse_render_options(options)
     path = Path(path)
-    sha = asset_sha256(path)
+    file_sha = asset_sha256(path)
+    sha = transformed_sha256(file_sha, transform)
     warnings = asset_warnings(path, settings.allow_untextured)  # before the cache: fails what must not be drawn
     cameras = settings.cameras()
     cache = RenderCache(settings.cache_dir) if settings.cache else None
@@ -132,11 +151,12 @@ def render_asset(path: Path, options: dict[str, Any] | RenderSettings | None = N
         premult, meta = hit
         from_cache = True
     else:
-        premult, meta = _rasterise(path, settings, cameras)
+        premult, meta = _rasterise(path, settings, cameras, transform)
         from_cache = False
         if cache is not None:
             cache.put(key, premult, meta)
-    result = AssetRender(path, sha, settings, cameras, premult, from_cache=from_cache, meta=meta, warnings=warnings)
+    result = AssetRender(path, file_sha, settings, cameras, premult, from_cache=from_cache, meta=meta,
+                         warnings=warnings)
     for i, cam in enumerate(cameras):
         rgb_image, alpha, problem = composite_view(premult[i], settings.background)
         if rgb_image is None:

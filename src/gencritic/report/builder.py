@@ -291,8 +291,13 @@ def _md(v: Any) -> str:
 
 def build_report(results: str | Path, out: str | Path, markdown: str | Path | None = None,
                  options: ReportOptions | None = None) -> ReportWritten:
-    """Read ``results`` (a ``gencritic score`` output folder) and write the HTML (and Markdown)."""
+    """Read ``results`` (a ``gencritic score`` or ``compare3d`` output folder) and write the HTML
+    (and Markdown); a compare3d folder gets its pairs side by side (:mod:`gencritic.report.pairs`)."""
     opts = options or ReportOptions()
+    from gencritic.report.pairs import is_compare3d_folder
+
+    if is_compare3d_folder(Path(results)):
+        return _pairs_report(Path(results), Path(out), markdown, opts)
     data = load_results(results)
     unknown = [c for c in opts.group_by if c not in data.columns]
     if unknown:
@@ -309,3 +314,16 @@ def build_report(results: str | Path, out: str | Path, markdown: str | Path | No
         atomic_write_text(md_path, printable(markdown_summary(data, top_n=opts.top_n)))
     return ReportWritten(html=out, markdown=md_path, items=len(data.rows),
                          thumbnails=sum(len(v) for v in thumbs.values()))
+
+
+def _pairs_report(folder: Path, out: Path, markdown: str | Path | None, opts: ReportOptions) -> ReportWritten:
+    from gencritic.report.pairs import pairs_markdown, render_pairs_html
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page, pairs, pictures = render_pairs_html(folder, out.parent.resolve(), embed=opts.embed,
+                                              thumb_size=opts.thumb_size, title=opts.title)
+    atomic_write_text(out, printable(page))
+    md_path = Path(markdown) if markdown is not None else None
+    if md_path is not None:
+        atomic_write_text(md_path, printable(pairs_markdown(folder)))
+    return ReportWritten(html=out, markdown=md_path, items=pairs, thumbnails=pictures)

@@ -66,7 +66,10 @@ def _pool2(v: Array) -> Array:
 
 
 def _to_backend(*ts: torch.Tensor | None) -> list[Array]:
-    return [None if t is None else (t.detach().double().numpy() if t.device.type == "cpu" else t) for t in ts]
+    # contiguous: images arrive as HWC arrays permuted to CHW, and the separable filters run along
+    # rows and columns ~1.25x faster on a C-ordered copy (512² RGB: 145 -> 116 ms per SSIM, same values)
+    return [None if t is None else (np.ascontiguousarray(t.detach().double().numpy()) if t.device.type == "cpu"
+                                    else t) for t in ts]
 
 
 def _to_tensor(v: Array) -> torch.Tensor:
