@@ -289,7 +289,9 @@ def test_bad_options_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         code, err = gencritic(["compare3d", str(a), str(a), "--out", str(tmp_path / "o"), "--geometry-only", *extra],
                               monkeypatch, capsys)
         assert code == 2 and len(err) == 1 and needle in err[0], (extra, err)
-    # without --geometry-only the render-based columns need models: where none can load (offline,
-    # nothing cached) the run stops before any pair, its last line naming the way out
-    code, err = gencritic(["compare3d", str(a), str(a), "--out", str(tmp_path / "o")], monkeypatch, capsys)
+    # without --geometry-only the render-based columns need models: where one cannot load (here a
+    # model folder that does not exist, so the test does not depend on what the machine has cached)
+    # the run stops before any pair, its last line naming the way out
+    code, err = gencritic(["compare3d", str(a), str(a), "--out", str(tmp_path / "o"),
+                           "--model", str(tmp_path / "no-such-clip")], monkeypatch, capsys)
     assert code == 2 and "--geometry-only" in err[-1] and not (tmp_path / "o" / "results.csv").exists()
