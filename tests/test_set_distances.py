@@ -176,7 +176,8 @@ def test_clean_resize_is_clean_fids_resize() -> None:
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_inception_loads_from_the_state_dict_and_matches_clean_fids_port(inception_weights: Path) -> None:
+def test_inception_loads_from_the_state_dict_and_matches_clean_fids_port(inception_weights: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     extractor = load_inception(str(inception_weights), "cpu")
     reference = clean_fid_reference_inception(inception_weights)
     images = [Image.open(picture(inception_weights.parent / f"p{i}.png", i)) for i in range(2)]
@@ -187,6 +188,10 @@ def test_inception_loads_from_the_state_dict_and_matches_clean_fids_port(incepti
     assert ours.shape == (2, 2048)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(ours[0], ours[1])
+    import gencritic.models.inception as inception_module
+
+    monkeypatch.setattr(inception_module, "ENCODE_CHUNK", 1)  # forward passes in chunks: the same features
+    torch.testing.assert_close(extractor.encode_images(pixels), ours, rtol=1e-5, atol=1e-6)
 
 
 def test_inception_loads_a_torchscript_file_through_its_layers(inception_weights: Path, tmp_path: Path) -> None:

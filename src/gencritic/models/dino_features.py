@@ -29,6 +29,7 @@ from gencritic.models.loader import hub_offline
 
 DGM_EVAL_DINOV2 = "facebook/dinov2-large"
 DINO_SIZE = 224
+ENCODE_CHUNK = 32
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -46,6 +47,7 @@ class DinoFeatures:
         self.reference_memo: dict[str, np.ndarray] = {}  # reference set key -> features (metrics/set_distances.py)
         self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        self.dim = int(getattr(getattr(model, "config", None), "hidden_size", 0))
 
     @property
     def cache_namespace(self) -> str:
@@ -60,9 +62,11 @@ class DinoFeatures:
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, 224, 224) preprocessed -> (N, D) CLS features after the final norm, float32 on the CPU."""
+        out = []
         with self.lock:
-            out = self.model(pixel_values=pixels.to(self.device, torch.float32))
-            return out.pooler_output.float().cpu()
+            for chunk in pixels.split(ENCODE_CHUNK):  # bounds the activations' memory, not the numbers
+                out.append(self.model(pixel_values=chunk.to(self.device, torch.float32)).pooler_output.float().cpu())
+        return torch.cat(out) if out else torch.zeros((0, self.dim))
 
 
 def load_dino_features(spec: str = DGM_EVAL_DINOV2, device: str | torch.device = "auto") -> DinoFeatures:

@@ -50,6 +50,7 @@ from gencritic.models.device import resolve_device
 
 INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
+ENCODE_CHUNK = 32  # images per forward pass: bounds the activations' memory, not the numbers
 STATE_DICT_NAME = "pt_inception-2015-12-05-6726825d.pth"
 TORCHSCRIPT_NAME = "inception-2015-12-05.pt"
 WEIGHTS_ENV = "GENCRITIC_INCEPTION_WEIGHTS"
@@ -196,9 +197,12 @@ class InceptionFeatures:
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, 299, 299) in [0, 255] -> (N, 2048) float32 on the CPU (not normalised)."""
+        out = []
         with self.lock:
-            x = (pixels.to(self.device, torch.float32) - 128.0) / 128.0
-            return self.layers(x).reshape(x.shape[0], FEATURE_DIM).float().cpu()
+            for chunk in pixels.split(ENCODE_CHUNK):  # a run's batch holds every view of 32 meshes
+                x = (chunk.to(self.device, torch.float32) - 128.0) / 128.0
+                out.append(self.layers(x).reshape(x.shape[0], FEATURE_DIM).float().cpu())
+        return torch.cat(out) if out else torch.zeros((0, FEATURE_DIM))
 
 
 def load_inception(spec: str | None = None, device: str | torch.device = "auto") -> InceptionFeatures:
