@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,15 +22,17 @@ from typer.testing import CliRunner
 from gencritic.errors import InputError
 from gencritic.metrics import sets
 from gencritic.metrics.registry import all_metrics, create_metric
-from gencritic.models.inception import (
-    STATE_DICT_NAME,
-    build_fid_inception,
-    clean_resize,
-    load_inception,
-)
 from gencritic.scoring import ScoreOptions, score
 
 cleanfid = pytest.importorskip("cleanfid")
+
+
+def inception() -> Any:
+    """gencritic.models.inception, imported where used: on code without it the tests fail on their
+    assertions about behaviour, not on collecting this file."""
+    import importlib
+
+    return importlib.import_module("gencritic.models.inception")
 
 INCEPTION_BLOCKS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                     "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
@@ -39,10 +42,9 @@ INCEPTION_BLOCKS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1
 @pytest.fixture(scope="module")
 def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight FID Inception saved as pytorch-fid's state-dict file."""
-    from gencritic.models.inception import Pool3
-
+    inc = inception()
     torch.manual_seed(0)
-    net = build_fid_inception()
+    net = inc.build_fid_inception()
     # Deep random nets average every input to the same features; batch-norm statistics measured on
     # a few seeded pictures (a data-dependent init) keep the features far apart, so the distances
     # below compare sets that really differ
@@ -51,11 +53,11 @@ def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
             module.momentum = None
             module.reset_running_stats()
     rng = np.random.default_rng(100)
-    calibration = torch.from_numpy(np.stack([clean_resize(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8))
+    calibration = torch.from_numpy(np.stack([inc.clean_resize(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8))
                                              for _ in range(4)]).transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
-        Pool3(net).train()((calibration - 128) / 128)
-    path = tmp_path_factory.mktemp("inception") / STATE_DICT_NAME
+        inc.Pool3(net).train()((calibration - 128) / 128)
+    path = tmp_path_factory.mktemp("inception") / inc.STATE_DICT_NAME
     torch.save(net.state_dict(), path)
     return path
 
@@ -170,7 +172,7 @@ def test_clean_resize_is_clean_fids_resize() -> None:
     rng = np.random.default_rng(1)
     for shape in ((97, 131, 3), (512, 512, 3), (40, 300, 3)):
         arr = rng.integers(0, 256, shape).astype(np.uint8)
-        ours = clean_resize(arr)
+        ours = inception().clean_resize(arr)
         theirs = build_resizer("clean")(arr)
         assert ours.dtype == np.float32 and ours.shape == (299, 299, 3)
         np.testing.assert_array_equal(ours, theirs)
@@ -178,7 +180,7 @@ def test_clean_resize_is_clean_fids_resize() -> None:
 
 def test_inception_loads_from_the_state_dict_and_matches_clean_fids_port(inception_weights: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    extractor = load_inception(str(inception_weights), "cpu")
+    extractor = inception().load_inception(str(inception_weights), "cpu")
     reference = clean_fid_reference_inception(inception_weights)
     images = [Image.open(picture(inception_weights.parent / f"p{i}.png", i)) for i in range(2)]
     pixels = torch.stack([extractor.preprocess(im) for im in images])
@@ -210,7 +212,7 @@ def test_inception_loads_a_torchscript_file_through_its_layers(inception_weights
     path = tmp_path / "inception-2015-12-05.pt"
     with pytest.warns(Warning), torch.no_grad():
         torch.jit.trace(Exported().eval(), torch.zeros(1, 3, 299, 299)).save(str(path))
-    extractor = load_inception(str(path), "cpu")
+    extractor = inception().load_inception(str(path), "cpu")
     pixels = extractor.preprocess(Image.open(picture(tmp_path / "p.png", 5)))[None]
     torch.testing.assert_close(extractor.encode_images(pixels), reference_pool3(reference, (pixels - 128) / 128),
                                rtol=1e-4, atol=1e-5)
@@ -222,14 +224,14 @@ def test_missing_inception_weights_say_how_to_provide_them(tmp_path: Path, monke
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("GENCRITIC_INCEPTION_WEIGHTS", raising=False)
     with pytest.raises(ModelUnavailableError, match=r"pt_inception-2015-12-05-6726825d.pth"):
-        load_inception(str(tmp_path / "absent.pth"), "cpu")
+        inception().load_inception(str(tmp_path / "absent.pth"), "cpu")
     if not (Path("/tmp") / "inception-2015-12-05.pt").is_file():
         with pytest.raises(ModelUnavailableError, match=r"GENCRITIC_INCEPTION_WEIGHTS"):
-            load_inception(None, "cpu")
+            inception().load_inception(None, "cpu")
     bad = tmp_path / "bad.pth"
     torch.save({"conv.weight": torch.zeros(1)}, bad)
     with pytest.raises(ModelUnavailableError, match=r"cannot load Inception weights .*bad.pth"):
-        load_inception(str(bad), "cpu")
+        inception().load_inception(str(bad), "cpu")
 
 
 # -- the registered metrics over a run --------------------------------------------------------------
