@@ -23,6 +23,7 @@ from gencritic.io.images import RGB, WHITE, LoadedImage
 from gencritic.items import Item
 from gencritic.models.clip import ClipBackbone
 from gencritic.models.loader import ModelPool
+from gencritic.render.settings import RenderSettings
 
 
 @dataclass
@@ -33,6 +34,9 @@ class RunContext:
     cache: EmbeddingCache
     default_model: str
     background: RGB = WHITE
+    # how the run draws meshes (None: the defaults), for metrics that draw more, e.g. a set
+    # metric's reference meshes, which must be drawn like the run's own (metrics/set_distances.py)
+    render: RenderSettings | None = None
     text_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     text_lock: threading.Lock = field(default_factory=threading.Lock)
     _clips: dict[str, ClipBackbone] = field(default_factory=dict)

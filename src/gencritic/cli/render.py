@@ -132,6 +132,20 @@ def toys4k_command(
     quiet: Quiet = False,
     no_verify_sha256: bool = typer.Option(False, "--no-verify-sha256", help="Score a .blend even when its sha256 "
                                           "differs from the metadata's (by default that row fails, as TRELLIS skips it)."),
+    lighting: Lighting = "default",
+    renderer: Renderer = "gl",
+    spp: Spp = None,
+    generated: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--generated", help="Folder of generated assets, one per row (<sha256>.glb, <sha256>/, or the "
+                                  "identifier's path): scored against the captions and compared with the dataset's "
+                                  "own assets (FD/KD on Inception and DINOv2 features: TRELLIS' Toys4k columns)."),
+    inception: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--inception", help="With --generated: the FID Inception weights, pt_inception-2015-12-05-6726825d.pth "
+                                  "or inception-2015-12-05.pt (default: $GENCRITIC_INCEPTION_WEIGHTS, then torch's "
+                                  "and clean-fid's caches)."),
+    dinov2: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--dinov2", help="With --generated: the DINOv2 model, a hub id or folder (default facebook/dinov2-large, "
+                               "ViT-L/14 as dgm-eval)."),
 ) -> None:
     """Score Toys4k assets by the TRELLIS protocol: 8 views, CLIP cosine with the caption, mean over views.
 
@@ -144,21 +158,36 @@ def toys4k_command(
       gencritic toys4k Toys4k/metadata.csv --root Toys4k/raw --out t4k/ --max-assets 20
 
       gencritic toys4k metadata.csv --root assets/ --out t4k/ --caption first --model ./clip-vit-b32
+
+      gencritic toys4k Toys4k.csv --root Toys4k/raw --generated my_method/ --out t4k/ --inception pt_inception.pth
+
+    With --generated, toys4k_summary.json also holds 'table' (CLIP, FD_incep, KD_incep, FD_dinov2,
+    KD_dinov2, as TRELLIS' table names them) and what each column's number means.
     """
+    from gencritic.cli.options import render_options
     from gencritic.datasets.toys4k import Toys4kOptions, run_toys4k
 
-    render = render_settings_from_cli(rig=rig, resolution=resolution, up=up)  # the protocol's defaults, checked
+    # the protocol's defaults, checked; lighting is given only when not the default, so earlier
+    # output folders keep their fingerprints (as `score` does)
+    render = render_settings_from_cli(rig=rig, resolution=resolution, up=up, renderer=renderer, spp=spp,
+                                      lighting=None if lighting == "default" else lighting)
+    others = {k: v for k, v in render_options(render).items() if k not in ("rig", "resolution", "up")}
     result = run_toys4k(metadata, root, out, Toys4kOptions(
         caption=caption, max_assets=max_assets, model=model, device=device, dtype=dtype, batch_size=batch_size,
-        workers=workers, rig=render.rig, resolution=render.resolution, up=render.up,
+        workers=workers, rig=render.rig, resolution=render.resolution, up=render.up, render=others,
         cache_dir=cache_root(cache_dir, no_cache), overwrite=overwrite, progress=not quiet,
-        verify_sha256=not no_verify_sha256))
+        verify_sha256=not no_verify_sha256, generated=generated, inception=inception, dinov2=dinov2))
     s = result.summary
     mean = "n/a" if s["mean_clip_score"] is None else f"{s['mean_clip_score']:.4f} (x100: {s['mean_clip_score_scaled']:.2f})"
     typer.echo(f"{s['successful_evaluations']}/{s['total_assets']} assets scored; mean clip_score = {mean} "
                f"-> {result.results_csv}")
     if s["successful_evaluations"] < s["total_assets"]:
         typer.echo("failed assets have their reason in the 'error' column", err=True)
+    if "table" in s:
+        cells = ", ".join(f"{k} = {'n/a' if v is None else f'{v:.4g}'}" for k, v in s["table"].items())
+        typer.echo(f"TRELLIS columns vs {s['reference_assets']} reference assets: {cells} -> {result.summary_json}")
+        for column, error in s["table_errors"].items():
+            typer.echo(f"{column}: {error}", err=True)
     scoring = out / "scoring" / "summary.json"  # the seed's files keep the seed's columns; the pipeline's say more
     warned = (json.loads(scoring.read_text()).get("warnings") or {}).get("items", 0) if scoring.is_file() else 0
     if warned:

@@ -27,6 +27,15 @@ Score: per asset, the mean over valid rendered views of cos(image, caption) with
 ``toys4k8`` rig (yaw 0..315 step 45, pitch 30°, radius 2, FoV 40°, 512², bbox-normalised);
 ``mean_clip_score`` is the mean over successful assets, ``mean_clip_score_scaled`` is ×100
 (what papers print).
+
+Generated assets (``--generated DIR``, text-to-3D results for the rows' captions): each row's
+generated asset is found in DIR by the same search (``DIR/<sha256>.glb``, ``DIR/<sha256>/``, or the
+identifier's own relative path); its renders get the CLIP score above, and all of them are
+compared with renders of the dataset's own assets (every row whose asset is found under
+``--root``, each file once, drawn with the same settings) by Fréchet and kernel distances on
+Inception-v3 and DINOv2 features: TRELLIS' Toys4k columns ``CLIP``, ``FD_incep``, ``KD_incep``,
+``FD_dinov2``, ``KD_dinov2`` (:mod:`gencritic.metrics.set_distances`). The reference set is written
+to ``OUT/reference_assets.csv``; its renders and features are cached like any view's.
 """
 
 from __future__ import annotations
@@ -189,6 +198,9 @@ class Toys4kOptions:
     overwrite: bool = False
     progress: bool = True
     verify_sha256: bool = True  # the identifier's own file must have the metadata's sha256
+    generated: Path | None = None  # generated assets to compare with the dataset's (module docstring)
+    inception: str | None = None  # Inception weights file (default: models.inception.find_weights)
+    dinov2: str | None = None  # DINOv2 hub id or folder (default: ViT-L/14, as dgm-eval)
 
 
 @dataclass
@@ -309,17 +321,32 @@ def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOpti
         rows = rows[:opts.max_assets]
     if not rows:
         raise InputError(f"{metadata} has no rows")
-    items, failures = plan_items(rows, root, opts.caption, opts.verify_sha256)
+    metrics = ["clip"]
+    reference: ReferenceSet | None = None
+    if opts.generated is not None:
+        if out is None:
+            raise InputError("--generated needs --out: the reference set is written there")
+        reference = reference_set(rows, root, opts, Path(out))
+        metrics += distance_specs(reference.manifest, opts)
+        items, failures = plan_items(rows, Path(opts.generated), opts.caption, verify_sha256=False)
+    else:
+        items, failures = plan_items(rows, root, opts.caption, opts.verify_sha256)
 
     scored: dict[str, list[dict[str, Any]]] = {}
+    set_metrics: dict[str, Any] = {}
     if items:
         run = score(items, out=None if out is None else Path(out) / "scoring", pool=pool, options=ScoreOptions(
-            metrics=["clip"], model=opts.model, device=opts.device, dtype=opts.dtype, batch_size=opts.batch_size,
+            metrics=metrics, model=opts.model, device=opts.device, dtype=opts.dtype, batch_size=opts.batch_size,
             workers=opts.workers, cache_dir=opts.cache_dir, overwrite=opts.overwrite, progress=opts.progress,
             render=render))
         for r in run.rows:
             scored.setdefault(str(r["sha256"]), []).append(r)
+        set_metrics = {**run.summary.get("set_metrics", {}),
+                       **{name: {"value": None, "error": f"unavailable: {why}"}
+                          for name, why in (run.summary.get("unavailable_metrics") or {}).items()}}
     table, summary = assemble(rows, opts.caption, failures, scored)
+    if reference is not None:
+        summary.update(trellis_columns(summary, set_metrics, reference, Path(opts.generated or "")))
     results_csv = summary_json = None
     if out is not None:
         out = Path(out)
@@ -329,3 +356,84 @@ def run_toys4k(metadata: Path, root: Path, out: Path | None, options: Toys4kOpti
         write_table(table, SEED_COLUMNS, results_csv)
         write_json(summary_json, summary)
     return Toys4kResult(table, summary, results_csv, summary_json)
+
+
+# -- generated assets against the dataset's (TRELLIS' Toys4k table) -----------------------------------
+
+TRELLIS_COLUMNS = {"FD_incep": "fd_incep", "KD_incep": "kd_incep", "FD_dinov2": "fd_dinov2", "KD_dinov2": "kd_dinov2"}
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """The dataset's own assets the generated ones are compared with."""
+
+    manifest: Path
+    paths: tuple[Path, ...]
+    missing: dict[str, str]  # sha256 -> why the row's asset is not in the set
+
+
+def reference_set(rows: Sequence[Toys4kRow], root: Path, opts: Toys4kOptions, out: Path) -> ReferenceSet:
+    """Every row's dataset asset found under ``root`` (each file once), written as a manifest."""
+    from gencritic.io.tables import write_table
+
+    if opts.caption == "mean":
+        raise InputError("--caption mean scores an asset once per caption, but the distances need each generated "
+                         "asset's views once: use --caption longest or first with --generated")
+    generated = Path(opts.generated or "")
+    if not generated.is_dir():
+        raise InputError(f"--generated {generated} is not a folder: give the folder of generated assets "
+                         "(<sha256>.glb, <sha256>/, or the identifiers' own relative paths)")
+    paths: dict[Path, None] = {}
+    missing: dict[str, str] = {}
+    for row in rows:
+        path = find_asset(root, row)
+        why = ("asset file not found under --root" if path is None
+               else sha256_mismatch(path, row) if opts.verify_sha256 else None)
+        if why is not None or path is None:
+            missing[row.sha256] = why or "not found"
+            continue
+        paths.setdefault(path.resolve(), None)
+    if len(paths) < 2:
+        raise InputError(f"--root {root} holds {len(paths)} of the metadata's assets; the distances need at least 2 "
+                         "reference assets")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "reference_assets.csv"
+    write_table([{"path": str(p)} for p in paths], ["path"], manifest)
+    return ReferenceSet(manifest, tuple(paths), missing)
+
+
+def distance_specs(manifest: Path, opts: Toys4kOptions) -> list[str]:
+    """The four set-metric specs against ``manifest`` (their options are ``k=v;...``)."""
+    for label, value in (("--out", str(manifest)), ("--inception", opts.inception), ("--dinov2", opts.dinov2)):
+        if value and (";" in value or "," in value):
+            raise InputError(f"{label} {value}: a path with ';' or ',' cannot name a metric option; move it")
+    incep = f"ref={manifest}" + (f";model={opts.inception}" if opts.inception else "")
+    dino = f"ref={manifest}" + (f";model={opts.dinov2}" if opts.dinov2 else "")
+    return [f"fd_incep:{incep}", f"kd_incep:{incep}", f"fd_dinov2:{dino}", f"kd_dinov2:{dino}"]
+
+
+def trellis_columns(summary: dict[str, Any], set_metrics: dict[str, Any], reference: ReferenceSet,
+                    generated: Path) -> dict[str, Any]:
+    """The summary fields of a ``--generated`` run: TRELLIS' column names, their sources and errors."""
+    table: dict[str, float | None] = {"CLIP": summary["mean_clip_score_scaled"]}
+    errors: dict[str, str] = {}
+    for column, metric in TRELLIS_COLUMNS.items():
+        entry = set_metrics.get(metric) or {"value": None, "error": "not computed (no generated asset was scored)"}
+        table[column] = entry.get("value")
+        if entry.get("error"):
+            errors[column] = str(entry["error"])
+    return {
+        "table": table,
+        "table_errors": errors,
+        "table_conventions": {
+            "CLIP": "mean over assets of the mean over views of cos(image, caption), x100",
+            "FD_incep/KD_incep": "Inception-v3 pool3, clean-fid resize (299, PIL bicubic per channel in float)",
+            "FD_dinov2/KD_dinov2": "DINOv2 CLS token after the final norm, 224x224 bicubic, ImageNet normalisation",
+            "KD": "unbiased MMD^2, kernel (x.y/d + 1)^3, mean over 100 subsets of up to 1000 views; not scaled",
+        },
+        "generated": str(generated),
+        "reference_assets": len(reference.paths),
+        "reference_missing": reference.missing,
+        "reference_manifest": str(reference.manifest),
+        "set_metrics": {m: set_metrics.get(m) for m in TRELLIS_COLUMNS.values()},
+    }

@@ -29,6 +29,7 @@ FAMILY_MODULES = (
     "learned",
     "temporal",
     "sets",
+    "set_distances",
     "vlm",
 )
 _loaded = False

@@ -77,7 +77,8 @@ def score(
     prefetch = resolve_prefetch(opts.workers, pool.device)  # before any model loads: bad values fail fast
     runtime = describe_runtime(pool.device, pool.dtype)  # what runs, as summary.json records it (a bad dtype fails here)
     cache = EmbeddingCache.in_dir(opts.cache_dir)
-    ctx = RunContext(pool=pool, cache=cache, default_model=opts.model, background=background)
+    render = opts.render_for_run(background)  # renders are cached beside the embeddings, and not at all with --no-cache
+    ctx = RunContext(pool=pool, cache=cache, default_model=opts.model, background=background, render=render)
     metric_set.setup(ctx)
 
     numeric = opts.numeric_settings(any(i.kind == "mesh" for i in items))
@@ -97,7 +98,6 @@ def score(
     view_metrics = metric_set.view_metrics
     columns = output_columns(items, view_metrics, metric_set.uses_text)
     model_label = metric_set.model_label()
-    render = opts.render_for_run(background)  # renders are cached beside the embeddings, and not at all with --no-cache
     backbones = metric_set.backbones
     objects = ObjectCache(opts.cache_dir)  # media behind addresses, fetched by the thread that prepares them
     fetched_before = FETCH_STATS.snapshot()

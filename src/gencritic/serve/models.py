@@ -34,7 +34,8 @@ from gencritic.serve.limits import DEFAULT_MAX_MODELS
 from gencritic.serve.security import Roots
 
 # Options whose values are settings, not names of models or files.
-PLAIN_OPTIONS = frozenset({"net", "mask", "version", "arch", "pairs", "prompts", "scale"})
+PLAIN_OPTIONS = frozenset({"net", "mask", "version", "arch", "pairs", "prompts", "scale",
+                           "subsets", "subset_size", "seed"})  # kd_*: numbers, never paths
 
 
 class ModelPolicy:
