@@ -125,3 +125,44 @@ def test_a_stuck_worker_is_stopped_and_fails_its_file(tmp_path: Path, two_proces
         parallel.load_asset_in_worker(slow)
     assert time.monotonic() - started < 20
     assert parallel.load_asset_in_worker(good).num_faces == 12
+
+
+def _import_then_load(path: Path) -> MeshData:
+    import gencritic_test_slow_import  # noqa: F401  (what a reader imports on first use)
+
+    return load_asset(path)
+
+
+def test_a_worker_forked_during_another_threads_import_does_not_hang(
+        tmp_path: Path, two_processes: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers are forked while other threads run. A fork copies a module's import lock as it is:
+    a child forked while another thread was half-way through importing a module its reader needs
+    used to wait on that lock forever (seen as 'took over 600 s' in test_toys4k under load). The
+    pool imports what its readers use before forking, so the load finishes."""
+    import sys
+    import threading
+    import time
+
+    (tmp_path / "gencritic_test_slow_import.py").write_text(
+        "import pathlib, time\n"
+        f"pathlib.Path({str(tmp_path / 'importing')!r}).touch()\n"
+        "time.sleep(2.0)  # a long import: another thread holds this module's lock meanwhile\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "gencritic_test_slow_import", raising=False)
+    monkeypatch.setattr(parallel, "load_asset", _import_then_load)
+    monkeypatch.setenv("GENCRITIC_LOAD_TIMEOUT_S", "15")
+    box = tmp_path / "box.ply"
+    trimesh.creation.box().export(box)
+
+    importer = threading.Thread(target=lambda: __import__("gencritic_test_slow_import"))
+    importer.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "importing").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (tmp_path / "importing").exists()
+    started = time.monotonic()
+    try:
+        assert parallel.load_asset_in_worker(box).num_faces == 12  # the pool is forked now, mid-import
+    finally:
+        importer.join()
+    assert time.monotonic() - started < 12

@@ -30,6 +30,7 @@ import atexit
 import contextlib
 import ctypes
 import functools
+import logging
 import multiprocessing
 import os
 import queue
@@ -47,6 +48,7 @@ from gencritic.errors import InputError, ItemError
 from gencritic.mesh.data import MeshData
 from gencritic.mesh.loaders import load_asset
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -166,9 +168,57 @@ def _noop() -> None:
     return None
 
 
+def _write_warmup_assets(folder: Path) -> list[Path]:
+    """Tiny files of each format the readers handle, with what they read beside them (a textured
+    OBJ with its MTL and PNG, a vertex-coloured PLY, an STL, a textured GLB)."""
+    import numpy as np
+    import trimesh
+    from PIL import Image
+
+    texture = Image.fromarray(np.full((4, 4, 3), 200, np.uint8), "RGB")
+    uv = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    quad = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], [[0, 1, 2], [1, 3, 2]], process=False,
+                           visual=trimesh.visual.TextureVisuals(
+                               uv=uv, material=trimesh.visual.material.PBRMaterial(baseColorTexture=texture)))
+    coloured = trimesh.Trimesh(quad.vertices, quad.faces, process=False,
+                               vertex_colors=np.tile(np.array([[255, 0, 0, 255]], np.uint8), (4, 1)))
+    paths = [folder / "t.obj", folder / "c.ply", folder / "s.stl", folder / "t.glb"]
+    quad.export(paths[0])
+    coloured.export(paths[1])
+    coloured.export(paths[2])
+    quad.export(paths[3])
+    return paths
+
+
+def _warm_imports() -> None:
+    """Import, in this process, every module a worker's readers import, before forking it.
+
+    Why: a fork copies a module lock as it is at that instant. Workers are forked while other
+    threads run (a run's render and prefetch threads, the main thread importing transformers),
+    and the readers import ~900 modules lazily on first use (trimesh's exchange and scipy,
+    networkx, PIL's plugins ...). A worker forked while another thread was half-way through
+    importing one of them waited forever on that module's lock in the child — seen as
+    "loading ball_001.glb took over 600 s" under load. Reading one tiny file of each format here
+    (the launcher thread waits for any import in progress elsewhere to finish) leaves the children
+    nothing to import. A failure here is only logged: the real load reports its own errors."""
+    import tempfile
+
+    from PIL import Image
+
+    Image.init()  # every image plugin, for textures of any format
+    try:
+        with tempfile.TemporaryDirectory(prefix="gencritic-warm-") as tmp:
+            for path in _write_warmup_assets(Path(tmp)):
+                load_asset(path)
+    except Exception as exc:  # a warm-up: each real file reports its own errors
+        logger.debug("mesh loader warm-up: %s", exc)
+
+
 def _new_pool(n: int) -> ProcessPoolExecutor:
     """A pool whose processes are forked now, by the calling (launcher) thread: with the fork
-    context they start at the first submit, in the submitting thread."""
+    context they start at the first submit, in the submitting thread. The modules the workers
+    need are imported first (:func:`_warm_imports`), so no child inherits a held import lock."""
+    _warm_imports()
     pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
                                initializer=_init_worker, initargs=(os.getpid(),))
     pool.submit(_noop).result()
