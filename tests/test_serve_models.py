@@ -183,3 +183,25 @@ def test_every_option_is_a_setting_or_checked_as_a_file(service: ScoringService,
     real = (root / "heads" / "g").resolve()
     assert service.policy.check_spec("learned:heads/g") == f"learned:{real}"
     assert service.policy.check_spec("learned:head=heads/g") == f"learned:head={real}"
+
+
+def test_set_metrics_are_refused_before_their_reference_set_is_opened(client: TestClient, root: Path,
+                                                                      outside: Path, service: ScoringService) -> None:
+    """A set metric has no value for one request (clip_diversity answered 200 with no score), and
+    its ref= manifest, itself under a root, could list files anywhere: both refused with 400 before
+    any file is read, over HTTP and MCP alike."""
+    (outside / "a.png").write_bytes(b"not read")
+    (root / "refs.csv").write_text(f"image,prompt\n{outside / 'a.png'},x\n{outside / 'b.png'},x\n")
+    for metrics in ("clip_diversity", "fd_incep:ref=refs.csv", f"kd_dinov2:ref={outside}", "clip,fd_dinov2:ref=x"):
+        status, detail = _post(client, metrics)
+        assert status == 400 and "is a set metric" in detail and "gencritic score" in detail, (metrics, detail)
+    status, _ = _post(client, "clip")
+    assert status == 200
+    pytest.importorskip("mcp")
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from gencritic.serve.mcp_server import build_mcp
+
+    with pytest.raises(ToolError, match="is a set metric"):
+        asyncio.run(build_mcp(service).call_tool("evaluate_image", {"path": "red.png", "prompt": "x",
+                                                                    "metrics": "fd_incep:ref=refs.csv"}))

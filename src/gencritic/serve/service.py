@@ -215,13 +215,21 @@ class ScoringService:
     def parse_metrics(self, metrics: str | Sequence[str] | None) -> tuple[str, ...]:
         """Metric specs checked against the registry and the operator's allow-list (403 for a
         model or file the operator did not allow), before anything is loaded or opened."""
-        from gencritic.metrics.registry import create_metric, split_specs
+        from gencritic.metrics.registry import all_metrics, create_metric, split_specs
 
         specs = tuple(split_specs(metrics)) if metrics else self.config.default_metrics
         checked = []
         for spec in specs:
             if len(spec) > MAX_SPEC_CHARS:
                 raise InputError(f"metric spec {shown(spec)} is over {MAX_SPEC_CHARS} characters")
+            cls = all_metrics().get(spec.partition(":")[0].strip().lower())
+            if cls is not None and cls.info.kind == "set":
+                # One value over a whole run (FD/KD against a ref= set): a request has no run to
+                # give it, and its reference set would be read past the service's roots and limits
+                # (a manifest under a root may list any file). Refused before anything is opened.
+                raise InputError(f"metric {shown(spec)} is a set metric (one value over a whole run, "
+                                 f"such as FD/KD against a reference set); the service scores each request on its own: run it with "
+                                 f"`gencritic score FOLDER --metrics ...`")
             spec = self.policy.check_spec(spec)
             metric = create_metric(spec, self.config.model)  # unknown names fail here, as InputError
             self.policy.check_metric(metric, self.config.model)
