@@ -259,7 +259,7 @@ class LPIPS(Metric):
 
         values = np.full(len(batch), np.nan)
         errors: list[str | None] = [None] * len(batch)
-        groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, str]]] = {}
         for i, view in enumerate(batch.views):
             ref = batch.reference_for(view)
             if ref is None:
@@ -271,15 +271,15 @@ class LPIPS(Metric):
                 errors[i] = str(exc)
                 continue
             mask = torch.ones_like(x[:, :1]) if m is None else m  # an all-ones mask is exactly no mask
-            groups.setdefault(tuple(x.shape), []).append((i, x, y, mask))
+            key = f"{reference_key(ref, batch)}|{tuple(x.shape[1:])}"  # the reference as the network sees it
+            groups.setdefault(tuple(x.shape), []).append((i, x, y, mask, key))
         dev = self.device
         for members in groups.values():
             idx = [k for k, *_ in members]
             x = torch.cat([t[1] for t in members]).to(dev)
             y = torch.cat([t[2] for t in members]).to(dev)
             if not self.use_mask:  # whole frames: a reference's features do not depend on the view
-                refs = [batch.reference_for(batch.views[k]) for k in idx]
-                keys = [f"{reference_key(r, batch)}|{tuple(x.shape[1:])}" for r in refs if r is not None]
+                keys = [t[4] for t in members]
                 values[idx] = self.net.distance(self.net.features(x * 2 - 1), self._reference_features(keys, y)
                                                 ).double().cpu().numpy()
                 continue
