@@ -106,3 +106,16 @@ def test_help_starts_quickly() -> None:
         assert run.returncode == 0 and "Usage" in run.stdout, run.stderr[-2000:]
     print(f"gencritic --help: best {min(times):.3f} s of {len(times)} (all: {', '.join(f'{t:.2f}' for t in times)})")
     assert min(times) < 1.0, times
+
+
+def test_a_hub_warning_is_printed_once(tmp_path: Path) -> None:
+    """huggingface_hub has its own stderr handler and propagates to the root logger the CLI sets
+    up: an offline machine's retry warnings came out twice each."""
+    code = ("import logging, sys\n"
+            "from gencritic.cli.main import app\n"
+            f"app(['cache', 'info', '--cache-dir', {str(tmp_path)!r}], standalone_mode=False)\n"
+            "import huggingface_hub.utils.logging as hl\n"
+            "hl.get_logger('huggingface_hub.file_download').warning('hub retry 1/5')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("hub retry 1/5") == 1, res.stderr

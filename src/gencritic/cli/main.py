@@ -45,6 +45,9 @@ def _root(
 ) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="gencritic: %(levelname)s: %(message)s", stream=sys.stderr)
+    # huggingface_hub prints its warnings with its own handler and also passes them up: without
+    # this, every hub warning (an offline machine's retries: ~10 of them) is printed twice
+    logging.getLogger("huggingface_hub").propagate = False
 
 
 for _name in COMMAND_MODULES:
