@@ -12,7 +12,6 @@ used for evaluation is recomputed with them.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from gencritic.agreement.head_fit import FitResult, masked_mse
+from gencritic.agreement.head_fit import FitResult, fit_epochs, masked_mse
 from gencritic.agreement.splits import Split
 from gencritic.errors import InputError, ModelUnavailableError
 from gencritic.items import Item
@@ -105,10 +104,6 @@ class TrainSettings(Protocol):
     finetune_blocks: int
 
 
-def _masked_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return masked_mse(pred, target, weights)
-
-
 def fit_finetune(head: AssessmentHead, backbone: FusionBackbone, items: Sequence[Item], y: np.ndarray,
                  split: Split, opts: TrainSettings, weights: torch.Tensor) -> tuple[FitResult, dict[str, torch.Tensor]]:
     """Train head + the last ``opts.finetune_blocks`` fusion layers; early-stop on ``split.val``.
@@ -137,41 +132,33 @@ def fit_finetune(head: AssessmentHead, backbone: FusionBackbone, items: Sequence
         feats = backbone.features(pixels[idx], ids[idx], mask[idx])
         return head(feats, None, torch.zeros((int(idx.numel()), 0), device=dev))
 
-    best_head, best_layers = copy.deepcopy(head.state_dict()), backbone.trainable_state()
-    best, best_epoch, since = math.inf, 0, 0
-    train_hist: list[float] = []
-    val_hist: list[float] = []
-    n = int(train_idx.numel())
-    for _epoch in range(opts.epochs):
-        head.train()
-        backbone.model.train()
-        order = train_idx[torch.randperm(n, generator=gen)]
+    w = weights.to(dev)
+
+    def step(positions: torch.Tensor) -> float:
+        b = train_idx[positions]
+        loss = masked_mse(forward(b), y_all[b].to(dev), w)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        return float(loss.detach()) * int(b.numel())
+
+    def validate() -> float:
         total = 0.0
-        for start in range(0, n, opts.batch_size):
-            b = order[start:start + opts.batch_size]
-            loss = _masked_loss(forward(b), y_all[b].to(dev), weights.to(dev))
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            total += float(loss.detach()) * int(b.numel())
-        train_hist.append(total / max(n, 1))
-        head.eval()
-        backbone.model.eval()
-        with torch.no_grad():
-            v = sum(float(_masked_loss(forward(val_idx[s:s + opts.batch_size]), y_all[val_idx[s:s + opts.batch_size]].to(dev),
-                                       weights.to(dev))) * int(val_idx[s:s + opts.batch_size].numel())
-                    for s in range(0, int(val_idx.numel()), opts.batch_size)) / max(int(val_idx.numel()), 1)
-        val_hist.append(v)
-        if v < best - 1e-7:
-            best, best_epoch, since = v, len(val_hist) - 1, 0
-            best_head, best_layers = copy.deepcopy(head.state_dict()), backbone.trainable_state()
-        else:
-            since += 1
-            if since >= opts.patience:
-                break
+        for s in range(0, int(val_idx.numel()), opts.batch_size):
+            b = val_idx[s:s + opts.batch_size]
+            total += float(masked_mse(forward(b), y_all[b].to(dev), w)) * int(b.numel())
+        return total / max(int(val_idx.numel()), 1)
+
+    def set_training(on: bool) -> None:
+        head.train(on)
+        backbone.model.train(on)
+
+    log = fit_epochs(int(train_idx.numel()), opts.epochs, opts.batch_size, opts.patience, gen, step, validate,
+                     set_training, snapshot=lambda: (copy.deepcopy(head.state_dict()), backbone.trainable_state()))
+    best_head, best_layers = log.best_state
     head.load_state_dict(best_head)
     backbone.load_trainable(best_layers)
     backbone.model.requires_grad_(False)
     head.cpu().eval()
-    return FitResult(head=head, train_loss=train_hist, val_loss=val_hist, best_epoch=best_epoch,
+    return FitResult(head=head, train_loss=log.train_loss, val_loss=log.val_loss, best_epoch=log.best_epoch,
                      baseline=baseline), best_layers

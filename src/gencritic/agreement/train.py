@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from gencritic.agreement.bootstrap import RESAMPLE_CHOICES, agreement, bootstrap_counts
-from gencritic.agreement.head_fit import FitResult, masked_mse
+from gencritic.agreement.head_fit import FitResult, fit_epochs, masked_mse
 from gencritic.agreement.imagereward_train import (
     backbone_kind,
     load_fusion_backbone,
@@ -278,38 +278,22 @@ def fit_head(config: dict[str, Any], feats: FeatureSet, y: np.ndarray, split: Sp
         val_idx = split.val if split.val.size else split.train
         va = _tensors(feats, val_idx, score_mean, score_std)
         y_va = torch.from_numpy(y[val_idx].astype(np.float32))
-        best_state = copy.deepcopy(head.state_dict())
-        best, best_epoch, since = math.inf, 0, 0
-        train_hist: list[float] = []
-        val_hist: list[float] = []
-        n = int(split.train.size)
-        for epoch in range(opts.epochs):
-            head.train()
-            order = torch.randperm(n, generator=gen)
-            total = 0.0
-            for start in range(0, n, opts.batch_size):
-                b = order[start:start + opts.batch_size]
-                pred = head(tr[0][b], None if tr[1] is None else tr[1][b], tr[2][b])
-                loss = masked_mse(pred, y_tr[b], weights)
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-                total += float(loss.detach()) * int(b.numel())
-            train_hist.append(total / max(n, 1))
-            head.eval()
-            with torch.no_grad():
-                v = float(masked_mse(head(*va), y_va, weights))
-            val_hist.append(v)
-            if v < best - 1e-7:
-                best, best_epoch, since = v, epoch, 0
-                best_state = copy.deepcopy(head.state_dict())
-            else:
-                since += 1
-                if since >= opts.patience:
-                    break
-        head.load_state_dict(best_state)
+
+        def step(b: torch.Tensor) -> float:
+            pred = head(tr[0][b], None if tr[1] is None else tr[1][b], tr[2][b])
+            loss = masked_mse(pred, y_tr[b], weights)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            return float(loss.detach()) * int(b.numel())
+
+        log = fit_epochs(int(split.train.size), opts.epochs, opts.batch_size, opts.patience, gen, step,
+                         validate=lambda: float(masked_mse(head(*va), y_va, weights)),
+                         set_training=head.train, snapshot=lambda: copy.deepcopy(head.state_dict()))
+        head.load_state_dict(log.best_state)
         head.eval()
-    return FitResult(head=head, train_loss=train_hist, val_loss=val_hist, best_epoch=best_epoch, baseline=baseline)
+    return FitResult(head=head, train_loss=log.train_loss, val_loss=log.val_loss, best_epoch=log.best_epoch,
+                     baseline=baseline)
 
 
 def predict(head: AssessmentHead, feats: FeatureSet, idx: np.ndarray, score_mean: np.ndarray, score_std: np.ndarray,
